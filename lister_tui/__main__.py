@@ -1,0 +1,3 @@
+from lister_tui.cli import main
+
+main()

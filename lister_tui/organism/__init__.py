@@ -1,0 +1,1 @@
+"""lister-tiny: the project's own model organism of list generation."""

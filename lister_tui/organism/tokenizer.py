@@ -1,0 +1,47 @@
+"""lister-tiny's tokenizer, trained with HF `tokenizers` on the synthetic corpus.
+
+The pre-tokenizer cuts text into words with their leading blank (" Paris"),
+single punctuation marks, a lone blank and "\n", so that the filler blank before
+a line break is a token of its own, distinct from "\n", as in Gemma's vocabulary.
+BPE then learns whole-word tokens for the corpus's words (" short" and " long"
+are single tokens) and keeps characters as a fallback for unseen text.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+from lister_tui.organism.corpus import SPECIAL_TOKENS
+
+PRETOKEN_PATTERN = r" ?[A-Za-z0-9']+| ?[^\sA-Za-z0-9']| |\n"
+
+
+def train_tokenizer(texts: list[str], out_dir: Path, vocab_size: int = 1024):
+    """Train on ``texts``, save as a `PreTrainedTokenizerFast` folder, and return it reloaded."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(PRETOKEN_PATTERN), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=list(string.printable[:95]) + ["\n"],
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
+    )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(out_dir))
+    # TransformerLens needs a tokenizer loaded from disk (an in-memory one lacks name_or_path).
+    return PreTrainedTokenizerFast.from_pretrained(str(out_dir))

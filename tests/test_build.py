@@ -1,0 +1,47 @@
+"""`lister-tui organism build` runs end to end (at the reduced size) and is reproducible."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from lister_tui.core.loading import build_hooked_model, load_model
+from lister_tui.organism import paths
+from lister_tui.organism.build import BuildSettings, build_organism
+from lister_tui.organism.corpus import make_corpus
+from lister_tui.organism.tokenizer import train_tokenizer
+from lister_tui.organism.train_model import ModelShape, ModelTrainingSettings, encode_examples, train_model
+
+
+def test_reduced_build_end_to_end(tmp_path):
+    out = tmp_path / "organism"
+    logs: list[str] = []
+    record = build_organism(out, BuildSettings.reduced(), log=logs.append)
+    for name in (paths.TOKENIZER_SUBDIR, paths.MODEL_CONFIG, paths.MODEL_WEIGHTS, paths.CARD, paths.BUILD_RECORD):
+        assert (out / name).exists(), name
+    assert sorted(p.name for p in (out / paths.SAES_SUBDIR).iterdir()) == sorted(record["sae_quality"])
+    assert len(record["sae_quality"]) == 2 * record["model_config"]["n_layers"]
+    assert json.loads((out / paths.BUILD_RECORD).read_text())["training"]["steps"] == 40
+    # no temp folder left behind next to the output
+    assert [p.name for p in tmp_path.iterdir()] == ["organism"]
+    loaded = load_model("lister-tiny", device="cpu", weights_dir=out)
+    sae = loaded.load_sae("attn_1")
+    assert sae.cfg.metadata.hook_name == "blocks.1.attn.hook_z"
+    assert "| short |" in (out / paths.CARD).read_text()
+
+
+def test_model_training_is_reproducible_from_its_seed(tmp_path):
+    examples = make_corpus(200, 0)
+    tok = train_tokenizer([e.text for e in examples], tmp_path / "tok", 400)
+    seqs, prompt_lens = encode_examples(tok, examples)
+    shape = ModelShape(n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64, n_ctx=160)
+    settings = ModelTrainingSettings(steps=4, batch_size=4, warmup_steps=1)
+    states = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = build_hooked_model(shape.hooked_config(len(tok), 0), tok)
+        train_model(model, seqs, prompt_lens, settings, tok.pad_token_id, log=lambda _: None)
+        states.append(model.state_dict())
+    for key in states[0]:
+        torch.testing.assert_close(states[0][key], states[1][key], rtol=0, atol=0)

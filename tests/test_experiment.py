@@ -1,0 +1,100 @@
+"""The study's loop on lister-tiny finds the mechanism we built into its data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lister_tui.core.ablation import Ablation, FeatureAblation
+from lister_tui.core.errors import ListerError
+from lister_tui.core.experiment import ablate_and_regenerate, attribute_lists, attributable, top_k_ablation
+from lister_tui.core.features import dataset_ranking, expression_matrix
+from lister_tui.core.generation import sample_lists
+from lister_tui.core.prompts import build_prompts
+from lister_tui.core.study import SAMPLING_PRESETS, TOPICS
+
+SHORT_TOPICS = TOPICS[:12]
+
+
+@pytest.fixture(scope="module")
+def short_lists(tiny):
+    specs = build_prompts(["short"], SHORT_TOPICS, samples_per_topic=2, base_seed=7)
+    samples = sample_lists(tiny, specs, SAMPLING_PRESETS["code"])
+    return [samples[i] for i in attributable(samples)]
+
+
+@pytest.fixture(scope="module")
+def res0(tiny, short_lists):
+    return attribute_lists(tiny, short_lists, ["res_0", "attn_1"])
+
+
+def _short_pos(tiny, sample) -> int:
+    short_id = tiny.tokenizer.convert_tokens_to_ids(" short")
+    return sample.tokens.index(short_id)
+
+
+def test_top_res0_features_sit_on_the_short_token(tiny, short_lists, res0):
+    attr = res0["res_0"]
+    hits = [any(p.pos == _short_pos(tiny, s) for p in attr.top[i][:5]) for i, s in enumerate(short_lists)]
+    # the template word is what sets the length; its layer-0 features must rank in the top 5
+    assert np.mean(hits) >= 0.8, np.mean(hits)
+    ranking = dataset_ranking(attr, short_lists, lambda t: tiny.tokenizer.decode([t]), k=5)
+    assert " short" in set(ranking.head(5)["top_token"])
+
+
+def test_ablating_top5_res0_lengthens_short_lists(tiny, short_lists, res0):
+    attr = res0["res_0"]
+    ablations = [top_k_ablation(attr, i, 5) for i in range(len(short_lists))]
+    outcomes = ablate_and_regenerate(tiny, short_lists, ablations, SAMPLING_PRESETS["code"])
+    added = np.mean([o.delta("n_items") for o in outcomes])
+    # unablated short lists have 3-5 items; without " short" the organism writes 6-9
+    assert added >= 1.5, added
+
+
+def test_empty_ablation_regenerates_token_for_token(tiny, short_lists):
+    outcomes = ablate_and_regenerate(tiny, short_lists[:4], [Ablation()] * 4, SAMPLING_PRESETS["code"])
+    for o in outcomes:
+        assert o.ablated.tokens == o.base.tokens
+
+
+def test_regeneration_from_the_prompt_with_the_same_seed_is_the_base(tiny, short_lists):
+    again = sample_lists(tiny, [s.spec for s in short_lists[:4]], SAMPLING_PRESETS["code"])
+    assert [s.tokens for s in again] == [s.tokens for s in short_lists[:4]]
+
+
+def test_error_share_and_metric_are_reported(res0, short_lists):
+    attr = res0["attn_1"]
+    assert len(attr.top) == len(short_lists)
+    shares = [attr.error_share(i) for i in range(len(short_lists))]
+    assert all(0 <= s <= 1 for s in shares)
+    assert np.all(np.isfinite(attr.metric))
+    for i, pairs in enumerate(attr.top):
+        assert all(0 < p.pos <= attr.attribution_pos[i] for p in pairs)
+        values = [p.attribution for p in pairs]
+        assert values == sorted(values, reverse=True)
+
+
+def test_expression_matrix_is_clustered_and_aggregates_per_topic(res0, short_lists):
+    m = expression_matrix(res0["res_0"], short_lists, top_n=40)
+    assert m.values.shape == (len(m.features), len(short_lists))
+    assert sorted(m.samples.tolist()) == list(range(len(short_lists)))
+    assert len(set(m.features.tolist())) == len(m.features)
+    np.testing.assert_array_equal(m.values, res0["res_0"].max_activation[m.samples][:, m.features].T)
+    per_topic = m.per_topic()
+    assert set(per_topic.columns) == {s.spec.topic for s in short_lists}
+
+
+def test_bad_inputs_name_the_bad_value(tiny, short_lists, res0):
+    with pytest.raises(ListerError, match="unknown SAE 'res_99'.*res_0"):
+        attribute_lists(tiny, short_lists[:1], ["res_99"])
+    with pytest.raises(ListerError, match="k must be >= 1"):
+        top_k_ablation(res0["res_0"], 0, 0)
+    d_sae = res0["res_0"].d_sae
+    with pytest.raises(ListerError, match=str(d_sae)):
+        sample_lists(tiny, [short_lists[0].spec], SAMPLING_PRESETS["code"], ablation=Ablation((FeatureAblation("res_0", d_sae, (3,)),)))
+    with pytest.raises(ListerError, match="position"):
+        sample_lists(tiny, [short_lists[0].spec], SAMPLING_PRESETS["code"], ablation=Ablation((FeatureAblation("res_0", 1, (10_000,)),)))
+    with pytest.raises(ListerError, match="no topics"):
+        build_prompts(["short"], [], 1)
+    with pytest.raises(ListerError, match="unknown topic 'Spaceships'"):
+        build_prompts(["short"], ["Spaceships"], 1)

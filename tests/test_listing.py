@@ -1,0 +1,60 @@
+"""List structure and metrics, on hand-written token sequences with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lister_tui.core.listing import items_from_text, list_metrics, parse_structure, shannon_index, topic_diversity
+from lister_tui.core.loading import TokenIds, single_token_id
+from lister_tui.core.errors import ListerError
+
+# a toy vocabulary: 0 pad, 1 "-", 2 "\n", 3 " ", 4 end, 5.. words
+IDS = TokenIds(blank=3, newline=2, item_marker=1, stops=(4,), bos=None)
+WORDS = {5: " Apple", 6: " Pear", 7: " Fig", 8: " Kiwi", 9: " Tree", 1: "-", 2: "\n", 3: " ", 4: "<end_of_turn>", 0: "<pad>"}
+
+
+def decode(ids):
+    return "".join(WORDS[i] for i in ids if i != 4)
+
+
+def test_structure_items_fillers_end_and_attribution_position():
+    #        0  1  2  3  4  5  6  7  8  9 10 11 12 13
+    tokens = [9, 1, 5, 2, 1, 6, 9, 3, 2, 1, 7, 3, 2, 4]
+    s = parse_structure(tokens, IDS, first_marker_pos=1)
+    assert [(i.marker_pos, i.newline_pos, i.last_token_pos, i.has_filler) for i in s.items] == [
+        (1, 3, 2, False),
+        (4, 8, 6, True),
+        (9, 12, 10, True),
+    ]
+    assert s.filler_positions == (7, 11)
+    assert s.end_pos == 13
+    assert s.attribution_pos == 10
+    assert s.filler_items == (1, 2)
+
+
+def test_cut_off_list_has_no_end_and_counts_the_partial_item():
+    tokens = [9, 1, 5, 2, 1, 6]
+    s = parse_structure(tokens, IDS, 1)
+    assert s.end_pos is None and s.n_items == 2
+    assert s.attribution_pos == 2  # only complete items define it
+
+
+def test_list_metrics_repeats_and_diversity():
+    tokens = [9, 1, 5, 2, 1, 5, 2, 1, 6, 3, 2, 4]
+    m = list_metrics(tokens, prompt_len=2, ids=IDS, decode=decode)
+    assert (m.n_items, m.repeated_items, m.filler_count, m.reached_end, m.n_tokens) == (3, 1, 1, True, 10)
+    assert m.diversity == pytest.approx(-(2 / 3) * math.log(2 / 3) - (1 / 3) * math.log(1 / 3))
+
+
+def test_text_items_and_shannon():
+    assert items_from_text(" Apple\n- Pear \n- Fig") == ["Apple", "Pear", "Fig"]
+    assert shannon_index(["a", "b", "c"]) == pytest.approx(math.log(3))
+    assert shannon_index([]) == 0.0
+    assert topic_diversity([["a", "b"], ["a", "c"]]) == pytest.approx(shannon_index(["a", "b", "a", "c"]))
+
+
+def test_multi_token_metric_string_is_rejected(tiny):
+    with pytest.raises(ListerError, match="'Provide me'.*2 tokens"):
+        single_token_id(tiny.tokenizer, "Provide me")
