@@ -7,7 +7,13 @@ import pytest
 
 from lister_tui.core.ablation import Ablation, FeatureAblation
 from lister_tui.core.errors import ListerError
-from lister_tui.core.experiment import ablate_and_regenerate, attribute_lists, attributable, top_k_ablation
+from lister_tui.core.experiment import (
+    ablate_and_regenerate,
+    attributable,
+    attribute_lists,
+    metric_under_ablation,
+    top_k_ablation,
+)
 from lister_tui.core.features import dataset_ranking, expression_matrix
 from lister_tui.core.generation import sample_lists
 from lister_tui.core.prompts import build_prompts
@@ -28,27 +34,37 @@ def res0(tiny, short_lists):
     return attribute_lists(tiny, short_lists, ["res_0", "attn_1"])
 
 
-def _short_pos(tiny, sample) -> int:
-    short_id = tiny.tokenizer.convert_tokens_to_ids(" short")
-    return sample.tokens.index(short_id)
+def _earlier_fillers(sample, attribution_pos: int) -> set[int]:
+    return {p for p in sample.structure.filler_positions if p < attribution_pos}
 
 
-def test_top_res0_features_sit_on_the_short_token(tiny, short_lists, res0):
+def test_attribution_finds_the_filler_run_the_data_was_made_with(short_lists, res0):
+    # The corpus puts the blank on a contiguous run of last items, so an earlier
+    # filler blank is the strongest evidence that this item ends with one too.
     attr = res0["res_0"]
-    hits = [any(p.pos == _short_pos(tiny, s) for p in attr.top[i][:5]) for i, s in enumerate(short_lists)]
-    # the template word is what sets the length; its layer-0 features must rank in the top 5
-    assert np.mean(hits) >= 0.8, np.mean(hits)
-    ranking = dataset_ranking(attr, short_lists, lambda t: tiny.tokenizer.decode([t]), k=5)
-    assert " short" in set(ranking.head(5)["top_token"])
+    with_filler = [i for i, s in enumerate(short_lists) if _earlier_fillers(s, attr.attribution_pos[i])]
+    assert len(with_filler) >= len(short_lists) // 2
+    hits = [
+        any(p.pos in _earlier_fillers(short_lists[i], attr.attribution_pos[i]) for p in top_k_pairs(attr, i, 5))
+        for i in with_filler
+    ]
+    assert np.mean(hits) >= 0.9, np.mean(hits)
 
 
-def test_ablating_top5_res0_lengthens_short_lists(tiny, short_lists, res0):
+def top_k_pairs(attr, i, k):
+    return [p for p in attr.top[i] if 0 < p.pos < attr.attribution_pos[i]][:k]
+
+
+def test_zero_ablating_top5_res0_lowers_the_wish_to_end(tiny, short_lists, res0):
     attr = res0["res_0"]
-    ablations = [top_k_ablation(attr, i, 5) for i in range(len(short_lists))]
-    outcomes = ablate_and_regenerate(tiny, short_lists, ablations, SAMPLING_PRESETS["code"])
-    added = np.mean([o.delta("n_items") for o in outcomes])
-    # unablated short lists have 3-5 items; without " short" the organism writes 6-9
-    assert added >= 1.5, added
+    real, estimate = [], []
+    for i, s in enumerate(short_lists):
+        ablation = top_k_ablation(attr, i, 5)
+        real.append(metric_under_ablation(tiny, s.tokens, ablation, attr.attribution_pos[i]) - attr.metric[i])
+        estimate.append(-sum(p.attribution for p in top_k_pairs(attr, i, 5)))
+    # a real forward pass with the features zeroed, not the linear estimate
+    assert np.mean(real) <= -1.0, np.mean(real)
+    assert np.corrcoef(real, estimate)[0, 1] >= 0.7
 
 
 def test_empty_ablation_regenerates_token_for_token(tiny, short_lists):

@@ -188,3 +188,17 @@ def ablate_and_regenerate(
         ablated = sample_lists(loaded, [sample.spec], settings, prefixes=prefix, ablation=ablation)[0]
         outcomes.append(AblationOutcome(i, ablation, with_metric(loaded, base), with_metric(loaded, ablated)))
     return outcomes
+
+
+def metric_under_ablation(loaded: LoadedModel, tokens: Sequence[int], ablation: Ablation, pos: int) -> float:
+    """The metric at ``pos`` of ``tokens`` with ``ablation`` applied (a real forward pass, not an estimate)."""
+    from lister_tui.core.ablation import ablation_hooks, validate
+    from lister_tui.core.attribution import metric_logit_diff
+
+    seq = list(tokens[: pos + 1])
+    saes = {sae_id: loaded.load_sae(sae_id, cache=True) for sae_id in {f.sae_id for f in ablation.features}}
+    validate(ablation, saes, len(seq))
+    hooks = ablation_hooks(ablation, saes, len(seq)) if saes else []
+    with torch.inference_mode(), loaded.model.hooks(fwd_hooks=hooks):
+        logits = loaded.model(torch.tensor([seq], device=loaded.device))
+    return float(metric_logit_diff(logits, loaded.ids.blank, loaded.ids.newline)[0, pos])

@@ -124,7 +124,9 @@ def load_model(
         model, tokenizer = _load_shipped(folder)
     else:
         model, tokenizer = _load_pretrained(entry, device, torch_dtype)
-    model = model.to(device, dtype=torch_dtype) if entry.source == "shipped" else model
+    if entry.source == "shipped":
+        # HookedTransformer.to takes a device or a dtype, one at a time
+        model = model.to(device).to(torch_dtype)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

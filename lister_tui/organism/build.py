@@ -43,7 +43,7 @@ class BuildSettings:
         return cls(
             n_train_examples=1_500,
             n_heldout_examples=100,
-            vocab_size=600,
+            vocab_size=1024,
             shape=ModelShape(d_model=64, n_heads=4, d_head=16, d_mlp=128),
             model_training=ModelTrainingSettings(steps=40, batch_size=16, warmup_steps=5),
             sae_training=SAETrainingSettings(d_sae=128, training_tokens=8_192, batch_size_tokens=512),

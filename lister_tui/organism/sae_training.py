@@ -185,8 +185,8 @@ def _batched_rows(
         raise ValueError("no non-empty sequences to train on")
     rng = random.Random(seed)
     # Top up with random repeats so every LLM batch is full: the store drops a
-    # partial batch at the end of each epoch.
-    seqs += rng.sample(seqs, -len(seqs) % rows_per_batch) if len(seqs) >= rows_per_batch else []
+    # partial batch at the end of each epoch (callers keep rows_per_batch <= len(seqs)).
+    seqs += rng.sample(seqs, -len(seqs) % rows_per_batch)
     rng.shuffle(seqs)  # random tie-break among equal lengths
     seqs.sort(key=len)
     batches = [seqs[i : i + rows_per_batch] for i in range(0, len(seqs), rows_per_batch)]
@@ -231,6 +231,10 @@ def train_sae(
     _check_no_saes_attached(model)
     out_dir = Path(out_dir)
     d_in = _hook_d_in(model, hook_name)
+    excluded = set(_excluded_ids(pad_token_id, exclude_token_ids))
+    if not any(tok not in excluded for seq in sequences for tok in seq):
+        # sae-lens would loop forever waiting for its buffer to fill.
+        raise ValueError("no trainable tokens: every token is padding or excluded")
     n_seqs = sum(1 for seq in sequences if seq)
     store_prompts = max(1, min(16, n_seqs))
     dataset = _batched_rows(sequences, pad_token_id, context_size, store_prompts, settings.seed)
@@ -265,7 +269,7 @@ def train_sae(
             context_size=context_size,
             # Sequences already begin with BOS; the store never prepends for tokenized data.
             prepend_bos=False,
-            exclude_special_tokens=_excluded_ids(pad_token_id, exclude_token_ids),
+            exclude_special_tokens=sorted(excluded),
             training_tokens=settings.training_tokens,
             train_batch_size_tokens=settings.batch_size_tokens,
             store_batch_size_prompts=store_prompts,
@@ -282,7 +286,8 @@ def train_sae(
             lr_decay_steps=max(1, n_steps // 5),
             dead_feature_window=max(1, n_steps // 4),
             feature_sampling_window=max(1, n_steps),
-            n_batches_for_norm_estimate=max(1, min(20, 20_000 // max(1, settings.batch_size_tokens))),
+            # ~10k tokens pin the mean norm down to a percent or so.
+            n_batches_for_norm_estimate=max(1, 10_000 // settings.batch_size_tokens),
             device=device,
             seed=settings.seed,
             dtype="float32",
