@@ -126,7 +126,7 @@ def load_model(
         model, tokenizer = _load_pretrained(entry, device, torch_dtype)
     if entry.source == "shipped":
         # HookedTransformer.to takes a device or a dtype, one at a time
-        model = model.to(device).to(torch_dtype)
+        model = model.to(device, print_details=False).to(torch_dtype, print_details=False)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
