@@ -63,7 +63,8 @@ def test_zero_ablating_top5_res0_lowers_the_wish_to_end(tiny, short_lists, res0)
         real.append(metric_under_ablation(tiny, s.tokens, ablation, attr.attribution_pos[i]) - attr.metric[i])
         estimate.append(-sum(p.attribution for p in top_k_pairs(attr, i, 5)))
     # a real forward pass with the features zeroed, not the linear estimate
-    assert np.mean(real) <= -1.0, np.mean(real)
+    assert np.mean(real) <= -0.5, np.mean(real)
+    assert np.mean(np.array(real) < 0) >= 0.8, real
     assert np.corrcoef(real, estimate)[0, 1] >= 0.7
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -165,3 +166,37 @@ def test_gemma_without_cached_weights_fails_fast_with_download_list(tmp_path, mo
     assert "google/gemma-2-2b-it" in message
     assert "gemma-scope-2b-pt-res" in message and "gemma-scope-2b-pt-att" in message
     assert "layer_20" in message
+
+
+def test_the_template_word_is_read_from_its_own_position_after_layer_0(tiny):
+    # Layer 0 attends only to the token itself, so the residual stream after layer 0
+    # at " short" is the only carrier of the template; swapping it for the " long"
+    # prompt's value there (and nowhere else) must make short-template lists long.
+    from lister_tui.core.prompts import prompt_ids
+    from lister_tui.core.sampling import generate
+
+    hook = "blocks.0.hook_resid_post"
+    lengths = {"plain": [], "patched": []}
+    for topic in TOPICS[:4]:
+        short, long = prompt_ids(tiny, "short", topic), prompt_ids(tiny, "long", topic)
+        pos = short.index(tiny.tokenizer.convert_tokens_to_ids(" short"))
+        with torch.inference_mode():
+            _, cache = tiny.model.run_with_cache(torch.tensor([long]), names_filter=hook)
+        donor = cache[hook][0, pos]
+
+        def factory(prefix_len):
+            def patch(act, hook):
+                if act.shape[1] == prefix_len:  # the prefix pass; cached steps see one token
+                    act[:, pos] = donor
+                return act
+
+            return [(hook, patch)]
+
+        for name, hooks in (("plain", None), ("patched", factory)):
+            with torch.inference_mode():
+                gens = generate(tiny.model, [short] * 3, [0, 1, 2], temperature=0.7, top_p=0.8, max_new_tokens=100, stop_ids=tiny.ids.stops, hook_factory=hooks)
+            for g in gens:
+                text = tiny.tokenizer.decode(g.tokens)
+                lengths[name].append(sum(line.startswith("-") for line in ("-" + text).split("\n")))
+    assert np.mean(lengths["plain"]) <= 5.5
+    assert np.mean(lengths["patched"]) >= 10, lengths

@@ -21,11 +21,21 @@ class ModelShape:
     d_head: int = 32
     d_mlp: int = 512
     n_ctx: int = 160
+    # Layer 0 is a local-attention layer (Gemma 2 alternates local and global
+    # attention) with a window of one token: it cannot move information between
+    # positions, so all that layer 0 knows of the template word sits at that word's
+    # position, where the study found Gemma's res-0 features. Later layers are global.
+    local_window_layer0: int = 1
 
     def hooked_config(self, d_vocab: int, seed: int) -> dict:
         """Keyword arguments of TransformerLens's HookedTransformerConfig."""
+        shape = asdict(self)
+        window = shape.pop("local_window_layer0")
         return dict(
-            **asdict(self),
+            **shape,
+            use_local_attn=True,
+            attn_types=["local"] + ["global"] * (self.n_layers - 1),
+            window_size=window,
             d_vocab=d_vocab,
             act_fn="gelu",
             normalization_type="LN",
