@@ -176,7 +176,7 @@ def test_top_pairs_orders_and_restricts():
     attribution[0, 2, 1] = -9.0
     attribution[1, 2, 2] = 1.0
     activation = attribution.abs() + 0.5
-    result = SAEAttribution("s", "h", attribution, activation, torch.zeros(2, 4))
+    result = SAEAttribution("s", "h", attribution, activation, torch.zeros(2, 4), torch.zeros(2))
     assert result.top_pairs(2) == [[(3, 0, 5.0, 5.5), (0, 1, 4.0, 4.5)], [(2, 2, 1.0, 1.5)]]
     # 0 < pos < max_pos[b]: positions 0 and >= 3 are excluded for sample 0.
     assert result.top_pairs(5, min_pos=1, max_pos=[3, 2]) == [[(1, 2, 3.0, 3.5)], []]

@@ -115,3 +115,12 @@ def test_bad_inputs_name_the_bad_value(tiny, short_lists, res0):
         build_prompts(["short"], [], 1)
     with pytest.raises(ListerError, match="unknown topic 'Spaceships'"):
         build_prompts(["short"], ["Spaceships"], 1)
+
+
+def test_attributed_metric_is_the_models_metric(tiny, short_lists, res0):
+    from lister_tui.core.generation import metric_curve
+
+    attr = res0["res_0"]
+    for i in range(3):
+        expected = metric_curve(tiny, short_lists[i].tokens)[attr.attribution_pos[i]]
+        assert attr.metric[i] == pytest.approx(float(expected), abs=1e-4)

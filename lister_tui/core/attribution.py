@@ -65,6 +65,7 @@ class SAEAttribution:
     attribution: Tensor  # [batch, pos, d_sae] float32 on CPU; zero at padding positions
     activation: Tensor  # [batch, pos, d_sae] float32 on CPU; zero at padding positions
     error_attribution: Tensor  # [batch, pos] float32 on CPU; the SAE error node's attribution
+    metric: Tensor  # [batch] float32 on CPU; the metric at each target position (what was attributed)
 
     def top_pairs(
         self,
@@ -137,7 +138,7 @@ def _attribute_stream(
     blank_id: int,
     newline_id: int,
 ) -> Iterator[SAEAttribution]:
-    activations, gradients = _activations_and_gradients(
+    activations, gradients, metric = _activations_and_gradients(
         model, tokens, target_pos, hook_names, blank_id=blank_id, newline_id=newline_id
     )
     # [batch, pos] True at real (non-padding) positions
@@ -149,7 +150,7 @@ def _attribute_stream(
                 f"SAE {sae_id!r} reads hook {hook_name!r}, which is not among the hook names given "
                 f"up front ({', '.join(hook_names)})"
             )
-        yield _attribute_one(sae_id, sae, activations[hook_name], gradients[hook_name], real)
+        yield _attribute_one(sae_id, sae, activations[hook_name], gradients[hook_name], real, metric)
 
 
 def _check_inputs(
@@ -192,8 +193,9 @@ def _activations_and_gradients(
     *,
     blank_id: int,
     newline_id: int,
-) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """x and d(Σ_b metric[b, target_pos[b]])/dx at each hook, from one plain forward+backward.
+) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
+    """x and d(Σ_b metric[b, target_pos[b]])/dx at each hook, and the metric itself
+    ([batch]), from one plain forward+backward.
 
     Only these tensors are kept (no full activation cache). Shapes as at the hook:
     [batch, pos, d] or, for hook_z, [batch, pos, n_heads, d_head].
@@ -223,7 +225,7 @@ def _activations_and_gradients(
         name: torch.zeros_like(activations[name]) if grad is None else grad.detach()
         for name, grad in zip(hook_names, grads)
     }
-    return activations, gradients
+    return activations, gradients, metric.detach().float().cpu()
 
 
 def _metric_at(
@@ -263,6 +265,7 @@ def _attribute_one(
     activation: Tensor,  # [batch, pos, d_in] or hook_z [batch, pos, n_heads, d_head]
     gradient: Tensor,  # same shape as activation
     real: Tensor,  # [batch, pos] bool
+    metric: Tensor,  # [batch]
 ) -> SAEAttribution:
     x = activation.to(sae.device, sae.dtype)
     g = gradient.to(sae.device, sae.dtype)
@@ -289,6 +292,7 @@ def _attribute_one(
         attribution=_masked_cpu(attribution, mask.unsqueeze(-1)),
         activation=_masked_cpu(feature_acts, mask.unsqueeze(-1)),
         error_attribution=_masked_cpu(error_attribution, mask),
+        metric=metric,
     )
 
 

@@ -17,7 +17,7 @@ import torch
 from lister_tui.core.ablation import Ablation, FeatureAblation
 from lister_tui.core.attribution import attribute
 from lister_tui.core.errors import ListerError
-from lister_tui.core.generation import ListSample, sample_lists, with_metric
+from lister_tui.core.generation import ListSample, metric_curve, sample_lists, with_metric
 from lister_tui.core.loading import LoadedModel
 from lister_tui.core.study import SamplingSettings
 
@@ -126,13 +126,9 @@ def attribute_lists(
                 agg.max_activation[i] = result.activation[b, 1 : lengths[b]].amax(dim=0).numpy()
                 agg.feature_total[i] = float(result.attribution[b, : lengths[b]].sum())
                 agg.error_total[i] = float(result.error_attribution[b, : lengths[b]].sum())
+                agg.metric[i] = float(result.metric[b])
             if on_progress is not None:
                 on_progress(result.sae_id, min(start + batch_size, n), n)
-    # the metric itself, from one plain forward pass per sample
-    for s_idx, s in enumerate(samples):
-        value = with_metric(loaded, s).metrics.metric_at_attribution
-        for agg in results.values():
-            agg.metric[s_idx] = value
     return results
 
 
@@ -192,13 +188,4 @@ def ablate_and_regenerate(
 
 def metric_under_ablation(loaded: LoadedModel, tokens: Sequence[int], ablation: Ablation, pos: int) -> float:
     """The metric at ``pos`` of ``tokens`` with ``ablation`` applied (a real forward pass, not an estimate)."""
-    from lister_tui.core.ablation import ablation_hooks, validate
-    from lister_tui.core.attribution import metric_logit_diff
-
-    seq = list(tokens[: pos + 1])
-    saes = {sae_id: loaded.load_sae(sae_id, cache=True) for sae_id in {f.sae_id for f in ablation.features}}
-    validate(ablation, saes, len(seq))
-    hooks = ablation_hooks(ablation, saes, len(seq)) if saes else []
-    with torch.inference_mode(), loaded.model.hooks(fwd_hooks=hooks):
-        logits = loaded.model(torch.tensor([seq], device=loaded.device))
-    return float(metric_logit_diff(logits, loaded.ids.blank, loaded.ids.newline)[0, pos])
+    return float(metric_curve(loaded, tokens[: pos + 1], ablation)[pos])

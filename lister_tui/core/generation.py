@@ -102,12 +102,22 @@ def make_sample(
     return ListSample(spec, prompt_len, tuple(tokens), stopped, structure, metrics, prefix_len)
 
 
-def metric_curve(loaded: LoadedModel, tokens: Sequence[int]) -> torch.Tensor:
-    """The metric logit(blank) - logit(newline) at every position of ``tokens``: [pos] float32."""
+def metric_curve(loaded: LoadedModel, tokens: Sequence[int], ablation: Ablation | None = None) -> torch.Tensor:
+    """The metric logit(blank) - logit(newline) at every position of ``tokens``: [pos] float32.
+
+    With ``ablation``, its features are zeroed during the forward pass (a real
+    measurement of the ablation's effect, not the linear estimate).
+    """
     from lister_tui.core.attribution import metric_logit_diff
 
-    with torch.inference_mode():
-        logits = loaded.model(torch.tensor([list(tokens)], device=loaded.device))  # [1, pos, d_vocab]
+    seq = list(tokens)
+    saes = _sae_map(loaded, ablation)
+    hooks = []
+    if saes:
+        validate(ablation, saes, len(seq))
+        hooks = ablation_hooks(ablation, saes, len(seq))
+    with torch.inference_mode(), loaded.model.hooks(fwd_hooks=hooks):
+        logits = loaded.model(torch.tensor([seq], device=loaded.device))  # [1, pos, d_vocab]
         return metric_logit_diff(logits, loaded.ids.blank, loaded.ids.newline)[0].float().cpu()
 
 
