@@ -92,12 +92,19 @@ def test_corpus_is_deterministic_and_follows_its_design():
         counts = [len(e.items) for e in a if e.template == template]
         assert min(counts) == lo and max(counts) == hi
     on_last = sum(len(e.items) - 1 in e.filler_items for e in a) / len(a)
-    per_list = sum(len(e.filler_items) for e in a) / len(a)
-    assert 0.9 <= on_last <= 0.98 and 2.2 <= per_list <= 2.9
+    assert 0.9 <= on_last <= 0.98
+    per_list = {t: np.mean([len(e.filler_items) for e in a if e.template == t]) for t in ITEM_COUNTS}
+    assert per_list["short"] <= 1 < per_list["unspecified"] < per_list["long"] <= 3.5, per_list
     for e in a:  # the filler run is contiguous and ends on the last item
         assert e.filler_items == tuple(range(len(e.items) - len(e.filler_items), len(e.items)))
         assert len(set(e.items)) == len(e.items)
         assert e.text.endswith("<end_of_turn><eos>")
+    # a neutral adjective stands in the template word's place in half the unspecified prompts only
+    neutral = [e for e in a if e.adjective is not None]
+    assert {e.template for e in neutral} == {"unspecified"}
+    share = len(neutral) / sum(e.template == "unspecified" for e in a)
+    assert 0.35 <= share <= 0.65, share
+    assert all(f" a {e.adjective} list of " in e.prompt for e in neutral)
 
 
 def test_card_is_shipped_and_matches_the_build_record():
