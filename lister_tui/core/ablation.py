@@ -127,6 +127,8 @@ class _FeatureGroup:
         for j, f in enumerate(ids):
             if features[f] != EVERY_POSITION:
                 self.prefix_mask[sorted(features[f]), j] = True
+        self.has_every = any(features[f] == EVERY_POSITION for f in ids)
+        self.every_row = self.every.unsqueeze(0)  # [1, n_S]: the mask of one generated position
         # The per-feature encoder below mirrors StandardSAE/JumpReLUSAE.encode exactly;
         # anything else is ablated through the SAE's own encode/decode.
         self.fast = has_plain_decoder(sae)
@@ -140,13 +142,21 @@ class _FeatureGroup:
                 self.input_bias = (sae.b_dec * sae.cfg.apply_b_dec_to_input).detach()  # [d_in]
                 self.threshold_S = sae.threshold[self.feature_ids].detach() if isinstance(sae, JumpReLUSAE) else None
 
-    def mask(self, start: int, n: int) -> Tensor:  # [n, n_S]
-        """Which features are ablated at absolute positions start..start+n-1."""
+    def mask(self, start: int, n: int) -> Tensor | None:  # [n, n_S], or None when nothing is ablated
+        """Which features are ablated at absolute positions start..start+n-1.
+
+        Past the prefix only "every position" features apply, a mask that never
+        changes: it is built once, and no per-step test reads a device tensor back
+        (on a GPU that would synchronise every decoding step).
+        """
+        if start >= self.prefix_mask.shape[0]:
+            return self.every_row if self.has_every else None
         explicit = torch.zeros(n, len(self.every), dtype=torch.bool, device=self.every.device)
         overlap = max(0, min(start + n, self.prefix_mask.shape[0]) - start)
         if overlap:
             explicit[:overlap] = self.prefix_mask[start : start + overlap]
-        return explicit | self.every
+        mask = explicit | self.every
+        return mask if bool(mask.any()) else None
 
     def delta(self, activation: Tensor, mask: Tensor) -> Tensor:
         """What zeroing the masked features removes from ``activation`` (same shape)."""
@@ -191,7 +201,7 @@ class _PositionTrackingAblation:
         total: Tensor | None = None
         for group in self.groups:
             mask = group.mask(start, n)
-            if not mask.any():
+            if mask is None:
                 continue  # e.g. new tokens when only prefix positions are ablated
             delta = group.delta(activation, mask)
             total = delta if total is None else total + delta

@@ -52,11 +52,16 @@ def sample_lists(
     prefixes: Sequence[Sequence[int]] | None = None,
     on_step: Callable[[int, list[list[int]]], bool | None] | None = None,
     max_batch_size: int | None = 32,
+    banned_ids: Sequence[int] = (),
+    hooks: Sequence[tuple[str, Callable]] = (),
 ) -> list[ListSample]:
     """Sample one list per spec, from its prompt or from an explicit prefix, with its own seed.
 
     ``prefixes`` (one per spec) continue from a longer prefix than the prompt: the
     study regenerates from ``tokens[:attribution position]`` under an ablation.
+    ``banned_ids`` are never sampled (restricted sampling); ``hooks`` are extra
+    stateless forward hooks active during the whole generation (e.g. a steering
+    vector added at every position).
     """
     prompts = [prompt_ids(loaded, s.template, s.topic) for s in specs]
     starts = [list(p) for p in (prefixes if prefixes is not None else prompts)]
@@ -77,6 +82,8 @@ def sample_lists(
             top_k=settings.top_k,
             max_new_tokens=settings.max_new_tokens,
             stop_ids=stop_ids,
+            banned_ids=banned_ids,
+            ablation_hooks=list(hooks),
             hook_factory=hook_factory,
             on_step=on_step,
             pad_id=loaded.tokenizer.pad_token_id or 0,

@@ -52,6 +52,7 @@ def generate(
     top_k: int | None = None,
     max_new_tokens: int,
     stop_ids: Sequence[int],
+    banned_ids: Sequence[int] = (),
     ablation_hooks: list[ForwardHook] | None = None,
     hook_factory: HookFactory | None = None,
     on_step: StepCallback | None = None,
@@ -72,8 +73,15 @@ def generate(
 
     ``pad_id`` is the token fed back for rows that have already stopped (their
     outputs are ignored). ``max_batch_size`` splits large same-length groups.
+
+    ``banned_ids`` are never sampled (their logits are set to -inf before the
+    temperature, top-k and top-p steps): restricted sampling, e.g. banning the end
+    token so that a list cannot end. Each sample still draws one uniform per step.
     """
     _check_arguments(prompts, seeds, temperature, top_p, top_k, max_new_tokens, max_batch_size)
+    banned = sorted({int(b) for b in banned_ids})
+    if banned and not (0 <= banned[0] and banned[-1] < model.cfg.d_vocab_out):
+        raise ListerError(f"banned token ids {banned} are out of range; valid: 0..{model.cfg.d_vocab_out - 1}")
     stop_set = {int(s) for s in stop_ids}
     new_tokens: list[list[int]] = [[] for _ in prompts]
     stopped = [False] * len(prompts)
@@ -111,6 +119,7 @@ def generate(
                 finished=lambda rows=batch_indices: [stopped[s] for s in rows],
                 pad_id=pad_id,
                 record_step=record_step,
+                banned_ids=banned,
             )
         if cancelled:
             break
@@ -168,6 +177,7 @@ def _decode_batch(
     finished: Callable[[], list[bool]],
     pad_id: int,
     record_step: Callable[[list[int]], bool],
+    banned_ids: Sequence[int] = (),
 ) -> bool:
     """Decode one same-length batch until every row stopped or the cap; True if cancelled."""
     # imported late: transformer-lens takes seconds to import
@@ -187,7 +197,11 @@ def _decode_batch(
             past_kv_cache=cache,
             attention_mask=torch.ones_like(step_input),
         )  # [batch, step_len, d_vocab]
-        next_tokens = sample_next(logits[:, -1, :], generators, temperature=temperature, top_p=top_p, top_k=top_k)
+        last = logits[:, -1, :]  # [batch, d_vocab]
+        if banned_ids:
+            last = last.clone()
+            last[:, list(banned_ids)] = float("-inf")
+        next_tokens = sample_next(last, generators, temperature=temperature, top_p=top_p, top_k=top_k)
         next_list = next_tokens.tolist()
         # Rows that stopped before this step keep running (the batch stays
         # rectangular) on pad tokens; their outputs are ignored.
