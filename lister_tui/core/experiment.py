@@ -189,3 +189,48 @@ def ablate_and_regenerate(
 def metric_under_ablation(loaded: LoadedModel, tokens: Sequence[int], ablation: Ablation, pos: int) -> float:
     """The metric at ``pos`` of ``tokens`` with ``ablation`` applied (a real forward pass, not an estimate)."""
     return float(metric_curve(loaded, tokens[: pos + 1], ablation)[pos])
+
+
+def regeneration_prefix(sample: ListSample, from_attribution_pos: bool = True) -> list[int]:
+    """What a regeneration of ``sample`` starts from: ``tokens[:attribution position]`` (the
+    study's choice) or the prompt."""
+    if from_attribution_pos:
+        if sample.structure.attribution_pos is None:
+            raise ListerError(f"sample {sample.spec.key} has no complete item, so no attribution position to regenerate from")
+        return list(sample.tokens[: sample.structure.attribution_pos])
+    return list(sample.tokens[: sample.prompt_len])
+
+
+def regenerate(
+    loaded: LoadedModel,
+    sample: ListSample,
+    settings: SamplingSettings,
+    ablation: Ablation | None = None,
+    *,
+    from_attribution_pos: bool = True,
+    on_step: Callable[[int, list[list[int]]], bool | None] | None = None,
+) -> ListSample:
+    """One side of :func:`ablate_and_regenerate` for one sample: regenerate ``sample`` from
+    its prefix with its own seed, under ``ablation`` (None: the base), streaming through
+    ``on_step`` (return True from it to cancel), with the metric at the attribution position."""
+    prefix = regeneration_prefix(sample, from_attribution_pos)
+    out = sample_lists(loaded, [sample.spec], settings, prefixes=[prefix], ablation=ablation, on_step=on_step)[0]
+    return with_metric(loaded, out)
+
+
+def select_samples(attr: SAEListAttribution, indices: Sequence[int]) -> SAEListAttribution:
+    """The part of a batch attribution that covers ``indices`` (renumbered from 0, in that order)."""
+    from dataclasses import replace
+
+    idx = list(indices)
+    return SAEListAttribution(
+        attr.sae_id,
+        attr.hook_name,
+        attr.d_sae,
+        top=[[replace(p, sample=new) for p in attr.top[old]] for new, old in enumerate(idx)],
+        max_activation=attr.max_activation[idx],
+        feature_total=attr.feature_total[idx],
+        error_total=attr.error_total[idx],
+        metric=attr.metric[idx],
+        attribution_pos=[attr.attribution_pos[i] for i in idx],
+    )

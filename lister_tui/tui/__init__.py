@@ -1,0 +1,1 @@
+"""The interactive explorer (Textual). The science it shows lives in lister_tui.core."""

@@ -1,0 +1,97 @@
+"""Every key binding of the explorer, with an id so that users can remap it.
+
+``App.set_keymap({"lister.regenerate": "f5"})`` rebinds by id. The command palette
+and the help screen read the same table, so every action is reachable without a key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    id: str
+    key: str
+    action: str
+    title: str  # short, for the footer
+    help: str  # one line, for the help screen and the command palette
+    show: bool = False  # in the footer
+    palette: bool = True  # offered by the command palette
+    key_display: str | None = None
+
+
+APP_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("lister.help", "question_mark,f1", "help", "Help", "Show keys, markers and what each pane means", True, key_display="?"),
+    KeySpec("lister.quit", "q", "quit", "Quit", "Quit the explorer (the session is saved first)", False),
+    KeySpec("lister.save_as", "ctrl+s", "save_as", "Save as", "Save the exploration as a new named session (autosave goes on there)"),
+    KeySpec("lister.open_session", "ctrl+o", "open_session", "Open", "Open a saved session (recent first) or a sweep's folder"),
+    KeySpec("lister.export", "E", "export", "Export", "Export the tables (generations, attributions, ablations, per-SAE) as CSV, Parquet, Markdown or LaTeX"),
+    KeySpec("lister.save_now", "ctrl+w", "save_now", "Save now", "Save the session now (it is also saved after each change)"),
+)
+
+MAIN_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("lister.generate", "g", "generate", "Generate", "Generate samples: templates x topics x seeds (a dialog)", True),
+    KeySpec("lister.attribute", "a", "attribute", "Attribute", "Attribute the metric at the attribution position to every SAE's features (this sample)", True),
+    KeySpec("lister.attribute_batch", "A", "attribute_batch", "Attr. batch", "Attribute every sample of the batch (dataset ranking, expression matrix)"),
+    KeySpec("lister.toggle_feature", "space", "toggle_feature", "Toggle", "Switch the highlighted feature off/on for the ablation", True, key_display="␣"),
+    KeySpec("lister.toggle_mode", "e", "toggle_mode", "Pos/every", "Ablate the highlighted feature at its position or at every position"),
+    KeySpec("lister.top_k", "K", "top_k", "Top-5", "Add the study's top-5 pairs of the selected SAE (0 < pos < attribution position)"),
+    KeySpec("lister.clear_ablation", "c", "clear_ablation", "Clear", "Switch every ablated feature back on"),
+    KeySpec("lister.regenerate", "r", "regenerate", "Regenerate", "Regenerate with the same seed under the ablation (streams tokens)", True),
+    KeySpec("lister.regen_from", "R", "regen_from", "From", "Regenerate from the attribution position (study) or from the prompt"),
+    KeySpec("lister.live", "l", "live", "Live", "Live mode: every toggle regenerates at once (a new toggle cancels a stale run)"),
+    KeySpec("lister.cancel", "escape", "cancel", "Cancel", "Cancel the running regeneration or generation", palette=True),
+    KeySpec("lister.compare", "d", "compare", "Compare", "Show base and ablated regenerations side by side"),
+    KeySpec("lister.metric_colour", "m", "metric_colour", "Metric colour", "Colour tokens by the metric instead of alternating backgrounds"),
+    KeySpec("lister.prompt", "P", "show_prompt", "Prompt", "Show or hide the prompt tokens"),
+    KeySpec("lister.ranking", "t", "ranking", "Sample/dataset", "Features table: this sample's pairs or the batch's dataset ranking"),
+    KeySpec("lister.sae", "s", "next_sae", "SAE", "Features table: next SAE filter (all, then each SAE)"),
+    KeySpec("lister.sort", "o", "sort", "Sort", "Features table: sort by the next column"),
+    KeySpec("lister.filter", "slash", "filter", "Filter", "Features table: filter rows (SAE, feature, token, pos:N)", key_display="/"),
+    KeySpec("lister.copy_link", "y", "copy_link", "Copy link", "Copy the highlighted feature's Neuronpedia link (or its id) to the clipboard (OSC 52)"),
+    KeySpec("lister.copy_text", "Y", "copy_text", "Copy text", "Copy the sample's real text to the clipboard"),
+    KeySpec("lister.matrix", "x", "matrix", "Matrix", "Feature expression matrix: features x samples, clustered, per SAE", True),
+    KeySpec("lister.sidebar", "b", "sidebar", "Samples", "Show or hide the sample browser"),
+    KeySpec("lister.focus_tokens", "T", "focus_tokens", "Tokens", "Focus the token view (arrow keys move the token cursor)"),
+    KeySpec("lister.focus_samples", "S", "focus_samples", "Samples list", "Focus the sample browser"),
+    KeySpec("lister.focus_features", "F", "focus_features", "Features list", "Focus the features table"),
+    KeySpec("lister.tab_features", "1", "tab('features')", "Features tab", "Show the features tab"),
+    KeySpec("lister.tab_ablation", "2", "tab('ablation')", "Ablation tab", "Show the ablation tab (active features, deltas)"),
+    KeySpec("lister.note", "n", "note", "Note", "Write a note on this sample (saved with the session)"),
+    KeySpec("lister.session_notes", "N", "session_notes", "Session notes", "Write the session's own notes"),
+)
+
+TOKEN_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("lister.tokens.left", "left,h", "move(-1)", "Prev token", "Token cursor: previous token", palette=False),
+    KeySpec("lister.tokens.right", "right", "move(1)", "Next token", "Token cursor: next token", palette=False),
+    KeySpec("lister.tokens.up", "up", "line(-1)", "Line up", "Token cursor: line above", palette=False),
+    KeySpec("lister.tokens.down", "down", "line(1)", "Line down", "Token cursor: line below", palette=False),
+    KeySpec("lister.tokens.home", "home", "jump('start')", "First", "Token cursor: first token", palette=False),
+    KeySpec("lister.tokens.end", "end", "jump('end')", "Last", "Token cursor: last token", palette=False),
+    KeySpec("lister.tokens.attr", "full_stop", "jump('attribution')", "Attribution pos", "Token cursor: the attribution position", palette=False, key_display="."),
+)
+
+MATRIX_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("lister.matrix.close", "escape,x", "close", "Close", "Close the expression matrix", True, palette=False),
+    KeySpec("lister.matrix.prev_sae", "left_square_bracket", "sae(-1)", "Prev SAE", "Previous SAE", True, palette=False, key_display="["),
+    KeySpec("lister.matrix.next_sae", "right_square_bracket", "sae(1)", "Next SAE", "Next SAE", True, palette=False, key_display="]"),
+    KeySpec("lister.matrix.left", "left", "move(0,-1)", "Left", "Previous sample", palette=False),
+    KeySpec("lister.matrix.right", "right", "move(0,1)", "Right", "Next sample", palette=False),
+    KeySpec("lister.matrix.up", "up", "move(-1,0)", "Up", "Previous feature", palette=False),
+    KeySpec("lister.matrix.down", "down", "move(1,0)", "Down", "Next feature", palette=False),
+    KeySpec("lister.matrix.open", "enter", "open_sample", "Open sample", "Open the sample under the cursor in the main view", True, palette=False),
+)
+
+
+def bindings(specs: tuple[KeySpec, ...]) -> list[Binding]:
+    return [Binding(s.key, s.action, s.title, show=s.show, key_display=s.key_display, id=s.id) for s in specs]
+
+
+def key_label(spec: KeySpec, keymap: dict[str, str] | None = None) -> str:
+    key = (keymap or {}).get(spec.id, spec.key)
+    if spec.key_display and spec.id not in (keymap or {}):
+        return spec.key_display
+    return key.replace("question_mark", "?").replace("slash", "/").replace("space", "␣").replace("full_stop", ".")

@@ -1,0 +1,110 @@
+"""Messages posted by the explorer's workers (from threads) to its screens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from lister_tui.core.experiment import SAEListAttribution
+from lister_tui.core.generation import ListSample
+from lister_tui.core.workspace import AblationRun
+
+
+@dataclass
+class GenerationProgress(Message):
+    """A batch generation advanced: ``done`` of ``total`` token steps (an estimate)."""
+
+    done: float
+    total: float
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, GenerationProgress)
+
+
+@dataclass
+class SamplesGenerated(Message):
+    samples: list[ListSample]
+    preset: str
+
+
+@dataclass
+class CurveReady(Message):
+    key: str
+    curve: tuple[float, ...]
+
+
+@dataclass
+class AttributionReady(Message):
+    keys: list[str]
+    by_sae: dict[str, SAEListAttribution]
+    batch: bool
+
+
+@dataclass
+class RegenerationStarted(Message):
+    key: str
+    run_id: int
+
+
+@dataclass
+class RegenerationStep(Message):
+    """Tokens of the ablated regeneration so far (prefix included)."""
+
+    key: str
+    run_id: int
+    tokens: tuple[int, ...]
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RegenerationStep) and message.run_id == self.run_id
+
+
+@dataclass
+class RegenerationFinished(Message):
+    key: str
+    run_id: int
+    run: AblationRun
+
+
+@dataclass
+class RegenerationCancelled(Message):
+    key: str
+    run_id: int
+
+
+@dataclass
+class TaskFailed(Message):
+    """A worker failed: ``expected`` errors (bad input) become a notification, others a modal."""
+
+    task: str
+    error: str
+    expected: bool
+
+
+@dataclass
+class SessionSaved(Message):
+    """An autosave (or save-as) finished: the session's folder and the revision written."""
+
+    path: str
+    revision: int
+    workspace_revision: int
+
+
+@dataclass
+class SessionSaveFailed(Message):
+    path: str
+    error: str
+    conflict: bool
+
+
+@dataclass
+class SessionOpened(Message):
+    """A session was read (in a worker) and paired with a model: a SessionView."""
+
+    view: object
+
+
+@dataclass
+class ExportDone(Message):
+    folder: str
+    files: list[str]

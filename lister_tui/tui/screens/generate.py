@@ -1,0 +1,92 @@
+"""The generate dialog: templates x topics x seeds, and a sampling preset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Select, SelectionList
+
+from lister_tui.core.errors import ListerError
+from lister_tui.core.prompts import PromptSpec, build_prompts
+from lister_tui.core.study import SAMPLING_PRESETS, TEMPLATES, TOPICS
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    templates: tuple[str, ...]
+    topics: tuple[str, ...]
+    samples_per_topic: int = 1
+    base_seed: int = 0
+    preset: str = "code"
+
+    def specs(self) -> list[PromptSpec]:
+        return build_prompts(list(self.templates), list(self.topics), self.samples_per_topic, self.base_seed)
+
+
+class GenerateScreen(ModalScreen[GenerateRequest | None]):
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="lister.generate.cancel"),
+        Binding("ctrl+s,f2", "submit", "Generate", id="lister.generate.submit"),
+    ]
+    DEFAULT_CSS = """
+    GenerateScreen { align: center middle; }
+    GenerateScreen > Vertical { width: 76; max-width: 100%; height: 22; max-height: 100%; border: thick $primary; background: $panel; padding: 0 1; }
+    GenerateScreen Horizontal { height: 1fr; }
+    GenerateScreen #left { width: 30; }
+    GenerateScreen #templates { height: 5; }
+    GenerateScreen #topics { width: 1fr; height: 1fr; }
+    GenerateScreen Input { width: 100%; }
+    GenerateScreen #buttons { height: 1; margin-top: 1; }
+    GenerateScreen #buttons Button { margin-right: 2; }
+    GenerateScreen Label { text-style: bold; }
+    """
+
+    def __init__(self, previous: GenerateRequest | None = None) -> None:
+        super().__init__()
+        self.previous = previous or GenerateRequest(tuple(TEMPLATES), TOPICS[:4], 2, 0, "code")
+
+    def compose(self) -> ComposeResult:
+        p = self.previous
+        with Vertical():
+            yield Label("Generate samples (templates × topics × seeds)  ·  ctrl+s generate · esc cancel")
+            with Horizontal():
+                with Vertical(id="left"):
+                    yield SelectionList[str](*[(t, t, t in p.templates) for t in TEMPLATES], id="templates", compact=True)
+                    yield Label("samples per topic")
+                    yield Input(str(p.samples_per_topic), id="samples", type="integer", compact=True)
+                    yield Label("base seed")
+                    yield Input(str(p.base_seed), id="seed", type="integer", compact=True)
+                    yield Label("sampling preset")
+                    yield Select([(f"{k} (T {v.temperature}, top-p {v.top_p})", k) for k, v in SAMPLING_PRESETS.items()], value=p.preset, allow_blank=False, id="preset", compact=True)
+                yield SelectionList[str](*[(t, t, t in p.topics) for t in TOPICS], id="topics", compact=True)
+            with Horizontal(id="buttons"):
+                yield Button("Generate", variant="primary", id="go", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_submit(self) -> None:
+        try:
+            request = GenerateRequest(
+                tuple(self.query_one("#templates", SelectionList).selected),
+                tuple(self.query_one("#topics", SelectionList).selected),
+                int(self.query_one("#samples", Input).value or 0),
+                int(self.query_one("#seed", Input).value or 0),
+                str(self.query_one("#preset", Select).value),
+            )
+            request.specs()  # the engine validates templates, topics and counts
+        except (ListerError, ValueError) as exc:
+            self.notify(str(exc), title="Cannot generate", severity="error")
+            return
+        self.dismiss(request)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "go":
+            self.action_submit()
+        else:
+            self.dismiss(None)

@@ -1,0 +1,60 @@
+"""The help screen: every key (as currently bound), the token markers, what the panes mean."""
+
+from __future__ import annotations
+
+import re
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from lister_tui.tui.keymap import APP_KEYS, MAIN_KEYS, MATRIX_KEYS, TOKEN_KEYS, key_label
+from lister_tui.tui.widgets.token_view import BLANK, EMPTY, NEWLINE, OTHER_SPACE, TAB
+
+_LEGEND = f"""\
+[b]Token view[/b]  tokens alternate backgrounds so every boundary shows; {BLANK} a blank, {NEWLINE} a line break,
+{TAB} a tab, {OTHER_SPACE} other whitespace, {EMPTY} an empty token. Items are numbered. The [black on #ffd700] filler blank [/]
+before a line break is yellow, the [white on #d700af] attribution position [/] (the last item's last token) magenta, the
+[black on #5faf5f] end token [/] green. Underlined tokens carry an ablated feature; │ marks where a regeneration
+starts. In the compare view, tokens that differ from the base are orange.
+[b]Metric[/b]  logit(blank) − logit(↵) at each position, i.e. for the token that follows: red bars (+) favour
+a filler blank, blue (−) a line break. Base and ablated curves share columns (absolute positions).
+[b]Features[/b]  attribution = activation × gradient of the metric at the attribution position; err = the SAE
+error node's share. 'ab' shows @ (ablated at its position) or ∀ (at every position).
+[b]Regenerate[/b]  as the study: from tokens[:attribution position] with the sample's own seed; the base is the
+same regeneration without the ablation. R switches to regenerating from the prompt.
+Over SSH, set COLORTERM=truecolor (or TEXTUAL_COLOR_SYSTEM=256) if colours look wrong; y copies via OSC 52."""
+# one paragraph per [b]section[/b], wrapped by the terminal rather than at fixed columns
+LEGEND = re.sub(r"\n(?!\[b\]|Over SSH)", " ", _LEGEND)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "Close", id="lister.help.close")]
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 110; max-width: 100%; height: 90%; border: thick $primary; background: $panel; padding: 0 1; }
+    """
+
+    def __init__(self, keymap: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.keymap = keymap or {}
+
+    def compose(self) -> ComposeResult:
+        table = Table(box=None, padding=(0, 1), show_header=True, header_style="bold", expand=True)
+        table.add_column("key", no_wrap=True)
+        table.add_column("does")
+        table.add_column("id", style="dim", no_wrap=True)
+        for group, specs in (("explorer", APP_KEYS + MAIN_KEYS), ("token view", TOKEN_KEYS), ("expression matrix", MATRIX_KEYS)):
+            table.add_row(Text(group, style="bold underline"), "", "")
+            for s in specs:
+                table.add_row(key_label(s, self.keymap), s.help, s.id)
+        table.add_row("ctrl+p", "Command palette: every action by name", "")
+        table.add_row("tab", "Next pane", "")
+        with VerticalScroll():
+            yield Static("[b]lister-tui[/b]: why lists end  ·  esc closes\n")
+            yield Static(LEGEND)
+            yield Static(table)

@@ -1,0 +1,111 @@
+"""The ablation being edited (active features and their modes) and the last run's deltas."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Static
+
+from lister_tui.core.workspace import AblationChoice, AblationRun
+from lister_tui.tui.widgets.token_view import visible
+
+LABELS = {
+    "n_items": "items",
+    "n_tokens": "tokens",
+    "repeated_items": "repeats",
+    "diversity": "diversity",
+    "metric_at_attribution": "m@attr",
+}
+
+
+def _fmt(v, signed: bool = False) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if signed:
+        return f"{int(v):+d}" if float(v).is_integer() and abs(v) >= 1 or v == 0 else f"{v:+.2f}"
+    return str(v) if isinstance(v, int) else f"{v:.2f}"
+
+
+def delta_summary(run: AblationRun) -> str:
+    """One line: items a→b (+d) · tokens … · metric@attr …"""
+    parts = []
+    for name, (b, a, d) in run.deltas().items():
+        if name == "diversity":
+            continue
+        parts.append(f"{LABELS[name]} {_fmt(b)}→{_fmt(a)} ({_fmt(d, True)})")
+    return " · ".join(parts)
+
+
+def delta_table(run: AblationRun) -> Table:
+    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+    table.add_column("")
+    table.add_column("base", justify="right")
+    table.add_column("ablated", justify="right")
+    table.add_column("Δ", justify="right")
+    deltas = run.deltas()
+
+    def add(name: str) -> None:
+        b, a, d = deltas[name]
+        style = "" if not d else ("bold green" if d > 0 else "bold red")
+        table.add_row(LABELS[name], _fmt(b), _fmt(a), Text(_fmt(d, True), style=style))
+
+    add("n_items")
+    add("n_tokens")
+    add("metric_at_attribution")
+    if run.metric_under_ablation is not None and run.metric_before is not None:
+        d = run.metric_under_ablation - run.metric_before
+        style = "" if not d else ("bold green" if d > 0 else "bold red")
+        table.add_row("m@attr orig", _fmt(run.metric_before), _fmt(run.metric_under_ablation), Text(_fmt(d, True), style=style))
+    add("repeated_items")
+    add("diversity")
+    table.add_row("reached end", _fmt(run.base.metrics.reached_end), _fmt(run.ablated.metrics.reached_end), "")
+    return table
+
+
+class ChoiceTable(DataTable):
+    DEFAULT_CSS = "ChoiceTable { width: 1fr; height: 1fr; }"
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", cell_padding=0)
+        self.choices: list[AblationChoice] = []
+
+    def on_mount(self) -> None:
+        for label, w in ((" SAE", 7), (" feat", 5), (" pos", 5), (" token", 9), (" mode", 6)):
+            self.add_column(label, width=w, key=label.strip())
+
+    def show(self, choices: list[AblationChoice], strings: list[str]) -> None:
+        self.clear()
+        self.choices = list(choices)
+        for c in choices:
+            tok = " " + visible(strings[c.pos]) if 0 <= c.pos < len(strings) else ""
+            mode = Text(" every", style="bold") if c.mode == "every" else Text(" @pos")
+            pos = f"{c.pos:>5}" if c.pos >= 0 else "  all"
+            self.add_row(" " + c.sae_id, f"{c.feature:>5}", pos, tok, mode, key=f"{c.sae_id}:{c.feature}:{c.pos}")
+
+    def highlighted(self) -> AblationChoice | None:
+        i = self.cursor_row
+        return self.choices[i] if 0 <= i < len(self.choices) else None
+
+
+class AblationPanel(Vertical):
+    DEFAULT_CSS = """
+    AblationPanel { height: 1fr; }
+    AblationPanel #ablation-status { height: 1; }
+    AblationPanel Horizontal { height: 1fr; }
+    AblationPanel #deltas { width: 36; padding: 0 1; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="ablation-status")
+        with Horizontal():
+            yield ChoiceTable(id="choices")
+            yield Static("no regeneration yet (r)", id="deltas")
+
+    def show(self, choices: list[AblationChoice], strings: list[str], run: AblationRun | None, status: str) -> None:
+        self.query_one("#ablation-status", Static).update(status)
+        self.query_one(ChoiceTable).show(choices, strings)
+        self.query_one("#deltas", Static).update(delta_table(run) if run is not None else "no regeneration yet (r)")

@@ -1,0 +1,121 @@
+"""Ranked (position, feature) pairs of a sample, or the batch's dataset ranking.
+
+Rows are built from the engine's tables (``features.pairs_table`` and
+``features.dataset_ranking``); this module only filters, sorts and formats them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from lister_tui.tui.widgets.token_view import visible
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    sae_id: str
+    feature: int
+    pos: int | None  # None in the dataset ranking
+    token: str
+    attribution: float  # sample: the pair's attribution; dataset: sum over top-k appearances
+    activation: float | None  # sample only
+    error_share: float | None  # sample only
+    rank: int  # within its SAE (sample) or the SAE's dataset ranking
+    mean: float | None = None  # dataset only
+    count: int | None = None
+    samples: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.sae_id}:{self.feature}:{-1 if self.pos is None else self.pos}"
+
+    def haystack(self) -> str:
+        return f"{self.sae_id} f{self.feature} {self.feature} {self.token} pos:{self.pos}".lower()
+
+
+def rows_from_pairs(frame) -> list[FeatureRow]:
+    """Rows of ``features.pairs_table`` (one sample)."""
+    return [
+        FeatureRow(r.sae, int(r.feature), int(r.position), str(r.token), float(r.attribution), float(r.activation), float(r.error_share), int(r.rank))
+        for r in frame.itertuples(index=False)
+    ]
+
+
+def rows_from_ranking(frame) -> list[FeatureRow]:
+    """Rows of ``features.dataset_ranking`` (one SAE, already sorted)."""
+    return [
+        FeatureRow(r.sae, int(r.feature), None, str(r.top_token), float(r.attribution_sum), None, None, i + 1,
+                   float(r.attribution_mean), int(r.count_in_top_k), int(r.samples))
+        for i, r in enumerate(frame.itertuples(index=False))
+    ]
+
+
+SORT_KEYS: tuple[str, ...] = ("attribution", "activation", "pos", "feature", "sae")
+
+
+def sort_rows(rows: list[FeatureRow], key: str) -> list[FeatureRow]:
+    if key == "attribution":
+        return sorted(rows, key=lambda r: (-r.attribution, r.sae_id, r.feature))
+    if key == "activation":
+        return sorted(rows, key=lambda r: (-(r.activation if r.activation is not None else r.count or 0), -r.attribution))
+    if key == "pos":
+        return sorted(rows, key=lambda r: (r.pos if r.pos is not None else -1, -r.attribution))
+    if key == "feature":
+        return sorted(rows, key=lambda r: (r.feature, r.sae_id))
+    return sorted(rows, key=lambda r: (r.sae_id, r.rank))
+
+
+def filter_rows(rows: list[FeatureRow], query: str) -> list[FeatureRow]:
+    """Keep rows whose every word of ``query`` occurs in their text (``pos:37``, ``f277``, ``res_0``)."""
+    words = query.lower().split()
+    return [r for r in rows if all(w in r.haystack() for w in words)]
+
+
+class FeatureTable(DataTable):
+    """A row per feature pair; the first column shows whether it is ablated and how."""
+
+    DEFAULT_CSS = """
+    FeatureTable { height: 1fr; }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True, cell_padding=0)
+        self.rows_shown: list[FeatureRow] = []
+        self.dataset = False
+
+    def show(self, rows: list[FeatureRow], modes: dict[str, str], dataset: bool, links: bool) -> None:
+        """``modes`` maps a row key to "@" (at its position) or "∀" (every position)."""
+        keep = self.cursor_row
+        current = self.rows_shown[keep].key if 0 <= keep < len(self.rows_shown) else None
+        self.clear(columns=self.dataset != dataset or not self.columns)
+        self.dataset = dataset
+        if not self.columns:
+            if dataset:
+                cols = (("ab", 2), ("  #", 3), (" SAE", 7), (" feat", 5), ("  Σattr", 8), ("   mean", 7), ("  n", 3), ("  smp", 5), (" token", 10))
+            else:
+                cols = (("ab", 2), ("  #", 3), (" SAE", 7), (" feat", 5), (" pos", 4), (" token", 9), ("   attr", 7), ("   act", 6), ("  err", 5))
+            for label, w in cols:
+                self.add_column(label, width=w, key=label.strip())
+        self.rows_shown = rows
+        for r in rows:
+            mark = modes.get(r.key, "")
+            mark_text = Text(f" {mark}", style="bold reverse") if mark else Text("")
+            tok = " " + visible(r.token)
+            if dataset:
+                cells = (mark_text, f"{r.rank:>3}", " " + r.sae_id, f"{r.feature:>5}", f"{r.attribution:>+8.3f}", f"{r.mean:>+7.3f}", f"{r.count:>3}", f"{r.samples:>5}", tok)
+            else:
+                cells = (mark_text, f"{r.rank:>3}", " " + r.sae_id, f"{r.feature:>5}", f"{r.pos:>4}", tok, f"{r.attribution:>+7.3f}", f"{r.activation:>6.2f}", f"{r.error_share:>5.2f}")
+            # Text cells: a plain string would be parsed as markup, which dominates a redraw of hundreds of rows
+            self.add_row(*(c if isinstance(c, Text) else Text(c) for c in cells), key=r.key)
+        if current is not None:
+            for i, r in enumerate(rows):
+                if r.key == current:
+                    self.move_cursor(row=i, animate=False)
+                    break
+
+    def highlighted(self) -> FeatureRow | None:
+        i = self.cursor_row
+        return self.rows_shown[i] if 0 <= i < len(self.rows_shown) else None

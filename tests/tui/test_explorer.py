@@ -1,0 +1,236 @@
+"""The explorer's whole loop on lister-tiny, driven with keys; expected figures come from the core."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+
+from lister_tui.core.ablation import Ablation, FeatureAblation
+from lister_tui.core.experiment import ablate_and_regenerate, attribute_lists
+from lister_tui.core.features import expression_matrix
+from lister_tui.core.study import SAMPLING_PRESETS
+from lister_tui.core.workspace import DELTA_METRICS
+from lister_tui.tui.keymap import APP_KEYS, MAIN_KEYS, MATRIX_KEYS, TOKEN_KEYS
+from lister_tui.tui.widgets import FeatureTable, TokenView
+
+from .conftest import settle
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _pick_features(pilot, screen, n: int, sae: str = "res_0") -> list[tuple[int, int]]:
+    """Filter the features table to ``sae`` and toggle its first ``n`` pairs inside the regeneration prefix."""
+    await pilot.press("slash", *sae, "enter")
+    table = screen.query_one("#feature-table", FeatureTable)
+    attr_pos = screen.ws.state(screen.current).sample.structure.attribution_pos
+    picked = []
+    for i, row in enumerate(table.rows_shown):
+        if 0 < row.pos < attr_pos and len(picked) < n:
+            await pilot.press(*["down"] * (i - table.cursor_row))
+            assert table.highlighted() == row
+            await pilot.press("space")
+            picked.append((row.feature, row.pos))
+    assert len(picked) == n
+    return picked
+
+
+def test_whole_loop_matches_the_core(make_app, tiny):
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(100, 32)) as pilot:
+            await settle(app, pilot)
+            screen = app.screen
+            assert len(app.workspace.samples) == 4 and screen.current is not None
+            # pick the second sample in the browser
+            await pilot.press("S", "down")
+            await settle(app, pilot)
+            key = list(app.workspace.samples)[1]
+            assert screen.current == key
+            sample = app.workspace.state(key).sample
+            await pilot.press("a")
+            await settle(app, pilot)
+            # the table shows what the core's attribution gives for this sample
+            core_attr = attribute_lists(tiny, [sample], ["res_0"])["res_0"]
+            shown = app.workspace.state(key).attribution["res_0"]
+            assert [(p.pos, p.feature) for p in shown.top[0]] == [(p.pos, p.feature) for p in core_attr.top[0]]
+            picked = await _pick_features(pilot, screen, 5)
+            assert len(app.workspace.state(key).choices) == 5
+            await pilot.press("r")
+            await settle(app, pilot)
+            ablation = Ablation(tuple(FeatureAblation("res_0", f, (p,)) for f, p in picked))
+            outcome = ablate_and_regenerate(tiny, [sample], [ablation], SAMPLING_PRESETS["code"])[0]
+            run_ = app.workspace.latest_run(key)
+            assert run_ is not None and run_.ablation == ablation
+            assert run_.ablated.tokens == outcome.ablated.tokens
+            assert run_.base.tokens == outcome.base.tokens
+            # what is on screen: the ablated generation and the deltas
+            ablated_view = screen.query_one("#ablated-view", TokenView)
+            assert ablated_view.display and ablated_view.doc.ids == outcome.ablated.tokens
+            for name in DELTA_METRICS:
+                assert run_.deltas()[name][2] == outcome.delta(name)
+            info = ablated_view.doc.info
+            assert f"items {outcome.base.metrics.n_items}→{outcome.ablated.metrics.n_items}" in info
+            assert f"tokens {outcome.base.metrics.n_tokens}→{outcome.ablated.metrics.n_tokens}" in info
+            assert f"{outcome.delta('metric_at_attribution'):+.2f}" in info
+            assert screen.query_one("#base-view", TokenView).doc.ids == outcome.base.tokens
+
+    run(go())
+
+
+def test_a_new_toggle_cancels_a_stale_regeneration(make_app, tiny, monkeypatch):
+    import lister_tui.tui.screens.main as main_module
+
+    real = main_module.regenerate
+    throttle = [0.05]
+
+    def slow(loaded, sample, settings, ablation=None, *, from_attribution_pos=True, on_step=None):
+        def step(n, tokens):
+            time.sleep(throttle[0])
+            return on_step(n, tokens) if on_step else None
+
+        return real(loaded, sample, settings, ablation, from_attribution_pos=from_attribution_pos, on_step=step)
+
+    monkeypatch.setattr(main_module, "regenerate", slow)
+
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(100, 32)) as pilot:
+            await settle(app, pilot)
+            screen = app.screen
+            key = screen.current
+            await pilot.press("a")
+            await settle(app, pilot)
+            await pilot.press("R")  # from the prompt: a whole list, long enough to interrupt
+            await pilot.press("F", "e")  # the top feature, at every position
+            await pilot.press("r")
+            stale = screen.run_id
+            for _ in range(200):
+                if screen.streaming is not None:
+                    break
+                await pilot.pause(0.01)
+            assert screen.streaming is not None, "the regeneration never streamed"
+            # a new toggle while it streams (keys posted as a terminal would: pilot.press
+            # waits for a quiet queue, which a streaming worker never leaves)
+            app.simulate_key("down")
+            app.simulate_key("e")
+            await settle(app, pilot)
+            # the stale run stopped early (its worker saw the cancel) and left nothing behind
+            assert "cancelled" in screen.latency[stale] and "done" not in screen.latency[stale]
+            assert app.workspace.state(key).runs == []
+            assert "cancelled" in screen.regen_state
+            # the next run goes through and equals the core's
+            throttle[0] = 0.0
+            await pilot.press("r")
+            await settle(app, pilot)
+            run_ = app.workspace.latest_run(key)
+            assert run_ is not None and len(run_.choices) == 2
+            sample = app.workspace.state(key).sample
+            outcome = ablate_and_regenerate(tiny, [sample], [run_.ablation], SAMPLING_PRESETS["code"], from_attribution_pos=False)[0]
+            assert run_.ablated.tokens == outcome.ablated.tokens
+
+    run(go())
+
+
+def test_bad_requests_are_notifications_not_tracebacks(make_app):
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            screen = app.screen
+            await pilot.press("r")  # nothing toggled: an empty ablation is fine (base == ablated)
+            await settle(app, pilot)
+            run_ = app.workspace.latest_run(screen.current)
+            assert run_.ablated.tokens == run_.base.tokens
+            await pilot.press("a")
+            await settle(app, pilot)
+            await pilot.press("K")  # the study's top-5, at their positions
+            await pilot.press("R", "r")  # ...regenerated from the prompt: outside the prefix
+            await settle(app, pilot)
+            assert screen.regen_state == "regeneration failed"
+            assert any("every position" in n.message for n in app._notifications)
+            assert app.screen is screen  # no error modal for a bad request
+
+    run(go())
+
+
+def test_keys_have_ids_and_the_palette_offers_every_action(make_app):
+    from lister_tui.tui.commands import ExplorerCommands
+
+    specs = APP_KEYS + MAIN_KEYS + TOKEN_KEYS + MATRIX_KEYS
+    ids = [s.id for s in specs]
+    assert all(ids) and len(set(ids)) == len(ids)
+
+    async def go():
+        app = make_app(request=None, keymap={"lister.regenerate": "f5"})
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            provider = ExplorerCommands(app.screen)
+            titles = [hit.text async for hit in provider.discover()]
+            offered = {s.title for s in APP_KEYS + MAIN_KEYS if s.palette}
+            assert all(any(t.startswith(title + " (") for t in titles) for title in offered)
+            assert any(t == "Regenerate (f5)" for t in titles)  # the palette shows the remapped key
+            screen = app.screen
+            await pilot.press("f5")  # remapped: runs (and reports there is no sample), no crash
+            await pilot.pause()
+            assert any("no sample" in n.message for n in app._notifications)
+            await pilot.press("question_mark")
+            await pilot.pause()
+            assert type(app.screen).__name__ == "HelpScreen"
+            await pilot.press("escape")
+            assert app.screen is screen
+
+    run(go())
+
+
+def test_expression_matrix_screen_shows_the_core_matrix(make_app, tiny):
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            await pilot.press("x")  # attributes the batch first, then opens
+            await settle(app, pilot)
+            from lister_tui.tui.screens.matrix import TOP_N, MatrixScreen
+
+            screen = app.screen
+            assert isinstance(screen, MatrixScreen)
+            batch = app.workspace.batch
+            samples = [app.workspace.state(k).sample for k in batch.keys]
+            core = expression_matrix(attribute_lists(tiny, samples, [screen.sae_ids[0]])[screen.sae_ids[0]], samples, top_n=TOP_N)
+            assert np.array_equal(screen.matrix.features, core.features)
+            np.testing.assert_allclose(screen.matrix.values, core.values, rtol=1e-4, atol=1e-5)
+            await pilot.press("down", "right")
+            await pilot.pause()
+            info = str(screen.query_one("#matrix-info").render())
+            f = int(core.features[1])
+            spec = samples[int(core.samples[1])].spec
+            assert f"f{f}" in info and f"{spec.template}/{spec.topic}/{spec.sample}" in info
+            await pilot.press("enter")  # opens that sample in the main view
+            await pilot.pause()
+            assert app.main.current == batch.keys[int(core.samples[1])]
+
+    run(go())
+
+
+def test_token_cursor_names_the_token_and_its_metric(make_app):
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            screen = app.screen
+            st = app.workspace.state(screen.current)
+            await pilot.press("T", "full_stop")
+            view = screen.query_one("#base-view", TokenView)
+            assert view.cursor == st.sample.structure.attribution_pos
+            await pilot.press("left")
+            pos = view.cursor
+            info = str(screen.query_one("#cursor-info").render())
+            token = app.lab.to_str_tokens([st.sample.tokens[pos]])[0]
+            assert f"pos {pos} · id {st.sample.tokens[pos]} · {token!r}" in info
+            strip = str(screen.query_one("#metric").render())
+            assert f"{st.curve[pos]:+.2f}" in strip
+
+    run(go())
