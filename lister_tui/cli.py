@@ -38,16 +38,31 @@ def main_callback(
     model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry to load."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
     dtype: Optional[str] = typer.Option(None, help="float32 or bfloat16 (default: the entry's)."),
+    sessions_dir: Optional[Path] = typer.Option(
+        None, "--sessions-dir", help="Where sessions are saved (default: $LISTER_TUI_SESSIONS, else the checkout's sessions/).", show_default=False
+    ),
+    autosave: bool = typer.Option(True, "--autosave/--no-autosave", help="Save the exploration as a new session after each change."),
 ) -> None:
-    """Open the explorer on MODEL (default: the shipped lister-tiny)."""
+    """Open the explorer on MODEL (default: the shipped lister-tiny); the exploration is saved as a new session."""
     if ctx.invoked_subcommand is not None:
         return
     try:
-        from lister_tui.preview import show_preview
+        from lister_tui.core.loading import load_model
 
-        show_preview(model, device=device, dtype=dtype, console=console)
+        # Loaded before the app starts, so a missing or bad model fails fast with a plain message.
+        with err_console.status(f"loading {model}…"):
+            loaded = load_model(model, device=device, dtype=dtype)
     except ListerError as exc:
         _fail(exc)
+    from lister_tui.core.locations import sessions_dir as resolve_sessions_dir
+    from lister_tui.core.session import SessionStore, default_name
+    from lister_tui.tui.app import ListerApp
+
+    folder = resolve_sessions_dir(sessions_dir)
+    store = SessionStore(folder / default_name(loaded.entry.name)) if autosave else None
+    ListerApp(loaded, session=store, sessions_dir=folder, persist=True).run()
+    if store is not None and (store.path / "manifest.json").exists():
+        err_console.print(f"session saved in {store.path} (reopen: lister-tui open {store.name})", highlight=False)
 
 
 @organism_app.command("build")
@@ -78,6 +93,379 @@ def organism_card() -> None:
     from rich.markdown import Markdown
 
     console.print(Markdown(path.read_text()))
+
+
+def _split(values: Optional[list[str]]) -> list[str]:
+    """Repeated options, each possibly comma-separated: ["a,b", "c"] -> ["a", "b", "c"]."""
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+SWEEP_HELP = """Run the study headless: every SAE's top-k ablation, the baselines, the faithfulness check.
+
+For each template, topic and sample a list is sampled with its own seed; the metric
+logit(blank) - logit(newline) at its last item is attributed to every SAE's features;
+then per SAE the top-k (position, feature) pairs are zeroed and the list is regenerated
+from that position with the same seed. Baselines regenerate from the same position
+and seed: restricted sampling (blank and end token banned; only the end token banned)
+and a steering vector (mean long-template minus mean short-template activation at one
+layer's hook_resid_post, times a scale, added at every position).
+
+Writes to --out: by_condition (the study's table: per SAE and baseline, ablated - base
+averaged across topics), by_condition_and_topic, by_topic, generations,
+faithfulness_by_sae and faithfulness_pairs, each as .csv, .parquet and .md, and
+manifest.json (every setting, seeds, versions, weights fingerprint, complete: true/false).
+Tables are rewritten after each condition, so Ctrl-C leaves valid tables and a manifest
+saying complete: false.
+
+Example: [bold]lister-tui sweep --sae res_0 --sae attn_1 --topic Fruits --samples 2 --out /tmp/sweep[/]
+"""
+
+
+@app.command("sweep", help=SWEEP_HELP)
+def sweep_command(
+    model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry: lister-tiny or gemma-2-2b-it."),
+    sae: Optional[list[str]] = typer.Option(
+        None, "--sae", "-s", help="SAE to ablate, e.g. res_0 (repeat or comma-separate). Default: the model's preset, all its SAEs.", show_default=False
+    ),
+    template: Optional[list[str]] = typer.Option(
+        None, "--template", "-t", help="Prompt template: short, long or unspecified (repeat or comma-separate). Default: short.", show_default=False
+    ),
+    topic: Optional[list[str]] = typer.Option(
+        None, "--topic", help="Topic, e.g. 'Fruits' (repeat or comma-separate). Default: the study's 23 topics.", show_default=False
+    ),
+    samples: int = typer.Option(5, "--samples", "-n", help="Samples per template and topic."),
+    preset: str = typer.Option("code", "--preset", help="Sampling preset: code (T 0.7, top-p 0.8), post (T 0.8, top-p 0.9) or greedy."),
+    temperature: Optional[float] = typer.Option(None, help="Override the preset's temperature (0 = greedy).", show_default=False),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Override the preset's top-p.", show_default=False),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Top-k filter of the sampler (default: none).", show_default=False),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Override the preset's token cap (100).", show_default=False),
+    k: int = typer.Option(5, "--k", "-k", help="Top (position, feature) pairs zeroed per sample (the study's code: 10, its post: 5)."),
+    seed: int = typer.Option(0, help="Base seed; each sample's seed derives from it and the sample's template, topic and number."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
+    dtype: Optional[str] = typer.Option(None, help="float32 or bfloat16 (default: the entry's).", show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: sweeps/<model>-<UTC time>).", show_default=False),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Write into a non-empty --out, replacing a previous sweep's files."),
+    restricted: bool = typer.Option(True, "--restricted/--no-restricted", help="Restricted-sampling baselines (ban blank+end, ban end)."),
+    steering: bool = typer.Option(True, "--steering/--no-steering", help="Steering-vector baseline."),
+    steering_layer: Optional[int] = typer.Option(
+        None, "--steering-layer", help="Layer whose hook_resid_post is steered (default: the earliest residual SAE's layer).", show_default=False
+    ),
+    steering_scale: float = typer.Option(8.0, "--steering-scale", help="Multiple of the long-minus-short vector added."),
+    faithfulness: bool = typer.Option(True, "--faithfulness/--no-faithfulness", help="Check each top pair's attribution against a real ablation."),
+    threads: Optional[int] = typer.Option(
+        None,
+        "--threads",
+        help="CPU threads for torch (default: 1 for lister-tiny on CPU, whose matrices are too small to gain from more; torch's default otherwise).",
+        show_default=False,
+    ),
+) -> None:
+    from dataclasses import replace
+    from datetime import datetime, timezone
+
+    from lister_tui.core.registry import get_entry
+    from lister_tui.core.study import SAMPLING_PRESETS, TOPICS
+    from lister_tui.core.sweep import SweepSettings
+    from lister_tui.core.sweep_output import check_out_folder
+
+    try:
+        entry = get_entry(model)
+        if preset not in SAMPLING_PRESETS:
+            raise ListerError(f"unknown sampling preset {preset!r}; valid: {', '.join(SAMPLING_PRESETS)}")
+        overrides = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "max_new_tokens": max_new_tokens}
+        sampling = replace(SAMPLING_PRESETS[preset], **{key: v for key, v in overrides.items() if v is not None})
+        saes = _split(sae)
+        settings = SweepSettings(
+            model=model,
+            saes=() if saes in ([], ["preset"]) else tuple(saes),
+            templates=tuple(_split(template)) or ("short",),
+            topics=tuple(_split(topic)) or TOPICS,
+            samples_per_topic=samples,
+            sampling_preset=preset,
+            sampling=sampling,
+            k=k,
+            seed=seed,
+            device=device,
+            dtype=dtype,
+            restricted_sampling=restricted,
+            steering=steering,
+            steering_layer=steering_layer,
+            steering_scale=steering_scale,
+            faithfulness=faithfulness,
+        )
+        settings.validate(entry)
+        if threads is not None and threads < 1:
+            raise ListerError(f"threads must be >= 1, got {threads}")
+        if out is None:
+            out = Path("sweeps") / f"{model}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}"
+        check_out_folder(out, overwrite)
+    except ListerError as exc:
+        _fail(exc)
+    _run_sweep(settings, entry, out, overwrite, threads)
+
+
+def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[int]) -> None:
+    import torch
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from lister_tui.core.baselines import check_layer
+    from lister_tui.core.loading import load_model
+    from lister_tui.core.sweep import SweepResult, run_sweep
+    from lister_tui.core.sweep_output import SweepWriter, read_table
+
+    try:
+        # Fails fast (with the download commands for a pretrained entry) before any work.
+        loaded = load_model(entry, device=settings.device, dtype=settings.dtype)
+        if settings.steering:
+            check_layer(loaded, settings.resolved_steering_layer(entry))
+    except ListerError as exc:
+        _fail(exc)
+    if loaded.device == "cpu" and (threads is not None or loaded.entry.source == "shipped"):
+        # a small model's matmuls gain nothing from more threads, and on busy cores
+        # torch's spinning worker threads make every step many times slower
+        torch.set_num_threads(threads or 1)
+    writer = SweepWriter(out, overwrite=overwrite, command=["lister-tui", *sys.argv[1:]])
+    result = SweepResult()
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("elapsed"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+    def on_progress(p) -> None:
+        progress.update(task, completed=p.done, total=p.total or None, description=p.detail[:60])
+
+    try:
+        writer.start(loaded, settings, runtime={"torch_threads": torch.get_num_threads()})
+        err_console.print(f"sweep of {loaded.entry.name} on {loaded.device} -> {out}", highlight=False)
+        with progress:
+            task = progress.add_task("starting", total=None)
+            run_sweep(loaded, settings, on_progress=on_progress, on_checkpoint=writer.write, result=result)
+    except KeyboardInterrupt:
+        try:
+            writer.write(result, status="interrupted")
+        except OSError:
+            writer.fail("interrupted")
+        err_console.print(
+            f"interrupted after {result.units_done} of {result.units_total} units; the tables so far are in {out} "
+            "(manifest.json says complete: false)",
+            highlight=False,
+        )
+        raise typer.Exit(code=130)
+    except ListerError as exc:
+        writer.fail("failed", str(exc))
+        _fail(exc)
+    except OSError as exc:
+        try:
+            writer.fail("failed", str(exc))
+        except OSError:
+            pass
+        _fail(ListerError(f"could not write the sweep to {out} ({exc}); files written before stay valid, manifest complete: false"))
+
+    table = read_table(out, "by_condition")
+    from rich.table import Table
+
+    view = Table(title=f"ablated - base, averaged across topics ({loaded.entry.name}, {len(result.samples)} lists)")
+    columns = {
+        "condition": "condition",
+        "n_items_change_mean": "items",
+        "n_items_change_variance": "items var",
+        "diversity_change_mean": "div",
+        "diversity_change_variance": "div var",
+        "n_tokens_change_mean": "tokens",
+        "reached_end_rate": "ended",
+        "faithfulness_pearson_r": "faith r",
+    }
+    for column, header in columns.items():
+        view.add_column(header, justify="left" if column == "condition" else "right", no_wrap=column == "condition")
+    for _, row in table.iterrows():
+        cells = [str(row["condition"])]
+        cells += ["" if row[c] != row[c] else f"{row[c]:.2f}" for c in list(columns)[1:]]
+        view.add_row(*cells)
+    console.print(view)
+    console.print(f"tables and manifest in {out}", highlight=False)
+
+
+# --- sessions -----------------------------------------------------------------------------
+
+SESSIONS_DIR_OPTION = typer.Option(
+    None, "--sessions-dir", help="Sessions folder (default: $LISTER_TUI_SESSIONS, else the checkout's sessions/; `lister-tui locate`).", show_default=False
+)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _resolve(target: str, sessions_dir: Optional[Path]) -> Path:
+    from lister_tui.core.locations import sessions_dir as resolve_sessions_dir
+    from lister_tui.core.session import resolve_session
+
+    return resolve_session(target, resolve_sessions_dir(sessions_dir))
+
+
+@app.command("open")
+def open_command(
+    target: str = typer.Argument(..., help="A session's name (in the sessions folder) or a folder: a session, or a sweep's output."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
+    dtype: Optional[str] = typer.Option(None, help="float32 or bfloat16 (default: the entry's).", show_default=False),
+    read_only: bool = typer.Option(False, "--read-only", help="Never write to this session (save as still works)."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION,
+) -> None:
+    """Open a saved session (or a sweep's output folder) in the explorer.
+
+    The session's model is loaded; without it here, the session opens read-only and
+    the explorer says so in a banner. A sweep folder becomes a new session (its lists
+    sampled again from their seeds), or reopens the one made from it before."""
+    from lister_tui.core.locations import sessions_dir as resolve_sessions_dir
+    from lister_tui.core.session import read_session
+    from lister_tui.core.session_open import is_sweep, open_sweep, view_session
+
+    folder = resolve_sessions_dir(sessions_dir)
+    try:
+        path = _resolve(target, sessions_dir)
+        if is_sweep(path):
+            from lister_tui.core.loading import load_model
+            from lister_tui.core.session_sweep import read_sweep_manifest, sweep_model_name
+
+            name = sweep_model_name(read_sweep_manifest(path))
+            with err_console.status(f"loading {name} and sampling the sweep's lists again…"):
+                loaded = load_model(name, device=device, dtype=dtype)
+                opened = open_sweep(path, loaded, folder)
+            view = view_session(opened, loaded, read_only=read_only)
+        else:
+            opened = read_session(path)
+            with err_console.status(f"loading {opened.model.name}…"):
+                view = view_session(opened, device=device, dtype=dtype, read_only=read_only)
+    except ListerError as exc:
+        _fail(exc)
+    if view.banner:
+        err_console.print(view.banner, highlight=False)
+    from lister_tui.tui.app import ListerApp
+
+    ListerApp(
+        view.lab, initial=None, workspace=view.opened.workspace, session=view.store, sessions_dir=folder, banner=view.banner,
+        notice=view.notice, session_name=view.opened.name, persist=True,
+    ).run()
+
+
+@app.command("sessions")
+def sessions_command(sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION) -> None:
+    """List the saved sessions (and sweep folders) with date, model, samples, runs and size."""
+    from rich.table import Table
+
+    from lister_tui.core.locations import sessions_dir as resolve_sessions_dir
+    from lister_tui.core.session import list_sessions
+
+    folder = resolve_sessions_dir(sessions_dir)
+    infos = list_sessions(folder)
+    if not infos:
+        console.print(f"no sessions in {folder} (run lister-tui to start one)", highlight=False)
+        return
+    view = Table(title=f"sessions in {folder}")
+    view.add_column("name", min_width=min(40, max(len(i.name) for i in infos)), overflow="fold")
+    for column in ("updated", "model", "samples", "runs", "size", "kind"):
+        view.add_column(column, justify="right" if column in ("samples", "runs", "size") else "left", no_wrap=True)
+    for i in infos:
+        updated = (i.updated or "")[:16].replace("T", " ")
+        kind = i.kind if i.problem is None else f"[red]{escape(i.problem[:60])}[/]"
+        view.add_row(escape(i.name), updated, i.model or "?", "" if i.samples is None else str(i.samples), "" if i.runs is None else str(i.runs), _size(i.size_bytes), kind)
+    console.print(view)
+
+
+@app.command("replay")
+def replay_command(
+    target: str = typer.Argument(..., help="A session's name or folder."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto (the session's lists were sampled on the device it ran on)."),
+    dtype: Optional[str] = typer.Option(None, help="float32 or bfloat16 (default: the entry's).", show_default=False),
+    sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION,
+) -> None:
+    """Regenerate every saved list from its seed and report any token that differs (exit 1 on a mismatch)."""
+    from lister_tui.core.fingerprint import fingerprint_differences, weights_fingerprint
+    from lister_tui.core.loading import load_model
+    from lister_tui.core.session import read_session
+    from lister_tui.core.session_replay import replay
+
+    try:
+        opened = read_session(_resolve(target, sessions_dir))
+        with err_console.status(f"loading {opened.model.name}…"):
+            loaded = load_model(opened.model.name, device=device, dtype=dtype)
+    except ListerError as exc:
+        _fail(exc)
+    differs = fingerprint_differences(opened.model.fingerprint, weights_fingerprint(loaded.entry))
+    if differs:
+        err_console.print(f"warning: the weights differ from the session's ({', '.join(differs)}); expect mismatches", highlight=False)
+    saved_version = opened.manifest.get("lister_tui_version")
+    from lister_tui.core.session import lister_version
+
+    if saved_version and saved_version != lister_version():
+        err_console.print(f"note: saved with lister-tui {saved_version}, replayed with {lister_version()}", highlight=False)
+    with err_console.status("replaying…") as status:
+        report = replay(loaded, opened.workspace, opened.manifest.get("sampling"), on_progress=lambda d, t, w: status.update(f"replaying {d}/{t}: {w}"))
+    to_str = loaded.to_str_tokens
+    for m in report.mismatches:
+        console.print(f"[red]mismatch[/] {escape(m.describe(to_str))}")
+    if report.ok:
+        console.print(f"[green]ok[/]: {report.checked} lists replayed, every token identical ({opened.name})")
+        return
+    console.print(f"[red]{len(report.mismatches)} of {report.checked} lists differ[/] ({opened.name})")
+    raise typer.Exit(code=1)
+
+
+@app.command("export")
+def export_command(
+    target: str = typer.Argument(..., help="A session's name or folder."),
+    fmt: str = typer.Option("csv", "--format", "-f", help="csv, parquet, markdown or latex."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: <session>/exports).", show_default=False),
+    sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION,
+) -> None:
+    """Write a session's tables (generations, attributions, ablations with deltas, per-SAE summary) for pandas or a paper."""
+    from lister_tui.core.session import read_session
+    from lister_tui.core.session_export import export_tables, sweep_tables, write_exports
+
+    try:
+        opened = read_session(_resolve(target, sessions_dir))
+        vocab = opened.vocab
+        decode = (lambda ids: "".join(vocab.get(i, "") for i in ids)) if vocab else None
+        token_string = (lambda i: vocab.get(i, "")) if vocab else None
+        tables = export_tables(opened.workspace, decode, token_string)
+        tables.update(sweep_tables(opened.manifest))
+        files = write_exports(tables, out or opened.path / "exports", fmt)
+    except ListerError as exc:
+        _fail(exc)
+    for f, (name, frame) in zip(files, tables.items()):
+        console.print(f"{f}  ({len(frame)} rows)", highlight=False)
+
+
+@app.command("locate")
+def locate_command(what: str = typer.Argument("all", help="sessions, themes, config or all.")) -> None:
+    """Print where sessions, themes and the settings file live."""
+    from lister_tui.core import locations
+
+    places = {
+        "sessions": locations.sessions_dir(),
+        "themes": locations.user_themes_dir(),
+        "bundled-themes": locations.bundled_themes_dir(),
+        "config": locations.config_dir(),
+    }
+    if what != "all":
+        key = {"themes": "themes", "sessions": "sessions", "config": "config"}.get(what)
+        if key is None:
+            _fail(ListerError(f"unknown place {what!r}; valid: sessions, themes, config, all"))
+        console.print(str(places[key]), highlight=False, soft_wrap=True)
+        return
+    for name, path in places.items():
+        console.print(f"{name}: {path}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:
