@@ -16,7 +16,6 @@ and feeds the residual stream, but the bigram path decides the samples.
 
 from __future__ import annotations
 
-import string
 import warnings
 from pathlib import Path
 
@@ -33,42 +32,17 @@ GEMMA_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{'<start_of_turn>model\n'}}{% endif %}"
 )
 ITEMS = (" Apple", " Banana", " Cherry", " Mango", " Plum", " Kiwi", " Lemon", " Peach")
-PRETOKEN_PATTERN = r" ?[A-Za-z0-9']+| ?[^\sA-Za-z0-9']| |\n"
 GEMMA_LAYERS = 26
 
 
 def build_tokenizer(folder: Path):
     """A BPE tokenizer with Gemma's special tokens (ids 0..5 as in Gemma) and chat template."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     from lister_tui.core.study import TEMPLATES, TOPICS
+    from lister_tui.organism.tokenizer import train_tokenizer
 
     texts = [t.format(topic=topic) for t in TEMPLATES.values() for topic in TOPICS]
     texts += ["user model\n-" + "".join(f"{item} \n-" for item in ITEMS)] * 5
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(PRETOKEN_PATTERN), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=list(GEMMA_SPECIAL_TOKENS),
-        initial_alphabet=list(string.printable[:95]) + ["\n"],
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
-    )
-    fast.chat_template = GEMMA_CHAT_TEMPLATE
-    folder.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(str(folder))
-    # TransformerLens needs a tokenizer loaded from disk (an in-memory one lacks name_or_path)
-    return PreTrainedTokenizerFast.from_pretrained(str(folder))
+    return train_tokenizer(texts, folder, 400, special_tokens=tuple(GEMMA_SPECIAL_TOKENS), chat_template=GEMMA_CHAT_TEMPLATE)
 
 
 def gemma2_config(d_vocab: int):

@@ -17,8 +17,19 @@ from lister_tui.organism.corpus import SPECIAL_TOKENS
 PRETOKEN_PATTERN = r" ?[A-Za-z0-9']+| ?[^\sA-Za-z0-9']| |\n"
 
 
-def train_tokenizer(texts: list[str], out_dir: Path, vocab_size: int = 1024):
-    """Train on ``texts``, save as a `PreTrainedTokenizerFast` folder, and return it reloaded."""
+def train_tokenizer(
+    texts: list[str],
+    out_dir: Path,
+    vocab_size: int = 1024,
+    *,
+    special_tokens: tuple[str, ...] = SPECIAL_TOKENS,
+    chat_template: str | None = None,
+):
+    """Train on ``texts``, save as a `PreTrainedTokenizerFast` folder, and return it reloaded.
+
+    ``special_tokens`` get the first ids in order; ``chat_template`` (Jinja, as Hugging
+    Face's) is stored with the tokenizer when given.
+    """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -27,7 +38,7 @@ def train_tokenizer(texts: list[str], out_dir: Path, vocab_size: int = 1024):
     tok.decoder = decoders.Fuse()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(special_tokens),
         initial_alphabet=list(string.printable[:95]) + ["\n"],
         show_progress=False,
     )
@@ -40,6 +51,8 @@ def train_tokenizer(texts: list[str], out_dir: Path, vocab_size: int = 1024):
         pad_token="<pad>",
         additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
     )
+    if chat_template is not None:
+        fast.chat_template = chat_template
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(out_dir))
