@@ -23,6 +23,7 @@ from typing import Callable
 import pandas as pd
 
 from lister_tui.core.errors import ListerError
+from lister_tui.core.session_format import sample_identity
 from lister_tui.core.workspace import DELTA_METRICS, AblationChoice, Workspace
 
 FORMATS = {"csv": "csv", "parquet": "parquet", "markdown": "md", "latex": "tex"}
@@ -38,11 +39,7 @@ def _gen(kind: str, key: str, st, s, run: int | None, decode) -> dict:
     spec = s.spec
     m = s.metrics
     return {
-        "key": key,
-        "template": spec.template,
-        "topic": spec.topic,
-        "sample": spec.sample,
-        "seed": spec.seed,
+        **sample_identity(key, spec),
         "preset": st.preset,
         "kind": kind,
         "run": run,
@@ -66,11 +63,7 @@ def export_tables(ws: Workspace, decode: Callable[[list[int]], str] | None = Non
             gens.append(_gen("base", key, st, run.base, i, decode))
             gens.append(_gen("ablated", key, st, run.ablated, i, decode))
             row = {
-                "key": key,
-                "template": spec.template,
-                "topic": spec.topic,
-                "sample": spec.sample,
-                "seed": spec.seed,
+                **sample_identity(key, spec),
                 "run": i,
                 "preset": run.preset,
                 "regenerated_from": run.ablated.prefix_len,
@@ -92,11 +85,7 @@ def export_tables(ws: Workspace, decode: Callable[[list[int]], str] | None = Non
             for rank, p in enumerate(attr.top[0]):
                 attrs.append(
                     {
-                        "key": key,
-                        "template": spec.template,
-                        "topic": spec.topic,
-                        "sample": spec.sample,
-                        "seed": spec.seed,
+                        **sample_identity(key, spec),
                         "sae": sae_id,
                         "hook_name": attr.hook_name,
                         "rank": rank + 1,

@@ -225,6 +225,11 @@ def _field_of(exc: Exception) -> str:
 # --- workspace -> rows -----------------------------------------------------------------
 
 
+def sample_identity(key: str, spec) -> dict:
+    """The columns that name a sample in every table: its workspace key and prompt spec."""
+    return {"key": key, "template": spec.template, "topic": spec.topic, "sample": spec.sample, "seed": spec.seed}
+
+
 def _gen_row(s: ListSample, prefix: str = "") -> dict:
     m = s.metrics
     return {
@@ -283,11 +288,7 @@ def workspace_rows(ws: Workspace, decode: Callable[[list[int]], str] | None = No
         used.update(s.tokens)
         out["samples"].append(
             {
-                "key": key,
-                "template": spec.template,
-                "topic": spec.topic,
-                "sample": spec.sample,
-                "seed": spec.seed,
+                **sample_identity(key, spec),
                 "preset": st.preset,
                 **_gen_row(s),
                 "curve": None if st.curve is None else [float(v) for v in st.curve],
