@@ -131,6 +131,8 @@ def test_a_new_toggle_cancels_a_stale_regeneration(make_app, tiny, monkeypatch):
             sample = app.workspace.state(key).sample
             outcome = ablate_and_regenerate(tiny, [sample], [run_.ablation], SAMPLING_PRESETS["code"], from_attribution_pos=False)[0]
             assert run_.ablated.tokens == outcome.ablated.tokens
+            # from the prompt, the base is the sample itself (same seed): not sampled again, but equal
+            assert run_.base.tokens == outcome.base.tokens and run_.base.metrics == outcome.base.metrics
 
     run(go())
 
