@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from lister_tui.core.experiment import Pair, SAEListAttribution
@@ -50,7 +52,8 @@ def small_workspace(note: str = "") -> Workspace:
     b = make_sample("long", "Colors", 1, 12, [[11], [12], [13, 14]], [False, False, True])
     ka, kb = ws.add_samples([a], "code") + ws.add_samples([b], "greedy")
     ws.set_curve(ka, [0.5 * i for i in range(len(a.tokens))])
-    ws.set_attribution(ka, {"res_0": make_attribution("res_0", a, 4, 1), "attn_1": make_attribution("attn_1", a, 3, 2)})
+    integrated = replace(make_attribution("attn_1", a, 3, 2), method="ig", ig_steps=10)
+    ws.set_attribution(ka, {"res_0": make_attribution("res_0", a, 4, 1), "attn_1": integrated})
     ws.toggle(ka, AblationChoice("res_0", 3, 5))
     ws.toggle(ka, AblationChoice("attn_1", 2, 6, "every"))
     ablated = make_sample("short", "Fruits", 0, 11, [[8, 9], [10], [11]], [False, False, True], prefix_len=9, metric=0.25)
@@ -83,5 +86,6 @@ def assert_same_workspace(a: Workspace, b: Workspace) -> None:
 
 def assert_same_attribution(x: SAEListAttribution, y: SAEListAttribution) -> None:
     assert (x.sae_id, x.hook_name, x.d_sae, x.top, x.attribution_pos) == (y.sae_id, y.hook_name, y.d_sae, y.top, y.attribution_pos)
+    assert (x.method, x.ig_steps) == (y.method, y.ig_steps)
     for name in ("max_activation", "feature_total", "error_total", "metric"):
         np.testing.assert_array_equal(getattr(x, name), getattr(y, name))

@@ -13,7 +13,7 @@ from engine_fixtures import (
     random_tokens,
 )
 
-from lister_tui.core.attribution import SAEAttribution, attribute, metric_logit_diff
+from lister_tui.core.attribution import SAEAttribution, attribute, attribute_integrated, metric_logit_diff
 from lister_tui.core.errors import ListerError
 
 BLANK_ID = 5
@@ -193,3 +193,71 @@ def test_bad_inputs(model, saes, tokens):
     with model.saes(saes=[sae], use_error_term=True):
         with pytest.raises(ListerError, match="spliced"):
             attribute(model, tokens, TARGETS, [("s", sae)], blank_id=1, newline_id=2)
+
+
+def spliced_integrated_reference(model, sae, tokens, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(integrated gradients [batch, pos, d_sae], metric at the targets with every
+    feature zeroed [batch]) by splicing ``sae`` in sae-lens (error term kept) and
+    scaling its feature activations at ``hook_sae_acts_post``."""
+    hook = sae.cfg.metadata.hook_name
+    targets = (torch.arange(len(TARGETS)), torch.tensor(TARGETS))
+
+    def run(alpha: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        saved: dict[str, torch.Tensor] = {}
+
+        def scale(activation, hook):
+            saved["real"] = activation.detach().clone()
+            scaled = alpha * activation
+            scaled.retain_grad()
+            saved["scaled"] = scaled
+            return scaled
+
+        with model.saes(saes=[sae], use_error_term=True):
+            with model.hooks(fwd_hooks=[(f"{hook}.hook_sae_acts_post", scale)]):
+                metric = metric_logit_diff(model(tokens), BLANK_ID, NEWLINE_ID)[targets]
+                metric.sum().backward()
+        model.zero_grad(set_to_none=True)
+        return saved["real"], saved["scaled"].grad, metric.detach()
+
+    grads = []
+    for step in range(steps):
+        acts, grad, _ = run((step + 0.5) / steps)
+        grads.append(grad)
+    _, _, zeroed = run(0.0)
+    return acts * torch.stack(grads).mean(0), zeroed
+
+
+@pytest.mark.parametrize("sae_id", ["res1-standard", "res0-jumprelu", "att1-jumprelu", "att1-topk"])
+def test_integrated_gradients_equal_scaling_the_spliced_saes_features(model, saes, tokens, sae_id):
+    sae = saes[sae_id]
+    result = attribute_integrated(
+        model, tokens, TARGETS, sae_id, sae, steps=4, blank_id=BLANK_ID, newline_id=NEWLINE_ID, lengths=LENGTHS
+    )
+    expected, _ = spliced_integrated_reference(model, sae, tokens, steps=4)
+    real = torch.arange(tokens.shape[1]) < torch.tensor(LENGTHS).unsqueeze(1)
+    assert_matches(result.attribution, expected * real.unsqueeze(-1))
+    (first_order,) = attribute(
+        model, tokens, TARGETS, [(sae_id, sae)], blank_id=BLANK_ID, newline_id=NEWLINE_ID, lengths=LENGTHS
+    )
+    # the path integral differs from the first-order estimate; activations and error node are shared
+    assert not torch.allclose(result.attribution, first_order.attribution, rtol=1e-3, atol=1e-6)
+    torch.testing.assert_close(result.activation, first_order.activation)
+    torch.testing.assert_close(result.error_attribution, first_order.error_attribution)
+
+
+def test_integrated_gradients_are_complete(model, saes, tokens):
+    """Summed over every (position, feature), they give metric(real) − metric(every feature zeroed)."""
+    sae = saes["res0-jumprelu"]
+    result = attribute_integrated(
+        model, tokens, TARGETS, "s", sae, steps=48, blank_id=BLANK_ID, newline_id=NEWLINE_ID, lengths=LENGTHS
+    )
+    _, zeroed = spliced_integrated_reference(model, sae, tokens, steps=1)
+    change = result.metric - zeroed
+    assert change.abs().min() > 0.05  # zeroing the features matters, so the check is not vacuous
+    torch.testing.assert_close(result.attribution.sum(dim=(1, 2)), change, rtol=0.02, atol=0.01)
+
+
+def test_integrated_gradients_reject_bad_steps(model, saes, tokens):
+    for steps in (0, -1, 2.5, True):
+        with pytest.raises(ListerError, match="steps must be an integer >= 1"):
+            attribute_integrated(model, tokens, TARGETS, "s", saes["res1-standard"], steps=steps, blank_id=1, newline_id=2)

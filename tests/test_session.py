@@ -296,3 +296,23 @@ def test_two_writers_never_interleave(tmp_path):
     assert read_session(folder).revision == 24  # every save was a whole revision
     left = sorted(p.name for p in folder.iterdir() if p.suffix == ".parquet")
     assert len(left) == len(SCHEMAS)  # old revisions' files collected, no temporary files
+
+
+def test_a_session_saved_before_the_attribution_method_column_reads_as_activation_x_gradient(tmp_path):
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    ws = small_workspace()
+    manifest = save(ws, tmp_path / "s")
+    info = manifest["tables"]["attribution_summary"]
+    path = tmp_path / "s" / info["file"]
+    older = pq.read_table(path).drop_columns(["method", "ig_steps"])
+    pq.write_table(older, path)
+    info["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(manifest))
+    opened = read_session(tmp_path / "s").workspace
+    first = next(iter(ws.samples))
+    assert ws.state(first).attribution["attn_1"].method == "ig"  # what was saved, before the columns were dropped
+    assert {a.method for a in opened.state(first).attribution.values()} == {"grad"}
+    assert {a.ig_steps for a in opened.state(first).attribution.values()} == {0}

@@ -312,3 +312,73 @@ def _decoder_gradient_autograd(sae: SAE, x: Tensor, g: Tensor) -> tuple[Tensor, 
 def _masked_cpu(values: Tensor, keep: Tensor) -> Tensor:
     return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device)).float().cpu()
 
+
+def attribute_integrated(
+    model: HookedTransformer,
+    tokens: Tensor,  # [batch, pos] right-padded token ids
+    target_pos: Sequence[int],
+    sae_id: str,
+    sae: SAE,
+    *,
+    steps: int,
+    blank_id: int,
+    newline_id: int,
+    lengths: Sequence[int] | None = None,
+) -> SAEAttribution:
+    """Integrated gradients of ``metric[b, target_pos[b]]`` for every feature of one SAE.
+
+    Activation × gradient is a first-order estimate: where the model reads a feature
+    through a saturated switch (a softmax or a GELU far from its bend) the gradient
+    at the real activation is near zero although zeroing the feature changes a lot.
+    Integrated gradients (as in Marks et al., *Sparse Feature Circuits*) average the
+    gradient along the straight path from every feature of this SAE at zero to its
+    real value, with the SAE's error term kept:
+
+        feature attribution  a ⊙ mean over α of  d metric / d feature  at  α·a
+
+    with α at the midpoints of ``steps`` equal intervals. Summed over every
+    (position, feature) it approaches metric(real) − metric(every feature zeroed) as
+    ``steps`` grows (completeness); each step is one forward and backward pass with
+    this SAE spliced, so this costs ``steps`` passes per SAE where activation ×
+    gradient costs one pass for all SAEs. The error node's attribution is the
+    first-order one (the error is not on the path).
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ListerError(f"integrated-gradient steps must be an integer >= 1, got {steps!r}")
+    hook_name = sae.cfg.metadata.hook_name
+    lengths = _check_inputs(model, tokens, target_pos, lengths, [hook_name])
+    activations, gradients, metric = _activations_and_gradients(
+        model, tokens, target_pos, [hook_name], blank_id=blank_id, newline_id=newline_id
+    )
+    real = torch.arange(tokens.shape[1]).unsqueeze(0) < torch.tensor(list(lengths)).unsqueeze(1)
+    first_order = _attribute_one(sae_id, sae, activations[hook_name], gradients[hook_name], real, metric)
+
+    x = activations[hook_name].to(sae.device, sae.dtype)
+    with torch.no_grad():
+        feature_acts = sae.encode(x)  # [batch, pos, d_sae]
+        reconstruction = sae.decode(feature_acts)  # shape of x
+    grad_sum = torch.zeros_like(feature_acts)
+    with torch.inference_mode(False), torch.enable_grad():
+        run_tokens = tokens.clone().to(model.cfg.device)
+        for step in range(steps):
+            alpha = (step + 0.5) / steps
+            scaled = (alpha * feature_acts).detach().requires_grad_(True)
+
+            def splice(activation: Tensor, hook) -> Tensor:
+                # x − decode(a) + decode(α·a): the error term x − decode(a) is kept
+                return activation - reconstruction.to(activation.dtype) + sae.decode(scaled).to(activation.dtype)
+
+            with model.hooks(fwd_hooks=[(hook_name, splice)]):
+                path_metric = _metric_at(model, run_tokens, target_pos, blank_id, newline_id)
+            (grad,) = torch.autograd.grad(path_metric.sum(), [scaled])
+            grad_sum += grad.detach()
+    with torch.no_grad():
+        attribution = feature_acts * grad_sum / steps
+    return SAEAttribution(
+        sae_id=sae_id,
+        hook_name=hook_name,
+        attribution=_masked_cpu(attribution, real.to(attribution.device).unsqueeze(-1)),
+        activation=first_order.activation,
+        error_attribution=first_order.error_attribution,
+        metric=metric,
+    )

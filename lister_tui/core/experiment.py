@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from lister_tui.core.ablation import Ablation, FeatureAblation
-from lister_tui.core.attribution import attribute
+from lister_tui.core.attribution import attribute, attribute_integrated
 from lister_tui.core.errors import ListerError
 from lister_tui.core.generation import ListSample, metric_curve, sample_lists, with_metric
 from lister_tui.core.loading import LoadedModel
@@ -47,11 +47,24 @@ class SAEListAttribution:
     error_total: np.ndarray  # [n_samples]: sum of the error node's attribution
     metric: np.ndarray  # [n_samples]: the metric at the attribution position
     attribution_pos: list[int] = field(default_factory=list)
+    method: str = "grad"  # "grad" (activation x gradient) or "ig" (integrated gradients)
+    ig_steps: int = 0  # the integrated-gradient steps (0 for "grad")
+
+    @property
+    def method_label(self) -> str:
+        return "activation x gradient" if self.method == "grad" else f"integrated gradients, {self.ig_steps} steps"
 
     def error_share(self, sample: int) -> float:
         """|error| / (|features| + |error|): how much of the SAE's attribution its features miss."""
         e, f = abs(float(self.error_total[sample])), abs(float(self.feature_total[sample]))
         return e / (e + f) if e + f > 0 else 0.0
+
+
+# How attribute_lists scores a (position, feature): "grad" is the study's activation ×
+# gradient (one pass for every SAE); "ig" is integrated gradients (``ig_steps`` passes
+# per SAE), which also sees features that the model reads through a saturated switch.
+ATTRIBUTION_METHODS = ("grad", "ig")
+DEFAULT_IG_STEPS = 10
 
 
 def attributable(samples: Sequence[ListSample]) -> list[int]:
@@ -67,14 +80,23 @@ def attribute_lists(
     keep: int = 50,
     batch_size: int = 16,
     on_progress: Callable[[str, int, int], None] | None = None,
+    method: str = "grad",
+    ig_steps: int = DEFAULT_IG_STEPS,
 ) -> dict[str, SAEListAttribution]:
     """Attribute the metric at each sample's attribution position to every feature of each SAE.
 
-    One forward and one backward pass per batch serves every SAE; SAEs are loaded one
-    at a time after that pass, so memory holds one SAE at once.
+    With ``method="grad"`` (the study's activation × gradient) one forward and one
+    backward pass per batch serves every SAE; SAEs are loaded one at a time after that
+    pass, so memory holds one SAE at once. With ``method="ig"`` each SAE gets
+    ``ig_steps`` passes of integrated gradients
+    (:func:`lister_tui.core.attribution.attribute_integrated`).
     """
     if not sae_ids:
         raise ListerError(f"no SAE given; valid: {', '.join(s.id for s in loaded.entry.sites)}")
+    if method not in ATTRIBUTION_METHODS:
+        raise ListerError(f"unknown attribution method {method!r}; valid: {', '.join(ATTRIBUTION_METHODS)}")
+    if method == "ig" and (isinstance(ig_steps, bool) or not isinstance(ig_steps, int) or ig_steps < 1):
+        raise ListerError(f"integrated-gradient steps must be an integer >= 1, got {ig_steps!r}")
     sites = [loaded.entry.site(i) for i in sae_ids]
     missing = [i for i, s in enumerate(samples) if s.structure.attribution_pos is None]
     if missing:
@@ -93,18 +115,17 @@ def attribute_lists(
             tokens[b, : lengths[b]] = torch.tensor(s.tokens[: lengths[b]])
         target = [l - 1 for l in lengths]
         stream = ((site.id, loaded.load_sae(site.id)) for site in sites)
-        for done, result in enumerate(
-            attribute(
-                loaded.model,
-                tokens.to(loaded.device),
-                target,
-                stream,
-                blank_id=loaded.ids.blank,
-                newline_id=loaded.ids.newline,
-                lengths=lengths,
-                hook_names=[site.hook_name for site in sites],
+        ids = {"blank_id": loaded.ids.blank, "newline_id": loaded.ids.newline, "lengths": lengths}
+        if method == "grad":
+            results_of_batch = attribute(
+                loaded.model, tokens.to(loaded.device), target, stream, hook_names=[s.hook_name for s in sites], **ids
             )
-        ):
+        else:
+            results_of_batch = (
+                attribute_integrated(loaded.model, tokens.to(loaded.device), target, sae_id, sae, steps=ig_steps, **ids)
+                for sae_id, sae in stream
+            )
+        for result in results_of_batch:
             d_sae = result.attribution.shape[-1]
             agg = results.get(result.sae_id)
             if agg is None:
@@ -117,6 +138,8 @@ def attribute_lists(
                     feature_total=np.zeros(n, dtype=np.float32),
                     error_total=np.zeros(n, dtype=np.float32),
                     metric=np.zeros(n, dtype=np.float32),
+                    method=method,
+                    ig_steps=ig_steps if method == "ig" else 0,
                 )
             pairs = result.top_pairs(keep, min_pos=1, max_pos=[l for l in lengths])
             for b, sample_pairs in enumerate(pairs):

@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 from lister_tui.core.atomic import atomic_write_bytes
 from lister_tui.core.errors import ListerError
 from lister_tui.core.session_format import (
+    ADDED_COLUMNS,
     FORMAT_NAME,
     FORMAT_VERSION,
     MANIFEST,
@@ -197,7 +198,8 @@ def _read_table(folder: Path, name: str, info: dict) -> list[dict]:
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise ListerError(f"table file {path} (table {name!r}) is not readable Parquet ({exc}); restore it from a backup") from exc
     if name in SCHEMAS:
-        missing = [f.name for f in SCHEMAS[name] if f.name not in table.column_names]
+        optional = ADDED_COLUMNS.get(name, ())
+        missing = [f.name for f in SCHEMAS[name] if f.name not in table.column_names and f.name not in optional]
         if missing:
             raise ListerError(f"table file {path} (table {name!r}) lacks the columns {', '.join(missing)}; it is damaged")
     return table.to_pylist()

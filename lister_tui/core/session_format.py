@@ -120,6 +120,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("metric", pa.float32()),
             pa.field("feature_total", pa.float32()),
             pa.field("error_total", pa.float32()),
+            pa.field("method", pa.string()),  # "grad" or "ig"; absent in older sessions: "grad"
+            pa.field("ig_steps", pa.int64()),
         ]
     ),
     # the top (position, feature) pairs of each attribution, strongest first
@@ -150,6 +152,10 @@ SCHEMAS: dict[str, pa.Schema] = {
     # the text of every token id used, so a session opens without its tokenizer
     "vocab": pa.schema([pa.field("id", pa.int64()), pa.field("string", pa.string())]),
 }
+
+# Columns added to format 1 after its first release: a file written before may lack
+# them, and readers fill in the default.
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"attribution_summary": ("method", "ig_steps")}
 
 TABLE_DESCRIPTIONS: dict[str, str] = {
     "samples": "one row per generated list: prompt spec and seed, sampling preset, token ids, list metrics, metric curve, note",
@@ -267,6 +273,8 @@ def _attribution_rows(scope: str, keys: Sequence[str], by_sae: dict[str, SAEList
                     "metric": float(attr.metric[index]),
                     "feature_total": float(attr.feature_total[index]),
                     "error_total": float(attr.error_total[index]),
+                    "method": attr.method,
+                    "ig_steps": attr.ig_steps,
                 }
             )
             for rank, p in enumerate(attr.top[index]):
@@ -424,6 +432,8 @@ def _attributions_from(summary: list[dict], pairs: list[dict], acts: list[dict])
             error_total=np.array([r["error_total"] for r in rows], dtype=np.float32),
             metric=np.array([r["metric"] for r in rows], dtype=np.float32),
             attribution_pos=[int(r["attribution_pos"]) for r in rows if r["attribution_pos"] is not None],
+            method=rows[0].get("method") or "grad",
+            ig_steps=int(rows[0].get("ig_steps") or 0),
         )
     return out
 

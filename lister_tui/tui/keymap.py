@@ -35,6 +35,7 @@ APP_KEYS: tuple[KeySpec, ...] = (
 MAIN_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.generate", "g", "generate", "Generate", "Generate samples: templates x topics x seeds (a dialog)", True),
     KeySpec("lister.attribute", "a", "attribute", "Attribute", "Attribute the metric at the attribution position to every SAE's features (this sample)", True),
+    KeySpec("lister.attribute_ig", "I", "attribute_ig", "Attr. IG", "Attribute this sample with integrated gradients (10 passes per SAE; sees features that the model reads through a saturated switch, which activation x gradient misses)"),
     KeySpec("lister.attribute_batch", "A", "attribute_batch", "Attr. batch", "Attribute every sample of the batch (dataset ranking, expression matrix)"),
     KeySpec("lister.toggle_feature", "space", "toggle_feature", "Toggle", "Switch the highlighted feature off/on for the ablation", True, key_display="␣"),
     KeySpec("lister.toggle_mode", "e", "toggle_mode", "Pos/every", "Ablate the highlighted feature at its position or at every position"),

@@ -81,6 +81,31 @@ def test_whole_loop_matches_the_core(make_app, tiny):
     run(go())
 
 
+def test_integrated_gradients_key_shows_the_cores_integrated_ranking(make_app, tiny):
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(100, 32)) as pilot:
+            await settle(app, pilot)
+            screen = app.screen
+            key = screen.current
+            sample = app.workspace.state(key).sample
+            await pilot.press("I")
+            await settle(app, pilot)
+            shown = app.workspace.state(key).attribution
+            core = attribute_lists(tiny, [sample], list(shown), method="ig", ig_steps=10)
+            for sae, attr in shown.items():
+                assert (attr.method, attr.ig_steps) == ("ig", 10)
+                assert [(p.pos, p.feature) for p in attr.top[0]] == [(p.pos, p.feature) for p in core[sae].top[0]]
+            assert "integrated gradients" in str(screen.query_one("#feature-mode").render())
+            # a plain attribution afterwards replaces it, and the header says so
+            await pilot.press("a")
+            await settle(app, pilot)
+            assert {a.method for a in app.workspace.state(key).attribution.values()} == {"grad"}
+            assert "integrated gradients" not in str(screen.query_one("#feature-mode").render())
+
+    run(go())
+
+
 def test_a_new_toggle_cancels_a_stale_regeneration(make_app, tiny, monkeypatch):
     import lister_tui.tui.screens.main as main_module
 

@@ -19,6 +19,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from lister_tui.core.ablation import Ablation
 from lister_tui.core.errors import ListerError
 from lister_tui.core.experiment import (
+    DEFAULT_IG_STEPS,
     attributable,
     attribute_lists,
     metric_under_ablation,
@@ -372,7 +373,10 @@ class MainScreen(Screen):
             what = f"dataset ranking over {n} samples (top-{TOP_K} each)" if self.ws.batch else "dataset: attribute the batch (A)"
         else:
             rows = self._sample_rows(self.current) if self.current else []
-            what = "this sample's top pairs" if rows else "not attributed (a)"
+            what = "this sample's top pairs" if rows else "not attributed (a, or I for integrated gradients)"
+            attribution = self.ws.state(self.current).attribution if self.current else None
+            if rows and attribution and any(a.method == "ig" for a in attribution.values()):
+                what += " · integrated gradients"
         if self.sae_filter:
             rows = [r for r in rows if r.sae_id == sae]
         rows = sort_rows(filter_rows(rows, self.query_one("#filter", Input).value), sort)
@@ -523,7 +527,10 @@ class MainScreen(Screen):
 
     # --- actions: attribution -------------------------------------------------
 
-    def action_attribute(self) -> None:
+    def action_attribute_ig(self) -> None:
+        self.action_attribute(method="ig")
+
+    def action_attribute(self, method: str = "grad") -> None:
         if self._needs_model("attribute"):
             return
         if self.current is None:
@@ -533,9 +540,9 @@ class MainScreen(Screen):
         if sample.structure.attribution_pos is None:
             self.notify("this sample has no complete item, so no attribution position", severity="error")
             return
-        self.busy = "attributing"
+        self.busy = "attributing" if method == "grad" else f"attributing (integrated gradients, {DEFAULT_IG_STEPS} steps)"
         self.refresh_status()
-        self.attribute_worker([self.current], [sample], False)
+        self.attribute_worker([self.current], [sample], False, method)
 
     def action_attribute_batch(self) -> None:
         if self._needs_model("attribute"):
@@ -554,7 +561,7 @@ class MainScreen(Screen):
         self.attribute_worker([keys[i] for i in keep], [samples[i] for i in keep], True)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="attribute", description="Attributing")
-    def attribute_worker(self, keys: list[str], samples: list[ListSample], batch: bool) -> None:
+    def attribute_worker(self, keys: list[str], samples: list[ListSample], batch: bool, method: str = "grad") -> None:
         done: dict[str, int] = {}
 
         def on_progress(sae: str, n_done: int, n: int) -> None:
@@ -562,7 +569,7 @@ class MainScreen(Screen):
             self.post_message(GenerationProgress(float(sum(done.values())), float(n * len(self.sae_ids))))
 
         try:
-            by_sae = attribute_lists(self.lab, samples, self.sae_ids, on_progress=on_progress)
+            by_sae = attribute_lists(self.lab, samples, self.sae_ids, on_progress=on_progress, method=method)
         except Exception as exc:
             self.post_message(_failure("attribute", exc))
             return
@@ -581,7 +588,8 @@ class MainScreen(Screen):
             self.action_matrix()
         elif not message.batch:
             self.query_one("#tabs", TabbedContent).active = "features"
-            self.notify(f"attributed {len(message.by_sae)} SAEs", timeout=2)
+            how = next(iter(message.by_sae.values())).method_label if message.by_sae else ""
+            self.notify(f"attributed {len(message.by_sae)} SAEs ({how})", timeout=2)
 
     # --- actions: features table ---------------------------------------------
 
