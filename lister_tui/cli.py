@@ -114,8 +114,14 @@ Writes to --out: by_condition (the study's table: per SAE and baseline, ablated 
 averaged across topics), by_condition_and_topic, by_topic, generations,
 faithfulness_by_sae and faithfulness_pairs, each as .csv, .parquet and .md, and
 manifest.json (every setting, seeds, versions, weights fingerprint, complete: true/false).
-Tables are rewritten after each condition, so Ctrl-C leaves valid tables and a manifest
-saying complete: false.
+Tables are rewritten as the sweep goes, so Ctrl-C leaves valid tables and a manifest
+saying complete: false; each finished shard of the work (the lists sampled, one
+condition on them, an SAE's ablation of one topic) is kept in shards/, and --resume OUT
+runs only the missing ones.
+
+--ray [ADDRESS] runs the shards on a Ray cluster (pip install 'lister-tui[ray]'): one
+worker per GPU (--gpus-per-worker) or CPU, each loading the model once; the tables are
+the same as a local run's.
 
 Example: [bold]lister-tui sweep --sae res_0 --sae attn_1 --topic Fruits --samples 2 --out /tmp/sweep[/]
 """
@@ -123,6 +129,7 @@ Example: [bold]lister-tui sweep --sae res_0 --sae attn_1 --topic Fruits --sample
 
 @app.command("sweep", help=SWEEP_HELP)
 def sweep_command(
+    ctx: typer.Context,
     model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry: lister-tiny or gemma-2-2b-it."),
     sae: Optional[list[str]] = typer.Option(
         None, "--sae", "-s", help="SAE to ablate, e.g. res_0 (repeat or comma-separate). Default: the model's preset, all its SAEs.", show_default=False
@@ -152,79 +159,188 @@ def sweep_command(
     ),
     steering_scale: float = typer.Option(8.0, "--steering-scale", help="Multiple of the long-minus-short vector added."),
     faithfulness: bool = typer.Option(True, "--faithfulness/--no-faithfulness", help="Check each top pair's attribution against a real ablation."),
+    attribution: str = typer.Option(
+        "grad",
+        "--attribution",
+        help="How the top pairs are ranked: grad (the study's activation x gradient, one pass for all SAEs) or ig (integrated gradients, --ig-steps passes per SAE; finds features read through saturated switches).",
+    ),
+    ig_steps: int = typer.Option(10, "--ig-steps", help="Integrated-gradient steps (with --attribution ig)."),
     threads: Optional[int] = typer.Option(
         None,
         "--threads",
         help="CPU threads for torch (default: 1 for lister-tiny on CPU, whose matrices are too small to gain from more; torch's default otherwise).",
         show_default=False,
     ),
+    resume: Optional[Path] = typer.Option(
+        None,
+        "--resume",
+        help="Go on with the interrupted sweep in this folder: only its missing shards run. Its settings come from its manifest; options given must match them.",
+        show_default=False,
+    ),
+    ray: Optional[str] = typer.Option(
+        None,
+        "--ray",
+        metavar="[ADDRESS]",
+        help="Run the shards on a Ray cluster: --ray HOST:PORT (its `ray start --head` node), or --ray alone for $RAY_ADDRESS, the cluster this machine joined, else a new local one. Needs pip install 'lister-tui[ray]'.",
+        show_default=False,
+    ),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", help="Ray workers (default: as many as the cluster's GPUs, or CPUs, hold).", show_default=False
+    ),
+    gpus_per_worker: Optional[float] = typer.Option(
+        None,
+        "--gpus-per-worker",
+        help="GPUs each Ray worker reserves (default: 1 if the cluster has GPUs and --device is not cpu, else 0; 0.5 puts two workers on a GPU).",
+        show_default=False,
+    ),
 ) -> None:
+    ray_options = None
+    try:
+        if ray is None and (workers is not None or gpus_per_worker is not None):
+            raise ListerError("--workers and --gpus-per-worker set up Ray workers; add --ray")
+        if ray is not None:
+            from lister_tui.core.sweep_ray import RayOptions
+
+            ray_options = RayOptions(address=ray or None, workers=workers, gpus_per_worker=gpus_per_worker, threads=threads)
+        if threads is not None and threads < 1:
+            raise ListerError(f"threads must be >= 1, got {threads}")
+        if resume is not None:
+            settings, entry = _resumed_settings(ctx, resume, out, overwrite)
+            out = resume
+        else:
+            settings, entry, out = _new_settings(ctx.params, out, overwrite)
+    except ListerError as exc:
+        _fail(exc)
+    _run_sweep(settings, entry, out, overwrite, threads, resume=resume is not None, ray_options=ray_options)
+
+
+def _new_settings(v: dict, out: Optional[Path], overwrite: bool):
+    """A new sweep's settings from the command's option values, its model entry and its output folder."""
     from dataclasses import replace
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     from lister_tui.core.registry import get_entry
     from lister_tui.core.study import SAMPLING_PRESETS, TOPICS
     from lister_tui.core.sweep import SweepSettings
     from lister_tui.core.sweep_output import check_out_folder
 
-    try:
-        entry = get_entry(model)
-        if preset not in SAMPLING_PRESETS:
-            raise ListerError(f"unknown sampling preset {preset!r}; valid: {', '.join(SAMPLING_PRESETS)}")
-        overrides = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "max_new_tokens": max_new_tokens}
-        sampling = replace(SAMPLING_PRESETS[preset], **{key: v for key, v in overrides.items() if v is not None})
-        saes = _split(sae)
-        settings = SweepSettings(
-            model=model,
-            saes=() if saes in ([], ["preset"]) else tuple(saes),
-            templates=tuple(_split(template)) or ("short",),
-            topics=tuple(_split(topic)) or TOPICS,
-            samples_per_topic=samples,
-            sampling_preset=preset,
-            sampling=sampling,
-            k=k,
-            seed=seed,
-            device=device,
-            dtype=dtype,
-            restricted_sampling=restricted,
-            steering=steering,
-            steering_layer=steering_layer,
-            steering_scale=steering_scale,
-            faithfulness=faithfulness,
+    entry = get_entry(v["model"])
+    if v["preset"] not in SAMPLING_PRESETS:
+        raise ListerError(f"unknown sampling preset {v['preset']!r}; valid: {', '.join(SAMPLING_PRESETS)}")
+    overrides = {n: v[n] for n in _SAMPLING_OPTIONS if v[n] is not None}
+    saes = _split(v["sae"])
+    settings = SweepSettings(
+        model=v["model"],
+        saes=() if saes in ([], ["preset"]) else tuple(saes),
+        templates=tuple(_split(v["template"])) or ("short",),
+        topics=tuple(_split(v["topic"])) or TOPICS,
+        samples_per_topic=v["samples"],
+        sampling_preset=v["preset"],
+        sampling=replace(SAMPLING_PRESETS[v["preset"]], **overrides),
+        k=v["k"],
+        seed=v["seed"],
+        device=v["device"],
+        dtype=v["dtype"],
+        restricted_sampling=v["restricted"],
+        steering=v["steering"],
+        steering_layer=v["steering_layer"],
+        steering_scale=v["steering_scale"],
+        faithfulness=v["faithfulness"],
+        attribution=v["attribution"],
+        ig_steps=v["ig_steps"],
+    )
+    settings.validate(entry)
+    if out is None:
+        out = Path("sweeps") / f"{v['model']}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+    check_out_folder(out, overwrite)
+    return settings, entry, out
+
+
+# sweep options -> the SweepSettings fields they set (--resume checks the ones given)
+_SETTING_OPTIONS = {
+    "model": "model",
+    "samples": "samples_per_topic",
+    "k": "k",
+    "seed": "seed",
+    "device": "device",
+    "dtype": "dtype",
+    "restricted": "restricted_sampling",
+    "steering": "steering",
+    "steering_layer": "steering_layer",
+    "steering_scale": "steering_scale",
+    "faithfulness": "faithfulness",
+    "attribution": "attribution",
+    "ig_steps": "ig_steps",
+}
+_SAMPLING_OPTIONS = ("temperature", "top_p", "top_k", "max_new_tokens")
+
+
+def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], overwrite: bool):
+    """The settings of the sweep in ``folder`` (its manifest's), with the options given on the
+    command line applied; a clear error when one of them differs from the sweep's."""
+    from dataclasses import replace
+
+    from lister_tui.core.registry import get_entry
+    from lister_tui.core.study import SAMPLING_PRESETS
+    from lister_tui.core.sweep import SweepSettings
+    from lister_tui.core.sweep_output import read_manifest, settings_differences
+
+    if overwrite:
+        raise ListerError("--overwrite starts a new sweep and --resume goes on with one; give one of them")
+    if out is not None and Path(out).resolve() != Path(folder).resolve():
+        raise ListerError(f"--out {out} and --resume {folder} name different folders; give only --resume")
+    manifest = read_manifest(folder)
+    recorded = SweepSettings.from_dict(manifest["settings"])
+    values = ctx.params
+    # typer vendors click, so its ParameterSource is compared by name
+    given = {n for n in values if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
+    updates = {field: values[name] for name, field in _SETTING_OPTIONS.items() if name in given}
+    if "sae" in given:
+        saes = _split(values["sae"])
+        updates["saes"] = () if saes in ([], ["preset"]) else tuple(saes)
+    for name, field in (("template", "templates"), ("topic", "topics")):
+        if name in given:
+            updates[field] = tuple(_split(values[name]))
+    if given & {"preset", *_SAMPLING_OPTIONS}:
+        if "preset" in given:
+            if values["preset"] not in SAMPLING_PRESETS:
+                raise ListerError(f"unknown sampling preset {values['preset']!r}; valid: {', '.join(SAMPLING_PRESETS)}")
+            updates["sampling_preset"] = values["preset"]
+        start = SAMPLING_PRESETS[values["preset"]] if "preset" in given else recorded.sampling
+        updates["sampling"] = replace(start, **{n: values[n] for n in _SAMPLING_OPTIONS if n in given})
+    settings = replace(recorded, **updates)
+    entry = get_entry(settings.model)
+    settings.validate(entry)
+    differs = settings_differences(manifest["settings"], settings, entry)
+    if differs:
+        raise ListerError(
+            f"cannot resume the sweep in {str(folder)!r}: its settings differ: {'; '.join(differs)}. "
+            "Leave those options out (--resume takes the sweep's own settings)"
         )
-        settings.validate(entry)
-        if threads is not None and threads < 1:
-            raise ListerError(f"threads must be >= 1, got {threads}")
-        if out is None:
-            out = Path("sweeps") / f"{model}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}"
-        check_out_folder(out, overwrite)
-    except ListerError as exc:
-        _fail(exc)
-    _run_sweep(settings, entry, out, overwrite, threads)
+    return settings, entry
 
 
-def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[int]) -> None:
-    import torch
+def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[int], *, resume: bool, ray_options=None) -> None:
+    import uuid
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from lister_tui.core.baselines import check_layer
     from lister_tui.core.loading import load_model
-    from lister_tui.core.sweep import SweepResult, run_sweep
+    from lister_tui.core.sweep import SweepResult, configure_torch_threads, run_sweep
     from lister_tui.core.sweep_output import SweepWriter, read_table
 
-    try:
-        # Fails fast (with the download commands for a pretrained entry) before any work.
-        loaded = load_model(entry, device=settings.device, dtype=settings.dtype)
-        if settings.steering:
-            check_layer(loaded, settings.resolved_steering_layer(entry))
-    except ListerError as exc:
-        _fail(exc)
-    if loaded.device == "cpu" and (threads is not None or loaded.entry.source == "shipped"):
-        # a small model's matmuls gain nothing from more threads, and on busy cores
-        # torch's spinning worker threads make every step many times slower
-        torch.set_num_threads(threads or 1)
+    loaded = None
+    if ray_options is None:
+        try:
+            # Fails fast (with the download commands for a pretrained entry) before any work.
+            loaded = load_model(entry, device=settings.device, dtype=settings.dtype)
+            if settings.steering:
+                check_layer(loaded, settings.resolved_steering_layer(entry))
+        except ListerError as exc:
+            _fail(exc)
     writer = SweepWriter(out, overwrite=overwrite, command=["lister-tui", *sys.argv[1:]])
+    run_id = uuid.uuid4().hex[:12]
     result = SweepResult()
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -241,20 +357,38 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
     def on_progress(p) -> None:
         progress.update(task, completed=p.done, total=p.total or None, description=p.detail[:60])
 
+    def ready(model, runtime: dict) -> None:
+        (writer.resume if resume else writer.start)(model, settings, runtime=runtime)
+        where = f"{model.device}" if loaded is not None else f"{len(runtime['ray']['workers'])} Ray workers"
+        verb = "resuming the sweep" if resume else "sweep"
+        progress.console.print(f"{verb} of {entry.name} on {where} -> {out}", highlight=False)
+
     try:
-        writer.start(loaded, settings, runtime={"torch_threads": torch.get_num_threads()})
-        err_console.print(f"sweep of {loaded.entry.name} on {loaded.device} -> {out}", highlight=False)
         with progress:
             task = progress.add_task("starting", total=None)
-            run_sweep(loaded, settings, on_progress=on_progress, on_checkpoint=writer.write, result=result)
+            if loaded is not None:
+                threads_used = configure_torch_threads(loaded, threads)
+                ready(loaded, {"mode": "local", "run_id": run_id, "torch_threads": threads_used})
+                run_sweep(
+                    loaded, settings, on_progress=on_progress, on_checkpoint=writer.write, result=result,
+                    store=writer.shards, run_id=run_id,
+                )  # fmt: skip
+            else:
+                from lister_tui.core.sweep_ray import run_sweep_ray
+
+                run_sweep_ray(
+                    settings, entry, ray_options, store=writer.shards, result=result, run_id=run_id, on_ready=ready,
+                    on_progress=on_progress, on_checkpoint=writer.write,
+                )  # fmt: skip
     except KeyboardInterrupt:
-        try:
-            writer.write(result, status="interrupted")
-        except OSError:
-            writer.fail("interrupted")
+        if writer.manifest:
+            try:
+                writer.write(result, status="interrupted")
+            except OSError:
+                writer.fail("interrupted")
         err_console.print(
             f"interrupted after {result.units_done} of {result.units_total} units; the tables so far are in {out} "
-            "(manifest.json says complete: false)",
+            f"(manifest.json says complete: false); go on with: lister-tui sweep --resume {out}",
             highlight=False,
         )
         raise typer.Exit(code=130)
@@ -271,7 +405,7 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
     table = read_table(out, "by_condition")
     from rich.table import Table
 
-    view = Table(title=f"ablated - base, averaged across topics ({loaded.entry.name}, {len(result.samples)} lists)")
+    view = Table(title=f"ablated - base, averaged across topics ({entry.name}, {len(result.samples)} lists)")
     columns = {
         "condition": "condition",
         "n_items_change_mean": "items",
@@ -468,9 +602,14 @@ def locate_command(what: str = typer.Argument("all", help="sessions, themes, con
         console.print(f"{name}: {path}", highlight=False, soft_wrap=True)
 
 
+def _bare_ray(argv: list[str]) -> list[str]:
+    """``--ray`` without an address (last, or before another option) becomes ``--ray=``: the default cluster."""
+    return ["--ray=" if a == "--ray" and (i + 1 == len(argv) or argv[i + 1].startswith("-")) else a for i, a in enumerate(argv)]
+
+
 def main() -> None:
     try:
-        app()
+        app(args=_bare_ray(sys.argv[1:]))
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)

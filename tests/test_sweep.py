@@ -414,3 +414,34 @@ def test_a_full_disk_mid_run_keeps_the_tables_written_before(tmp_path, monkeypat
     # the first checkpoint's tables (after sampling: no rows yet) are intact
     assert len(table(out, "generations")) == 0 and list(table(out, "generations").columns)
     assert not list(out.glob(".*tmp*"))
+
+
+def test_integrated_gradients_rank_the_pairs_a_sweep_zeroes(tmp_path, tiny):
+    from lister_tui.core.experiment import attributable, attribute_lists, top_k_ablation
+    from lister_tui.core.generation import sample_lists
+    from lister_tui.core.prompts import build_prompts
+    from lister_tui.core.study import SAMPLING_PRESETS
+
+    out = tmp_path / "ig"
+    args = ["sweep", "--sae", EARLIEST_RES, "--topic", "Fruits", "--samples", "3", "--max-new-tokens", "40"]
+    args += ["--no-restricted", "--no-steering", "--no-faithfulness", "--device", "cpu", "--out", str(out)]
+    result = invoke([*args, "--attribution", "ig", "--ig-steps", "3"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["settings"]["attribution"], manifest["settings"]["ig_steps"]) == ("ig", 3)
+    assert "--attribution ig --ig-steps 3" in manifest["repeat_command"]
+    # the zeroed pairs are the core's integrated-gradient top-5 of the same lists
+    sampling = SAMPLING_PRESETS["code"].__class__(**{**manifest["settings"]["sampling"]})
+    samples = sample_lists(tiny, build_prompts(["short"], ["Fruits"], 3, 0), sampling)
+    samples = [samples[i] for i in attributable(samples)]
+    attr = attribute_lists(tiny, samples, [EARLIEST_RES], method="ig", ig_steps=3)[EARLIEST_RES]
+    expected = [" ".join(f"{f.feature}@{f.positions[0]}" for f in top_k_ablation(attr, i, 5).features) for i in range(len(samples))]
+    rows = table(out, "generations")
+    shown = rows[rows["condition"] == f"ablate {EARLIEST_RES}"].sort_values("sample")["ablated_pairs"].tolist()
+    assert shown == expected and any(shown)
+    grad = attribute_lists(tiny, samples, [EARLIEST_RES])[EARLIEST_RES]
+    assert [" ".join(f"{f.feature}@{f.positions[0]}" for f in top_k_ablation(grad, i, 5).features) for i in range(len(samples))] != expected
+
+    bad = invoke([*args[:-1], str(tmp_path / "bad"), "--attribution", "shap"])
+    assert bad.exit_code == 2 and "unknown attribution method 'shap'" in bad.output and "grad, ig" in bad.output
+    assert not (tmp_path / "bad").exists()

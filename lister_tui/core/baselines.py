@@ -32,6 +32,16 @@ RESTRICTED = "restricted sampling"
 STEERING = "steering"
 
 
+# the restricted-sampling conditions' names, in the order restricted_baselines gives them
+BAN_BLANK_AND_END = "ban blank+end"
+BAN_END = "ban end"
+
+
+def steering_name(layer: int, scale: float) -> str:
+    """The steering condition's name in the tables, e.g. "steer layer 0 x8"."""
+    return f"steer layer {layer} x{scale:g}"
+
+
 @dataclass(frozen=True)
 class Baseline:
     """One simple method, as a condition of the sweep."""
@@ -80,14 +90,14 @@ def restricted_baselines(loaded: LoadedModel) -> list[Baseline]:
     blank = repr(loaded.tokenizer.decode([loaded.ids.blank]))
     return [
         Baseline(
-            "ban blank+end",
+            BAN_BLANK_AND_END,
             RESTRICTED,
             f"the filler blank {blank} and the end token(s) {end_names} are never sampled",
             banned_ids=(loaded.ids.blank, *ends),
             details={"banned_token_ids": [loaded.ids.blank, *ends]},
         ),
         Baseline(
-            "ban end",
+            BAN_END,
             RESTRICTED,
             f"the end token(s) {end_names} are never sampled",
             banned_ids=ends,
@@ -143,7 +153,7 @@ def steering_baseline(loaded: LoadedModel, layer: int, scale: float, topics: Seq
         return activation + added.to(activation.dtype)
 
     return Baseline(
-        f"steer layer {layer} x{scale:g}",
+        steering_name(layer, scale),
         STEERING,
         f"{scale:g} x (mean long − mean short prompt activation) added at every position of {hook_name}",
         hooks=((hook_name, add_vector),),

@@ -77,6 +77,11 @@ class LoadedModel:
     ids: TokenIds
     _sae_cache: dict = field(default_factory=dict, repr=False)
 
+    def release_saes(self, keep: tuple[str, ...] = ()) -> None:
+        """Drop cached SAEs except ``keep`` (a sweep worker holds one SAE at a time)."""
+        for sae_id in [s for s in self._sae_cache if s not in keep]:
+            del self._sae_cache[sae_id]
+
     def load_sae(self, sae_id: str, cache: bool = False) -> "SAE":
         """The SAE ``sae_id`` on the model's device and dtype (not cached unless asked)."""
         if sae_id in self._sae_cache:
