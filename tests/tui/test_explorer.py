@@ -96,12 +96,12 @@ def test_integrated_gradients_key_shows_the_cores_integrated_ranking(make_app, t
             for sae, attr in shown.items():
                 assert (attr.method, attr.ig_steps) == ("ig", 10)
                 assert [(p.pos, p.feature) for p in attr.top[0]] == [(p.pos, p.feature) for p in core[sae].top[0]]
-            assert "integrated gradients" in str(screen.query_one("#feature-mode").render())
+            assert "top pairs (IG)" in str(screen.query_one("#feature-mode").render())
             # a plain attribution afterwards replaces it, and the header says so
             await pilot.press("a")
             await settle(app, pilot)
             assert {a.method for a in app.workspace.state(key).attribution.values()} == {"grad"}
-            assert "integrated gradients" not in str(screen.query_one("#feature-mode").render())
+            assert "(IG)" not in str(screen.query_one("#feature-mode").render())
 
     run(go())
 

@@ -376,7 +376,7 @@ class MainScreen(Screen):
             what = "this sample's top pairs" if rows else "not attributed (a, or I for integrated gradients)"
             attribution = self.ws.state(self.current).attribution if self.current else None
             if rows and attribution and any(a.method == "ig" for a in attribution.values()):
-                what += " · integrated gradients"
+                what = "this sample's top pairs (IG)"
         if self.sae_filter:
             rows = [r for r in rows if r.sae_id == sae]
         rows = sort_rows(filter_rows(rows, self.query_one("#filter", Input).value), sort)
