@@ -30,7 +30,7 @@ import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator, Literal
 
@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lister_tui.core.atomic import atomic_write_bytes
+from lister_tui.core.clock import now
 from lister_tui.core.errors import ListerError
 from lister_tui.core.session_format import (
     ADDED_COLUMNS,
@@ -71,10 +72,6 @@ _TABLE_FILE_RE = re.compile(r"^(?P<table>[a-z_]+)\.r(?P<rev>\d+)\.parquet$")
 
 class SessionConflict(ListerError):
     """The session was saved by another process since this one last read or wrote it."""
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def lister_version() -> str:

@@ -35,7 +35,6 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
 from functools import cached_property
 from typing import Protocol
 
@@ -51,6 +50,7 @@ from lister_tui.core.baselines import (
     steering_baseline,
     steering_name,
 )
+from lister_tui.core.clock import now
 from lister_tui.core.errors import ListerError
 from lister_tui.core.experiment import (
     ATTRIBUTION_METHODS,
@@ -453,10 +453,6 @@ class ShardRunner:
             if unit(f"{shard.condition}: {sample.spec.key}"):
                 return _output(rows, faithfulness, partial=i + 1 < len(samples))
         return _output(rows, faithfulness)
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def shard_meta(seconds: float, run_id: str | None, worker: Mapping, attempts: int = 1, failures: Sequence = ()) -> dict:

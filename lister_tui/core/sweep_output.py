@@ -23,11 +23,12 @@ from pathlib import Path
 import pandas as pd
 
 from lister_tui.core.atomic import atomic_write
+from lister_tui.core.clock import now
 from lister_tui.core.errors import ListerError
 from lister_tui.core.fingerprint import fingerprint_differences, weights_fingerprint
 from lister_tui.core.loading import LoadedModel
 from lister_tui.core.registry import ModelEntry, get_entry
-from lister_tui.core.sweep import Shard, SweepResult, SweepSettings, now
+from lister_tui.core.sweep import Shard, SweepResult, SweepSettings
 from lister_tui.core.tables import TABLE_DESCRIPTIONS, build_tables, describe
 
 MANIFEST = "manifest.json"

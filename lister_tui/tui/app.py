@@ -295,11 +295,8 @@ class ListerApp(App):
             if loaded is not None and opened.model.name != loaded.entry.name:
                 loaded = None  # load the session's own model (or open it read-only)
             view = view_session(opened, loaded)
-        except ListerError as exc:
-            self.post_message(TaskFailed("open", str(exc), expected=True))
-            return
         except Exception as exc:
-            self.post_message(TaskFailed("open", f"{type(exc).__name__}: {exc}", expected=False))
+            self.post_message(TaskFailed.of("open", exc))
             return
         self.post_message(SessionOpened(view))
 
@@ -348,11 +345,8 @@ class ListerApp(App):
             decode, token_string = self._token_text()
             tables = export_tables(snapshot(self.workspace), decode, token_string)
             files = write_exports(tables, folder, fmt)
-        except ListerError as exc:
-            self.post_message(TaskFailed("export", str(exc), expected=True))
-            return
         except Exception as exc:
-            self.post_message(TaskFailed("export", f"{type(exc).__name__}: {exc}", expected=False))
+            self.post_message(TaskFailed.of("export", exc))
             return
         self.post_message(ExportDone(str(folder), [str(f) for f in files]))
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
+from lister_tui.core.errors import ListerError
 from lister_tui.core.experiment import SAEListAttribution
 from lister_tui.core.generation import ListSample
 from lister_tui.core.workspace import AblationRun
@@ -79,6 +80,13 @@ class TaskFailed(Message):
     task: str
     error: str
     expected: bool
+
+    @classmethod
+    def of(cls, task: str, exc: BaseException) -> TaskFailed:
+        """A ListerError is bad input (expected, its message as is); anything else is a bug."""
+        if isinstance(exc, ListerError):
+            return cls(task, str(exc), expected=True)
+        return cls(task, f"{type(exc).__name__}: {exc}", expected=False)
 
 
 @dataclass

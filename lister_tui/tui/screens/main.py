@@ -55,12 +55,6 @@ STREAM_INTERVAL_S = 0.1  # redraw a streaming regeneration at most 10 times a se
 TOP_K = 5  # the post's k for the study's top-k ablation and the dataset ranking
 
 
-def _failure(task: str, exc: BaseException) -> TaskFailed:
-    if isinstance(exc, ListerError):
-        return TaskFailed(task, str(exc), expected=True)
-    return TaskFailed(task, f"{type(exc).__name__}: {exc}", expected=False)
-
-
 class MainScreen(Screen):
     BINDINGS = bindings(MAIN_KEYS)
 
@@ -486,7 +480,7 @@ class MainScreen(Screen):
         try:
             samples = sample_lists(self.lab, specs, settings, on_step=on_step)
         except Exception as exc:  # shown to the user, never as a traceback
-            self.post_message(_failure("generate", exc))
+            self.post_message(TaskFailed.of("generate", exc))
             return
         if not worker.is_cancelled:
             self.post_message(SamplesGenerated(samples, preset))
@@ -515,7 +509,7 @@ class MainScreen(Screen):
         try:
             curve = metric_curve(self.lab, tokens)
         except Exception as exc:
-            self.post_message(_failure("metric", exc))
+            self.post_message(TaskFailed.of("metric", exc))
             return
         self.post_message(CurveReady(key, tuple(float(v) for v in curve.tolist())))
 
@@ -571,7 +565,7 @@ class MainScreen(Screen):
         try:
             by_sae = attribute_lists(self.lab, samples, self.sae_ids, on_progress=on_progress, method=method)
         except Exception as exc:
-            self.post_message(_failure("attribute", exc))
+            self.post_message(TaskFailed.of("attribute", exc))
             return
         self.post_message(AttributionReady(keys, by_sae, batch))
 
@@ -804,7 +798,7 @@ class MainScreen(Screen):
             self.post_message(TaskFailed("regenerate", f"{exc}. Regeneration starts from {where}; an ablation at a position acts on that prefix only, so ablate such a feature at every position (e) instead.", expected=True))
             return
         except Exception as exc:
-            self.post_message(_failure("regenerate", exc))
+            self.post_message(TaskFailed.of("regenerate", exc))
             return
         if worker.is_cancelled:
             self.post_message(RegenerationCancelled(key, rid))
