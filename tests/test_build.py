@@ -23,12 +23,24 @@ def test_reduced_build_end_to_end(tmp_path):
     assert sorted(p.name for p in (out / paths.SAES_SUBDIR).iterdir()) == sorted(record["sae_quality"])
     assert len(record["sae_quality"]) == 2 * record["model_config"]["n_layers"]
     assert json.loads((out / paths.BUILD_RECORD).read_text())["training"]["steps"] == 40
+    # res_0 trains with its own settings; the others with the shared ones
+    tokens = {sae_id: q["training_tokens"] for sae_id, q in record["sae_quality"].items()}
+    assert tokens.pop("res_0") == 16_384 and set(tokens.values()) == {8_192}
     # no temp folder left behind next to the output
     assert [p.name for p in tmp_path.iterdir()] == ["organism"]
     loaded = load_model("lister-tiny", device="cpu", weights_dir=out)
     sae = loaded.load_sae("attn_1")
     assert sae.cfg.metadata.hook_name == "blocks.1.attn.hook_z"
-    assert "| short |" in (out / paths.CARD).read_text()
+    card = (out / paths.CARD).read_text()
+    assert "| short |" in card and "| res_0 | `blocks.0.hook_resid_post` | 128 | 16,384 |" in card
+
+
+def test_each_sae_gets_its_own_seed_and_its_sites_overrides():
+    settings = BuildSettings()
+    res0, res1 = settings.sae_settings("res_0", 0), settings.sae_settings("res_1", 1)
+    assert (res0.seed, res1.seed) == (0, 1)
+    assert res1.training_tokens == settings.sae_training.training_tokens
+    assert res0.training_tokens > res1.training_tokens and res0.l0_coefficient > res1.l0_coefficient
 
 
 def test_model_training_is_reproducible_from_its_seed(tmp_path):

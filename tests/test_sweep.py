@@ -21,10 +21,10 @@ from lister_tui.core.study import TOPICS
 # Steering short-template prompts along (mean long − mean short) at the earliest layer
 # must add more than this many items on average (measured: +0.75 at these settings).
 STEERING_ITEMS_MARGIN = 0.3
-# What the study saw for Gemma's res-0 SAE. lister-tiny's top-5 res_0 pairs miss its
-# distributed " short" features (README, "What attribution finds"), so this is an
-# expected failure; measured +0.08 at these settings.
-RES0_ITEMS_MARGIN = 0.5
+# What the study saw for Gemma's res-0 SAE: zeroing res_0's top-5 pairs lengthens short
+# lists, because " short" alone shortens them and res_0 carries the word in a few
+# features (README, "What attribution finds"); measured +2.58 items at these settings.
+RES0_ITEMS_MARGIN = 1.0
 
 SMALL_TOPICS = TOPICS[:6]
 EARLIEST_RES = min((s for s in get_entry("lister-tiny").sites if s.kind == "res"), key=lambda s: s.layer).id
@@ -176,7 +176,6 @@ def test_steering_from_short_towards_long_lengthens_short_lists(swept):
     assert steering > STEERING_ITEMS_MARGIN, steering
 
 
-@pytest.mark.xfail(strict=True, reason="lister-tiny's top-5 res_0 pairs miss the distributed ' short' features; see README")
 def test_earliest_residual_sae_ablation_adds_items_like_the_study(swept):
     by_condition = table(swept, "by_condition").set_index("condition")
     res = by_condition.loc[f"ablate {EARLIEST_RES}", "n_items_change_mean"]

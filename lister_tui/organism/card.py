@@ -64,14 +64,16 @@ def render_card(build: dict) -> str:
         "",
         "## SAEs (JumpReLU, trained with sae-lens; evaluated on held-out organism text)",
         "",
-        "| SAE | hook | d_sae | L0 | explained variance | dead features | train s |",
-        "|---|---|---|---|---|---|---|",
+        "| SAE | hook | d_sae | training tokens | L0 | explained variance | dead features | train s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    d_sae = build["settings"]["sae_training"]["d_sae"]
+    shared = build["settings"]["sae_training"]
     for sae_id, q in build["sae_quality"].items():
+        d_sae = q.get("d_sae", shared["d_sae"])
+        tokens = q.get("training_tokens", shared["training_tokens"])
         layer = int(sae_id.split("_")[1])
         hook = f"blocks.{layer}.hook_resid_post" if sae_id.startswith("res") else f"blocks.{layer}.attn.hook_z"
         lines.append(
-            f"| {sae_id} | `{hook}` | {d_sae} | {q['l0']:.1f} | {q['explained_variance']:.3f} | {q['dead_fraction']:.1%} | {build['sae_seconds'][sae_id]} |"
+            f"| {sae_id} | `{hook}` | {d_sae} | {tokens:,} | {q['l0']:.1f} | {q['explained_variance']:.3f} | {q['dead_fraction']:.1%} | {build['sae_seconds'][sae_id]} |"
         )
     return "\n".join(lines) + "\n"

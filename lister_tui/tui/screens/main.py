@@ -269,7 +269,8 @@ class MainScreen(Screen):
             ablated_view.placeholder = "No regeneration yet: toggle features (space), then r."
             ablated_view.set_doc(ablated_doc)
             if ablated_doc is not None and ablated_view.doc is not None:
-                ablated_view.cursor = min(base_view.cursor, len(ablated_doc.ids) - 1)
+                # the finished regeneration opens where the base's cursor is, not where streaming left it
+                ablated_view.centre_on(base_view.cursor)
         else:
             base_view.set_doc(self._doc_for_sample(self.current))
         self.refresh_metric()

@@ -95,6 +95,9 @@ class TokenView(Widget, can_focus=True):
         super().__init__(id=id, classes=classes)
         self.doc: TokenDoc | None = None
         self._top = 0
+        # After a jump or a new document the cursor's line is centred, so what the view
+        # shows depends on where the cursor is, not on which frames happened to render.
+        self._centre_next = False
         self._token_layout: tuple[int, _Layout] | None = None
         self.placeholder = "No sample yet: press g to generate."
 
@@ -107,6 +110,7 @@ class TokenView(Widget, can_focus=True):
             if not keep_cursor or not self.first_pos <= self.cursor < len(doc.ids):
                 target = doc.structure.attribution_pos if doc.structure and doc.structure.attribution_pos else self.first_pos
                 self.cursor = min(max(target, self.first_pos), max(len(doc.ids) - 1, 0))
+                self._centre_next = True
         self.refresh()
 
     @property
@@ -154,6 +158,14 @@ class TokenView(Widget, can_focus=True):
         if candidates:
             self.cursor = min(candidates)[1]
 
+    def centre_on(self, pos: int) -> None:
+        """Put the cursor on ``pos`` (clamped to the document) and centre its line."""
+        if self.doc is None or not self.doc.ids:
+            return
+        self.cursor = max(self.first_pos, min(len(self.doc.ids) - 1, pos))
+        self._centre_next = True
+        self.refresh()
+
     def action_jump(self, where: str) -> None:
         if self.doc is None or not self.doc.ids:
             return
@@ -163,6 +175,8 @@ class TokenView(Widget, can_focus=True):
             self.cursor = len(self.doc.ids) - 1
         elif where == "attribution" and self.doc.structure and self.doc.structure.attribution_pos is not None:
             self.cursor = self.doc.structure.attribution_pos
+        self._centre_next = True
+        self.refresh()
 
     # --- layout -------------------------------------------------------------
 
@@ -269,7 +283,10 @@ class TokenView(Widget, can_focus=True):
         layout = self._get_layout(width)
         room = max(height - len(head_lines), 1)
         cursor_line = layout.where.get(self.cursor, (0, 0))[0]
-        if cursor_line < self._top:
+        if self._centre_next:
+            self._top = cursor_line - room // 2
+            self._centre_next = False
+        elif cursor_line < self._top:
             self._top = cursor_line
         elif cursor_line >= self._top + room:
             self._top = cursor_line - room + 1
