@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from lister_tui.core.loading import build_hooked_model, load_model
@@ -41,6 +42,20 @@ def test_each_sae_gets_its_own_seed_and_its_sites_overrides():
     assert (res0.seed, res1.seed) == (0, 1)
     assert res1.training_tokens == settings.sae_training.training_tokens
     assert res0.training_tokens > res1.training_tokens and res0.l0_coefficient > res1.l0_coefficient
+
+
+@pytest.mark.parametrize(
+    ("by_site", "message"),
+    [
+        ({"res_9": {"training_tokens": 1}}, "unknown SAE site 'res_9'; valid: res_0, res_1"),
+        ({"res_0": {"l0_coef": 1.0}}, "unknown setting(s) l0_coef; valid: d_sae, training_tokens"),
+        ({"res_0": {"seed": 3}}, "unknown setting(s) seed"),
+    ],
+)
+def test_bad_per_site_sae_settings_fail_before_anything_trains(by_site, message):
+    with pytest.raises(ValueError) as err:
+        BuildSettings(sae_training_by_site=by_site)
+    assert message in str(err.value)
 
 
 def test_model_training_is_reproducible_from_its_seed(tmp_path):

@@ -15,6 +15,7 @@ from lister_tui.core.experiment import (
     metric_under_ablation,
     top_k_ablation,
 )
+from lister_tui.core.faithfulness import TOGETHER, sample_faithfulness
 from lister_tui.core.features import dataset_ranking, expression_matrix
 from lister_tui.core.generation import metric_curve, sample_lists
 from lister_tui.core.prompts import build_prompts
@@ -78,13 +79,11 @@ def test_attribution_finds_the_filler_run_the_data_was_made_with(long_lists, res
 
 
 def _top5_real_and_estimated(tiny, lists, attr):
-    real, estimate = [], []
-    for i, s in enumerate(lists):
-        ablation = top_k_ablation(attr, i, 5)
-        # a real forward pass with the features zeroed, not the linear estimate
-        real.append(metric_under_ablation(tiny, s.tokens, ablation, attr.attribution_pos[i]) - attr.metric[i])
-        estimate.append(-sum(p.attribution for p in top_k_pairs(attr, i, 5)))
-    return np.array(real), np.array(estimate)
+    """Per list, the metric change of zeroing its top-5 pairs together: measured in a real
+    forward pass, and estimated by the attribution (the sweep's faithfulness rows)."""
+    rows = [r for i in range(len(lists)) for r in sample_faithfulness(tiny, attr, lists, i, 5) if r["scope"] == TOGETHER]
+    assert len(rows) == len(lists)
+    return np.array([r["measured_metric_change"] for r in rows]), np.array([r["estimated_metric_change"] for r in rows])
 
 
 def test_zeroing_the_top5_pairs_lowers_the_wish_to_end(tiny, long_lists, res0_long):

@@ -313,6 +313,12 @@ def _masked_cpu(values: Tensor, keep: Tensor) -> Tensor:
     return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device)).float().cpu()
 
 
+def check_ig_steps(steps: object) -> None:
+    """Refuse anything but an integer number of integrated-gradient steps >= 1."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ListerError(f"integrated-gradient steps must be an integer >= 1, got {steps!r}")
+
+
 def attribute_integrated(
     model: HookedTransformer,
     tokens: Tensor,  # [batch, pos] right-padded token ids
@@ -343,8 +349,7 @@ def attribute_integrated(
     gradient costs one pass for all SAEs. The error node's attribution is the
     first-order one (the error is not on the path).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ListerError(f"integrated-gradient steps must be an integer >= 1, got {steps!r}")
+    check_ig_steps(steps)
     hook_name = sae.cfg.metadata.hook_name
     lengths = _check_inputs(model, tokens, target_pos, lengths, [hook_name])
     activations, gradients, metric = _activations_and_gradients(

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from lister_tui.core.ablation import Ablation, FeatureAblation
-from lister_tui.core.attribution import attribute, attribute_integrated
+from lister_tui.core.attribution import attribute, attribute_integrated, check_ig_steps
 from lister_tui.core.errors import ListerError
 from lister_tui.core.generation import ListSample, metric_curve, sample_lists, with_metric
 from lister_tui.core.loading import LoadedModel
@@ -95,8 +95,8 @@ def attribute_lists(
         raise ListerError(f"no SAE given; valid: {', '.join(s.id for s in loaded.entry.sites)}")
     if method not in ATTRIBUTION_METHODS:
         raise ListerError(f"unknown attribution method {method!r}; valid: {', '.join(ATTRIBUTION_METHODS)}")
-    if method == "ig" and (isinstance(ig_steps, bool) or not isinstance(ig_steps, int) or ig_steps < 1):
-        raise ListerError(f"integrated-gradient steps must be an integer >= 1, got {ig_steps!r}")
+    if method == "ig":
+        check_ig_steps(ig_steps)
     sites = [loaded.entry.site(i) for i in sae_ids]
     missing = [i for i, s in enumerate(samples) if s.structure.attribution_pos is None]
     if missing:

@@ -50,6 +50,7 @@ from lister_tui.core.baselines import (
     steering_baseline,
     steering_name,
 )
+from lister_tui.core.attribution import check_ig_steps
 from lister_tui.core.clock import now
 from lister_tui.core.errors import ListerError
 from lister_tui.core.experiment import (
@@ -119,8 +120,7 @@ class SweepSettings:
         build_prompts(self.templates, self.topics, self.samples_per_topic, self.seed)  # unknown template/topic
         if self.attribution not in ATTRIBUTION_METHODS:
             raise ListerError(f"unknown attribution method {self.attribution!r}; valid: {', '.join(ATTRIBUTION_METHODS)}")
-        if isinstance(self.ig_steps, bool) or not isinstance(self.ig_steps, int) or self.ig_steps < 1:
-            raise ListerError(f"integrated-gradient steps must be an integer >= 1, got {self.ig_steps!r}")
+        check_ig_steps(self.ig_steps)
         if self.steering:
             if self.steering_layer is not None and (isinstance(self.steering_layer, bool) or self.steering_layer < 0):
                 raise ListerError(f"steering layer {self.steering_layer!r} is out of range; valid: 0 or more")

@@ -7,6 +7,7 @@ shipped files. The full build trains in about 10 minutes on 2 CPU cores; the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import shutil
@@ -46,6 +47,22 @@ class BuildSettings:
     sae_train_examples: int = 8_000
     card_lists_per_template: int = 30
     threads: int = 2
+
+    def __post_init__(self) -> None:
+        # Checked here, not when the SAEs' turn comes: a typo would otherwise surface
+        # after the model has trained, or a misspelt site be silently left at the defaults.
+        from lister_tui.core.registry import get_entry
+
+        sites = [s.id for s in get_entry("lister-tiny").sites]
+        fields = [f.name for f in dataclasses.fields(SAETrainingSettings) if f.name != "seed"]
+        for site_id, changes in self.sae_training_by_site.items():
+            if site_id not in sites:
+                raise ValueError(f"sae_training_by_site: unknown SAE site {site_id!r}; valid: {', '.join(sites)}")
+            unknown = sorted(set(changes) - set(fields))
+            if unknown:
+                raise ValueError(
+                    f"sae_training_by_site[{site_id!r}]: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(fields)}"
+                )
 
     def sae_settings(self, site_id: str, index: int) -> SAETrainingSettings:
         """The training settings of one SAE: the shared ones, this site's changes, its own seed."""

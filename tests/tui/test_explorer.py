@@ -15,6 +15,8 @@ from lister_tui.core.workspace import DELTA_METRICS
 from lister_tui.tui.keymap import APP_KEYS, MAIN_KEYS, MATRIX_KEYS, TOKEN_KEYS
 from lister_tui.tui.widgets import FeatureTable, TokenView
 
+from lister_tui.tui.screens.generate import GenerateRequest
+
 from .conftest import settle
 
 
@@ -261,3 +263,31 @@ def test_token_cursor_names_the_token_and_its_metric(make_app):
             assert f"{st.curve[pos]:+.2f}" in strip
 
     run(go())
+
+
+def test_token_view_centres_a_jump_whatever_it_showed_before(make_app):
+    # a long list does not fit an 80x24 token view, so the view must scroll
+    one_long_list = GenerateRequest(("long",), ("Fruits",), 1, 0, "code")
+
+    async def frames(keys_before: tuple[str, ...]):
+        app = make_app(one_long_list)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            await pilot.press("T", *keys_before)
+            await pilot.pause()
+            await pilot.press("full_stop")
+            await pilot.pause()
+            view = app.screen.query_one("#base-view", TokenView)
+            assert view.cursor == view.doc.structure.attribution_pos
+            at_attribution = (view.shown_lines, str(view.render()))
+            # a position in the middle of the list is centred (the regeneration's view opens this way)
+            middle = view.doc.structure.items[len(view.doc.structure.items) // 2].marker_pos
+            view.centre_on(middle)
+            await pilot.pause()
+            return at_attribution, view.shown_lines, view.cursor_line
+
+    at_attribution, shown, cursor_line = run(frames(()))
+    assert at_attribution[0].start > 0, at_attribution  # the list did not fit, and the view scrolled
+    assert cursor_line - shown.start == len(shown) // 2, (shown, cursor_line)
+    # the same frame after the view was scrolled to the end first
+    assert run(frames(("end",)))[0] == at_attribution

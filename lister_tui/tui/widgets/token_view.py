@@ -98,6 +98,9 @@ class TokenView(Widget, can_focus=True):
         # After a jump or a new document the cursor's line is centred, so what the view
         # shows depends on where the cursor is, not on which frames happened to render.
         self._centre_next = False
+        # What the last frame showed: the layout lines in view and the cursor's line.
+        self.shown_lines = range(0)
+        self.cursor_line = 0
         self._token_layout: tuple[int, _Layout] | None = None
         self.placeholder = "No sample yet: press g to generate."
 
@@ -291,6 +294,8 @@ class TokenView(Widget, can_focus=True):
         elif cursor_line >= self._top + room:
             self._top = cursor_line - room + 1
         self._top = max(0, min(self._top, max(len(layout.lines) - room, 0)))
+        self.shown_lines = range(self._top, min(self._top + room, len(layout.lines)))
+        self.cursor_line = cursor_line
         out = Text()
         for h in head_lines:
             out.append_text(h)
