@@ -8,9 +8,9 @@ import torch
 
 from bench.harness import Report, linearity, ratio_row, time_side_by_side
 from bench.shapes import Bench
-from lister_tui.core.ablation import EVERY_POSITION, Ablation, FeatureAblation, ablation_hooks
-from lister_tui.core.attribution import attribute
-from lister_tui.core.sampling import generate
+from lister_tui.core.engine.ablation import EVERY_POSITION, Ablation, FeatureAblation, ablation_hooks
+from lister_tui.core.engine.attribution import attribute
+from lister_tui.core.engine.sampling import generate
 
 
 def _tokens(bench: Bench, batch: int, length: int) -> torch.Tensor:  # [batch, length]

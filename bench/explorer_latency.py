@@ -50,8 +50,8 @@ def _row(name: str, values: list[tuple[float, float, int]]) -> str:
 
 async def collect(runs: int) -> dict[str, list[tuple[float, float, int]]]:
     """Per case: (ms to the first streamed token, ms to the finished run, new tokens) of each run."""
-    from lister_tui.core.loading import load_model
-    from lister_tui.core.study import TEMPLATES
+    from lister_tui.core.engine.loading import load_model
+    from lister_tui.core.engine.prompts import TEMPLATES
     from lister_tui.tui.app import ListerApp
     from lister_tui.tui.screens.generate import GenerateRequest
 

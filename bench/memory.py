@@ -62,7 +62,7 @@ class _PeakSampler:
 
 def measure(mode: str, n: int, shape: str, scale: float, batch: int, length: int, device: str) -> dict:
     from bench.shapes import gemma_like_bench, random_jumprelu_sae, tiny_bench
-    from lister_tui.core.attribution import attribute
+    from lister_tui.core.engine.attribution import attribute
 
     torch.set_num_threads(1)
     bench = tiny_bench(device) if shape == "tiny" else gemma_like_bench(scale, device=device)

@@ -58,7 +58,7 @@ class Bench:
 
 
 def tiny_bench(device: str = "cpu") -> Bench:
-    from lister_tui.core.loading import load_model
+    from lister_tui.core.engine.loading import load_model
 
     lab = load_model("lister-tiny", device=device)
     saes = {site.id: lab.load_sae(site.id) for site in lab.entry.sites}

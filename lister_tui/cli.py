@@ -47,15 +47,15 @@ def main_callback(
     if ctx.invoked_subcommand is not None:
         return
     try:
-        from lister_tui.core.loading import load_model
+        from lister_tui.core.engine.loading import load_model
 
         # Loaded before the app starts, so a missing or bad model fails fast with a plain message.
         with err_console.status(f"loading {model}…"):
             loaded = load_model(model, device=device, dtype=dtype)
     except ListerError as exc:
         _fail(exc)
-    from lister_tui.core.locations import sessions_dir as resolve_sessions_dir
-    from lister_tui.core.session import SessionStore, default_name
+    from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
+    from lister_tui.core.sessions.store import SessionStore, default_name
     from lister_tui.tui.app import ListerApp
 
     folder = resolve_sessions_dir(sessions_dir)
@@ -199,7 +199,7 @@ def sweep_command(
         if ray is None and (workers is not None or gpus_per_worker is not None):
             raise ListerError("--workers and --gpus-per-worker set up Ray workers; add --ray")
         if ray is not None:
-            from lister_tui.core.sweep_ray import RayOptions
+            from lister_tui.core.sweep.ray_cluster import RayOptions
 
             ray_options = RayOptions(address=ray or None, workers=workers, gpus_per_worker=gpus_per_worker, threads=threads)
         if threads is not None and threads < 1:
@@ -219,10 +219,11 @@ def _new_settings(v: dict, out: Optional[Path], overwrite: bool):
     from dataclasses import replace
     from datetime import UTC, datetime
 
-    from lister_tui.core.registry import get_entry
-    from lister_tui.core.study import SAMPLING_PRESETS, TOPICS
-    from lister_tui.core.sweep import SweepSettings
-    from lister_tui.core.sweep_output import check_out_folder
+    from lister_tui.core.engine.registry import get_entry
+    from lister_tui.core.engine.prompts import TOPICS
+    from lister_tui.core.study.settings import SAMPLING_PRESETS
+    from lister_tui.core.sweep.runner import SweepSettings
+    from lister_tui.core.sweep.output import check_out_folder
 
     entry = get_entry(v["model"])
     if v["preset"] not in SAMPLING_PRESETS:
@@ -280,10 +281,10 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
     command line applied; a clear error when one of them differs from the sweep's."""
     from dataclasses import replace
 
-    from lister_tui.core.registry import get_entry
-    from lister_tui.core.study import SAMPLING_PRESETS
-    from lister_tui.core.sweep import SweepSettings
-    from lister_tui.core.sweep_output import read_manifest, settings_differences
+    from lister_tui.core.engine.registry import get_entry
+    from lister_tui.core.study.settings import SAMPLING_PRESETS
+    from lister_tui.core.sweep.runner import SweepSettings
+    from lister_tui.core.sweep.output import read_manifest, settings_differences
 
     if overwrite:
         raise ListerError("--overwrite starts a new sweep and --resume goes on with one; give one of them")
@@ -325,10 +326,10 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from lister_tui.core.baselines import check_layer
-    from lister_tui.core.loading import load_model
-    from lister_tui.core.sweep import SweepResult, configure_torch_threads, run_sweep
-    from lister_tui.core.sweep_output import SweepWriter, read_table
+    from lister_tui.core.study.baselines import check_layer
+    from lister_tui.core.engine.loading import load_model
+    from lister_tui.core.sweep.runner import SweepResult, configure_torch_threads, run_sweep
+    from lister_tui.core.sweep.output import SweepWriter, read_table
 
     loaded = None
     if ray_options is None:
@@ -374,7 +375,7 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
                     store=writer.shards, run_id=run_id,
                 )  # fmt: skip
             else:
-                from lister_tui.core.sweep_ray import run_sweep_ray
+                from lister_tui.core.sweep.ray_cluster import run_sweep_ray
 
                 run_sweep_ray(
                     settings, entry, ray_options, store=writer.shards, result=result, run_id=run_id, on_ready=ready,
@@ -442,8 +443,8 @@ def _size(n: int) -> str:
 
 
 def _resolve(target: str, sessions_dir: Optional[Path]) -> Path:
-    from lister_tui.core.locations import sessions_dir as resolve_sessions_dir
-    from lister_tui.core.session import resolve_session
+    from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
+    from lister_tui.core.sessions.store import resolve_session
 
     return resolve_session(target, resolve_sessions_dir(sessions_dir))
 
@@ -461,16 +462,16 @@ def open_command(
     The session's model is loaded; without it here, the session opens read-only and
     the explorer says so in a banner. A sweep folder becomes a new session (its lists
     sampled again from their seeds), or reopens the one made from it before."""
-    from lister_tui.core.locations import sessions_dir as resolve_sessions_dir
-    from lister_tui.core.session import read_session
-    from lister_tui.core.session_open import is_sweep, open_sweep, view_session
+    from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
+    from lister_tui.core.sessions.store import read_session
+    from lister_tui.core.sessions.opening import is_sweep, open_sweep, view_session
 
     folder = resolve_sessions_dir(sessions_dir)
     try:
         path = _resolve(target, sessions_dir)
         if is_sweep(path):
-            from lister_tui.core.loading import load_model
-            from lister_tui.core.session_sweep import read_sweep_manifest, sweep_model_name
+            from lister_tui.core.engine.loading import load_model
+            from lister_tui.core.sessions.from_sweep import read_sweep_manifest, sweep_model_name
 
             name = sweep_model_name(read_sweep_manifest(path))
             with err_console.status(f"loading {name} and sampling the sweep's lists again…"):
@@ -498,8 +499,8 @@ def sessions_command(sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION) -> None
     """List the saved sessions (and sweep folders) with date, model, samples, runs and size."""
     from rich.table import Table
 
-    from lister_tui.core.locations import sessions_dir as resolve_sessions_dir
-    from lister_tui.core.session import list_sessions
+    from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
+    from lister_tui.core.sessions.store import list_sessions
 
     folder = resolve_sessions_dir(sessions_dir)
     infos = list_sessions(folder)
@@ -525,10 +526,10 @@ def replay_command(
     sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION,
 ) -> None:
     """Regenerate every saved list from its seed and report any token that differs (exit 1 on a mismatch)."""
-    from lister_tui.core.fingerprint import fingerprint_differences, weights_fingerprint
-    from lister_tui.core.loading import load_model
-    from lister_tui.core.session import read_session
-    from lister_tui.core.session_replay import replay
+    from lister_tui.core.engine.fingerprint import fingerprint_differences, weights_fingerprint
+    from lister_tui.core.engine.loading import load_model
+    from lister_tui.core.sessions.store import read_session
+    from lister_tui.core.sessions.replay import replay
 
     try:
         opened = read_session(_resolve(target, sessions_dir))
@@ -540,7 +541,7 @@ def replay_command(
     if differs:
         err_console.print(f"warning: the weights differ from the session's ({', '.join(differs)}); expect mismatches", highlight=False)
     saved_version = opened.manifest.get("lister_tui_version")
-    from lister_tui.core.session import lister_version
+    from lister_tui.core.sessions.store import lister_version
 
     if saved_version and saved_version != lister_version():
         err_console.print(f"note: saved with lister-tui {saved_version}, replayed with {lister_version()}", highlight=False)
@@ -564,8 +565,8 @@ def export_command(
     sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION,
 ) -> None:
     """Write a session's tables (generations, attributions, ablations with deltas, per-SAE summary) for pandas or a paper."""
-    from lister_tui.core.session import read_session
-    from lister_tui.core.session_export import export_tables, sweep_tables, write_exports
+    from lister_tui.core.sessions.store import read_session
+    from lister_tui.core.sessions.export import export_tables, sweep_tables, write_exports
 
     try:
         opened = read_session(_resolve(target, sessions_dir))
@@ -584,7 +585,7 @@ def export_command(
 @app.command("locate")
 def locate_command(what: str = typer.Argument("all", help="sessions, themes, config or all.")) -> None:
     """Print where sessions, themes and the settings file live."""
-    from lister_tui.core import locations
+    from lister_tui.core.files import locations
 
     places = {
         "sessions": locations.sessions_dir(),

@@ -7,6 +7,6 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny():
-    from lister_tui.core.loading import load_model
+    from lister_tui.core.engine.loading import load_model
 
     return load_model("lister-tiny", device="cpu")

@@ -37,7 +37,7 @@ GEMMA_LAYERS = 26
 
 def build_tokenizer(folder: Path):
     """A BPE tokenizer with Gemma's special tokens (ids 0..5 as in Gemma) and chat template."""
-    from lister_tui.core.study import TEMPLATES, TOPICS
+    from lister_tui.core.engine.prompts import TEMPLATES, TOPICS
     from lister_tui.organism.tokenizer import train_tokenizer
 
     texts = [t.format(topic=topic) for t in TEMPLATES.values() for topic in TOPICS]
@@ -123,8 +123,8 @@ def build_loaded(folder: Path, sae_sites=("res_0", "attn_2")):
     """A LoadedModel for the `gemma-2-2b-it` registry entry, with random weights and SAEs."""
     from engine_fixtures import build_sae
 
-    from lister_tui.core.loading import LoadedModel, _resolve_ids
-    from lister_tui.core.registry import get_entry
+    from lister_tui.core.engine.loading import LoadedModel, _resolve_ids
+    from lister_tui.core.engine.registry import get_entry
 
     entry = get_entry("gemma-2-2b-it")
     tokenizer = build_tokenizer(folder / "tokenizer")

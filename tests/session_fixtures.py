@@ -6,13 +6,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from lister_tui.core.experiment import Pair, SAEListAttribution
-from lister_tui.core.generation import ListSample
-from lister_tui.core.listing import ListMetrics, parse_structure
-from lister_tui.core.loading import TokenIds
-from lister_tui.core.prompts import PromptSpec
-from lister_tui.core.session_format import ModelInfo, SiteInfo
-from lister_tui.core.workspace import AblationChoice, AblationRun, Workspace
+from lister_tui.core.study.experiment import Pair, SAEListAttribution
+from lister_tui.core.engine.generation import ListSample
+from lister_tui.core.engine.listing import ListMetrics, parse_structure
+from lister_tui.core.engine.loading import TokenIds
+from lister_tui.core.engine.prompts import PromptSpec
+from lister_tui.core.sessions.format import ModelInfo, SiteInfo
+from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, Workspace
 
 # a made-up vocabulary: 0 pad, 1 bos, 2 "-", 3 " ", 4 "\n", 5 end, 6.. words
 IDS = TokenIds(blank=3, newline=4, item_marker=2, stops=(5,), bos=1)

@@ -13,7 +13,7 @@ from engine_fixtures import (
     random_tokens,
 )
 
-from lister_tui.core.ablation import (
+from lister_tui.core.engine.ablation import (
     EVERY_POSITION,
     Ablation,
     FeatureAblation,
@@ -21,7 +21,7 @@ from lister_tui.core.ablation import (
     validate,
 )
 from lister_tui.core.errors import ListerError
-from lister_tui.core.sampling import generate
+from lister_tui.core.engine.sampling import generate
 
 SEQ_LEN = 10
 

@@ -13,7 +13,7 @@ from engine_fixtures import (
     random_tokens,
 )
 
-from lister_tui.core.attribution import SAEAttribution, attribute, attribute_integrated, metric_logit_diff
+from lister_tui.core.engine.attribution import SAEAttribution, attribute, attribute_integrated, metric_logit_diff
 from lister_tui.core.errors import ListerError
 
 BLANK_ID = 5

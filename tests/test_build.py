@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from lister_tui.core.loading import build_hooked_model, load_model
+from lister_tui.core.engine.loading import build_hooked_model, load_model
 from lister_tui.organism import paths
 from lister_tui.organism.build import BuildSettings, build_organism
 from lister_tui.organism.corpus import make_corpus

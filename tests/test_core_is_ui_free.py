@@ -30,7 +30,7 @@ def test_no_core_module_imports_textual():
 
 def test_importing_the_core_loads_no_textual():
     code = (
-        "import sys; import lister_tui.core.generation, lister_tui.core.attribution, lister_tui.core.ablation;"
+        "import sys; import lister_tui.core.engine.generation, lister_tui.core.engine.attribution, lister_tui.core.engine.ablation;"
         "print(any(m.split('.')[0] == 'textual' for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -6,20 +6,21 @@ import numpy as np
 import pytest
 import torch
 
-from lister_tui.core.ablation import Ablation, FeatureAblation
+from lister_tui.core.engine.ablation import Ablation, FeatureAblation
 from lister_tui.core.errors import ListerError
-from lister_tui.core.experiment import (
+from lister_tui.core.study.experiment import (
     ablate_and_regenerate,
     attributable,
     attribute_lists,
     metric_under_ablation,
     top_k_ablation,
 )
-from lister_tui.core.faithfulness import TOGETHER, sample_faithfulness
-from lister_tui.core.features import dataset_ranking, expression_matrix
-from lister_tui.core.generation import metric_curve, sample_lists
-from lister_tui.core.prompts import build_prompts
-from lister_tui.core.study import SAMPLING_PRESETS, TOPICS
+from lister_tui.core.study.faithfulness import TOGETHER, sample_faithfulness
+from lister_tui.core.study.features import dataset_ranking, expression_matrix
+from lister_tui.core.engine.generation import metric_curve, sample_lists
+from lister_tui.core.engine.prompts import build_prompts
+from lister_tui.core.engine.prompts import TOPICS
+from lister_tui.core.study.settings import SAMPLING_PRESETS
 
 SHORT_TOPICS = TOPICS[:12]
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from lister_tui.core.listing import items_from_text, list_metrics, parse_structure, shannon_index, topic_diversity
-from lister_tui.core.loading import TokenIds, single_token_id
+from lister_tui.core.engine.listing import items_from_text, list_metrics, parse_structure, shannon_index, topic_diversity
+from lister_tui.core.engine.loading import TokenIds, single_token_id
 from lister_tui.core.errors import ListerError
 
 # a toy vocabulary: 0 pad, 1 "-", 2 "\n", 3 " ", 4 end, 5.. words

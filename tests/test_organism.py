@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from lister_tui.core.errors import ListerError, ModelNotAvailable
-from lister_tui.core.generation import sample_lists, template_stats
-from lister_tui.core.loading import load_model
-from lister_tui.core.prompts import PromptSpec, sample_seed
-from lister_tui.core.registry import get_entry, registry_names
-from lister_tui.core.study import SAMPLING_PRESETS, TEMPLATES, TOPICS
+from lister_tui.core.engine.generation import sample_lists, template_stats
+from lister_tui.core.engine.loading import load_model
+from lister_tui.core.engine.prompts import PromptSpec, sample_seed
+from lister_tui.core.engine.registry import get_entry, registry_names
+from lister_tui.core.engine.prompts import TEMPLATES, TOPICS
+from lister_tui.core.study.settings import SAMPLING_PRESETS
 from lister_tui.organism import paths
 from lister_tui.organism.corpus import ITEM_COUNTS, SPECIAL_TOKENS, make_corpus
 from lister_tui.organism.train_model import encode_examples
@@ -179,8 +180,8 @@ def test_the_template_word_is_read_from_its_own_position_after_layer_0(tiny):
     # Layer 0 attends only to the token itself, so the residual stream after layer 0
     # at " short" is the only carrier of the template; swapping it for the " long"
     # prompt's value there (and nowhere else) must make short-template lists long.
-    from lister_tui.core.prompts import prompt_ids
-    from lister_tui.core.sampling import generate
+    from lister_tui.core.engine.prompts import prompt_ids
+    from lister_tui.core.engine.sampling import generate
 
     hook = "blocks.0.hook_resid_post"
     lengths = {"plain": [], "patched": []}

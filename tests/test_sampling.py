@@ -11,7 +11,7 @@ from sae_lens import HookedSAETransformer
 from transformer_lens import HookedTransformerConfig
 
 from lister_tui.core.errors import ListerError
-from lister_tui.core.sampling import Generation, generate, sample_next
+from lister_tui.core.engine.sampling import Generation, generate, sample_next
 
 N_NEW = 12
 

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lister_tui.core.errors import ListerError
-from lister_tui.core.session import SessionConflict, SessionStore, list_sessions, read_session, resolve_session
-from lister_tui.core.session_format import FORMAT_VERSION, SCHEMAS
-from lister_tui.core.workspace import AblationChoice, BatchAttribution, Workspace
+from lister_tui.core.sessions.store import SessionConflict, SessionStore, list_sessions, read_session, resolve_session
+from lister_tui.core.sessions.format import FORMAT_VERSION, SCHEMAS
+from lister_tui.core.sessions.workspace import AblationChoice, BatchAttribution, Workspace
 
 from session_fixtures import MODEL, VOCAB, assert_same_workspace, decode, make_attribution, make_sample, small_workspace
 
@@ -235,7 +235,7 @@ WRITER = textwrap.dedent(
     import sys
     sys.path.insert(0, {root!r})
     from tests.session_fixtures import MODEL, small_workspace
-    from lister_tui.core.session import SessionStore
+    from lister_tui.core.sessions.store import SessionStore
     folder, tag, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
     store = SessionStore(folder)
     for step in range(1, steps + 1):

@@ -12,14 +12,14 @@ import torch
 from typer.testing import CliRunner
 
 from lister_tui.cli import app
-from lister_tui.core.experiment import attribute_lists, metric_under_ablation, regenerate, top_k_ablation
-from lister_tui.core.generation import metric_curve, sample_lists
-from lister_tui.core.prompts import build_prompts
-from lister_tui.core.session import SessionStore, read_session
-from lister_tui.core.session_export import FORMATS, export_tables, read_markdown
-from lister_tui.core.session_open import model_info, open_sweep, view_session
-from lister_tui.core.study import SAMPLING_PRESETS
-from lister_tui.core.workspace import AblationChoice, AblationRun, Workspace
+from lister_tui.core.study.experiment import attribute_lists, metric_under_ablation, regenerate, top_k_ablation
+from lister_tui.core.engine.generation import metric_curve, sample_lists
+from lister_tui.core.engine.prompts import build_prompts
+from lister_tui.core.sessions.store import SessionStore, read_session
+from lister_tui.core.sessions.export import FORMATS, export_tables, read_markdown
+from lister_tui.core.sessions.opening import model_info, open_sweep, view_session
+from lister_tui.core.study.settings import SAMPLING_PRESETS
+from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, Workspace
 
 from session_fixtures import MODEL, VOCAB, small_workspace
 

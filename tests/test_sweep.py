@@ -15,8 +15,8 @@ import torch
 from typer.testing import CliRunner
 
 from lister_tui.cli import app
-from lister_tui.core.registry import get_entry
-from lister_tui.core.study import TOPICS
+from lister_tui.core.engine.registry import get_entry
+from lister_tui.core.engine.prompts import TOPICS
 
 # Steering short-template prompts along (mean long − mean short) at the earliest layer
 # must add more than this many items on average (measured: +0.75 at these settings).
@@ -293,7 +293,7 @@ def test_gemma_without_cached_weights_fails_fast_with_download_lines(tmp_path, m
 
 
 def test_interrupt_leaves_valid_tables_and_an_incomplete_manifest(tmp_path, monkeypatch):
-    import lister_tui.core.sweep as sweep
+    import lister_tui.core.sweep.runner as sweep
 
     ablation_calls = []
     real = sweep.regenerate
@@ -324,7 +324,7 @@ def test_interrupt_leaves_valid_tables_and_an_incomplete_manifest(tmp_path, monk
 
 
 def test_should_stop_ends_a_sweep_early_and_incomplete(tiny):
-    from lister_tui.core.sweep import SweepSettings, run_sweep
+    from lister_tui.core.sweep.runner import SweepSettings, run_sweep
 
     settings = SweepSettings(saes=(EARLIEST_RES,), topics=("Fruits",), samples_per_topic=2, faithfulness=False)
     units = []
@@ -338,11 +338,11 @@ def test_should_stop_ends_a_sweep_early_and_incomplete(tiny):
 
 def test_the_sweeps_base_and_ablated_lists_are_ablate_and_regenerates(tiny):
     """The sweep regenerates the base once (batched) instead of once per SAE: same lists."""
-    from lister_tui.core.baselines import regenerate
-    from lister_tui.core.experiment import ablate_and_regenerate, attributable, attribute_lists, top_k_ablation
-    from lister_tui.core.generation import sample_lists
-    from lister_tui.core.prompts import build_prompts
-    from lister_tui.core.study import SAMPLING_PRESETS
+    from lister_tui.core.study.baselines import regenerate
+    from lister_tui.core.study.experiment import ablate_and_regenerate, attributable, attribute_lists, top_k_ablation
+    from lister_tui.core.engine.generation import sample_lists
+    from lister_tui.core.engine.prompts import build_prompts
+    from lister_tui.core.study.settings import SAMPLING_PRESETS
 
     settings = SAMPLING_PRESETS["code"]
     samples = sample_lists(tiny, build_prompts(["short"], TOPICS[6:10], 2, base_seed=5), settings)
@@ -358,9 +358,9 @@ def test_the_sweeps_base_and_ablated_lists_are_ablate_and_regenerates(tiny):
 
 
 def test_banned_tokens_are_never_sampled(tiny):
-    from lister_tui.core.generation import sample_lists
-    from lister_tui.core.prompts import build_prompts
-    from lister_tui.core.study import SAMPLING_PRESETS
+    from lister_tui.core.engine.generation import sample_lists
+    from lister_tui.core.engine.prompts import build_prompts
+    from lister_tui.core.study.settings import SAMPLING_PRESETS
 
     specs = build_prompts(["short"], ["Fruits", "Colors"], 2, base_seed=3)
     plain = sample_lists(tiny, specs, SAMPLING_PRESETS["code"])
@@ -374,8 +374,8 @@ def test_banned_tokens_are_never_sampled(tiny):
 
 
 def test_steering_vector_is_the_mean_long_minus_short_activation(tiny):
-    from lister_tui.core.baselines import steering_vector
-    from lister_tui.core.prompts import prompt_ids
+    from lister_tui.core.study.baselines import steering_vector
+    from lister_tui.core.engine.prompts import prompt_ids
 
     hook = "blocks.1.hook_resid_post"
     means = {}
@@ -391,7 +391,7 @@ def test_steering_vector_is_the_mean_long_minus_short_activation(tiny):
 def test_a_full_disk_mid_run_keeps_the_tables_written_before(tmp_path, monkeypatch):
     import errno
 
-    import lister_tui.core.sweep_output as sweep_output
+    import lister_tui.core.sweep.output as sweep_output
 
     real = sweep_output.write_table
     calls = []
@@ -417,10 +417,10 @@ def test_a_full_disk_mid_run_keeps_the_tables_written_before(tmp_path, monkeypat
 
 
 def test_integrated_gradients_rank_the_pairs_a_sweep_zeroes(tmp_path, tiny):
-    from lister_tui.core.experiment import attributable, attribute_lists, top_k_ablation
-    from lister_tui.core.generation import sample_lists
-    from lister_tui.core.prompts import build_prompts
-    from lister_tui.core.study import SAMPLING_PRESETS
+    from lister_tui.core.study.experiment import attributable, attribute_lists, top_k_ablation
+    from lister_tui.core.engine.generation import sample_lists
+    from lister_tui.core.engine.prompts import build_prompts
+    from lister_tui.core.study.settings import SAMPLING_PRESETS
 
     out = tmp_path / "ig"
     args = ["sweep", "--sae", EARLIEST_RES, "--topic", "Fruits", "--samples", "3", "--max-new-tokens", "40"]

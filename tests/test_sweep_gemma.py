@@ -44,7 +44,7 @@ def test_the_random_model_has_gemma_2s_architecture(gemma_like):
 
 
 def test_sweep_runs_end_to_end_on_the_gemma_preset(gemma_like, tmp_path, monkeypatch):
-    import lister_tui.core.loading as loading
+    import lister_tui.core.engine.loading as loading
 
     calls = []
 

@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 
 from lister_tui.cli import _bare_ray, app
 from lister_tui.core.errors import ListerError
-from lister_tui.core.registry import get_entry
-from lister_tui.core.study import SAMPLING_PRESETS
-from lister_tui.core.sweep import ORIGINALS, SweepSettings, plan_shards
-from lister_tui.core.sweep_output import TABLE_NAMES, ShardFiles, SweepWriter
+from lister_tui.core.engine.registry import get_entry
+from lister_tui.core.study.settings import SAMPLING_PRESETS
+from lister_tui.core.sweep.runner import ORIGINALS, SweepSettings, plan_shards
+from lister_tui.core.sweep.output import TABLE_NAMES, ShardFiles, SweepWriter
 
 torch.set_num_threads(1)
 
@@ -200,7 +200,7 @@ def test_ray_alone_means_the_default_cluster():
 
 
 def test_worker_options_need_ray_and_a_cluster_that_holds_them():
-    from lister_tui.core.sweep_ray import RayOptions, worker_shape
+    from lister_tui.core.sweep.ray_cluster import RayOptions, worker_shape
 
     result = invoke(["sweep", *ARGS, "--workers", "2"])
     assert result.exit_code == 2 and "add --ray" in result.output
@@ -215,7 +215,7 @@ def test_worker_options_need_ray_and_a_cluster_that_holds_them():
 
 
 def test_a_workers_error_is_reported_in_one_line():
-    from lister_tui.core.sweep_ray import _reason
+    from lister_tui.core.sweep.ray_cluster import _reason
 
     died = RuntimeError(
         "The actor died because of an error raised in its creation task\nTraceback (most recent call last):\n"
@@ -261,7 +261,7 @@ def test_ray_workers_write_the_tables_of_a_local_run(ray_cluster, local, tmp_pat
 
 @pytest.mark.ray
 def test_a_worker_killed_mid_shard_has_its_shard_run_again(ray_cluster, local, tmp_path):
-    from lister_tui.core.sweep_ray import KILL_ONCE_ENV, RayOptions, run_sweep_ray
+    from lister_tui.core.sweep.ray_cluster import KILL_ONCE_ENV, RayOptions, run_sweep_ray
 
     out = tmp_path / "sweep"
     victim = "ablate_res_0.short.Fruits"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lister_tui.core import locations
-from lister_tui.core.user_settings import UserSettings
+from lister_tui.core.files import locations
+from lister_tui.core.files.user_settings import UserSettings
 from lister_tui.tui.theme import LISTER_THEME, METRIC_SCALE_VARIABLES, TOKEN_VARIABLES, metric_colour
 from lister_tui.tui.themes import DEFAULT_THEME, load_theme_file, load_themes
 

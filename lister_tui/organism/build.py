@@ -51,7 +51,7 @@ class BuildSettings:
     def __post_init__(self) -> None:
         # Checked here, not when the SAEs' turn comes: a typo would otherwise surface
         # after the model has trained, or a misspelt site be silently left at the defaults.
-        from lister_tui.core.registry import get_entry
+        from lister_tui.core.engine.registry import get_entry
 
         sites = [s.id for s in get_entry("lister-tiny").sites]
         fields = [f.name for f in dataclasses.fields(SAETrainingSettings) if f.name != "seed"]
@@ -100,7 +100,7 @@ def build_organism(
     out_dir: Path, settings: BuildSettings = BuildSettings(), log: Callable[[str], None] = print
 ) -> dict:
     """Build every file of lister-tiny into ``out_dir`` (replaced atomically) and return the build record."""
-    from lister_tui.core.loading import build_hooked_model
+    from lister_tui.core.engine.loading import build_hooked_model
     from lister_tui.organism.tokenizer import train_tokenizer
 
     out_dir = Path(out_dir)
@@ -138,7 +138,7 @@ def build_organism(
         heldout_seqs, _ = encode_examples(tokenizer, heldout)
         sae_quality = {}
         sae_seconds = {}
-        from lister_tui.core.registry import get_entry
+        from lister_tui.core.engine.registry import get_entry
         from sae_lens import SAE
 
         for i, site in enumerate(get_entry("lister-tiny").sites):

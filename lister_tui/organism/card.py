@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lister_tui.core.study import SAMPLING_PRESETS, TEMPLATES, TOPICS
+from lister_tui.core.engine.prompts import TEMPLATES, TOPICS
+from lister_tui.core.study.settings import SAMPLING_PRESETS
 
 CARD_PRESET = "post"  # temperature 0.8, top-p 0.9
 
 
 def behaviour_stats(weights_dir: Path, lists_per_template: int, seed: int) -> dict:
     """Sample ``lists_per_template`` lists per template from the organism in ``weights_dir``."""
-    from lister_tui.core.generation import sample_lists, template_stats
-    from lister_tui.core.loading import load_model
-    from lister_tui.core.prompts import PromptSpec, sample_seed
+    from lister_tui.core.engine.generation import sample_lists, template_stats
+    from lister_tui.core.engine.loading import load_model
+    from lister_tui.core.engine.prompts import PromptSpec, sample_seed
 
     loaded = load_model("lister-tiny", device="cpu", weights_dir=weights_dir)
     specs = [

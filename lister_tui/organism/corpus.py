@@ -39,7 +39,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from lister_tui.core.study import TEMPLATES, TOPICS, template_text
+from lister_tui.core.engine.prompts import TEMPLATES, TOPICS, template_text
 from lister_tui.organism.vocab import TOPIC_ITEMS
 
 ITEM_COUNTS: dict[str, tuple[int, int]] = {

@@ -16,9 +16,9 @@ from textual.app import App
 from textual.theme import Theme
 
 from lister_tui.core.errors import ListerError
-from lister_tui.core.loading import LoadedModel
-from lister_tui.core.study import TEMPLATES, TOPICS
-from lister_tui.core.workspace import Workspace
+from lister_tui.core.engine.loading import LoadedModel
+from lister_tui.core.engine.prompts import TEMPLATES, TOPICS
+from lister_tui.core.sessions.workspace import Workspace
 from lister_tui.tui.autosave import CHECK_INTERVAL_S, Autosaver
 from lister_tui.tui.commands import ExplorerCommands
 from lister_tui.tui.keymap import APP_KEYS, bindings
@@ -80,7 +80,7 @@ class ListerApp(App):
         if DEFAULT_THEME not in self.available_themes:  # the bundled file is missing or bad
             self.register_theme(LISTER_THEME)
         if self.persist:
-            from lister_tui.core.user_settings import UserSettings
+            from lister_tui.core.files.user_settings import UserSettings
 
             self.settings = UserSettings.load()
             if self.settings.problem:
@@ -169,7 +169,7 @@ class ListerApp(App):
 
     def model_info(self):
         if self._model_info is None:
-            from lister_tui.core.session_open import model_info
+            from lister_tui.core.sessions.opening import model_info
 
             offline_info = getattr(self.lab, "info", None)  # an OfflineModel knows what its session recorded
             self._model_info = offline_info if offline_info is not None else model_info(self.lab)
@@ -223,7 +223,7 @@ class ListerApp(App):
 
     def _sessions_dir(self) -> Path:
         if self.sessions_dir is None:
-            from lister_tui.core.locations import sessions_dir
+            from lister_tui.core.files.locations import sessions_dir
 
             self.sessions_dir = sessions_dir()
         return self.sessions_dir
@@ -241,7 +241,7 @@ class ListerApp(App):
         self.autosaver.check()
 
     def action_save_as(self) -> None:
-        from lister_tui.core.session import SessionStore, default_name
+        from lister_tui.core.sessions.store import SessionStore, default_name
         from lister_tui.tui.screens.sessions import SaveAsScreen
 
         folder = self._sessions_dir()
@@ -281,8 +281,8 @@ class ListerApp(App):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="open", description="Opening a session")
     def open_worker(self, path: Path) -> None:
-        from lister_tui.core.session import read_session
-        from lister_tui.core.session_open import is_sweep, open_sweep, view_session
+        from lister_tui.core.sessions.store import read_session
+        from lister_tui.core.sessions.opening import is_sweep, open_sweep, view_session
 
         try:
             loaded = self.lab if self.can_compute else None
@@ -338,8 +338,8 @@ class ListerApp(App):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="export", description="Exporting tables")
     def export_worker(self, fmt: str, folder: Path) -> None:
-        from lister_tui.core.session import snapshot
-        from lister_tui.core.session_export import export_tables, write_exports
+        from lister_tui.core.sessions.store import snapshot
+        from lister_tui.core.sessions.export import export_tables, write_exports
 
         try:
             decode, token_string = self._token_text()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from lister_tui.core.errors import ListerError
-from lister_tui.core.session import SessionConflict, SessionStore, snapshot
+from lister_tui.core.sessions.store import SessionConflict, SessionStore, snapshot
 from lister_tui.tui.messages import SessionSaved, SessionSaveFailed
 
 if TYPE_CHECKING:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from textual.message import Message
 
 from lister_tui.core.errors import ListerError
-from lister_tui.core.experiment import SAEListAttribution
-from lister_tui.core.generation import ListSample
-from lister_tui.core.workspace import AblationRun
+from lister_tui.core.study.experiment import SAEListAttribution
+from lister_tui.core.engine.generation import ListSample
+from lister_tui.core.sessions.workspace import AblationRun
 
 
 @dataclass

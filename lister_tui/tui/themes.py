@@ -26,7 +26,7 @@ from pathlib import Path
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
-from lister_tui.core.locations import bundled_themes_dir, user_themes_dir
+from lister_tui.core.files.locations import bundled_themes_dir, user_themes_dir
 from lister_tui.tui.theme import LISTER_THEME, METRIC_SCALE, TOKEN_VARIABLES
 
 DEFAULT_THEME = "lister-dark"

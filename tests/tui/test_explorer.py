@@ -7,11 +7,11 @@ import time
 
 import numpy as np
 
-from lister_tui.core.ablation import Ablation, FeatureAblation
-from lister_tui.core.experiment import ablate_and_regenerate, attribute_lists
-from lister_tui.core.features import expression_matrix
-from lister_tui.core.study import SAMPLING_PRESETS
-from lister_tui.core.workspace import DELTA_METRICS
+from lister_tui.core.engine.ablation import Ablation, FeatureAblation
+from lister_tui.core.study.experiment import ablate_and_regenerate, attribute_lists
+from lister_tui.core.study.features import expression_matrix
+from lister_tui.core.study.settings import SAMPLING_PRESETS
+from lister_tui.core.sessions.workspace import DELTA_METRICS
 from lister_tui.tui.keymap import APP_KEYS, MAIN_KEYS, MATRIX_KEYS, TOKEN_KEYS
 from lister_tui.tui.widgets import FeatureTable, TokenView
 

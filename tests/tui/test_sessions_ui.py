@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from lister_tui.core.session import SessionStore, read_session
-from lister_tui.core.session_open import view_session
+from lister_tui.core.sessions.store import SessionStore, read_session
+from lister_tui.core.sessions.opening import view_session
 from lister_tui.tui.app import ListerApp
 from lister_tui.tui.widgets import SampleTable, TokenView
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from lister_tui.core.ablation import EVERY_POSITION, Ablation, FeatureAblation
-from lister_tui.core.experiment import attribute_lists, select_samples
-from lister_tui.core.generation import sample_lists
-from lister_tui.core.prompts import build_prompts
-from lister_tui.core.study import SAMPLING_PRESETS
-from lister_tui.core.workspace import AblationChoice, Workspace, sample_key
+from lister_tui.core.engine.ablation import EVERY_POSITION, Ablation, FeatureAblation
+from lister_tui.core.study.experiment import attribute_lists, select_samples
+from lister_tui.core.engine.generation import sample_lists
+from lister_tui.core.engine.prompts import build_prompts
+from lister_tui.core.study.settings import SAMPLING_PRESETS
+from lister_tui.core.sessions.workspace import AblationChoice, Workspace, sample_key
 
 
 def test_workspace_toggles_modes_and_batch_attribution(tiny):

@@ -11,8 +11,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, SelectionList
 
 from lister_tui.core.errors import ListerError
-from lister_tui.core.prompts import PromptSpec, build_prompts
-from lister_tui.core.study import SAMPLING_PRESETS, TEMPLATES, TOPICS
+from lister_tui.core.engine.prompts import PromptSpec, build_prompts
+from lister_tui.core.engine.prompts import TEMPLATES, TOPICS
+from lister_tui.core.study.settings import SAMPLING_PRESETS
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, ProgressBar, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from lister_tui.core.ablation import Ablation
+from lister_tui.core.engine.ablation import Ablation
 from lister_tui.core.errors import ListerError
-from lister_tui.core.experiment import (
+from lister_tui.core.study.experiment import (
     DEFAULT_IG_STEPS,
     attributable,
     attribute_lists,
@@ -26,11 +26,11 @@ from lister_tui.core.experiment import (
     regenerate,
     top_k_ablation,
 )
-from lister_tui.core.features import dataset_ranking, pairs_table
-from lister_tui.core.generation import ListSample, metric_curve, sample_lists, with_metric
-from lister_tui.core.listing import parse_structure
-from lister_tui.core.study import SAMPLING_PRESETS
-from lister_tui.core.workspace import AblationChoice, AblationRun, to_ablation
+from lister_tui.core.study.features import dataset_ranking, pairs_table
+from lister_tui.core.engine.generation import ListSample, metric_curve, sample_lists, with_metric
+from lister_tui.core.engine.listing import parse_structure
+from lister_tui.core.study.settings import SAMPLING_PRESETS
+from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, to_ablation
 from lister_tui.tui.keymap import MAIN_KEYS, bindings
 from lister_tui.tui.messages import (
     AttributionReady,

@@ -8,7 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
-from lister_tui.core.workspace import AblationChoice, AblationRun
+from lister_tui.core.sessions.workspace import AblationChoice, AblationRun
 from lister_tui.tui.widgets.token_view import visible
 
 LABELS = {

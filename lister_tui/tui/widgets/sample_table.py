@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from lister_tui.core.workspace import SampleState
+from lister_tui.core.sessions.workspace import SampleState
 
 TEMPLATE_SHORT = {"short": "S", "long": "L", "unspecified": "U"}
 

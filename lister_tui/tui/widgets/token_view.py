@@ -10,7 +10,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from lister_tui.core.listing import ListStructure
+from lister_tui.core.engine.listing import ListStructure
 from lister_tui.tui.keymap import TOKEN_KEYS, bindings
 from lister_tui.tui.theme import colour, metric_colour, metric_scale
 

@@ -1,0 +1,155 @@
+"""Sampling whole lists from a loaded model: tokens, structure and list metrics together.
+
+This is the layer the explorer, the sweep and scripts share: it turns prompt specs
+(or explicit prefixes) into :class:`ListSample` records, optionally under an
+ablation, with every sample drawn from its own seed (common random numbers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+import torch
+
+from lister_tui.core.engine.ablation import Ablation, ablation_hooks, validate
+from lister_tui.core.engine.listing import ListMetrics, ListStructure, list_metrics, parse_structure
+from lister_tui.core.engine.loading import LoadedModel
+from lister_tui.core.engine.prompts import PromptSpec, prompt_ids
+from lister_tui.core.engine.sampling import generate
+from lister_tui.core.engine.sampling import SamplingSettings
+
+
+@dataclass(frozen=True)
+class ListSample:
+    """One generated list: its prompt, every token, and what we measure of it."""
+
+    spec: PromptSpec
+    prompt_len: int  # tokens of the chat prompt (ends with the first item marker)
+    tokens: tuple[int, ...]  # prompt + continuation (a regenerated sample: prefix + continuation)
+    stopped: bool
+    structure: ListStructure
+    metrics: ListMetrics
+    prefix_len: int | None = None  # set when regenerated from a longer prefix than the prompt
+
+    @property
+    def continuation(self) -> tuple[int, ...]:
+        return self.tokens[self.prompt_len :]
+
+
+def _sae_map(loaded: LoadedModel, ablation: Ablation | None) -> dict:
+    if ablation is None or ablation.is_empty():
+        return {}
+    return {sae_id: loaded.load_sae(sae_id, cache=True) for sae_id in {f.sae_id for f in ablation.features}}
+
+
+def sample_lists(
+    loaded: LoadedModel,
+    specs: Sequence[PromptSpec],
+    settings: SamplingSettings,
+    *,
+    ablation: Ablation | None = None,
+    prefixes: Sequence[Sequence[int]] | None = None,
+    on_step: Callable[[int, list[list[int]]], bool | None] | None = None,
+    max_batch_size: int | None = 32,
+    banned_ids: Sequence[int] = (),
+    hooks: Sequence[tuple[str, Callable]] = (),
+) -> list[ListSample]:
+    """Sample one list per spec, from its prompt or from an explicit prefix, with its own seed.
+
+    ``prefixes`` (one per spec) continue from a longer prefix than the prompt: the
+    study regenerates from ``tokens[:attribution position]`` under an ablation.
+    ``banned_ids`` are never sampled (restricted sampling); ``hooks`` are extra
+    stateless forward hooks active during the whole generation (e.g. a steering
+    vector added at every position).
+    """
+    prompts = [prompt_ids(loaded, s.template, s.topic) for s in specs]
+    starts = [list(p) for p in (prefixes if prefixes is not None else prompts)]
+    saes = _sae_map(loaded, ablation)
+    hook_factory = None
+    if saes:
+        for start in starts:
+            validate(ablation, saes, len(start))
+        hook_factory = lambda prefix_len: ablation_hooks(ablation, saes, prefix_len)  # noqa: E731
+    stop_ids = loaded.ids.stops
+    with torch.inference_mode():
+        gens = generate(
+            loaded.model,
+            starts,
+            [s.seed for s in specs],
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            top_k=settings.top_k,
+            max_new_tokens=settings.max_new_tokens,
+            stop_ids=stop_ids,
+            banned_ids=banned_ids,
+            ablation_hooks=list(hooks),
+            hook_factory=hook_factory,
+            on_step=on_step,
+            pad_id=loaded.tokenizer.pad_token_id or 0,
+            max_batch_size=max_batch_size,
+        )
+    return [
+        make_sample(loaded, spec, len(prompt), list(gen.prompt) + list(gen.tokens), gen.stopped, prefix_len=len(start) if prefixes is not None else None)
+        for spec, prompt, start, gen in zip(specs, prompts, starts, gens)
+    ]
+
+
+def make_sample(
+    loaded: LoadedModel,
+    spec: PromptSpec,
+    prompt_len: int,
+    tokens: Sequence[int],
+    stopped: bool,
+    metric_at_attribution: float | None = None,
+    prefix_len: int | None = None,
+) -> ListSample:
+    structure = parse_structure(tokens, loaded.ids, prompt_len - 1)
+    metrics = list_metrics(tokens, prompt_len, loaded.ids, loaded.tokenizer.decode, metric_at_attribution)
+    return ListSample(spec, prompt_len, tuple(tokens), stopped, structure, metrics, prefix_len)
+
+
+def metric_curve(loaded: LoadedModel, tokens: Sequence[int], ablation: Ablation | None = None) -> torch.Tensor:
+    """The metric logit(blank) - logit(newline) at every position of ``tokens``: [pos] float32.
+
+    With ``ablation``, its features are zeroed during the forward pass (a real
+    measurement of the ablation's effect, not the linear estimate).
+    """
+    from lister_tui.core.engine.attribution import metric_logit_diff
+
+    seq = list(tokens)
+    saes = _sae_map(loaded, ablation)
+    hooks = []
+    if saes:
+        validate(ablation, saes, len(seq))
+        hooks = ablation_hooks(ablation, saes, len(seq))
+    with torch.inference_mode(), loaded.model.hooks(fwd_hooks=hooks):
+        logits = loaded.model(torch.tensor([seq], device=loaded.device))  # [1, pos, d_vocab]
+        return metric_logit_diff(logits, loaded.ids.blank, loaded.ids.newline)[0].float().cpu()
+
+
+def with_metric(loaded: LoadedModel, sample: ListSample) -> ListSample:
+    """``sample`` with the metric at its attribution position filled in."""
+    pos = sample.structure.attribution_pos
+    value = None if pos is None else float(metric_curve(loaded, sample.tokens[: pos + 1])[pos])
+    return make_sample(loaded, sample.spec, sample.prompt_len, sample.tokens, sample.stopped, value, sample.prefix_len)
+
+
+def template_stats(samples: Sequence[ListSample]) -> Mapping[str, dict]:
+    """Per template: mean/min/max items, filler-before-final-newline rate, end-reached rate."""
+    out: dict[str, dict] = {}
+    for template in dict.fromkeys(s.spec.template for s in samples):
+        group = [s for s in samples if s.spec.template == template]
+        n_items = [s.metrics.n_items for s in group]
+        last_filler = [bool(s.structure.items) and s.structure.items[-1].has_filler for s in group]
+        out[template] = {
+            "lists": len(group),
+            "items_mean": sum(n_items) / len(group),
+            "items_min": min(n_items),
+            "items_max": max(n_items),
+            "filler_on_last_item": sum(last_filler) / len(group),
+            "filler_items_mean": sum(s.metrics.filler_count for s in group) / len(group),
+            "reached_end": sum(s.metrics.reached_end for s in group) / len(group),
+            "repeated_items_mean": sum(s.metrics.repeated_items for s in group) / len(group),
+        }
+    return out

@@ -1,0 +1,138 @@
+"""The structure of a generated list, as token positions and as text metrics.
+
+Token structure follows the study's code: an item runs from an item marker ("-")
+to the next line break; its last token is the one before the line break, or the
+one before that when it is the filler blank. The attribution position is the last
+item's last token. Text metrics follow the study: items are lines starting with
+"-", repeated items are ``len(items) - len(set(items))``, and the Shannon index is
+taken per generation (the code's) or pooled over a topic's generations (the post's).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+from lister_tui.core.engine.loading import TokenIds
+
+
+@dataclass(frozen=True)
+class ItemSpan:
+    index: int  # 0-based item number
+    marker_pos: int  # the "-" that opens it
+    newline_pos: int | None  # the line break that closes it; None when cut off
+    last_token_pos: int  # its last token, skipping a trailing filler blank
+    has_filler: bool
+
+
+@dataclass(frozen=True)
+class ListStructure:
+    items: tuple[ItemSpan, ...]
+    filler_positions: tuple[int, ...]  # positions of blanks that stand right before a line break
+    end_pos: int | None  # position of the first stop token, if any
+    attribution_pos: int | None  # the last complete item's last token
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def filler_items(self) -> tuple[int, ...]:
+        return tuple(item.index for item in self.items if item.has_filler)
+
+
+def parse_structure(tokens: Sequence[int], ids: TokenIds, first_marker_pos: int) -> ListStructure:
+    """Items, filler blanks and the end of the list in ``tokens`` (prompt + continuation).
+
+    ``first_marker_pos`` is the position of the prompt's own final "-", where the
+    first item starts; everything before it is the user's turn.
+    """
+    if not 0 <= first_marker_pos < len(tokens) or tokens[first_marker_pos] != ids.item_marker:
+        raise ValueError(f"position {first_marker_pos} does not hold the item marker")
+    stops = set(ids.stops)
+    end_pos = next((p for p in range(first_marker_pos, len(tokens)) if tokens[p] in stops), None)
+    stop_at = end_pos if end_pos is not None else len(tokens)
+    items: list[ItemSpan] = []
+    fillers: list[int] = []
+    marker: int | None = None
+    for pos in range(first_marker_pos, stop_at):
+        tok = tokens[pos]
+        if tok == ids.item_marker and marker is None:
+            marker = pos
+        elif tok == ids.newline and marker is not None:
+            has_filler = pos - 1 > marker and tokens[pos - 1] == ids.blank
+            last = pos - 2 if has_filler else pos - 1
+            if last > marker:  # an empty "-\n" line is no item
+                items.append(ItemSpan(len(items), marker, pos, last, has_filler))
+            marker = None
+        if tok == ids.newline and pos > 0 and tokens[pos - 1] == ids.blank:
+            fillers.append(pos - 1)
+    if marker is not None and stop_at - 1 > marker:
+        # a last item cut off by the token cap: counted, but it has no line break
+        last = stop_at - 1
+        items.append(ItemSpan(len(items), marker, None, last, False))
+    complete = [i for i in items if i.newline_pos is not None]
+    attribution_pos = complete[-1].last_token_pos if complete else None
+    return ListStructure(tuple(items), tuple(fillers), end_pos, attribution_pos)
+
+
+def items_from_text(continuation: str, item_marker: str = "-") -> list[str]:
+    """Item names of a list, from the text after the prompt's final marker."""
+    text = item_marker + continuation
+    names = []
+    for line in text.split("\n"):
+        if line.startswith(item_marker):
+            name = line[len(item_marker) :].strip()
+            if name:
+                names.append(name)
+    return names
+
+
+def shannon_index(names: Iterable[str]) -> float:
+    """Shannon diversity -sum p ln p of item names (0 for an empty list)."""
+    counts = Counter(names)
+    total = sum(counts.values())
+    if total == 0:
+        return 0.0
+    return -sum(c / total * math.log(c / total) for c in counts.values())
+
+
+@dataclass(frozen=True)
+class ListMetrics:
+    n_items: int
+    n_tokens: int  # generated tokens, the stop token included
+    repeated_items: int
+    diversity: float  # Shannon index of this generation's items
+    filler_count: int
+    filler_items: tuple[int, ...]
+    reached_end: bool
+    metric_at_attribution: float | None = None
+
+
+def list_metrics(
+    tokens: Sequence[int],
+    prompt_len: int,
+    ids: TokenIds,
+    decode: Callable[[Sequence[int]], str],
+    metric_at_attribution: float | None = None,
+) -> ListMetrics:
+    structure = parse_structure(tokens, ids, prompt_len - 1)
+    stop_at = structure.end_pos if structure.end_pos is not None else len(tokens)
+    names = items_from_text(decode(list(tokens[prompt_len:stop_at])))
+    return ListMetrics(
+        n_items=len(names),
+        n_tokens=len(tokens) - prompt_len,
+        repeated_items=len(names) - len(set(names)),
+        diversity=shannon_index(names),
+        filler_count=len(structure.filler_positions),
+        filler_items=structure.filler_items,
+        reached_end=structure.end_pos is not None,
+        metric_at_attribution=metric_at_attribution,
+    )
+
+
+def topic_diversity(item_lists: Iterable[Sequence[str]]) -> float:
+    """The post's diversity: Shannon index of all items pooled across a topic's generations."""
+    return shannon_index(name for names in item_lists for name in names)

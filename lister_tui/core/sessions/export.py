@@ -1,0 +1,266 @@
+"""A session's tables for papers and notebooks: CSV, Parquet, Markdown or LaTeX (pandas).
+
+- ``generations``: one row per list: each sample, and each run's base and ablated
+  regeneration, with its list metrics, token ids and text;
+- ``attributions``: each sample's top (position, feature) pairs per SAE;
+- ``ablations``: one row per ablation tried: the features switched off and, per
+  metric, base, ablated and ablated − base;
+- ``sae_summary``: per SAE: attribution averages, the most frequent top feature, and
+  the mean change of the runs that ablated only that SAE's features;
+- ``sweep_*``: for a session opened from a sweep folder, the sweep's own tables.
+
+Floats are written at full precision (Markdown and LaTeX too), so every format
+loads back to the same values.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from lister_tui.core.errors import ListerError
+from lister_tui.core.sessions.format import sample_identity
+from lister_tui.core.sessions.workspace import DELTA_METRICS, AblationChoice, Workspace
+
+FORMATS = {"csv": "csv", "parquet": "parquet", "markdown": "md", "latex": "tex"}
+TABLES = ("generations", "attributions", "ablations", "sae_summary")
+_LIST_METRICS = ("n_items", "n_tokens", "repeated_items", "diversity", "filler_count", "reached_end", "metric_at_attribution")
+
+
+def _choice_text(c: AblationChoice) -> str:
+    return f"{c.sae_id} f{c.feature}@{'all' if c.mode == 'every' else c.pos}"
+
+
+def _gen(kind: str, key: str, st, s, run: int | None, decode) -> dict:
+    spec = s.spec
+    m = s.metrics
+    return {
+        **sample_identity(key, spec),
+        "preset": st.preset,
+        "kind": kind,
+        "run": run,
+        "prompt_len": s.prompt_len,
+        "regenerated_from": s.prefix_len,
+        **{name: getattr(m, name) for name in _LIST_METRICS},
+        "stopped": s.stopped,
+        "token_ids": " ".join(str(t) for t in s.tokens),
+        "text": decode(list(s.continuation)) if decode else None,
+        "note": st.note if kind == "sample" else None,
+    }
+
+
+def export_tables(ws: Workspace, decode: Callable[[list[int]], str] | None = None, token_string: Callable[[int], str] | None = None) -> dict[str, pd.DataFrame]:
+    """The export tables of a workspace (``decode``/``token_string`` add text columns)."""
+    gens, attrs, abls = [], [], []
+    for key, st in ws.samples.items():
+        gens.append(_gen("sample", key, st, st.sample, None, decode))
+        spec = st.sample.spec
+        for i, run in enumerate(st.runs):
+            gens.append(_gen("base", key, st, run.base, i, decode))
+            gens.append(_gen("ablated", key, st, run.ablated, i, decode))
+            row = {
+                **sample_identity(key, spec),
+                "run": i,
+                "preset": run.preset,
+                "regenerated_from": run.ablated.prefix_len,
+                "from_attribution_pos": run.from_attribution_pos,
+                "n_features": len(run.choices),
+                "saes": " ".join(dict.fromkeys(c.sae_id for c in run.choices)),
+                "features": "; ".join(_choice_text(c) for c in run.choices),
+                "metric_before": run.metric_before,
+                "metric_under_ablation": run.metric_under_ablation,
+                "direct_metric_change": None
+                if run.metric_before is None or run.metric_under_ablation is None
+                else run.metric_under_ablation - run.metric_before,
+            }
+            for name, (b, a, d) in run.deltas().items():
+                row[f"base_{name}"], row[f"ablated_{name}"], row[f"delta_{name}"] = b, a, d
+            abls.append(row)
+        for sae_id, attr in (st.attribution or {}).items():
+            share = attr.error_share(0)
+            for rank, p in enumerate(attr.top[0]):
+                attrs.append(
+                    {
+                        **sample_identity(key, spec),
+                        "sae": sae_id,
+                        "hook_name": attr.hook_name,
+                        "rank": rank + 1,
+                        "pos": p.pos,
+                        "token": token_string(st.sample.tokens[p.pos]) if token_string else None,
+                        "feature": p.feature,
+                        "attribution": float(p.attribution),
+                        "activation": float(p.activation),
+                        "attribution_pos": attr.attribution_pos[0] if attr.attribution_pos else None,
+                        "metric": float(attr.metric[0]),
+                        "error_share": float(share),
+                    }
+                )
+    tables = {
+        "generations": pd.DataFrame(gens),
+        "attributions": pd.DataFrame(attrs),
+        "ablations": pd.DataFrame(abls),
+        "sae_summary": sae_summary(ws),
+    }
+    for name, frame in tables.items():
+        tables[name] = _tidy(frame)
+    return tables
+
+
+def sae_summary(ws: Workspace, k: int = 5) -> pd.DataFrame:
+    """Per SAE: attribution averages over the attributed samples, and the mean change of the
+    runs that ablated features of that SAE only."""
+    rows = []
+    saes: list[str] = []
+    for st in ws.samples.values():
+        saes += list(st.attribution or {})
+        for run in st.runs:
+            saes += [c.sae_id for c in run.choices]
+    for sae_id in dict.fromkeys(saes):
+        attributed = [st.attribution[sae_id] for st in ws.samples.values() if st.attribution and sae_id in st.attribution]
+        top = Counter(p.feature for a in attributed for p in a.top[0][:k])
+        only = [r for st in ws.samples.values() for r in st.runs if r.choices and all(c.sae_id == sae_id for c in r.choices)]
+        using = [r for st in ws.samples.values() for r in st.runs if any(c.sae_id == sae_id for c in r.choices)]
+        row = {
+            "sae": sae_id,
+            "samples_attributed": len(attributed),
+            "metric_mean": _mean([float(a.metric[0]) for a in attributed]),
+            "feature_total_mean": _mean([float(a.feature_total[0]) for a in attributed]),
+            "error_total_mean": _mean([float(a.error_total[0]) for a in attributed]),
+            "error_share_mean": _mean([a.error_share(0) for a in attributed]),
+            f"most_frequent_top{k}_feature": top.most_common(1)[0][0] if top else None,
+            f"most_frequent_top{k}_feature_samples": top.most_common(1)[0][1] if top else None,
+            "runs_using": len(using),
+            "runs_only_this_sae": len(only),
+        }
+        for name in DELTA_METRICS:
+            row[f"delta_{name}_mean"] = _mean([r.deltas()[name][2] for r in only])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return sum(values) / len(values) if values else None
+
+
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
+    """Nullable integer columns stay integers (not floats with NaN) in every format."""
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype == object and values.map(lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool))).all() and values.notna().any():
+            frame[column] = values.astype("Int64")
+        elif values.dtype == object and values.map(lambda v: v is None or isinstance(v, (int, float)) and not isinstance(v, bool)).all() and values.notna().any():
+            frame[column] = values.astype("float64")
+    return frame
+
+
+def sweep_tables(manifest: dict) -> dict[str, pd.DataFrame]:
+    """The tables of the sweep a session was opened from (if its folder is still there)."""
+    source = manifest.get("source") or {}
+    if source.get("kind") != "sweep":
+        return {}
+    folder = Path(source.get("path", ""))
+    out = {}
+    for name in ("by_condition", "by_condition_and_topic", "by_topic", "faithfulness_by_sae"):
+        path = folder / f"{name}.parquet"
+        if path.is_file():
+            out[f"sweep_{name}"] = pd.read_parquet(path)
+    return out
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+
+def _cell(value) -> str:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace("|", "\\|")
+
+
+def to_markdown(frame: pd.DataFrame, title: str) -> str:
+    lines = [f"# {title}", ""]
+    lines.append("| " + " | ".join(frame.columns) + " |")
+    lines.append("|" + "|".join("---" for _ in frame.columns) + "|")
+    for row in frame.astype(object).itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _latex_cell(value) -> str:
+    return _cell(value)
+
+
+def to_latex(frame: pd.DataFrame, title: str) -> str:
+    body = frame.astype(object).map(_latex_cell) if len(frame) else frame.astype(str)
+    text = body.to_latex(index=False, escape=True, longtable=len(frame) > 40, caption=title.replace("_", " "), label=f"tab:{title}")
+    return text
+
+
+def write_exports(tables: dict[str, pd.DataFrame], out: str | Path, fmt: str) -> list[Path]:
+    """Write every table to ``out`` in ``fmt`` (csv, parquet, markdown or latex); returns the files."""
+    if fmt not in FORMATS:
+        raise ListerError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ListerError(f"cannot create the export folder {out} ({exc.strerror or exc}); give another with --out") from exc
+    files = []
+    for name, frame in tables.items():
+        path = out / f"{name}.{FORMATS[fmt]}"
+        try:
+            if fmt == "csv":
+                frame.to_csv(path, index=False)
+            elif fmt == "parquet":
+                frame.to_parquet(path, index=False)
+            elif fmt == "markdown":
+                path.write_text(to_markdown(frame, name), encoding="utf-8")
+            else:
+                path.write_text(to_latex(frame, name), encoding="utf-8")
+        except OSError as exc:
+            raise ListerError(f"cannot write {path} ({exc.strerror or exc}); give another folder with --out") from exc
+        files.append(path)
+    return files
+
+
+def _unpad(cell: str) -> str:
+    """A cell without the one blank on each side that :func:`to_markdown` puts there."""
+    return cell[1:-1] if len(cell) >= 2 and cell[0] == " " and cell[-1] == " " else cell.strip()
+
+
+def read_markdown(path: str | Path) -> pd.DataFrame:
+    """A table written by :func:`to_markdown`, back as a DataFrame (numbers parsed)."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells, cur, i, body = [], "", 0, line.strip()[1:-1]
+            while i < len(body):
+                ch = body[i]
+                if ch == "\\" and i + 1 < len(body):
+                    nxt = body[i + 1]
+                    cur += {"n": "\n", "|": "|", "\\": "\\"}.get(nxt, "\\" + nxt)
+                    i += 2
+                    continue
+                if ch == "|":
+                    cells.append(_unpad(cur))
+                    cur = ""
+                else:
+                    cur += ch
+                i += 1
+            cells.append(_unpad(cur))
+            rows.append(cells)
+    if not rows:
+        return pd.DataFrame()
+    frame = pd.DataFrame(rows[1:], columns=rows[0]).replace("", None)
+    for column in frame.columns:
+        try:
+            frame[column] = pd.to_numeric(frame[column])
+        except (ValueError, TypeError):
+            pass
+    return frame

@@ -1,0 +1,206 @@
+"""What an exploration holds: samples, their attributions, ablations tried, notes.
+
+A plain data model with no UI: the explorer keeps one :class:`Workspace` and renders
+from it, and a session file can save and restore it. Nothing here runs the model;
+the numbers stored come from the engine (generation, experiment) and are kept as
+returned, so whatever shows them shows the engine's figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Literal, Sequence
+
+from lister_tui.core.engine.ablation import EVERY_POSITION, Ablation, FeatureAblation
+from lister_tui.core.errors import ListerError
+from lister_tui.core.study.experiment import AblationOutcome, SAEListAttribution, select_samples
+from lister_tui.core.engine.generation import ListSample
+
+DELTA_METRICS: tuple[str, ...] = ("n_items", "n_tokens", "repeated_items", "diversity", "metric_at_attribution")
+
+AblationMode = Literal["position", "every"]
+
+
+def sample_key(sample: ListSample) -> str:
+    """A stable name for a sample: template/topic/index and its seed."""
+    return f"{sample.spec.key}@{sample.spec.seed}"
+
+
+@dataclass(frozen=True)
+class AblationChoice:
+    """One feature switched off: at its attributed position, or at every position."""
+
+    sae_id: str
+    feature: int
+    pos: int  # the attributed position (kept in "every" mode, to show where it came from)
+    mode: AblationMode = "position"
+
+    @property
+    def ident(self) -> tuple[str, int, int]:
+        return (self.sae_id, self.feature, self.pos)
+
+    def to_feature_ablation(self) -> FeatureAblation:
+        positions = EVERY_POSITION if self.mode == "every" else (self.pos,)
+        return FeatureAblation(self.sae_id, self.feature, positions)
+
+
+def to_ablation(choices: Iterable[AblationChoice]) -> Ablation:
+    return Ablation(tuple(c.to_feature_ablation() for c in choices))
+
+
+@dataclass(frozen=True)
+class AblationRun:
+    """One regeneration of a sample under a set of choices, and its unablated twin."""
+
+    sample_key: str
+    choices: tuple[AblationChoice, ...]
+    from_attribution_pos: bool
+    preset: str
+    base: ListSample  # regenerated from the same prefix and seed, no ablation
+    ablated: ListSample
+    base_curve: tuple[float, ...]  # metric at every position of base.tokens
+    ablated_curve: tuple[float, ...]  # metric at every position of ablated.tokens, ablation applied
+    # The metric at the sample's own attribution position on its original tokens, without
+    # and with the ablation (a real forward pass each: the ablation's direct effect).
+    metric_before: float | None = None
+    metric_under_ablation: float | None = None
+
+    @property
+    def ablation(self) -> Ablation:
+        return to_ablation(self.choices)
+
+    def outcome(self, index: int = 0) -> AblationOutcome:
+        return AblationOutcome(index, self.ablation, self.base, self.ablated)
+
+    def deltas(self) -> dict[str, tuple[float | None, float | None, float | None]]:
+        """Per metric of :data:`DELTA_METRICS`: (base, ablated, ablated − base)."""
+        out = {}
+        outcome = self.outcome()
+        for name in DELTA_METRICS:
+            b, a = getattr(self.base.metrics, name), getattr(self.ablated.metrics, name)
+            delta = outcome.delta(name) if a is not None and b is not None else None
+            out[name] = (b, a, delta)
+        return out
+
+
+@dataclass
+class SampleState:
+    sample: ListSample
+    preset: str
+    curve: tuple[float, ...] | None = None  # metric at every position of sample.tokens
+    attribution: dict[str, SAEListAttribution] | None = None  # per SAE, over this one sample
+    choices: list[AblationChoice] = field(default_factory=list)  # the ablation being edited
+    runs: list[AblationRun] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class BatchAttribution:
+    """An attribution over several samples, for dataset rankings and expression matrices."""
+
+    keys: list[str]
+    by_sae: dict[str, SAEListAttribution]
+
+
+@dataclass
+class Workspace:
+    """Everything one exploration produced, keyed by :func:`sample_key`."""
+
+    model_name: str
+    samples: dict[str, SampleState] = field(default_factory=dict)
+    batch: BatchAttribution | None = None
+    notes: str = ""
+    # bumped by every change made through the methods below, so that a session can
+    # autosave after each change (and coalesce a burst of them into one save)
+    revision: int = field(default=0, compare=False)
+
+    def touch(self) -> None:
+        """Record a change made outside the methods below (e.g. editing a SampleState in place)."""
+        self.revision += 1
+
+    # --- samples ---------------------------------------------------------------
+
+    def add_samples(self, samples: Sequence[ListSample], preset: str) -> list[str]:
+        """Add (or replace) samples; returns their keys in order."""
+        keys = []
+        for s in samples:
+            key = sample_key(s)
+            self.samples[key] = SampleState(s, preset)
+            keys.append(key)
+        self.touch()
+        return keys
+
+    def state(self, key: str) -> SampleState:
+        try:
+            return self.samples[key]
+        except KeyError:
+            raise ListerError(f"no sample {key!r} in this workspace") from None
+
+    def keys(self) -> list[str]:
+        return list(self.samples)
+
+    def set_curve(self, key: str, curve: Sequence[float]) -> None:
+        self.state(key).curve = tuple(float(v) for v in curve)
+        self.touch()
+
+    def set_note(self, key: str, text: str) -> None:
+        self.state(key).note = text
+        self.touch()
+
+    def set_notes(self, text: str) -> None:
+        """The session's own notes (not tied to a sample)."""
+        self.notes = text
+        self.touch()
+
+    # --- attribution -----------------------------------------------------------
+
+    def set_attribution(self, key: str, by_sae: dict[str, SAEListAttribution]) -> None:
+        """Attribution of one sample (each SAEListAttribution covers that sample alone)."""
+        self.state(key).attribution = dict(by_sae)
+        self.touch()
+
+    def set_batch_attribution(self, keys: Sequence[str], by_sae: dict[str, SAEListAttribution]) -> None:
+        """Attribution over ``keys`` (in that order); also fills each sample's own attribution."""
+        self.batch = BatchAttribution(list(keys), dict(by_sae))
+        for i, key in enumerate(keys):
+            self.set_attribution(key, {sae: select_samples(attr, [i]) for sae, attr in by_sae.items()})
+
+    # --- ablation --------------------------------------------------------------
+
+    def find_choice(self, key: str, ident: tuple[str, int, int]) -> AblationChoice | None:
+        return next((c for c in self.state(key).choices if c.ident == ident), None)
+
+    def toggle(self, key: str, choice: AblationChoice) -> bool:
+        """Switch ``choice`` on (True) or, if the same feature at the same position is on, off (False)."""
+        choices = self.state(key).choices
+        existing = self.find_choice(key, choice.ident)
+        self.touch()
+        if existing is not None:
+            choices.remove(existing)
+            return False
+        choices.append(choice)
+        return True
+
+    def set_mode(self, key: str, ident: tuple[str, int, int], mode: AblationMode) -> AblationChoice | None:
+        choices = self.state(key).choices
+        for i, c in enumerate(choices):
+            if c.ident == ident:
+                choices[i] = AblationChoice(c.sae_id, c.feature, c.pos, mode)
+                self.touch()
+                return choices[i]
+        return None
+
+    def clear_choices(self, key: str) -> None:
+        self.state(key).choices.clear()
+        self.touch()
+
+    def current_ablation(self, key: str) -> Ablation:
+        return to_ablation(self.state(key).choices)
+
+    def record_ablation(self, key: str, run: AblationRun) -> None:
+        self.state(key).runs.append(run)
+        self.touch()
+
+    def latest_run(self, key: str) -> AblationRun | None:
+        runs = self.state(key).runs
+        return runs[-1] if runs else None

@@ -1,0 +1,118 @@
+"""Feature-level views of an attributed batch: dataset rankings and the expression matrix."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from lister_tui.core.errors import ListerError
+from lister_tui.core.study.experiment import SAEListAttribution
+from lister_tui.core.engine.generation import ListSample
+
+
+def pairs_table(attr: SAEListAttribution, samples: Sequence[ListSample], token_str, k: int | None = None) -> pd.DataFrame:
+    """Every kept (sample, position, feature) pair, ranked within its sample (rank 1 = strongest)."""
+    rows = []
+    for i, pairs in enumerate(attr.top):
+        for rank, p in enumerate(pairs[:k] if k else pairs, start=1):
+            rows.append(
+                {
+                    "sae": attr.sae_id,
+                    "sample": i,
+                    "template": samples[i].spec.template,
+                    "topic": samples[i].spec.topic,
+                    "rank": rank,
+                    "position": p.pos,
+                    "token": token_str(samples[i].tokens[p.pos]),
+                    "feature": p.feature,
+                    "attribution": p.attribution,
+                    "activation": p.activation,
+                    "error_share": attr.error_share(i),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def dataset_ranking(attr: SAEListAttribution, samples: Sequence[ListSample], token_str, k: int = 5) -> pd.DataFrame:
+    """Features ranked over the batch by the sum of their attribution in each sample's top-k pairs.
+
+    Columns: feature, attribution_sum, attribution_mean (over its top-k appearances),
+    count_in_top_k, samples (distinct samples), top_token (the token it most often sits on).
+    """
+    if k <= 0:
+        raise ListerError(f"k must be >= 1, got {k}")
+    pairs = pairs_table(attr, samples, token_str, k)
+    if pairs.empty:
+        return pd.DataFrame(columns=["feature", "attribution_sum", "attribution_mean", "count_in_top_k", "samples", "top_token"])
+    grouped = pairs.groupby("feature")
+    out = pd.DataFrame(
+        {
+            "attribution_sum": grouped["attribution"].sum(),
+            "attribution_mean": grouped["attribution"].mean(),
+            "count_in_top_k": grouped.size(),
+            "samples": grouped["sample"].nunique(),
+            "top_token": grouped["token"].agg(lambda s: Counter(s).most_common(1)[0][0]),
+        }
+    ).reset_index()
+    out.insert(0, "sae", attr.sae_id)
+    return out.sort_values(["attribution_sum", "feature"], ascending=[False, True], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class ExpressionMatrix:
+    """Features x samples of max activation, rows and columns in clustered order."""
+
+    sae_id: str
+    features: np.ndarray  # [n_features] feature ids, in row order
+    samples: np.ndarray  # [n_samples] sample indices, in column order
+    values: np.ndarray  # [n_features, n_samples]
+    topics: list[str]  # topic of each column
+
+    def per_topic(self) -> pd.DataFrame:
+        """Mean activation of each feature (rows, in order) per topic (columns)."""
+        frame = pd.DataFrame(self.values, index=self.features, columns=self.topics)
+        return frame.T.groupby(level=0, sort=False).mean().T
+
+
+def _cluster_order(matrix: np.ndarray) -> np.ndarray:
+    """Leaf order of average-linkage clustering on correlation distance (stable for ties)."""
+    if matrix.shape[0] < 3:
+        return np.arange(matrix.shape[0])
+    from scipy.cluster.hierarchy import leaves_list, linkage
+
+    data = matrix.astype(np.float64)
+    # constant rows have no correlation: jitter-free fallback to euclidean on them
+    if np.any(data.std(axis=1) == 0):
+        return leaves_list(linkage(data, method="average", metric="euclidean"))
+    return leaves_list(linkage(data, method="average", metric="correlation"))
+
+
+def expression_matrix(
+    attr: SAEListAttribution, samples: Sequence[ListSample], top_n: int = 300, cluster: bool = True
+) -> ExpressionMatrix:
+    """The study's feature expression matrix for the ``top_n`` features by summed attribution."""
+    if top_n <= 0:
+        raise ListerError(f"top_n must be >= 1, got {top_n}")
+    weight = np.zeros(attr.d_sae)
+    for pairs in attr.top:
+        for p in pairs:
+            weight[p.feature] += max(p.attribution, 0.0)
+    order = np.argsort(-weight, kind="stable")
+    chosen = order[: min(top_n, int((weight > 0).sum()) or top_n)]
+    values = attr.max_activation[:, chosen].T  # [n_features, n_samples]
+    rows = np.arange(len(chosen))
+    cols = np.arange(values.shape[1])
+    if cluster:
+        rows = _cluster_order(values)
+        cols = _cluster_order(values.T)
+    return ExpressionMatrix(
+        attr.sae_id,
+        chosen[rows],
+        cols,
+        values[rows][:, cols],
+        [samples[c].spec.topic for c in cols],
+    )
