@@ -219,11 +219,11 @@ def _new_settings(v: dict, out: Optional[Path], overwrite: bool):
     from dataclasses import replace
     from datetime import UTC, datetime
 
-    from lister_tui.core.engine.registry import get_entry
     from lister_tui.core.engine.prompts import TOPICS
+    from lister_tui.core.engine.registry import get_entry
     from lister_tui.core.study.settings import SAMPLING_PRESETS
-    from lister_tui.core.sweep.runner import SweepSettings
     from lister_tui.core.sweep.output import check_out_folder
+    from lister_tui.core.sweep.settings import SweepSettings
 
     entry = get_entry(v["model"])
     if v["preset"] not in SAMPLING_PRESETS:
@@ -283,8 +283,8 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
 
     from lister_tui.core.engine.registry import get_entry
     from lister_tui.core.study.settings import SAMPLING_PRESETS
-    from lister_tui.core.sweep.runner import SweepSettings
     from lister_tui.core.sweep.output import read_manifest, settings_differences
+    from lister_tui.core.sweep.settings import SweepSettings
 
     if overwrite:
         raise ListerError("--overwrite starts a new sweep and --resume goes on with one; give one of them")
@@ -324,12 +324,20 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
 def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[int], *, resume: bool, ray_options=None) -> None:
     import uuid
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    from lister_tui.core.study.baselines import check_layer
     from lister_tui.core.engine.loading import load_model
-    from lister_tui.core.sweep.runner import SweepResult, configure_torch_threads, run_sweep
+    from lister_tui.core.study.baselines import check_layer
     from lister_tui.core.sweep.output import SweepWriter, read_table
+    from lister_tui.core.sweep.run import SweepResult, run_sweep
+    from lister_tui.core.sweep.shards import configure_torch_threads
 
     loaded = None
     if ray_options is None:
@@ -444,7 +452,7 @@ def _size(n: int) -> str:
 
 def _resolve(target: str, sessions_dir: Optional[Path]) -> Path:
     from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
-    from lister_tui.core.sessions.store import resolve_session
+    from lister_tui.core.sessions.catalog import resolve_session
 
     return resolve_session(target, resolve_sessions_dir(sessions_dir))
 
@@ -463,8 +471,8 @@ def open_command(
     the explorer says so in a banner. A sweep folder becomes a new session (its lists
     sampled again from their seeds), or reopens the one made from it before."""
     from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
-    from lister_tui.core.sessions.store import read_session
     from lister_tui.core.sessions.opening import is_sweep, open_sweep, view_session
+    from lister_tui.core.sessions.store import read_session
 
     folder = resolve_sessions_dir(sessions_dir)
     try:
@@ -500,7 +508,7 @@ def sessions_command(sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION) -> None
     from rich.table import Table
 
     from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
-    from lister_tui.core.sessions.store import list_sessions
+    from lister_tui.core.sessions.catalog import list_sessions
 
     folder = resolve_sessions_dir(sessions_dir)
     infos = list_sessions(folder)
@@ -528,8 +536,8 @@ def replay_command(
     """Regenerate every saved list from its seed and report any token that differs (exit 1 on a mismatch)."""
     from lister_tui.core.engine.fingerprint import fingerprint_differences, weights_fingerprint
     from lister_tui.core.engine.loading import load_model
-    from lister_tui.core.sessions.store import read_session
     from lister_tui.core.sessions.replay import replay
+    from lister_tui.core.sessions.store import read_session
 
     try:
         opened = read_session(_resolve(target, sessions_dir))
@@ -565,8 +573,8 @@ def export_command(
     sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION,
 ) -> None:
     """Write a session's tables (generations, attributions, ablations with deltas, per-SAE summary) for pandas or a paper."""
-    from lister_tui.core.sessions.store import read_session
     from lister_tui.core.sessions.export import export_tables, sweep_tables, write_exports
+    from lister_tui.core.sessions.store import read_session
 
     try:
         opened = read_session(_resolve(target, sessions_dir))

@@ -11,7 +11,7 @@ from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.engine.listing import ListMetrics, parse_structure
 from lister_tui.core.engine.loading import TokenIds
 from lister_tui.core.engine.prompts import PromptSpec
-from lister_tui.core.sessions.format import ModelInfo, SiteInfo
+from lister_tui.core.sessions.schema import ModelInfo, SiteInfo
 from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, Workspace
 
 # a made-up vocabulary: 0 pad, 1 bos, 2 "-", 3 " ", 4 "\n", 5 end, 6.. words

@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lister_tui.core.errors import ListerError
-from lister_tui.core.sessions.store import SessionConflict, SessionStore, list_sessions, read_session, resolve_session
-from lister_tui.core.sessions.format import FORMAT_VERSION, SCHEMAS
+from lister_tui.core.sessions.catalog import list_sessions, resolve_session
+from lister_tui.core.sessions.store import SessionConflict, SessionStore, read_session
+from lister_tui.core.sessions.schema import FORMAT_VERSION, SCHEMAS
 from lister_tui.core.sessions.workspace import AblationChoice, BatchAttribution, Workspace
 
 from session_fixtures import MODEL, VOCAB, assert_same_workspace, decode, make_attribution, make_sample, small_workspace

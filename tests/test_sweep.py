@@ -293,7 +293,7 @@ def test_gemma_without_cached_weights_fails_fast_with_download_lines(tmp_path, m
 
 
 def test_interrupt_leaves_valid_tables_and_an_incomplete_manifest(tmp_path, monkeypatch):
-    import lister_tui.core.sweep.runner as sweep
+    import lister_tui.core.sweep.shards as sweep
 
     ablation_calls = []
     real = sweep.regenerate
@@ -324,7 +324,8 @@ def test_interrupt_leaves_valid_tables_and_an_incomplete_manifest(tmp_path, monk
 
 
 def test_should_stop_ends_a_sweep_early_and_incomplete(tiny):
-    from lister_tui.core.sweep.runner import SweepSettings, run_sweep
+    from lister_tui.core.sweep.run import run_sweep
+    from lister_tui.core.sweep.settings import SweepSettings
 
     settings = SweepSettings(saes=(EARLIEST_RES,), topics=("Fruits",), samples_per_topic=2, faithfulness=False)
     units = []

@@ -21,7 +21,8 @@ from lister_tui.cli import _bare_ray, app
 from lister_tui.core.errors import ListerError
 from lister_tui.core.engine.registry import get_entry
 from lister_tui.core.study.settings import SAMPLING_PRESETS
-from lister_tui.core.sweep.runner import ORIGINALS, SweepSettings, plan_shards
+from lister_tui.core.sweep.settings import SweepSettings
+from lister_tui.core.sweep.shards import ORIGINALS, plan_shards
 from lister_tui.core.sweep.output import TABLE_NAMES, ShardFiles, SweepWriter
 
 torch.set_num_threads(1)

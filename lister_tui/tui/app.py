@@ -15,9 +15,9 @@ from textual import work
 from textual.app import App
 from textual.theme import Theme
 
-from lister_tui.core.errors import ListerError
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.prompts import TEMPLATES, TOPICS
+from lister_tui.core.errors import ListerError
 from lister_tui.core.sessions.workspace import Workspace
 from lister_tui.tui.autosave import CHECK_INTERVAL_S, Autosaver
 from lister_tui.tui.commands import ExplorerCommands
@@ -281,8 +281,8 @@ class ListerApp(App):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="open", description="Opening a session")
     def open_worker(self, path: Path) -> None:
-        from lister_tui.core.sessions.store import read_session
         from lister_tui.core.sessions.opening import is_sweep, open_sweep, view_session
+        from lister_tui.core.sessions.store import read_session
 
         try:
             loaded = self.lab if self.can_compute else None
@@ -338,8 +338,8 @@ class ListerApp(App):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="export", description="Exporting tables")
     def export_worker(self, fmt: str, folder: Path) -> None:
-        from lister_tui.core.sessions.store import snapshot
         from lister_tui.core.sessions.export import export_tables, write_exports
+        from lister_tui.core.sessions.store import snapshot
 
         try:
             decode, token_string = self._token_text()

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
-from lister_tui.core.errors import ListerError
-from lister_tui.core.study.experiment import SAEListAttribution
 from lister_tui.core.engine.generation import ListSample
+from lister_tui.core.errors import ListerError
 from lister_tui.core.sessions.workspace import AblationRun
+from lister_tui.core.study.experiment import SAEListAttribution
 
 
 @dataclass

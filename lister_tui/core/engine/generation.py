@@ -16,8 +16,7 @@ from lister_tui.core.engine.ablation import Ablation, ablation_hooks, validate
 from lister_tui.core.engine.listing import ListMetrics, ListStructure, list_metrics, parse_structure
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.prompts import PromptSpec, prompt_ids
-from lister_tui.core.engine.sampling import generate
-from lister_tui.core.engine.sampling import SamplingSettings
+from lister_tui.core.engine.sampling import SamplingSettings, generate
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lister_tui.core.errors import ListerError, ModelNotAvailable
 from lister_tui.core.engine.registry import ModelEntry, SAESite, get_entry
+from lister_tui.core.errors import ListerError, ModelNotAvailable
 
 if TYPE_CHECKING:
     from sae_lens import SAE, HookedSAETransformer

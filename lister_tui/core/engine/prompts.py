@@ -10,9 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from lister_tui.core.errors import ListerError
 from lister_tui.core.engine.loading import LoadedModel
-
+from lister_tui.core.errors import ListerError
 
 TEMPLATES: dict[str, str] = {
     "short": "Provide me with a short list of {topic}. Just provide the names, no need for any other information.",

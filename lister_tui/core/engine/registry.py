@@ -86,7 +86,7 @@ class ModelEntry:
 
 
 def _lister_tiny() -> ModelEntry:
-    from lister_tui.organism.paths import SHIPPED_DIR, N_LAYERS
+    from lister_tui.organism.paths import N_LAYERS, SHIPPED_DIR
 
     sites = tuple(SAESite(f"res_{l}", "res", l) for l in range(N_LAYERS)) + tuple(
         SAESite(f"attn_{l}", "attn", l) for l in range(N_LAYERS)

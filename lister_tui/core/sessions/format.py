@@ -1,4 +1,4 @@
-"""The session format: a :class:`Workspace` as flat tables, and back; versions and migrations.
+"""The session format: a :class:`Workspace` as flat tables, and back.
 
 A session is a folder holding ``manifest.json`` and one Parquet file per table
 (sessions/README.md describes every field and column). This module only converts:
@@ -10,225 +10,27 @@ Nothing here needs the model: a :class:`ListSample` is rebuilt from its stored t
 (its structure re-parsed with the token ids recorded in the manifest) and its stored
 metrics, so a session of a model that is not on this machine still opens, read-only.
 
-Format versions:
-
-- **1** (current): manifest + Parquet tables ``samples``, ``choices``, ``runs``,
-  ``run_choices``, ``attribution_summary``, ``attribution_pairs``,
-  ``max_activations`` and ``vocab``.
-- **0**: the JSON-only draft of the 0.1 development series: one ``manifest.json`` with
-  ``"version": 0``, the model as a plain name and the samples (with their metrics and
-  their ablation choices) inline. :func:`migrate` turns it into version 1; the next
-  save writes version 1 and keeps the old manifest as ``manifest.v0.json``.
-"""
+The schema (tables, versions, migrations) is :mod:`lister_tui.core.sessions.schema`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
-import pyarrow as pa
 
-from lister_tui.core.errors import ListerError
-from lister_tui.core.study.experiment import Pair, SAEListAttribution
 from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.engine.listing import ListMetrics, parse_structure
 from lister_tui.core.engine.loading import TokenIds
 from lister_tui.core.engine.prompts import PromptSpec
-from lister_tui.core.study.settings import SAMPLING_PRESETS
+from lister_tui.core.errors import ListerError
+from lister_tui.core.sessions.schema import SCHEMAS, ModelInfo, migrate_v0
 from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, BatchAttribution, SampleState, Workspace
-
-FORMAT_NAME = "lister-tui session"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-
-_METRIC_FIELDS = [
-    pa.field("n_items", pa.int64()),
-    pa.field("n_tokens", pa.int64()),
-    pa.field("repeated_items", pa.int64()),
-    pa.field("diversity", pa.float64()),
-    pa.field("filler_count", pa.int64()),
-    pa.field("filler_items", pa.list_(pa.int64())),
-    pa.field("reached_end", pa.bool_()),
-    pa.field("metric_at_attribution", pa.float64()),
-]
-_GEN_FIELDS = [
-    pa.field("tokens", pa.list_(pa.int64())),
-    pa.field("prompt_len", pa.int64()),
-    pa.field("prefix_len", pa.int64()),
-    pa.field("stopped", pa.bool_()),
-    *_METRIC_FIELDS,
-]
-
-
-def _prefixed(prefix: str, fields: Sequence[pa.Field]) -> list[pa.Field]:
-    return [pa.field(prefix + f.name, f.type) for f in fields]
-
-
-_CHOICE_FIELDS = [
-    pa.field("order", pa.int64()),
-    pa.field("sae_id", pa.string()),
-    pa.field("feature", pa.int64()),
-    pa.field("pos", pa.int64()),
-    pa.field("mode", pa.string()),
-]
-
-SCHEMAS: dict[str, pa.Schema] = {
-    # one row per sample, in the workspace's order
-    "samples": pa.schema(
-        [
-            pa.field("key", pa.string()),
-            pa.field("template", pa.string()),
-            pa.field("topic", pa.string()),
-            pa.field("sample", pa.int64()),
-            pa.field("seed", pa.int64()),
-            pa.field("preset", pa.string()),
-            *_GEN_FIELDS,
-            pa.field("curve", pa.list_(pa.float64())),
-            pa.field("note", pa.string()),
-            pa.field("text", pa.string()),
-        ]
-    ),
-    # the ablation being edited per sample (not yet regenerated)
-    "choices": pa.schema([pa.field("key", pa.string()), *_CHOICE_FIELDS]),
-    # every regeneration tried: base and ablated twins, their curves and the direct effect
-    "runs": pa.schema(
-        [
-            pa.field("key", pa.string()),
-            pa.field("run", pa.int64()),
-            pa.field("from_attribution_pos", pa.bool_()),
-            pa.field("preset", pa.string()),
-            pa.field("metric_before", pa.float64()),
-            pa.field("metric_under_ablation", pa.float64()),
-            *_prefixed("base_", _GEN_FIELDS),
-            pa.field("base_curve", pa.list_(pa.float64())),
-            *_prefixed("ablated_", _GEN_FIELDS),
-            pa.field("ablated_curve", pa.list_(pa.float64())),
-        ]
-    ),
-    "run_choices": pa.schema([pa.field("key", pa.string()), pa.field("run", pa.int64()), *_CHOICE_FIELDS]),
-    # per attribution (scope "sample": a sample's own; "batch": index-th sample of the batch) and SAE
-    "attribution_summary": pa.schema(
-        [
-            pa.field("scope", pa.string()),
-            pa.field("key", pa.string()),
-            pa.field("index", pa.int64()),
-            pa.field("sae_id", pa.string()),
-            pa.field("hook_name", pa.string()),
-            pa.field("d_sae", pa.int64()),
-            pa.field("attribution_pos", pa.int64()),
-            pa.field("metric", pa.float32()),
-            pa.field("feature_total", pa.float32()),
-            pa.field("error_total", pa.float32()),
-            pa.field("method", pa.string()),  # "grad" or "ig"; absent in older sessions: "grad"
-            pa.field("ig_steps", pa.int64()),
-        ]
-    ),
-    # the top (position, feature) pairs of each attribution, strongest first
-    "attribution_pairs": pa.schema(
-        [
-            pa.field("scope", pa.string()),
-            pa.field("key", pa.string()),
-            pa.field("index", pa.int64()),
-            pa.field("sae_id", pa.string()),
-            pa.field("rank", pa.int64()),
-            pa.field("pos", pa.int64()),
-            pa.field("feature", pa.int64()),
-            pa.field("attribution", pa.float64()),
-            pa.field("activation", pa.float64()),
-        ]
-    ),
-    # each feature's max activation over positions, non-zero entries only
-    "max_activations": pa.schema(
-        [
-            pa.field("scope", pa.string()),
-            pa.field("key", pa.string()),
-            pa.field("index", pa.int64()),
-            pa.field("sae_id", pa.string()),
-            pa.field("feature", pa.int64()),
-            pa.field("value", pa.float32()),
-        ]
-    ),
-    # the text of every token id used, so a session opens without its tokenizer
-    "vocab": pa.schema([pa.field("id", pa.int64()), pa.field("string", pa.string())]),
-}
+from lister_tui.core.study.experiment import Pair, SAEListAttribution
+from lister_tui.core.study.settings import SAMPLING_PRESETS
 
 # Columns added to format 1 after its first release: a file written before may lack
 # them, and readers fill in the default.
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"attribution_summary": ("method", "ig_steps")}
-
-TABLE_DESCRIPTIONS: dict[str, str] = {
-    "samples": "one row per generated list: prompt spec and seed, sampling preset, token ids, list metrics, metric curve, note",
-    "choices": "per sample, the features currently switched off (the ablation being edited)",
-    "runs": "every regeneration tried: the base and ablated lists (token ids, metrics, curves) and the metric's direct change",
-    "run_choices": "per run, the features that were switched off",
-    "attribution_summary": "per attribution and SAE: attribution position, metric, sum of feature and error attributions",
-    "attribution_pairs": "per attribution and SAE: the top (position, feature) pairs, strongest first",
-    "max_activations": "per attribution and SAE: each feature's max activation over the list (non-zero only)",
-    "vocab": "the string of every token id in the session (to show tokens without the tokenizer)",
-}
-
-
-# --- model description --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SiteInfo:
-    id: str
-    kind: str
-    layer: int
-    hook_name: str
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a session records of its model, enough to read it without the weights."""
-
-    name: str
-    source: str
-    ids: TokenIds
-    sites: tuple[SiteInfo, ...]
-    fingerprint: dict | None = None
-    hf_model_name: str | None = None
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "source": self.source,
-            "hf_model_name": self.hf_model_name,
-            "fingerprint": self.fingerprint,
-            "token_ids": {
-                "blank": self.ids.blank,
-                "newline": self.ids.newline,
-                "item_marker": self.ids.item_marker,
-                "stops": list(self.ids.stops),
-                "bos": self.ids.bos,
-            },
-            "saes": [{"id": s.id, "kind": s.kind, "layer": s.layer, "hook_name": s.hook_name} for s in self.sites],
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str = MANIFEST) -> "ModelInfo":
-        try:
-            t = d["token_ids"]
-            ids = TokenIds(int(t["blank"]), int(t["newline"]), int(t["item_marker"]), tuple(int(s) for s in t["stops"]), None if t.get("bos") is None else int(t["bos"]))
-            sites = tuple(SiteInfo(str(s["id"]), str(s["kind"]), int(s["layer"]), str(s["hook_name"])) for s in d.get("saes", []))
-            return cls(str(d["name"]), str(d.get("source", "unknown")), ids, sites, d.get("fingerprint"), d.get("hf_model_name"))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ListerError(f"{where}: field model.{_field_of(exc)} is missing or invalid ({exc!r}); the manifest is damaged") from exc
-
-    @classmethod
-    def from_loaded(cls, loaded, fingerprint: dict | None = None) -> "ModelInfo":
-        entry = loaded.entry
-        sites = tuple(SiteInfo(s.id, s.kind, s.layer, s.hook_name) for s in entry.sites)
-        return cls(entry.name, entry.source, loaded.ids, sites, fingerprint, entry.hf_model_name)
-
-
-def _field_of(exc: Exception) -> str:
-    return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else "?"
-
-
-# --- workspace -> rows -----------------------------------------------------------------
 
 
 def sample_identity(key: str, spec) -> dict:
@@ -332,10 +134,6 @@ def workspace_rows(ws: Workspace, decode: Callable[[list[int]], str] | None = No
     return out
 
 
-def to_arrow(name: str, rows: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=SCHEMAS[name])
-
-
 def workspace_fields(ws: Workspace) -> dict:
     """The manifest's summary of a workspace: templates, topics, SAEs, presets, seeds, batch."""
     samples = [st.sample.spec for st in ws.samples.values()]
@@ -369,9 +167,6 @@ def _preset_dict(name: str) -> dict | None:
     if s is None:
         return None
     return {"temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k, "max_new_tokens": s.max_new_tokens}
-
-
-# --- rows -> workspace -----------------------------------------------------------------
 
 
 def _sample_from(row: dict, spec: PromptSpec, ids: TokenIds, prefix: str, where: str) -> ListSample:
@@ -492,100 +287,4 @@ def workspace_from_rows(manifest: dict, tables: dict[str, list[dict]]) -> Worksp
     return ws
 
 
-# --- versions ----------------------------------------------------------------------------
-
-
-def manifest_version(manifest: dict, where: str = MANIFEST) -> int:
-    if not isinstance(manifest, dict):
-        raise ListerError(f"{where} holds {type(manifest).__name__}, not a JSON object; the file is damaged")
-    if "format_version" in manifest:
-        v = manifest["format_version"]
-    elif "version" in manifest:  # the v0 draft's field name
-        v = manifest["version"]
-    else:
-        raise ListerError(f"{where}: field format_version is missing; this is not a lister-tui session manifest (or it is damaged)")
-    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-        raise ListerError(f"{where}: field format_version is {v!r}, not a version number; the manifest is damaged")
-    return v
-
-
-def migrate_v0(manifest: dict) -> tuple[dict, dict[str, list[dict]]]:
-    """Version 0 (JSON only, samples inline) to version 1 (manifest + tables)."""
-    model = manifest.get("model")
-    if not isinstance(model, str):
-        raise ListerError(f"{MANIFEST} (format 0): field model must be the model's registry name, got {model!r}")
-    if "token_ids" not in manifest:
-        raise ListerError(f"{MANIFEST} (format 0): field token_ids is missing; it is needed to read the token ids")
-    tables: dict[str, list[dict]] = {name: [] for name in SCHEMAS}
-    for i, s in enumerate(manifest.get("samples", [])):
-        try:
-            key = f"{s['template']}/{s['topic']}/{s['sample']}@{s['seed']}"
-            m = s["metrics"]
-            tables["samples"].append(
-                {
-                    "key": key,
-                    "template": s["template"],
-                    "topic": s["topic"],
-                    "sample": s["sample"],
-                    "seed": s["seed"],
-                    "preset": s.get("preset", "code"),
-                    "tokens": s["tokens"],
-                    "prompt_len": s["prompt_len"],
-                    "prefix_len": None,
-                    "stopped": s.get("stopped", False),
-                    "n_items": m["n_items"],
-                    "n_tokens": m["n_tokens"],
-                    "repeated_items": m["repeated_items"],
-                    "diversity": m["diversity"],
-                    "filler_count": m["filler_count"],
-                    "filler_items": m.get("filler_items", []),
-                    "reached_end": m["reached_end"],
-                    "metric_at_attribution": m.get("metric_at_attribution"),
-                    "curve": None,
-                    "note": s.get("note", ""),
-                    "text": None,
-                }
-            )
-            for order, c in enumerate(s.get("ablation", [])):
-                sae_id, feature, pos, mode = c
-                tables["choices"].append({"key": key, "order": order, "sae_id": sae_id, "feature": feature, "pos": pos, "mode": mode})
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ListerError(f"{MANIFEST} (format 0): samples[{i}] field {_field_of(exc)} is missing or invalid") from exc
-    new = {
-        "format": FORMAT_NAME,
-        "format_version": 1,
-        "name": manifest.get("name"),
-        "created": manifest.get("created"),
-        "updated": manifest.get("updated", manifest.get("created")),
-        "revision": 0,
-        "notes": manifest.get("notes", ""),
-        "model": {"name": model, "source": "unknown", "hf_model_name": None, "fingerprint": None, "token_ids": manifest["token_ids"], "saes": []},
-        "batch": None,
-        "migrated_from": 0,
-    }
-    return new, tables
-
-
 MIGRATIONS: dict[int, Callable[[dict], tuple[dict, dict[str, list[dict]] | None]]] = {0: migrate_v0}
-
-
-def check_version(version: int, where: str = MANIFEST) -> None:
-    if version > FORMAT_VERSION:
-        raise ListerError(
-            f"{where} is format version {version}, written by a newer lister-tui; this one reads versions up to "
-            f"{FORMAT_VERSION}. Upgrade lister-tui (pip install -U lister-tui) to open it."
-        )
-
-
-def required_fields(manifest: dict, where: str = MANIFEST) -> None:
-    for name in ("model", "tables"):
-        if name not in manifest:
-            raise ListerError(f"{where}: field {name} is missing; the manifest is damaged (restore the folder from a backup)")
-    if not isinstance(manifest["tables"], dict):
-        raise ListerError(f"{where}: field tables must map table names to files; the manifest is damaged")
-    if "samples" not in manifest["tables"]:
-        raise ListerError(f"{where}: field tables.samples is missing; the manifest is damaged")
-
-
-def table_rows(table: pa.Table) -> list[dict[str, Any]]:
-    return table.to_pylist()

@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lister_tui.core.errors import ListerError
 from lister_tui.core.engine.fingerprint import fingerprint_differences, weights_fingerprint
 from lister_tui.core.engine.generation import sample_lists
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.prompts import PromptSpec
-from lister_tui.core.sessions.format import MANIFEST
 from lister_tui.core.engine.sampling import SamplingSettings
-from lister_tui.core.study.settings import SAMPLING_PRESETS
+from lister_tui.core.errors import ListerError
+from lister_tui.core.sessions.schema import MANIFEST
 from lister_tui.core.sessions.workspace import Workspace
+from lister_tui.core.study.settings import SAMPLING_PRESETS
 
 
 def read_sweep_manifest(folder: str | Path) -> dict:

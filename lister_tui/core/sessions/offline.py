@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lister_tui.core.errors import ListerError
 from lister_tui.core.engine.registry import ModelEntry, SAESite, get_entry
-from lister_tui.core.sessions.format import ModelInfo
+from lister_tui.core.errors import ListerError
+from lister_tui.core.sessions.schema import ModelInfo
 
 
 class _VocabDecoder:

@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lister_tui.core.errors import ListerError
 from lister_tui.core.engine.fingerprint import fingerprint_differences, weights_fingerprint
+from lister_tui.core.errors import ListerError
+from lister_tui.core.sessions.catalog import is_sweep_folder, list_sessions
 from lister_tui.core.sessions.offline import offline_model
-from lister_tui.core.sessions.store import OpenedSession, SessionStore, check_name, is_sweep_folder, list_sessions, read_session
-from lister_tui.core.sessions.format import ModelInfo
+from lister_tui.core.sessions.schema import ModelInfo
+from lister_tui.core.sessions.store import OpenedSession, SessionStore, check_name, read_session
 
 
 @dataclass

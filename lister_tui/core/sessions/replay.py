@@ -12,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from lister_tui.core.errors import ListerError
-from lister_tui.core.study.experiment import regeneration_prefix
 from lister_tui.core.engine.generation import ListSample, sample_lists
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.sampling import SamplingSettings
-from lister_tui.core.study.settings import SAMPLING_PRESETS
+from lister_tui.core.errors import ListerError
 from lister_tui.core.sessions.workspace import Workspace, to_ablation
+from lister_tui.core.study.experiment import regeneration_prefix
+from lister_tui.core.study.settings import SAMPLING_PRESETS
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Sessions on disk: save and open a :class:`Workspace`, list sessions, resolve names.
+"""Sessions on disk: save and open a :class:`Workspace` (listing them: :mod:`lister_tui.core.sessions.catalog`).
 
 A session is a folder (``sessions/<name>/``) with ``manifest.json`` and one Parquet
 file per table (the format: :mod:`lister_tui.core.sessions.format`, described in
@@ -37,15 +37,20 @@ from typing import Callable, Iterator, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lister_tui.core.errors import ListerError
 from lister_tui.core.files.atomic import atomic_write_bytes
 from lister_tui.core.files.clock import now
-from lister_tui.core.errors import ListerError
 from lister_tui.core.sessions.format import (
     ADDED_COLUMNS,
+    MIGRATIONS,
+    workspace_fields,
+    workspace_from_rows,
+    workspace_rows,
+)
+from lister_tui.core.sessions.schema import (
     FORMAT_NAME,
     FORMAT_VERSION,
     MANIFEST,
-    MIGRATIONS,
     SCHEMAS,
     TABLE_DESCRIPTIONS,
     ModelInfo,
@@ -53,9 +58,6 @@ from lister_tui.core.sessions.format import (
     manifest_version,
     required_fields,
     to_arrow,
-    workspace_fields,
-    workspace_from_rows,
-    workspace_rows,
 )
 from lister_tui.core.sessions.workspace import SampleState, Workspace
 
@@ -64,9 +66,16 @@ try:  # POSIX; elsewhere saves are atomic but not locked against a second writer
 except ImportError:  # pragma: no cover
     fcntl = None
 
+
 LOCK = ".lock"
+
+
 LOCK_TIMEOUT_S = 10.0
+
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
 _TABLE_FILE_RE = re.compile(r"^(?P<table>[a-z_]+)\.r(?P<rev>\d+)\.parquet$")
 
 
@@ -93,9 +102,6 @@ def check_name(name: str) -> str:
 
 def default_name(model: str) -> str:
     return f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{model}"
-
-
-# --- files -----------------------------------------------------------------------------
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -144,9 +150,6 @@ def session_lock(folder: Path, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None
         yield
     finally:
         os.close(fd)  # closing releases the lock
-
-
-# --- reading ---------------------------------------------------------------------------
 
 
 def read_manifest(folder: Path) -> dict:
@@ -248,9 +251,6 @@ def read_session(folder: str | Path) -> OpenedSession:
     model = ModelInfo.from_dict(manifest["model"], str(folder / MANIFEST))
     vocab = {int(r["id"]): str(r["string"]) for r in tables.get("vocab", [])}
     return OpenedSession(folder, manifest, ws, model, vocab, migrated_from)
-
-
-# --- writing -----------------------------------------------------------------------------
 
 
 def _snapshot(ws: Workspace) -> Workspace:
@@ -392,80 +392,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-# --- listing and names ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SessionInfo:
-    path: Path
-    kind: str  # "session" or "sweep"
-    model: str | None
-    created: str | None
-    updated: str | None
-    samples: int | None
-    runs: int | None
-    size_bytes: int
-    format_version: int | None
-    problem: str | None = None  # why it cannot be opened, if it cannot
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-
-def folder_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
-
-
-def is_sweep_folder(folder: Path) -> bool:
-    try:
-        m = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(m, dict) and m.get("tool") == "lister-tui sweep"
-
-
-def session_info(folder: Path) -> SessionInfo:
-    folder = Path(folder)
-    size = folder_size(folder)
-    try:
-        m = read_manifest(folder)
-    except ListerError as exc:
-        return SessionInfo(folder, "session", None, None, None, None, None, size, None, str(exc))
-    if m.get("tool") == "lister-tui sweep":
-        n = len((m.get("seeds") or {}).get("per_sample", []))
-        return SessionInfo(folder, "sweep", (m.get("model") or {}).get("name"), m.get("started"), m.get("finished") or m.get("started"), n, None, size, m.get("format_version"))
-    version = manifest_version(m)
-    model = m.get("model")
-    model_name = model.get("name") if isinstance(model, dict) else model
-    counts = m.get("counts") or {}
-    problem = None
-    if version > FORMAT_VERSION:
-        problem = f"format {version} is newer than this lister-tui reads ({FORMAT_VERSION})"
-    samples = counts.get("samples", len(m.get("samples", [])) if version == 0 else None)
-    return SessionInfo(folder, "session", model_name, m.get("created"), m.get("updated"), samples, counts.get("runs"), size, version, problem)
-
-
-def list_sessions(sessions_dir: str | Path) -> list[SessionInfo]:
-    """Every session (and sweep folder) in ``sessions_dir``, the most recently updated first."""
-    folder = Path(sessions_dir)
-    if not folder.is_dir():
-        return []
-    infos = [session_info(p) for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).exists()]
-    return sorted(infos, key=lambda i: i.updated or "", reverse=True)
-
-
-def resolve_session(name_or_path: str | Path, sessions_dir: str | Path) -> Path:
-    """A session folder from a name in ``sessions_dir`` or a path."""
-    text = str(name_or_path)
-    candidate = Path(text).expanduser()
-    if candidate.is_dir() and (os.sep in text or text.startswith(".") or not (Path(sessions_dir) / text).is_dir()):
-        return candidate
-    in_dir = Path(sessions_dir) / text
-    if in_dir.is_dir():
-        return in_dir
-    names = [i.name for i in list_sessions(sessions_dir)][:10]
-    hint = f"sessions in {sessions_dir}: {', '.join(names)}" if names else f"{sessions_dir} holds no sessions"
-    raise ListerError(f"no session {text!r} (neither a folder nor a name in the sessions folder); {hint}")

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Iterable, Literal, Sequence
 
 from lister_tui.core.engine.ablation import EVERY_POSITION, Ablation, FeatureAblation
+from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.errors import ListerError
 from lister_tui.core.study.experiment import AblationOutcome, SAEListAttribution, select_samples
-from lister_tui.core.engine.generation import ListSample
 
 DELTA_METRICS: tuple[str, ...] = ("n_items", "n_tokens", "repeated_items", "diversity", "metric_at_attribution")
 

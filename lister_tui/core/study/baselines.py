@@ -22,11 +22,11 @@ import torch
 from torch import Tensor
 
 from lister_tui.core.engine.ablation import Ablation
-from lister_tui.core.errors import ListerError
 from lister_tui.core.engine.generation import ListSample, sample_lists, with_metric
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.prompts import prompt_ids
 from lister_tui.core.engine.sampling import SamplingSettings
+from lister_tui.core.errors import ListerError
 
 RESTRICTED = "restricted sampling"
 STEERING = "steering"

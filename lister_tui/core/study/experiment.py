@@ -16,10 +16,10 @@ import torch
 
 from lister_tui.core.engine.ablation import Ablation, FeatureAblation
 from lister_tui.core.engine.attribution import attribute, attribute_integrated, check_ig_steps
-from lister_tui.core.errors import ListerError
 from lister_tui.core.engine.generation import ListSample, metric_curve, sample_lists, with_metric
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.sampling import SamplingSettings
+from lister_tui.core.errors import ListerError
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from lister_tui.core.engine.ablation import Ablation, FeatureAblation
-from lister_tui.core.study.experiment import SAEListAttribution, metric_under_ablation, top_k_ablation
 from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.engine.loading import LoadedModel
+from lister_tui.core.study.experiment import SAEListAttribution, metric_under_ablation, top_k_ablation
 
 SINGLE = "single feature"
 TOGETHER = "top-k together"

@@ -9,9 +9,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.errors import ListerError
 from lister_tui.core.study.experiment import SAEListAttribution
-from lister_tui.core.engine.generation import ListSample
 
 
 def pairs_table(attr: SAEListAttribution, samples: Sequence[ListSample], token_str, k: int | None = None) -> pd.DataFrame:

@@ -22,13 +22,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from lister_tui.core.files.atomic import atomic_write
-from lister_tui.core.files.clock import now
-from lister_tui.core.errors import ListerError
 from lister_tui.core.engine.fingerprint import fingerprint_differences, weights_fingerprint
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.registry import ModelEntry, get_entry
-from lister_tui.core.sweep.runner import Shard, SweepResult, SweepSettings
+from lister_tui.core.errors import ListerError
+from lister_tui.core.files.atomic import atomic_write
+from lister_tui.core.files.clock import now
+from lister_tui.core.sweep.run import SweepResult
+from lister_tui.core.sweep.settings import SweepSettings
+from lister_tui.core.sweep.shards import Shard
 from lister_tui.core.sweep.tables import TABLE_DESCRIPTIONS, build_tables, describe
 
 MANIFEST = "manifest.json"

@@ -30,17 +30,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from lister_tui.core.errors import ListerError
 from lister_tui.core.engine.registry import ModelEntry
-from lister_tui.core.sweep.runner import (
+from lister_tui.core.errors import ListerError
+from lister_tui.core.sweep.run import ShardStore, SweepProgress, SweepResult, SweepState
+from lister_tui.core.sweep.settings import SweepSettings
+from lister_tui.core.sweep.shards import (
     ORIGINALS,
     Shard,
     ShardRunner,
-    ShardStore,
-    SweepProgress,
-    SweepResult,
-    SweepSettings,
-    SweepState,
     configure_torch_threads,
     shard_meta,
     this_process,

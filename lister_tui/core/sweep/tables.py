@@ -24,8 +24,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from lister_tui.core.study.faithfulness import correlation_per_sae
 from lister_tui.core.engine.listing import topic_diversity
+from lister_tui.core.study.faithfulness import correlation_per_sae
 
 BASE = "base"
 SAE_ABLATION = "sae ablation"

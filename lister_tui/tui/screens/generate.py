@@ -10,9 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, SelectionList
 
+from lister_tui.core.engine.prompts import TEMPLATES, TOPICS, PromptSpec, build_prompts
 from lister_tui.core.errors import ListerError
-from lister_tui.core.engine.prompts import PromptSpec, build_prompts
-from lister_tui.core.engine.prompts import TEMPLATES, TOPICS
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 
 

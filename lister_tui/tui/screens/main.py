@@ -17,7 +17,10 @@ from textual.widgets import DataTable, Footer, Input, ProgressBar, Static, Tabbe
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from lister_tui.core.engine.ablation import Ablation
+from lister_tui.core.engine.generation import ListSample, metric_curve, sample_lists, with_metric
+from lister_tui.core.engine.listing import parse_structure
 from lister_tui.core.errors import ListerError
+from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, to_ablation
 from lister_tui.core.study.experiment import (
     DEFAULT_IG_STEPS,
     attributable,
@@ -27,10 +30,7 @@ from lister_tui.core.study.experiment import (
     top_k_ablation,
 )
 from lister_tui.core.study.features import dataset_ranking, pairs_table
-from lister_tui.core.engine.generation import ListSample, metric_curve, sample_lists, with_metric
-from lister_tui.core.engine.listing import parse_structure
 from lister_tui.core.study.settings import SAMPLING_PRESETS
-from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, to_ablation
 from lister_tui.tui.keymap import MAIN_KEYS, bindings
 from lister_tui.tui.messages import (
     AttributionReady,
@@ -46,7 +46,15 @@ from lister_tui.tui.messages import (
 from lister_tui.tui.screens.error import ErrorScreen
 from lister_tui.tui.screens.generate import GenerateRequest, GenerateScreen
 from lister_tui.tui.widgets.ablation_panel import AblationPanel, ChoiceTable, delta_summary
-from lister_tui.tui.widgets.feature_table import SORT_KEYS, FeatureRow, FeatureTable, filter_rows, rows_from_pairs, rows_from_ranking, sort_rows
+from lister_tui.tui.widgets.feature_table import (
+    SORT_KEYS,
+    FeatureRow,
+    FeatureTable,
+    filter_rows,
+    rows_from_pairs,
+    rows_from_ranking,
+    sort_rows,
+)
 from lister_tui.tui.widgets.metric_strip import Curve, MetricStrip
 from lister_tui.tui.widgets.sample_table import SampleTable
 from lister_tui.tui.widgets.token_view import TokenDoc, TokenView

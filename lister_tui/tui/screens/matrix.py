@@ -6,8 +6,8 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from lister_tui.core.study.features import ExpressionMatrix, expression_matrix
 from lister_tui.core.sessions.workspace import BatchAttribution, SampleState
+from lister_tui.core.study.features import ExpressionMatrix, expression_matrix
 from lister_tui.tui.keymap import MATRIX_KEYS, bindings
 from lister_tui.tui.widgets.heatmap import Heatmap
 

@@ -12,8 +12,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Select, TextArea
 
 from lister_tui.core.errors import ListerError
-from lister_tui.core.sessions.store import SessionInfo, check_name, session_info
+from lister_tui.core.sessions.catalog import SessionInfo, session_info
 from lister_tui.core.sessions.export import FORMATS
+from lister_tui.core.sessions.store import check_name
 
 _MODAL_CSS = """
 {name} {{ align: center middle; }}
@@ -225,7 +226,7 @@ class NoteScreen(ModalScreen[str | None]):
 
 def infos_for(recent: list[str], sessions_dir: Path) -> list[SessionInfo]:
     """Recently opened sessions first (those that still exist), then the sessions folder's."""
-    from lister_tui.core.sessions.store import list_sessions
+    from lister_tui.core.sessions.catalog import list_sessions
 
     seen: set[Path] = set()
     out: list[SessionInfo] = []

@@ -1,0 +1,148 @@
+"""A sweep's settings: everything that determines its tables, validated before any model loads, and the
+conditions they imply (the base, each SAE's top-k ablation, the baselines)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+
+from lister_tui.core.engine.attribution import check_ig_steps
+from lister_tui.core.engine.prompts import TEMPLATES, TOPICS, build_prompts
+from lister_tui.core.engine.registry import ModelEntry
+from lister_tui.core.engine.sampling import SamplingSettings
+from lister_tui.core.errors import ListerError
+from lister_tui.core.study.baselines import (
+    BAN_BLANK_AND_END,
+    BAN_END,
+    steering_name,
+)
+from lister_tui.core.study.experiment import (
+    ATTRIBUTION_METHODS,
+    DEFAULT_IG_STEPS,
+)
+from lister_tui.core.study.settings import SAMPLING_PRESETS
+from lister_tui.core.sweep.tables import BASE
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """Everything that determines a sweep's tables (the manifest records all of it)."""
+
+    model: str = "lister-tiny"
+    saes: tuple[str, ...] = ()  # empty: the model's preset, every SAE site of its registry entry
+    templates: tuple[str, ...] = ("short",)
+    topics: tuple[str, ...] = TOPICS
+    samples_per_topic: int = 5
+    sampling_preset: str | None = "code"  # the preset the sampling values came from (None: explicit)
+    sampling: SamplingSettings = SAMPLING_PRESETS["code"]
+    k: int = 5  # top-k (position, feature) pairs zeroed per sample
+    seed: int = 0
+    device: str = "auto"
+    dtype: str | None = None  # None: the registry entry's default
+    restricted_sampling: bool = True
+    steering: bool = True
+    steering_layer: int | None = None  # None: the layer of the entry's earliest residual SAE (else 0)
+    steering_scale: float = 8.0
+    faithfulness: bool = True
+    attribution: str = "grad"  # how pairs are ranked: "grad" (the study's activation x gradient) or "ig"
+    ig_steps: int = DEFAULT_IG_STEPS  # integrated-gradient steps (used with attribution="ig")
+
+    def sae_ids(self, entry: ModelEntry) -> tuple[str, ...]:
+        """The SAEs to ablate, in order, duplicates dropped; the preset when none were given."""
+        if not self.saes:
+            return tuple(s.id for s in entry.sites)
+        return tuple(dict.fromkeys(self.saes))
+
+    def resolved_steering_layer(self, entry: ModelEntry) -> int:
+        if self.steering_layer is not None:
+            return self.steering_layer
+        residual = sorted(s.layer for s in entry.sites if s.kind == "res")
+        return residual[0] if residual else 0
+
+    def validate(self, entry: ModelEntry) -> None:
+        """Raise ListerError naming the first bad value and what would be valid (no weights needed)."""
+        if not entry.sites:
+            raise ListerError(f"model {entry.name!r} has no SAEs to ablate")
+        for sae_id in self.sae_ids(entry):
+            entry.site(sae_id)  # "unknown SAE 'x' for model ...; valid: ..."
+        if not self.templates:
+            raise ListerError(f"no templates given; valid: {', '.join(TEMPLATES)}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ListerError(f"k must be >= 1, got {self.k}")
+        if isinstance(self.samples_per_topic, bool) or not isinstance(self.samples_per_topic, int) or self.samples_per_topic < 1:
+            raise ListerError(f"samples per topic must be >= 1, got {self.samples_per_topic}")
+        build_prompts(self.templates, self.topics, self.samples_per_topic, self.seed)  # unknown template/topic
+        if self.attribution not in ATTRIBUTION_METHODS:
+            raise ListerError(f"unknown attribution method {self.attribution!r}; valid: {', '.join(ATTRIBUTION_METHODS)}")
+        check_ig_steps(self.ig_steps)
+        if self.steering:
+            if self.steering_layer is not None and (isinstance(self.steering_layer, bool) or self.steering_layer < 0):
+                raise ListerError(f"steering layer {self.steering_layer!r} is out of range; valid: 0 or more")
+            if not math.isfinite(self.steering_scale):
+                raise ListerError(f"steering scale {self.steering_scale!r} is not a finite number")
+
+    def to_dict(self, entry: ModelEntry | None = None) -> dict:
+        """JSON-ready settings, with the SAE list and steering layer resolved when ``entry`` is given."""
+        out = asdict(self)
+        out["saes"] = list(self.sae_ids(entry)) if entry is not None else list(self.saes)
+        out["templates"], out["topics"] = list(self.templates), list(self.topics)
+        if entry is not None:
+            out["steering_layer"] = self.resolved_steering_layer(entry)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> SweepSettings:
+        """Settings back from :meth:`to_dict`'s output (a manifest's ``settings``)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ListerError(f"unknown sweep settings {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        out = dict(values)
+        if isinstance(out.get("sampling"), Mapping):
+            out["sampling"] = SamplingSettings(**out["sampling"])
+        for key in ("saes", "templates", "topics"):
+            if key in out:
+                out[key] = tuple(out[key])
+        return cls(**out)
+
+    def conditions(self, entry: ModelEntry) -> list[str]:
+        """Every condition's name, in the tables' order: the base, each SAE's ablation, the baselines."""
+        names = [BASE] + [ablation_condition(s) for s in self.sae_ids(entry)]
+        if self.restricted_sampling:
+            names += [BAN_BLANK_AND_END, BAN_END]
+        if self.steering:
+            names.append(steering_name(self.resolved_steering_layer(entry), self.steering_scale))
+        return names
+
+    def cli_args(self, entry: ModelEntry) -> list[str]:
+        """``lister-tui sweep`` arguments that repeat this sweep exactly (every value explicit)."""
+        s = self.sampling
+        args = ["--model", self.model]
+        for sae_id in self.sae_ids(entry):
+            args += ["--sae", sae_id]
+        for t in self.templates:
+            args += ["--template", t]
+        for topic in self.topics:
+            args += ["--topic", topic]
+        args += ["--samples", str(self.samples_per_topic), "--preset", self.sampling_preset or "code"]
+        args += ["--temperature", repr(s.temperature), "--top-p", repr(s.top_p), "--max-new-tokens", str(s.max_new_tokens)]
+        if s.top_k is not None:
+            args += ["--top-k", str(s.top_k)]
+        args += ["--k", str(self.k), "--seed", str(self.seed), "--device", self.device]
+        if self.dtype is not None:
+            args += ["--dtype", self.dtype]
+        args.append("--restricted" if self.restricted_sampling else "--no-restricted")
+        if self.steering:
+            args += ["--steering", "--steering-layer", str(self.resolved_steering_layer(entry))]
+            args += ["--steering-scale", repr(self.steering_scale)]
+        else:
+            args.append("--no-steering")
+        args.append("--faithfulness" if self.faithfulness else "--no-faithfulness")
+        args += ["--attribution", self.attribution, "--ig-steps", str(self.ig_steps)]
+        return args
+
+
+def ablation_condition(sae_id: str) -> str:
+    """The condition that zeroes ``sae_id``'s top-k pairs, e.g. "ablate res_0"."""
+    return f"ablate {sae_id}"
