@@ -17,7 +17,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from lister_tui.cli import _bare_ray, app
+from lister_tui.cli import app
+from lister_tui.cli.sweep import bare_ray
 from lister_tui.core.errors import ListerError
 from lister_tui.core.engine.registry import get_entry
 from lister_tui.core.study.settings import SAMPLING_PRESETS
@@ -195,9 +196,9 @@ def test_an_address_where_nothing_listens_fails_in_seconds_with_what_to_do(tmp_p
 
 
 def test_ray_alone_means_the_default_cluster():
-    assert _bare_ray(["sweep", "--ray"]) == ["sweep", "--ray="]
-    assert _bare_ray(["sweep", "--ray", "--topic", "Fruits"]) == ["sweep", "--ray=", "--topic", "Fruits"]
-    assert _bare_ray(["sweep", "--ray", "head:6379"]) == ["sweep", "--ray", "head:6379"]
+    assert bare_ray(["sweep", "--ray"]) == ["sweep", "--ray="]
+    assert bare_ray(["sweep", "--ray", "--topic", "Fruits"]) == ["sweep", "--ray=", "--topic", "Fruits"]
+    assert bare_ray(["sweep", "--ray", "head:6379"]) == ["sweep", "--ray", "head:6379"]
 
 
 def test_worker_options_need_ray_and_a_cluster_that_holds_them():

@@ -1,4 +1,4 @@
-"""The `lister-tui` command: opens the explorer, and holds the headless subcommands."""
+"""`lister-tui sweep`: the study headless, locally or on Ray, resumable."""
 
 from __future__ import annotations
 
@@ -7,98 +7,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from lister_tui.cli.common import app, console, err_console, fail, split_values
 from lister_tui.core.errors import ListerError
-
-app = typer.Typer(
-    name="lister-tui",
-    help="Explore why a language model's lists end: tokens, the blank-vs-newline metric, SAE features, ablations.",
-    no_args_is_help=False,
-    add_completion=False,
-    rich_markup_mode="rich",
-)
-organism_app = typer.Typer(help="Build or inspect lister-tiny, the project's own model organism.", no_args_is_help=True)
-app.add_typer(organism_app, name="organism")
-
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _fail(exc: Exception) -> None:
-    # soft_wrap: download commands in the message must stay copyable, one per line
-    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
-    raise typer.Exit(code=2)
-
-
-@app.callback(invoke_without_command=True)
-def main_callback(
-    ctx: typer.Context,
-    model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry to load."),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
-    dtype: Optional[str] = typer.Option(None, help="float32 or bfloat16 (default: the entry's)."),
-    sessions_dir: Optional[Path] = typer.Option(
-        None, "--sessions-dir", help="Where sessions are saved (default: $LISTER_TUI_SESSIONS, else the checkout's sessions/).", show_default=False
-    ),
-    autosave: bool = typer.Option(True, "--autosave/--no-autosave", help="Save the exploration as a new session after each change."),
-) -> None:
-    """Open the explorer on MODEL (default: the shipped lister-tiny); the exploration is saved as a new session."""
-    if ctx.invoked_subcommand is not None:
-        return
-    try:
-        from lister_tui.core.engine.loading import load_model
-
-        # Loaded before the app starts, so a missing or bad model fails fast with a plain message.
-        with err_console.status(f"loading {model}…"):
-            loaded = load_model(model, device=device, dtype=dtype)
-    except ListerError as exc:
-        _fail(exc)
-    from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
-    from lister_tui.core.sessions.store import SessionStore, default_name
-    from lister_tui.tui.app import ListerApp
-
-    folder = resolve_sessions_dir(sessions_dir)
-    store = SessionStore(folder / default_name(loaded.entry.name)) if autosave else None
-    ListerApp(loaded, session=store, sessions_dir=folder, persist=True).run()
-    if store is not None and (store.path / "manifest.json").exists():
-        err_console.print(f"session saved in {store.path} (reopen: lister-tui open {store.name})", highlight=False)
-
-
-@organism_app.command("build")
-def organism_build(
-    out: Path = typer.Option(None, help="Output folder (default: the package's shipped lister_tiny folder)."),
-    reduced: bool = typer.Option(False, help="A small, fast build of the same pipeline (for tests)."),
-    seed: int = typer.Option(0, help="Seed of every random step."),
-) -> None:
-    """Train lister-tiny: corpus, tokenizer, model, SAEs and card (about 10 minutes on 2 CPU cores)."""
-    from dataclasses import replace
-
-    from lister_tui.organism.build import BuildSettings, build_organism
-    from lister_tui.organism.paths import SHIPPED_DIR
-
-    settings = BuildSettings.reduced() if reduced else BuildSettings()
-    settings = replace(settings, seed=seed)
-    build_organism(out or SHIPPED_DIR, settings, log=console.print)
-
-
-@organism_app.command("card")
-def organism_card() -> None:
-    """Print the shipped organism card."""
-    from lister_tui.organism.paths import CARD, SHIPPED_DIR
-
-    path = SHIPPED_DIR / CARD
-    if not path.exists():
-        _fail(ListerError(f"no card at {path}; build the organism with `lister-tui organism build`"))
-    from rich.markdown import Markdown
-
-    console.print(Markdown(path.read_text()))
-
-
-def _split(values: Optional[list[str]]) -> list[str]:
-    """Repeated options, each possibly comma-separated: ["a,b", "c"] -> ["a", "b", "c"]."""
-    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
-
 
 SWEEP_HELP = """Run the study headless: every SAE's top-k ablation, the baselines, the faithfulness check.
 
@@ -210,7 +121,7 @@ def sweep_command(
         else:
             settings, entry, out = _new_settings(ctx.params, out, overwrite)
     except ListerError as exc:
-        _fail(exc)
+        fail(exc)
     _run_sweep(settings, entry, out, overwrite, threads, resume=resume is not None, ray_options=ray_options)
 
 
@@ -229,12 +140,12 @@ def _new_settings(v: dict, out: Optional[Path], overwrite: bool):
     if v["preset"] not in SAMPLING_PRESETS:
         raise ListerError(f"unknown sampling preset {v['preset']!r}; valid: {', '.join(SAMPLING_PRESETS)}")
     overrides = {n: v[n] for n in _SAMPLING_OPTIONS if v[n] is not None}
-    saes = _split(v["sae"])
+    saes = split_values(v["sae"])
     settings = SweepSettings(
         model=v["model"],
         saes=() if saes in ([], ["preset"]) else tuple(saes),
-        templates=tuple(_split(v["template"])) or ("short",),
-        topics=tuple(_split(v["topic"])) or TOPICS,
+        templates=tuple(split_values(v["template"])) or ("short",),
+        topics=tuple(split_values(v["topic"])) or TOPICS,
         samples_per_topic=v["samples"],
         sampling_preset=v["preset"],
         sampling=replace(SAMPLING_PRESETS[v["preset"]], **overrides),
@@ -273,6 +184,8 @@ _SETTING_OPTIONS = {
     "attribution": "attribution",
     "ig_steps": "ig_steps",
 }
+
+
 _SAMPLING_OPTIONS = ("temperature", "top_p", "top_k", "max_new_tokens")
 
 
@@ -297,11 +210,11 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
     given = {n for n in values if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")}
     updates = {field: values[name] for name, field in _SETTING_OPTIONS.items() if name in given}
     if "sae" in given:
-        saes = _split(values["sae"])
+        saes = split_values(values["sae"])
         updates["saes"] = () if saes in ([], ["preset"]) else tuple(saes)
     for name, field in (("template", "templates"), ("topic", "topics")):
         if name in given:
-            updates[field] = tuple(_split(values[name]))
+            updates[field] = tuple(split_values(values[name]))
     if given & {"preset", *_SAMPLING_OPTIONS}:
         if "preset" in given:
             if values["preset"] not in SAMPLING_PRESETS:
@@ -347,7 +260,7 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
             if settings.steering:
                 check_layer(loaded, settings.resolved_steering_layer(entry))
         except ListerError as exc:
-            _fail(exc)
+            fail(exc)
     writer = SweepWriter(out, overwrite=overwrite, command=["lister-tui", *sys.argv[1:]])
     run_id = uuid.uuid4().hex[:12]
     result = SweepResult()
@@ -403,13 +316,13 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
         raise typer.Exit(code=130)
     except ListerError as exc:
         writer.fail("failed", str(exc))
-        _fail(exc)
+        fail(exc)
     except OSError as exc:
         try:
             writer.fail("failed", str(exc))
         except OSError:
             pass
-        _fail(ListerError(f"could not write the sweep to {out} ({exc}); files written before stay valid, manifest complete: false"))
+        fail(ListerError(f"could not write the sweep to {out} ({exc}); files written before stay valid, manifest complete: false"))
 
     table = read_table(out, "by_condition")
     from rich.table import Table
@@ -435,190 +348,6 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
     console.print(f"tables and manifest in {out}", highlight=False)
 
 
-# --- sessions -----------------------------------------------------------------------------
-
-SESSIONS_DIR_OPTION = typer.Option(
-    None, "--sessions-dir", help="Sessions folder (default: $LISTER_TUI_SESSIONS, else the checkout's sessions/; `lister-tui locate`).", show_default=False
-)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
-def _resolve(target: str, sessions_dir: Optional[Path]) -> Path:
-    from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
-    from lister_tui.core.sessions.catalog import resolve_session
-
-    return resolve_session(target, resolve_sessions_dir(sessions_dir))
-
-
-@app.command("open")
-def open_command(
-    target: str = typer.Argument(..., help="A session's name (in the sessions folder) or a folder: a session, or a sweep's output."),
-    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
-    dtype: Optional[str] = typer.Option(None, help="float32 or bfloat16 (default: the entry's).", show_default=False),
-    read_only: bool = typer.Option(False, "--read-only", help="Never write to this session (save as still works)."),
-    sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION,
-) -> None:
-    """Open a saved session (or a sweep's output folder) in the explorer.
-
-    The session's model is loaded; without it here, the session opens read-only and
-    the explorer says so in a banner. A sweep folder becomes a new session (its lists
-    sampled again from their seeds), or reopens the one made from it before."""
-    from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
-    from lister_tui.core.sessions.opening import is_sweep, open_sweep, view_session
-    from lister_tui.core.sessions.store import read_session
-
-    folder = resolve_sessions_dir(sessions_dir)
-    try:
-        path = _resolve(target, sessions_dir)
-        if is_sweep(path):
-            from lister_tui.core.engine.loading import load_model
-            from lister_tui.core.sessions.from_sweep import read_sweep_manifest, sweep_model_name
-
-            name = sweep_model_name(read_sweep_manifest(path))
-            with err_console.status(f"loading {name} and sampling the sweep's lists again…"):
-                loaded = load_model(name, device=device, dtype=dtype)
-                opened = open_sweep(path, loaded, folder)
-            view = view_session(opened, loaded, read_only=read_only)
-        else:
-            opened = read_session(path)
-            with err_console.status(f"loading {opened.model.name}…"):
-                view = view_session(opened, device=device, dtype=dtype, read_only=read_only)
-    except ListerError as exc:
-        _fail(exc)
-    if view.banner:
-        err_console.print(view.banner, highlight=False)
-    from lister_tui.tui.app import ListerApp
-
-    ListerApp(
-        view.lab, initial=None, workspace=view.opened.workspace, session=view.store, sessions_dir=folder, banner=view.banner,
-        notice=view.notice, session_name=view.opened.name, persist=True,
-    ).run()
-
-
-@app.command("sessions")
-def sessions_command(sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION) -> None:
-    """List the saved sessions (and sweep folders) with date, model, samples, runs and size."""
-    from rich.table import Table
-
-    from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
-    from lister_tui.core.sessions.catalog import list_sessions
-
-    folder = resolve_sessions_dir(sessions_dir)
-    infos = list_sessions(folder)
-    if not infos:
-        console.print(f"no sessions in {folder} (run lister-tui to start one)", highlight=False)
-        return
-    view = Table(title=f"sessions in {folder}")
-    view.add_column("name", min_width=min(40, max(len(i.name) for i in infos)), overflow="fold")
-    for column in ("updated", "model", "samples", "runs", "size", "kind"):
-        view.add_column(column, justify="right" if column in ("samples", "runs", "size") else "left", no_wrap=True)
-    for i in infos:
-        updated = (i.updated or "")[:16].replace("T", " ")
-        kind = i.kind if i.problem is None else f"[red]{escape(i.problem[:60])}[/]"
-        view.add_row(escape(i.name), updated, i.model or "?", "" if i.samples is None else str(i.samples), "" if i.runs is None else str(i.runs), _size(i.size_bytes), kind)
-    console.print(view)
-
-
-@app.command("replay")
-def replay_command(
-    target: str = typer.Argument(..., help="A session's name or folder."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto (the session's lists were sampled on the device it ran on)."),
-    dtype: Optional[str] = typer.Option(None, help="float32 or bfloat16 (default: the entry's).", show_default=False),
-    sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION,
-) -> None:
-    """Regenerate every saved list from its seed and report any token that differs (exit 1 on a mismatch)."""
-    from lister_tui.core.engine.fingerprint import fingerprint_differences, weights_fingerprint
-    from lister_tui.core.engine.loading import load_model
-    from lister_tui.core.sessions.replay import replay
-    from lister_tui.core.sessions.store import read_session
-
-    try:
-        opened = read_session(_resolve(target, sessions_dir))
-        with err_console.status(f"loading {opened.model.name}…"):
-            loaded = load_model(opened.model.name, device=device, dtype=dtype)
-    except ListerError as exc:
-        _fail(exc)
-    differs = fingerprint_differences(opened.model.fingerprint, weights_fingerprint(loaded.entry))
-    if differs:
-        err_console.print(f"warning: the weights differ from the session's ({', '.join(differs)}); expect mismatches", highlight=False)
-    saved_version = opened.manifest.get("lister_tui_version")
-    from lister_tui.core.sessions.store import lister_version
-
-    if saved_version and saved_version != lister_version():
-        err_console.print(f"note: saved with lister-tui {saved_version}, replayed with {lister_version()}", highlight=False)
-    with err_console.status("replaying…") as status:
-        report = replay(loaded, opened.workspace, opened.manifest.get("sampling"), on_progress=lambda d, t, w: status.update(f"replaying {d}/{t}: {w}"))
-    to_str = loaded.to_str_tokens
-    for m in report.mismatches:
-        console.print(f"[red]mismatch[/] {escape(m.describe(to_str))}")
-    if report.ok:
-        console.print(f"[green]ok[/]: {report.checked} lists replayed, every token identical ({opened.name})")
-        return
-    console.print(f"[red]{len(report.mismatches)} of {report.checked} lists differ[/] ({opened.name})")
-    raise typer.Exit(code=1)
-
-
-@app.command("export")
-def export_command(
-    target: str = typer.Argument(..., help="A session's name or folder."),
-    fmt: str = typer.Option("csv", "--format", "-f", help="csv, parquet, markdown or latex."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: <session>/exports).", show_default=False),
-    sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION,
-) -> None:
-    """Write a session's tables (generations, attributions, ablations with deltas, per-SAE summary) for pandas or a paper."""
-    from lister_tui.core.sessions.export import export_tables, sweep_tables, write_exports
-    from lister_tui.core.sessions.store import read_session
-
-    try:
-        opened = read_session(_resolve(target, sessions_dir))
-        vocab = opened.vocab
-        decode = (lambda ids: "".join(vocab.get(i, "") for i in ids)) if vocab else None
-        token_string = (lambda i: vocab.get(i, "")) if vocab else None
-        tables = export_tables(opened.workspace, decode, token_string)
-        tables.update(sweep_tables(opened.manifest))
-        files = write_exports(tables, out or opened.path / "exports", fmt)
-    except ListerError as exc:
-        _fail(exc)
-    for f, (name, frame) in zip(files, tables.items()):
-        console.print(f"{f}  ({len(frame)} rows)", highlight=False)
-
-
-@app.command("locate")
-def locate_command(what: str = typer.Argument("all", help="sessions, themes, config or all.")) -> None:
-    """Print where sessions, themes and the settings file live."""
-    from lister_tui.core.files import locations
-
-    places = {
-        "sessions": locations.sessions_dir(),
-        "themes": locations.user_themes_dir(),
-        "bundled-themes": locations.bundled_themes_dir(),
-        "config": locations.config_dir(),
-    }
-    if what != "all":
-        key = {"themes": "themes", "sessions": "sessions", "config": "config"}.get(what)
-        if key is None:
-            _fail(ListerError(f"unknown place {what!r}; valid: sessions, themes, config, all"))
-        console.print(str(places[key]), highlight=False, soft_wrap=True)
-        return
-    for name, path in places.items():
-        console.print(f"{name}: {path}", highlight=False, soft_wrap=True)
-
-
-def _bare_ray(argv: list[str]) -> list[str]:
+def bare_ray(argv: list[str]) -> list[str]:
     """``--ray`` without an address (last, or before another option) becomes ``--ray=``: the default cluster."""
     return ["--ray=" if a == "--ray" and (i + 1 == len(argv) or argv[i + 1].startswith("-")) else a for i, a in enumerate(argv)]
-
-
-def main() -> None:
-    try:
-        app(args=_bare_ray(sys.argv[1:]))
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        sys.exit(130)

@@ -1,0 +1,54 @@
+"""What every `lister-tui` subcommand shares: the Typer app, the consoles, error printing, option parsing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+app = typer.Typer(
+    name="lister-tui",
+    help="Explore why a language model's lists end: tokens, the blank-vs-newline metric, SAE features, ablations.",
+    no_args_is_help=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+organism_app = typer.Typer(help="Build or inspect lister-tiny, the project's own model organism.", no_args_is_help=True)
+app.add_typer(organism_app, name="organism")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def fail(exc: Exception) -> None:
+    # soft_wrap: download commands in the message must stay copyable, one per line
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+    raise typer.Exit(code=2)
+
+
+def split_values(values: Optional[list[str]]) -> list[str]:
+    """Repeated options, each possibly comma-separated: ["a,b", "c"] -> ["a", "b", "c"]."""
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+SESSIONS_DIR_OPTION = typer.Option(
+    None, "--sessions-dir", help="Sessions folder (default: $LISTER_TUI_SESSIONS, else the checkout's sessions/; `lister-tui locate`).", show_default=False
+)
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def resolve_target(target: str, sessions_dir: Optional[Path]) -> Path:
+    from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
+    from lister_tui.core.sessions.catalog import resolve_session
+
+    return resolve_session(target, resolve_sessions_dir(sessions_dir))

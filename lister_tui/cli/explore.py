@@ -1,0 +1,89 @@
+"""`lister-tui` (the explorer on a model) and `lister-tui open` (the explorer on a saved session or a sweep)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lister_tui.cli.common import SESSIONS_DIR_OPTION, app, err_console, fail, resolve_target
+from lister_tui.core.errors import ListerError
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(
+    ctx: typer.Context,
+    model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry to load."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
+    dtype: Optional[str] = typer.Option(None, help="float32 or bfloat16 (default: the entry's)."),
+    sessions_dir: Optional[Path] = typer.Option(
+        None, "--sessions-dir", help="Where sessions are saved (default: $LISTER_TUI_SESSIONS, else the checkout's sessions/).", show_default=False
+    ),
+    autosave: bool = typer.Option(True, "--autosave/--no-autosave", help="Save the exploration as a new session after each change."),
+) -> None:
+    """Open the explorer on MODEL (default: the shipped lister-tiny); the exploration is saved as a new session."""
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        from lister_tui.core.engine.loading import load_model
+
+        # Loaded before the app starts, so a missing or bad model fails fast with a plain message.
+        with err_console.status(f"loading {model}…"):
+            loaded = load_model(model, device=device, dtype=dtype)
+    except ListerError as exc:
+        fail(exc)
+    from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
+    from lister_tui.core.sessions.store import SessionStore, default_name
+    from lister_tui.tui.app import ListerApp
+
+    folder = resolve_sessions_dir(sessions_dir)
+    store = SessionStore(folder / default_name(loaded.entry.name)) if autosave else None
+    ListerApp(loaded, session=store, sessions_dir=folder, persist=True).run()
+    if store is not None and (store.path / "manifest.json").exists():
+        err_console.print(f"session saved in {store.path} (reopen: lister-tui open {store.name})", highlight=False)
+
+
+@app.command("open")
+def open_command(
+    target: str = typer.Argument(..., help="A session's name (in the sessions folder) or a folder: a session, or a sweep's output."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
+    dtype: Optional[str] = typer.Option(None, help="float32 or bfloat16 (default: the entry's).", show_default=False),
+    read_only: bool = typer.Option(False, "--read-only", help="Never write to this session (save as still works)."),
+    sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION,
+) -> None:
+    """Open a saved session (or a sweep's output folder) in the explorer.
+
+    The session's model is loaded; without it here, the session opens read-only and
+    the explorer says so in a banner. A sweep folder becomes a new session (its lists
+    sampled again from their seeds), or reopens the one made from it before."""
+    from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
+    from lister_tui.core.sessions.opening import is_sweep, open_sweep, view_session
+    from lister_tui.core.sessions.store import read_session
+
+    folder = resolve_sessions_dir(sessions_dir)
+    try:
+        path = resolve_target(target, sessions_dir)
+        if is_sweep(path):
+            from lister_tui.core.engine.loading import load_model
+            from lister_tui.core.sessions.from_sweep import read_sweep_manifest, sweep_model_name
+
+            name = sweep_model_name(read_sweep_manifest(path))
+            with err_console.status(f"loading {name} and sampling the sweep's lists again…"):
+                loaded = load_model(name, device=device, dtype=dtype)
+                opened = open_sweep(path, loaded, folder)
+            view = view_session(opened, loaded, read_only=read_only)
+        else:
+            opened = read_session(path)
+            with err_console.status(f"loading {opened.model.name}…"):
+                view = view_session(opened, device=device, dtype=dtype, read_only=read_only)
+    except ListerError as exc:
+        fail(exc)
+    if view.banner:
+        err_console.print(view.banner, highlight=False)
+    from lister_tui.tui.app import ListerApp
+
+    ListerApp(
+        view.lab, initial=None, workspace=view.opened.workspace, session=view.store, sessions_dir=folder, banner=view.banner,
+        notice=view.notice, session_name=view.opened.name, persist=True,
+    ).run()
