@@ -22,19 +22,19 @@ import torch
 
 async def _wait_done(pilot, screen, rid: int, timeout: float = 30.0) -> dict:
     start = time.perf_counter()
-    while "done" not in screen.latency.get(rid, {}) and "cancelled" not in screen.latency.get(rid, {}):
+    while "done" not in screen.controller.latency.get(rid, {}) and "cancelled" not in screen.controller.latency.get(rid, {}):
         if time.perf_counter() - start > timeout:
             raise TimeoutError(f"run {rid} did not finish")
         await pilot.pause(0.005)
-    return screen.latency[rid]
+    return screen.controller.latency[rid]
 
 
 async def _measure(pilot, screen, runs: int) -> list[tuple[float, float, int]]:
     out = []
     for _ in range(runs):
         await pilot.press("r")
-        stamps = await _wait_done(pilot, screen, screen.run_id)
-        run = screen.ws.latest_run(screen.current)
+        stamps = await _wait_done(pilot, screen, screen.state.run_id)
+        run = screen.ws.latest_run(screen.state.current)
         out.append(((stamps["first_token"] - stamps["requested"]) * 1e3, (stamps["done"] - stamps["requested"]) * 1e3,
                     run.ablated.metrics.n_tokens - (run.ablated.prefix_len - run.ablated.prompt_len)))
     return out

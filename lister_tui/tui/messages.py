@@ -116,3 +116,14 @@ class SessionOpened(Message):
 class ExportDone(Message):
     folder: str
     files: list[str]
+
+
+@dataclass
+class ExplorerChanged(Message):
+    """The explorer's state or workspace changed: redraw these parts of the main screen.
+
+    Parts: "status", "progress", "samples", "runs" (a sample's run count), "tokens",
+    "stream" (the streaming regeneration only), "metric", "features", "ablation".
+    """
+
+    parts: frozenset[str]

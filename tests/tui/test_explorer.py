@@ -28,7 +28,7 @@ async def _pick_features(pilot, screen, n: int, sae: str = "res_0") -> list[tupl
     """Filter the features table to ``sae`` and toggle its first ``n`` pairs inside the regeneration prefix."""
     await pilot.press("slash", *sae, "enter")
     table = screen.query_one("#feature-table", FeatureTable)
-    attr_pos = screen.ws.state(screen.current).sample.structure.attribution_pos
+    attr_pos = screen.ws.state(screen.state.current).sample.structure.attribution_pos
     picked = []
     for i, row in enumerate(table.rows_shown):
         if 0 < row.pos < attr_pos and len(picked) < n:
@@ -46,12 +46,12 @@ def test_whole_loop_matches_the_core(make_app, tiny):
         async with app.run_test(size=(100, 32)) as pilot:
             await settle(app, pilot)
             screen = app.screen
-            assert len(app.workspace.samples) == 4 and screen.current is not None
+            assert len(app.workspace.samples) == 4 and screen.state.current is not None
             # pick the second sample in the browser
             await pilot.press("S", "down")
             await settle(app, pilot)
             key = list(app.workspace.samples)[1]
-            assert screen.current == key
+            assert screen.state.current == key
             sample = app.workspace.state(key).sample
             await pilot.press("a")
             await settle(app, pilot)
@@ -89,7 +89,7 @@ def test_integrated_gradients_key_shows_the_cores_integrated_ranking(make_app, t
         async with app.run_test(size=(100, 32)) as pilot:
             await settle(app, pilot)
             screen = app.screen
-            key = screen.current
+            key = screen.state.current
             sample = app.workspace.state(key).sample
             await pilot.press("I")
             await settle(app, pilot)
@@ -109,7 +109,7 @@ def test_integrated_gradients_key_shows_the_cores_integrated_ranking(make_app, t
 
 
 def test_a_new_toggle_cancels_a_stale_regeneration(make_app, tiny, monkeypatch):
-    import lister_tui.tui.screens.main as main_module
+    import lister_tui.core.sessions.runs as main_module
 
     real = main_module.regenerate
     throttle = [0.05]
@@ -128,27 +128,27 @@ def test_a_new_toggle_cancels_a_stale_regeneration(make_app, tiny, monkeypatch):
         async with app.run_test(size=(100, 32)) as pilot:
             await settle(app, pilot)
             screen = app.screen
-            key = screen.current
+            key = screen.state.current
             await pilot.press("a")
             await settle(app, pilot)
             await pilot.press("R")  # from the prompt: a whole list, long enough to interrupt
             await pilot.press("F", "e")  # the top feature, at every position
             await pilot.press("r")
-            stale = screen.run_id
+            stale = screen.state.run_id
             for _ in range(200):
-                if screen.streaming is not None:
+                if screen.state.streaming is not None:
                     break
                 await pilot.pause(0.01)
-            assert screen.streaming is not None, "the regeneration never streamed"
+            assert screen.state.streaming is not None, "the regeneration never streamed"
             # a new toggle while it streams (keys posted as a terminal would: pilot.press
             # waits for a quiet queue, which a streaming worker never leaves)
             app.simulate_key("down")
             app.simulate_key("e")
             await settle(app, pilot)
             # the stale run stopped early (its worker saw the cancel) and left nothing behind
-            assert "cancelled" in screen.latency[stale] and "done" not in screen.latency[stale]
+            assert "cancelled" in screen.controller.latency[stale] and "done" not in screen.controller.latency[stale]
             assert app.workspace.state(key).runs == []
-            assert "cancelled" in screen.regen_state
+            assert "cancelled" in screen.state.regen_state
             # the next run goes through and equals the core's
             throttle[0] = 0.0
             await pilot.press("r")
@@ -172,14 +172,14 @@ def test_bad_requests_are_notifications_not_tracebacks(make_app):
             screen = app.screen
             await pilot.press("r")  # nothing toggled: an empty ablation is fine (base == ablated)
             await settle(app, pilot)
-            run_ = app.workspace.latest_run(screen.current)
+            run_ = app.workspace.latest_run(screen.state.current)
             assert run_.ablated.tokens == run_.base.tokens
             await pilot.press("a")
             await settle(app, pilot)
             await pilot.press("K")  # the study's top-5, at their positions
             await pilot.press("R", "r")  # ...regenerated from the prompt: outside the prefix
             await settle(app, pilot)
-            assert screen.regen_state == "regeneration failed"
+            assert screen.state.regen_state == "regeneration failed"
             assert any("every position" in n.message for n in app._notifications)
             assert app.screen is screen  # no error modal for a bad request
 
@@ -239,7 +239,7 @@ def test_expression_matrix_screen_shows_the_core_matrix(make_app, tiny):
             assert f"f{f}" in info and f"{spec.template}/{spec.topic}/{spec.sample}" in info
             await pilot.press("enter")  # opens that sample in the main view
             await pilot.pause()
-            assert app.main.current == batch.keys[int(core.samples[1])]
+            assert app.main.state.current == batch.keys[int(core.samples[1])]
 
     run(go())
 
@@ -250,7 +250,7 @@ def test_token_cursor_names_the_token_and_its_metric(make_app):
         async with app.run_test(size=(80, 24)) as pilot:
             await settle(app, pilot)
             screen = app.screen
-            st = app.workspace.state(screen.current)
+            st = app.workspace.state(screen.state.current)
             await pilot.press("T", "full_stop")
             view = screen.query_one("#base-view", TokenView)
             assert view.cursor == st.sample.structure.attribution_pos

@@ -35,7 +35,7 @@ def test_autosave_and_reopen(tiny, tmp_path, monkeypatch):
             await saved(app, pilot)
             assert len(read_session(folder / "s1").workspace.samples) == 4
             screen = app.screen
-            key = screen.current
+            key = screen.state.current
             # the study's top-5 of res_0, regenerated; a note
             await pilot.press("a")
             await settle(app, pilot)
@@ -59,7 +59,7 @@ def test_autosave_and_reopen(tiny, tmp_path, monkeypatch):
             await settle(app, pilot)
             screen = app.screen
             assert screen.query_one("#samples", SampleTable).row_count == 4
-            assert screen.current == list(opened.workspace.samples)[0]
+            assert screen.state.current == list(opened.workspace.samples)[0]
             assert screen.query_one("#base-view", TokenView).doc is not None
             # a toggle is a change: saved into the same session, as the next revision
             await pilot.press("S", *["down"] * list(opened.workspace.samples).index(key), "c")
@@ -99,7 +99,7 @@ def test_open_screen_lists_sessions_and_opens_one(tiny, tmp_path, monkeypatch):
             await pilot.press("enter")
             await settle(app, pilot)
             assert app.session is not None and app.session.name == "one"
-            assert len(app.workspace.samples) == 4 and app.main.current is not None
+            assert len(app.workspace.samples) == 4 and app.main.state.current is not None
 
     asyncio.run(go())
 

@@ -1,0 +1,492 @@
+"""The explorer's controller: the workspace's changes, the workers and every state transition.
+
+:class:`ExplorerController` is an invisible widget on the main screen (a widget, so that
+it can own Textual workers and receive their messages). Each user intent the screen
+forwards (select a sample, toggle a feature, regenerate, …) changes the workspace
+and :class:`~lister_tui.tui.explorer.state.ExplorerState` here, starts the work it
+needs in a cancellable thread worker, and posts :class:`ExplorerChanged` naming the
+parts of the screen to redraw. Every number comes from :mod:`lister_tui.core`; the
+controller never formats it (:mod:`lister_tui.tui.explorer.views` does).
+
+Long because it is the one place where the explorer's transitions live, and they must
+see each other: a toggle cancels a stale regeneration, a finished batch attribution
+opens the matrix, a failure ends the busy state. Its sections follow the screen's
+areas (selection, samples, attribution, features table, ablation, regeneration).
+"""
+
+from __future__ import annotations
+
+import time
+from textual import work
+from textual.widget import Widget
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from lister_tui.core.engine.generation import ListSample, metric_curve, sample_lists
+from lister_tui.core.errors import ListerError
+from lister_tui.core.sessions.runs import ablation_run, regeneration_prefix
+from lister_tui.core.sessions.workspace import AblationChoice
+from lister_tui.core.study.experiment import DEFAULT_IG_STEPS, attributable, attribute_lists, top_k_ablation
+from lister_tui.core.study.settings import SAMPLING_PRESETS
+from lister_tui.tui.explorer.state import TOP_K, ExplorerState
+from lister_tui.tui.explorer.views import FeatureRows, TokenStrings
+from lister_tui.tui.messages import (
+    AttributionReady,
+    CurveReady,
+    ExplorerChanged,
+    GenerationProgress,
+    RegenerationCancelled,
+    RegenerationFinished,
+    RegenerationStarted,
+    RegenerationStep,
+    SamplesGenerated,
+    TaskFailed,
+)
+from lister_tui.tui.screens.error import ErrorScreen
+from lister_tui.tui.screens.generate import GenerateRequest
+from lister_tui.tui.widgets.feature_table import SORT_KEYS
+
+STREAM_INTERVAL_S = 0.1  # redraw a streaming regeneration at most 10 times a second: each redraw takes the GIL from the sampler
+
+# Everything but the sample browser, which is redrawn only when samples come or go: redrawing
+# it moves its cursor, and a moved cursor selects a sample.
+EVERYTHING = frozenset({"status", "tokens", "features", "ablation"})
+
+
+class ExplorerController(Widget):
+    """Owns the explorer's state and work; posts :class:`ExplorerChanged` after each change."""
+
+    DEFAULT_CSS = "ExplorerController { display: none; }"
+
+    def __init__(self, initial: GenerateRequest | None = None) -> None:
+        super().__init__(id="controller")
+        self.state = ExplorerState()
+        self.initial = initial
+        self.last_request = initial
+        self.latency: dict[int, dict[str, float]] = {}  # per regeneration: requested / first_token / done / cancelled
+        self.base_cache: dict[tuple, tuple[ListSample, tuple[float, ...]]] = {}
+        self._strings: TokenStrings | None = None
+        self._rows: FeatureRows | None = None
+
+    @property
+    def strings(self) -> TokenStrings:
+        if self._strings is None:
+            self._strings = TokenStrings(self.lab)
+        return self._strings
+
+    @property
+    def rows(self) -> FeatureRows:
+        if self._rows is None:
+            self._rows = FeatureRows(self.sae_ids, self.strings.one)
+        return self._rows
+
+    # --- what the controller works on -------------------------------------------------
+
+    @property
+    def lab(self):
+        return self.app.lab
+
+    @property
+    def ws(self):
+        return self.app.workspace
+
+    @property
+    def sae_ids(self) -> list[str]:
+        return [s.id for s in self.lab.entry.sites]
+
+    @property
+    def preset(self) -> str:
+        """The sampling preset of the selected sample (else of the last request)."""
+        if self.state.current:
+            return self.ws.state(self.state.current).preset
+        return self.last_request.preset if self.last_request else "code"
+
+    def changed(self, *parts: str) -> None:
+        self.post_message(ExplorerChanged(frozenset(parts) or EVERYTHING))
+
+    def needs_model(self, what: str) -> bool:
+        """True (and a notification) when the model is not here to ``what``."""
+        if self.app.can_compute:
+            return False
+        self.notify(f"cannot {what}: this session is read-only, its model is not available here", severity="warning")
+        return True
+
+    def start(self) -> None:
+        """The screen is up: show an opened session's first sample, or sample the first batch."""
+        if self.state.current is None and self.ws.samples:
+            self.select(next(iter(self.ws.samples)))
+        self.changed("samples", *EVERYTHING)
+        if self.initial is not None and self.app.can_compute:
+            self.start_generation(self.initial)
+
+    # --- selection ---------------------------------------------------------------------
+
+    def select(self, key: str) -> None:
+        if key == self.state.current:
+            return
+        self.state.current = key
+        self.state.streaming = None
+        self.state.regen_state = ""
+        st = self.ws.state(key)
+        self.state.compare = bool(st.runs)
+        if st.curve is None and self.app.can_compute:
+            self.curve_worker(key, st.sample.tokens)
+        self.changed()
+
+    def set_compare(self, on: bool) -> None:
+        self.state.compare = on
+        self.changed("tokens")
+
+    # --- samples -----------------------------------------------------------------------
+
+    def start_generation(self, request: GenerateRequest) -> None:
+        try:
+            specs = request.specs()
+        except ListerError as exc:
+            self.notify(str(exc), title="Cannot generate", severity="error")
+            return
+        self.last_request = request
+        self.state.busy = f"generating {len(specs)} samples"
+        self.post_message(GenerationProgress(0.0, 100.0))
+        self.changed("status")
+        self.generate_worker(specs, request.preset)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="generate", description="Generating samples")
+    def generate_worker(self, specs, preset: str) -> None:
+        worker = get_current_worker()
+        settings = SAMPLING_PRESETS[preset]
+        stops = set(self.lab.ids.stops)
+        total = float(len(specs) * settings.max_new_tokens)
+
+        def on_step(steps: int, tokens: list[list[int]]) -> bool:
+            done = sum(settings.max_new_tokens if t and t[-1] in stops else len(t) for t in tokens)
+            self.post_message(GenerationProgress(float(done), total))
+            return worker.is_cancelled
+
+        try:
+            samples = sample_lists(self.lab, specs, settings, on_step=on_step)
+        except Exception as exc:  # shown to the user, never as a traceback
+            self.post_message(TaskFailed.of("generate", exc))
+            return
+        if not worker.is_cancelled:
+            self.post_message(SamplesGenerated(samples, preset))
+
+    def on_samples_generated(self, message: SamplesGenerated) -> None:
+        message.stop()
+        keys = self.ws.add_samples(message.samples, message.preset)
+        self.end_busy()
+        self.notify(f"{len(keys)} samples generated ({message.preset})", timeout=3)
+        target = keys[0] if keys else self.state.current
+        if target is not None:
+            self.select(target)
+        self.changed("samples")  # after select: the browser's cursor goes to the selected sample
+
+    def end_busy(self) -> None:
+        self.state.busy = ""
+        self.changed("status", "progress")
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="curve", description="Metric curve")
+    def curve_worker(self, key: str, tokens: tuple[int, ...]) -> None:
+        try:
+            curve = metric_curve(self.lab, tokens)
+        except Exception as exc:
+            self.post_message(TaskFailed.of("metric", exc))
+            return
+        self.post_message(CurveReady(key, tuple(float(v) for v in curve.tolist())))
+
+    def on_curve_ready(self, message: CurveReady) -> None:
+        message.stop()
+        if message.key in self.ws.samples:
+            self.ws.set_curve(message.key, message.curve)
+            if message.key == self.state.current:
+                self.changed("tokens")
+
+    # --- attribution --------------------------------------------------------------------
+
+    def attribute(self, method: str = "grad") -> None:
+        if self.needs_model("attribute"):
+            return
+        if self.state.current is None:
+            self.notify("no sample selected; generate some with g", severity="warning")
+            return
+        sample = self.ws.state(self.state.current).sample
+        if sample.structure.attribution_pos is None:
+            self.notify("this sample has no complete item, so no attribution position", severity="error")
+            return
+        self.state.busy = "attributing" if method == "grad" else f"attributing (integrated gradients, {DEFAULT_IG_STEPS} steps)"
+        self.changed("status")
+        self.attribute_worker([self.state.current], [sample], False, method)
+
+    def attribute_batch(self) -> None:
+        if self.needs_model("attribute"):
+            return
+        keys = list(self.ws.samples)
+        samples = [self.ws.state(k).sample for k in keys]
+        keep = attributable(samples)
+        if not keep:
+            self.notify("no sample has a complete item to attribute; generate some with g", severity="error")
+            return
+        self.state.busy = f"attributing {len(keep)} samples"
+        self.post_message(GenerationProgress(0.0, float(len(self.sae_ids) * len(keep))))
+        self.changed("status")
+        self.attribute_worker([keys[i] for i in keep], [samples[i] for i in keep], True)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="attribute", description="Attributing")
+    def attribute_worker(self, keys: list[str], samples: list[ListSample], batch: bool, method: str = "grad") -> None:
+        done: dict[str, int] = {}
+
+        def on_progress(sae: str, n_done: int, n: int) -> None:
+            done[sae] = n_done
+            self.post_message(GenerationProgress(float(sum(done.values())), float(n * len(self.sae_ids))))
+
+        try:
+            by_sae = attribute_lists(self.lab, samples, self.sae_ids, on_progress=on_progress, method=method)
+        except Exception as exc:
+            self.post_message(TaskFailed.of("attribute", exc))
+            return
+        self.post_message(AttributionReady(keys, by_sae, batch))
+
+    def on_attribution_ready(self, message: AttributionReady) -> None:
+        # not stopped: the screen also shows the features tab or opens the matrix
+        if message.batch:
+            self.ws.set_batch_attribution(message.keys, message.by_sae)
+        else:
+            self.ws.set_attribution(message.keys[0], message.by_sae)
+        self.end_busy()
+        self.changed("features", "metric")
+        if not message.batch:
+            how = next(iter(message.by_sae.values())).method_label if message.by_sae else ""
+            self.notify(f"attributed {len(message.by_sae)} SAEs ({how})", timeout=2)
+
+    # --- the features table's mode --------------------------------------------------------
+
+    def toggle_ranking(self) -> None:
+        self.state.dataset_mode = not self.state.dataset_mode
+        if self.state.dataset_mode and self.ws.batch is None:
+            self.notify("dataset ranking needs the batch attributed: press A", severity="warning")
+        self.changed("features")
+
+    def next_sae(self) -> None:
+        self.state.sae_filter = (self.state.sae_filter + 1) % (len(self.sae_ids) + 1)
+        self.changed("features")
+
+    def next_sort(self) -> None:
+        self.state.sort_index = (self.state.sort_index + 1) % len(SORT_KEYS)
+        self.changed("features")
+
+    # --- ablation ------------------------------------------------------------------------
+
+    def prefix_len(self) -> int | None:
+        sample = self.ws.state(self.state.current).sample
+        return sample.structure.attribution_pos if self.state.from_attr else sample.prompt_len
+
+    def prefix_text(self) -> str:
+        n = self.prefix_len()
+        return f"tokens[:{n}]" + (" up to the attribution position" if self.state.from_attr else ", the prompt")
+
+    def in_prefix(self, pos: int) -> bool:
+        n = self.prefix_len()
+        return n is not None and 0 <= pos < n
+
+    def toggle_feature(self, choice: AblationChoice) -> None:
+        key = self.state.current
+        if choice.mode == "position" and self.ws.find_choice(key, choice.ident) is None and not self.in_prefix(choice.pos):
+            choice = AblationChoice(choice.sae_id, choice.feature, choice.pos, "every")
+            self.notify(
+                f"pos {choice.pos} is not in the regeneration prefix ({self.prefix_text()}), so {choice.sae_id} f{choice.feature} "
+                "is ablated at every position (∀)",
+                severity="warning",
+                timeout=6,
+            )
+        self.ws.toggle(key, choice)
+        self.after_toggle()
+
+    def toggle_mode(self, choice: AblationChoice) -> None:
+        key = self.state.current
+        existing = self.ws.find_choice(key, choice.ident)
+        if existing is None:
+            self.ws.toggle(key, AblationChoice(choice.sae_id, choice.feature, choice.pos, "every"))
+        elif existing.pos < 0:
+            self.notify("a dataset-ranked feature is ablated at every position", severity="warning")
+            return
+        else:
+            self.ws.set_mode(key, existing.ident, "position" if existing.mode == "every" else "every")
+        self.after_toggle()
+
+    def add_top_k(self) -> None:
+        key = self.state.current
+        st = self.ws.state(key)
+        if st.attribution is None:
+            self.notify("attribute the sample first (a)", severity="warning")
+            return
+        sae = self.sae_ids[self.state.sae_filter - 1] if self.state.sae_filter else self.sae_ids[0]
+        ablation = top_k_ablation(st.attribution[sae], 0, TOP_K)
+        for fa in ablation.features:
+            choice = AblationChoice(fa.sae_id, fa.feature, fa.positions[0], "position")
+            if self.ws.find_choice(key, choice.ident) is None:
+                self.ws.toggle(key, choice)
+        self.notify(f"added the study's top-{TOP_K} pairs of {sae}", timeout=2)
+        self.after_toggle()
+
+    def clear_ablation(self) -> None:
+        self.ws.clear_choices(self.state.current)
+        self.after_toggle()
+
+    def after_toggle(self) -> None:
+        # A new toggle makes any running regeneration stale: cancel it.
+        if self.cancel_regeneration():
+            self.state.regen_state = "cancelled (toggles changed)"
+        self.changed("features", "ablation", "tokens", "status")
+        if self.state.live:
+            self.regenerate()
+
+    def cancel_regeneration(self) -> bool:
+        running = [w for w in self.app.workers if w.group == "regenerate" and w.state in (WorkerState.PENDING, WorkerState.RUNNING)]
+        for w in running:
+            w.cancel()
+        if running:
+            self.state.streaming = None
+        return bool(running)
+
+    def toggle_regen_from(self) -> None:
+        self.state.from_attr = not self.state.from_attr
+        self.notify("regenerate from " + ("the attribution position (the study's choice)" if self.state.from_attr else "the prompt"), timeout=3)
+        self.changed("status", "ablation")
+
+    def toggle_live(self) -> None:
+        self.state.live = not self.state.live
+        self.changed("status", "ablation")
+
+    def cancel(self) -> None:
+        """Cancel every running regeneration, generation and attribution."""
+        cancelled = self.cancel_regeneration()
+        for w in self.app.workers:
+            if w.group in ("generate", "attribute") and w.state in (WorkerState.PENDING, WorkerState.RUNNING):
+                w.cancel()
+                cancelled = True
+                self.end_busy()
+        if cancelled:
+            self.state.regen_state = "cancelled"
+            self.changed()
+
+    # --- regeneration ----------------------------------------------------------------------
+
+    def regenerate(self) -> None:
+        if self.needs_model("regenerate"):
+            return
+        if self.state.current is None:
+            self.notify("no sample selected", severity="warning")
+            return
+        st = self.ws.state(self.state.current)
+        if self.state.from_attr and st.sample.structure.attribution_pos is None:
+            self.notify("this sample has no attribution position; press R to regenerate from the prompt", severity="error")
+            return
+        self.state.run_id += 1
+        rid = self.state.run_id
+        self.latency[rid] = {"requested": time.perf_counter()}
+        self.state.streaming = None
+        self.state.stream_prefix = st.sample.structure.attribution_pos if self.state.from_attr else st.sample.prompt_len
+        self.state.regen_state = "regenerating…"
+        self.state.compare = True
+        self.changed("status", "tokens")
+        self.regenerate_worker(self.state.current, rid, st.sample, tuple(st.choices), st.preset, self.state.from_attr)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="regenerate", description="Regenerating")
+    def regenerate_worker(self, key: str, rid: int, sample: ListSample, choices: tuple, preset: str, from_attr: bool) -> None:
+        worker = get_current_worker()
+        self.post_message(RegenerationStarted(key, rid))
+        prefix = regeneration_prefix(sample, from_attr)
+        last = [0.0]
+
+        def on_step(steps: int, tokens: list[list[int]]) -> bool:
+            if worker.is_cancelled:
+                return True
+            now = time.perf_counter()
+            # the first token at once, then at most 1 / STREAM_INTERVAL_S updates a second:
+            # drawing every step would take the GIL from the sampler (the finished run shows the rest)
+            if steps == 1 or now - last[0] >= STREAM_INTERVAL_S:
+                last[0] = now
+                self.post_message(RegenerationStep(key, rid, prefix + tuple(tokens[0])))
+            return False
+
+        try:
+            run = ablation_run(
+                self.lab, key, sample, choices, preset, from_attr,
+                on_step=on_step, base_cache=self.base_cache, cancelled=lambda: worker.is_cancelled,
+            )
+        except ListerError as exc:
+            where = f"tokens[:{sample.structure.attribution_pos}] (the attribution position)" if from_attr else "the prompt"
+            self.post_message(
+                TaskFailed(
+                    "regenerate",
+                    f"{exc}. Regeneration starts from {where}; an ablation at a position acts on that prefix only, "
+                    "so ablate such a feature at every position (e) instead.",
+                    expected=True,
+                )
+            )
+            return
+        except Exception as exc:
+            self.post_message(TaskFailed.of("regenerate", exc))
+            return
+        if run is None or worker.is_cancelled:
+            self.post_message(RegenerationCancelled(key, rid))
+            return
+        self.post_message(RegenerationFinished(key, rid, run))
+
+    def on_regeneration_started(self, message: RegenerationStarted) -> None:
+        message.stop()
+
+    def on_regeneration_step(self, message: RegenerationStep) -> None:
+        message.stop()
+        if message.run_id != self.state.run_id or message.key != self.state.current:
+            return
+        self.state.streaming = message.tokens
+        stamps = self.latency.setdefault(message.run_id, {})
+        self.changed("stream")
+        if "first_token" not in stamps:
+            stamps["first_token"] = time.perf_counter()
+
+    def on_regeneration_finished(self, message: RegenerationFinished) -> None:
+        message.stop()
+        self.ws.record_ablation(message.key, message.run)
+        self.changed("runs")
+        if message.run_id != self.state.run_id:
+            return
+        self.latency.setdefault(message.run_id, {})["done"] = time.perf_counter()
+        self.state.streaming = None
+        self.state.regen_state = f"regenerated ({len(message.run.choices)} features)"
+        if message.key == self.state.current:
+            self.state.compare = True
+            self.changed()
+
+    def on_regeneration_cancelled(self, message: RegenerationCancelled) -> None:
+        message.stop()
+        self.latency.setdefault(message.run_id, {})["cancelled"] = time.perf_counter()
+        if message.run_id == self.state.run_id:
+            self.state.streaming = None
+            self.state.regen_state = "cancelled"
+            self.changed()
+
+    def on_task_failed(self, message: TaskFailed) -> None:
+        # not stopped: the screen shows the error
+        if message.task in ("generate", "attribute"):
+            self.end_busy()
+        if message.task == "regenerate":
+            self.state.streaming = None
+            self.state.regen_state = "regeneration failed"
+            self.changed()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:  # not caught in the worker: still no traceback on screen
+            self.app.push_screen(ErrorScreen(f"{event.worker.description or event.worker.name} failed", f"{type(event.worker.error).__name__}: {event.worker.error}"))
+
+    # --- notes --------------------------------------------------------------------------
+
+    def set_note(self, key: str, text: str) -> None:
+        if key in self.ws.samples and text != self.ws.state(key).note:
+            self.ws.set_note(key, text)
+            self.notify("note kept" + (" (saved with the session)" if self.app.session is not None else ""), timeout=2)
+
+    def set_session_notes(self, text: str) -> None:
+        if text != self.ws.notes:
+            self.ws.set_notes(text)
+            self.notify("session notes kept", timeout=2)
