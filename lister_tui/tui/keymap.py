@@ -86,6 +86,13 @@ MATRIX_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.matrix.open", "enter", "open_sample", "Open sample", "Open the sample under the cursor in the main view", True, palette=False),
 )
 
+CARD_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("lister.card.close", "escape,q", "close", "Close", "Close the feature card (cancels a running corpus pass)", True, palette=False),
+    KeySpec("lister.card.toggle", "space", "toggle", "Toggle", "Switch the feature off/on in this sample's ablation", True, palette=False, key_display="␣"),
+    KeySpec("lister.card.label", "l", "label", "Label", "Write the feature's label (a one-line name, kept in the session)", True, palette=False),
+    KeySpec("lister.card.copy", "y", "copy_link", "Copy link", "Copy the feature's Neuronpedia link (or its id)", True, palette=False),
+)
+
 
 def bindings(specs: tuple[KeySpec, ...]) -> list[Binding]:
     return [Binding(s.key, s.action, s.title, show=s.show, key_display=s.key_display, id=s.id) for s in specs]
