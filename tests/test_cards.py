@@ -258,3 +258,15 @@ def test_the_same_code_runs_on_a_gemma_2_architecture_model(tmp_path):
         assert card.link and "neuronpedia" in card.link
     # random weights with no cached revision cannot be told apart: nothing is cached for them
     assert not (tmp_path / "activations").exists()
+
+
+def test_a_sessions_own_lists_are_part_of_the_corpus(tiny, cache, held_out_lists):
+    samples, attrs = held_out_lists
+    lists = {f"key-{i}": s for i, s in enumerate(samples[:3])}
+    corpus = default_corpus(tiny, lists)
+    assert [p.name for p in corpus.parts] == ["lister-tiny held-out text (seed 1)", "session samples"]
+    own = Corpus((corpus.parts[1],))
+    top = attrs["res_0"].top[0][0]
+    card = feature_card(tiny, "res_0", top.feature, own, k=50, cache=cache)
+    assert {c.source for c in card.contexts} <= {f"session samples: key-{i}" for i in range(3)}
+    assert any(c.source == "session samples: key-0" and c.position == top.pos for c in card.contexts)
