@@ -128,3 +128,63 @@ def test_the_matrix_shows_labels_next_to_features(make_app, tiny, setting):
         run(go())
     finally:
         ws.set_label("res_0", top.feature, "")
+
+
+def test_enter_on_a_feature_row_opens_its_card_and_its_label_shows_in_the_tables(make_app, tiny, setting, tmp_path, monkeypatch):
+    ws, key, top, corpus = setting
+    import lister_tui.tui.screens.feature_card as card_module
+    from lister_tui.tui.screens.matrix import MatrixScreen
+    from lister_tui.tui.widgets.ablation_panel import ChoiceTable
+    from lister_tui.tui.widgets.feature_table import FeatureTable
+
+    monkeypatch.setattr(card_module, "default_corpus", lambda lab, samples=None, file=None: corpus)
+    monkeypatch.setenv("LISTER_TUI_CACHE", str(tmp_path))
+
+    async def go():
+        app = make_app(request=None, workspace=ws)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await settle(app, pilot)
+            main = app.main
+            await pilot.press("F")  # the features table
+            table = main.query_one("#feature-table", FeatureTable)
+            row = table.highlighted()
+            await pilot.press("enter")
+            await settle(app, pilot)
+            card = app.screen
+            assert isinstance(card, FeatureCardScreen) and (card.sae_id, card.feature) == (row.sae_id, row.feature)
+            assert card.card is not None and card.card.sample.key == key
+            await pilot.press("space")  # through the controller: the main screen's ablation has it
+            await pilot.press("l", *"blank marker", "enter")
+            await pilot.pause()
+            await pilot.press("escape")
+            await settle(app, pilot)
+            assert app.screen is main
+            assert [(c.sae_id, c.feature) for c in ws.state(key).choices] == [(row.sae_id, row.feature)]
+            labelled = table.get_row_at(table.cursor_row)[-1]
+            assert str(labelled).strip() == "blank marker"
+            choices = main.query_one("#choices", ChoiceTable)
+            assert str(choices.get_row_at(0)[-1]).strip() == "blank marker"
+            # enter on the ablation list opens the same card
+            await pilot.press("2")
+            choices.focus()
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert isinstance(app.screen, FeatureCardScreen) and app.screen.feature == row.feature
+            await pilot.press("escape")
+            await settle(app, pilot)
+            # and enter in the expression matrix opens the card of the row's feature
+            await pilot.press("x")
+            await settle(app, pilot)
+            assert isinstance(app.screen, MatrixScreen)
+            await pilot.press("enter")
+            await settle(app, pilot)
+            assert isinstance(app.screen, FeatureCardScreen) and app.screen.sample_key == key
+            await pilot.press("escape", "escape")
+            await settle(app, pilot)
+
+    try:
+        run(go())
+    finally:
+        ws.set_label(top.sae_id, top.feature, "")
+        ws.labels.clear()
+        ws.clear_choices(key)

@@ -7,13 +7,15 @@ Push it from anywhere that names a feature::
 The card (:func:`lister_tui.core.study.cards.feature_card`) is computed in a cancellable
 thread worker with a progress bar; the corpus pass is cached on disk, so a second card
 of the same SAE opens at once. With a workspace, the screen can switch the feature off in
-the sample's ablation (at its attributed position, else at every position) and edit the
+the sample's ablation (at its attributed position, else at every position; through
+``on_toggle`` when given, e.g. the explorer's controller) and edit the
 feature's label, which the session keeps. It dismisses with True when it changed the
 workspace (so the caller refreshes), else False.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.text import Text
@@ -96,6 +98,7 @@ class FeatureCardScreen(Screen[bool]):
         sample_key: str | None = None,
         corpus: Corpus | None = None,
         cache: Path | bool = True,
+        on_toggle: Callable[[AblationChoice], None] | None = None,
     ) -> None:
         super().__init__()
         self.lab = lab
@@ -105,6 +108,7 @@ class FeatureCardScreen(Screen[bool]):
         self.sample_key = sample_key
         self.corpus = corpus
         self.cache = cache
+        self.on_toggle = on_toggle  # the explorer's own toggle (else the workspace is changed here)
         self.card: FeatureCard | None = None
         self.changed = False
 
@@ -247,9 +251,10 @@ class FeatureCardScreen(Screen[bool]):
             self.notify("no sample to ablate it in", severity="warning")
             return
         existing = [c for c in self.ws.state(self.sample_key).choices if (c.sae_id, c.feature) == (self.sae_id, self.feature)]
+        toggle = self.on_toggle or (lambda c: self.ws.toggle(self.sample_key, c))
         if existing:
             for c in existing:
-                self.ws.toggle(self.sample_key, c)
+                toggle(c)
             self.notify(f"{self.sae_id} f{self.feature} switched back on", timeout=2)
         else:
             sample = self._sample_tuple()
@@ -265,7 +270,7 @@ class FeatureCardScreen(Screen[bool]):
             else:
                 choice = AblationChoice(self.sae_id, self.feature, -1 if pos is None else pos, "every")
                 where = "at every position" + ("" if pos is not None else " (it is not among the sample's attributed pairs)")
-            self.ws.toggle(self.sample_key, choice)
+            toggle(choice)
             self.notify(f"{self.sae_id} f{self.feature} switched off {where}", timeout=3)
         self.changed = True
         self.refresh_state()

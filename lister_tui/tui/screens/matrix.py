@@ -73,6 +73,26 @@ class MatrixScreen(Screen[str | None]):
     def action_close(self) -> None:
         self.dismiss(None)
 
+    def action_feature_card(self) -> None:
+        """The card of the feature under the cursor, with the column's sample in its strip."""
+        from lister_tui.tui.screens.feature_card import FeatureCardScreen
+
+        m = self.matrix
+        if m is None or m.values.size == 0:
+            return
+        heatmap = self.query_one(Heatmap)
+        feature = int(m.features[heatmap.row])
+        key = self.batch.keys[int(m.samples[heatmap.col])]
+
+        def closed(changed: bool | None) -> None:
+            if changed:
+                self._load()  # a new label next to its row
+
+        self.app.push_screen(
+            FeatureCardScreen(self.app.lab, self.sae_ids[self.sae_index], feature, workspace=getattr(self.app, "workspace", None), sample_key=key),
+            closed,
+        )
+
     def action_open_sample(self) -> None:
         if self.matrix is None or self.matrix.values.size == 0:
             return
@@ -89,5 +109,5 @@ class MatrixScreen(Screen[str | None]):
         self.query_one("#matrix-info", Static).update(
             f"feature [b]{self.sae_ids[self.sae_index]} f{feature}[/b] × sample [b]{spec.template}/{spec.topic}/{spec.sample}[/b] "
             f"(seed {spec.seed}): max activation {m.values[event.row, event.col]:.3f}\n"
-            f"row {event.row + 1}/{m.values.shape[0]}, column {event.col + 1}/{m.values.shape[1]} · enter opens the sample"
+            f"row {event.row + 1}/{m.values.shape[0]}, column {event.col + 1}/{m.values.shape[1]} · enter: the feature's card · o: open the sample"
         )
