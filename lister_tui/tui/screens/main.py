@@ -367,33 +367,10 @@ class MainScreen(Screen):
             self.app.copy_to_clipboard(link)
             self.notify(f"copied {link}", timeout=4)
 
-    def action_feature_card(self) -> None:
-        choice = self._highlighted_choice()
-        if choice is None:
-            self.notify("no feature highlighted: attribute (a), then pick a row in the Features tab", severity="warning")
-            return
-        self.open_card(choice.sae_id, choice.feature)
-
     @on(DataTable.RowSelected, "#feature-table")
     @on(DataTable.RowSelected, "#choices")
-    def _feature_row_selected(self, event: DataTable.RowSelected) -> None:
-        event.stop()
-        self.action_feature_card()
-
-    def open_card(self, sae_id: str, feature: int) -> None:
-        """Push the feature's card; its toggles go through the controller (prefix checks, live mode)."""
-        from lister_tui.tui.screens.feature_card import FeatureCardScreen
-
-        key = self.state.current
-
-        def closed(changed: bool | None) -> None:
-            if changed:  # a label or a toggle: every pane that names features
-                self.controller.changed("features", "ablation", "tokens", "status")
-
-        screen = FeatureCardScreen(
-            self.app.lab, sae_id, feature, workspace=self.ws, sample_key=key, on_toggle=self.controller.toggle_feature if key else None
-        )
-        self.app.push_screen(screen, closed)
+    def action_feature_card(self, event: DataTable.RowSelected | None = None) -> None:
+        self.controller.open_card(self._highlighted_choice())
 
     def action_copy_text(self) -> None:
         view = self.tokens.focused_view()
