@@ -20,7 +20,7 @@ from bench.shapes import gemma_like_bench, tiny_bench
 # Memory bandwidth of the accelerators we have run on, bytes/s (vendor figures).
 HBM_BANDWIDTH = {"H100 80GB HBM3": 3.35e12, "H100": 3.35e12, "H200": 4.8e12, "A100-SXM4-80GB": 2.0e12}
 
-COMPARISONS = ("attribution", "ablation", "sampling", "memory", "latency", "scaling")
+COMPARISONS = ("attribution", "ablation", "sampling", "memory", "latency", "scaling", "cards")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -156,6 +156,10 @@ def main(argv=None) -> Path:
         run_shape(report, args, shape, only)
     if "latency" in only and not args.smoke:
         latency(report, args.repeats)
+    if "cards" in only:
+        from bench.cards import compare_cards
+
+        compare_cards(report, 1 if args.smoke else args.repeats, args.smoke)
     if args.smoke:
         # sizes too small for the targets to mean anything: the smoke run checks that it runs
         for row in report.rows:

@@ -15,7 +15,8 @@ ALLOWED = {
     "core.errors": set(),
     "core.files": {"core.errors"},
     "core.engine": {"core.errors", "core.files", "organism.paths"},
-    "core.study": {"core.errors", "core.files", "core.engine"},
+    # organism.corpus: lister-tiny's held-out text, the reference corpus of its feature cards
+    "core.study": {"core.errors", "core.files", "core.engine", "organism.corpus"},
     "core.sessions": {"core.errors", "core.files", "core.engine", "core.study"},
     "core.sweep": {"core.errors", "core.files", "core.engine", "core.study"},
 }

@@ -109,8 +109,8 @@ def export_command(
 
 
 @app.command("locate")
-def locate_command(what: str = typer.Argument("all", help="sessions, themes, config or all.")) -> None:
-    """Print where sessions, themes and the settings file live."""
+def locate_command(what: str = typer.Argument("all", help="sessions, themes, config, cache or all.")) -> None:
+    """Print where sessions, themes, the settings file and the activation cache live."""
     from lister_tui.core.files import locations
 
     places = {
@@ -118,11 +118,12 @@ def locate_command(what: str = typer.Argument("all", help="sessions, themes, con
         "themes": locations.user_themes_dir(),
         "bundled-themes": locations.bundled_themes_dir(),
         "config": locations.config_dir(),
+        "cache": locations.cache_dir(),
     }
     if what != "all":
-        key = {"themes": "themes", "sessions": "sessions", "config": "config"}.get(what)
+        key = {"themes": "themes", "sessions": "sessions", "config": "config", "cache": "cache"}.get(what)
         if key is None:
-            fail(ListerError(f"unknown place {what!r}; valid: sessions, themes, config, all"))
+            fail(ListerError(f"unknown place {what!r}; valid: sessions, themes, config, cache, all"))
         console.print(str(places[key]), highlight=False, soft_wrap=True)
         return
     for name, path in places.items():

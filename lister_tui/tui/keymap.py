@@ -52,6 +52,7 @@ MAIN_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.sae", "s", "next_sae", "SAE", "Features table: next SAE filter (all, then each SAE)"),
     KeySpec("lister.sort", "o", "sort", "Sort", "Features table: sort by the next column"),
     KeySpec("lister.filter", "slash", "filter", "Filter", "Features table: filter rows (SAE, feature, token, pos:N)", key_display="/"),
+    KeySpec("lister.feature_card", "enter", "feature_card", "Card", "Open the highlighted feature's card: top contexts, density, logit effects, label (also enter on a row of the features table or the ablation list)"),
     KeySpec("lister.copy_link", "y", "copy_link", "Copy link", "Copy the highlighted feature's Neuronpedia link (or its id) to the clipboard (OSC 52)"),
     KeySpec("lister.copy_text", "Y", "copy_text", "Copy text", "Copy the sample's real text to the clipboard"),
     KeySpec("lister.matrix", "x", "matrix", "Matrix", "Feature expression matrix: features x samples, clustered, per SAE", True),
@@ -83,7 +84,15 @@ MATRIX_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.matrix.right", "right", "move(0,1)", "Right", "Next sample", palette=False),
     KeySpec("lister.matrix.up", "up", "move(-1,0)", "Up", "Previous feature", palette=False),
     KeySpec("lister.matrix.down", "down", "move(1,0)", "Down", "Next feature", palette=False),
-    KeySpec("lister.matrix.open", "enter", "open_sample", "Open sample", "Open the sample under the cursor in the main view", True, palette=False),
+    KeySpec("lister.matrix.card", "enter", "feature_card", "Card", "Open the card of the feature under the cursor (this column's sample in its strip)", True, palette=False),
+    KeySpec("lister.matrix.open", "o", "open_sample", "Open sample", "Open the sample under the cursor in the main view", True, palette=False),
+)
+
+CARD_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("lister.card.close", "escape,q", "close", "Close", "Close the feature card (cancels a running corpus pass)", True, palette=False),
+    KeySpec("lister.card.toggle", "space", "toggle", "Toggle", "Switch the feature off/on in this sample's ablation", True, palette=False, key_display="␣"),
+    KeySpec("lister.card.label", "l", "label", "Label", "Write the feature's label (a one-line name, kept in the session)", True, palette=False),
+    KeySpec("lister.card.copy", "y", "copy_link", "Copy link", "Copy the feature's Neuronpedia link (or its id)", True, palette=False),
 )
 
 

@@ -9,6 +9,7 @@ from textual.message import Message
 from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.errors import ListerError
 from lister_tui.core.sessions.workspace import AblationRun
+from lister_tui.core.study.cards import FeatureCard
 from lister_tui.core.study.experiment import SAEListAttribution
 
 
@@ -71,6 +72,22 @@ class RegenerationFinished(Message):
 class RegenerationCancelled(Message):
     key: str
     run_id: int
+
+
+@dataclass
+class CardProgress(Message):
+    """A feature card's corpus pass advanced: ``done`` of ``total`` tokens."""
+
+    done: int
+    total: int
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, CardProgress)
+
+
+@dataclass
+class CardReady(Message):
+    card: FeatureCard
 
 
 @dataclass

@@ -237,7 +237,7 @@ def test_expression_matrix_screen_shows_the_core_matrix(make_app, tiny):
             f = int(core.features[1])
             spec = samples[int(core.samples[1])].spec
             assert f"f{f}" in info and f"{spec.template}/{spec.topic}/{spec.sample}" in info
-            await pilot.press("enter")  # opens that sample in the main view
+            await pilot.press("o")  # opens that sample in the main view (enter opens the feature's card)
             await pilot.pause()
             assert app.main.state.current == batch.keys[int(core.samples[1])]
 

@@ -1,4 +1,4 @@
-"""Where lister-tui keeps files: sessions, user config, themes (``lister-tui locate`` prints them).
+"""Where lister-tui keeps files: sessions, user config, themes, caches (``lister-tui locate`` prints them).
 
 - **sessions**: ``--sessions-dir``, else ``$LISTER_TUI_SESSIONS``, else the ``sessions/``
   folder of the source checkout the package runs from (the design's default), else
@@ -7,6 +7,9 @@
 - **config**: ``$LISTER_TUI_CONFIG_DIR``, else ``$XDG_CONFIG_HOME/lister-tui``
   (``~/.config/lister-tui``): ``settings.json`` (the chosen theme, recent sessions).
 - **user themes**: ``$LISTER_TUI_THEMES``, else ``<config>/themes``.
+- **cache**: ``$LISTER_TUI_CACHE``, else ``$XDG_CACHE_HOME/lister-tui``
+  (``~/.cache/lister-tui``): feature cards' activation passes over a corpus, one file
+  per (model weights, SAE, corpus); safe to delete (they are recomputed).
 - **bundled themes**: the checkout's ``themes/`` folder (canonical); an installed
   package reads the copy installed with it (``<prefix>/share/lister-tui/themes``).
 """
@@ -20,6 +23,7 @@ from pathlib import Path
 SESSIONS_ENV = "LISTER_TUI_SESSIONS"
 CONFIG_ENV = "LISTER_TUI_CONFIG_DIR"
 THEMES_ENV = "LISTER_TUI_THEMES"
+CACHE_ENV = "LISTER_TUI_CACHE"
 
 PACKAGE_DIR = Path(__file__).resolve().parents[2]  # lister_tui/
 
@@ -58,6 +62,12 @@ def user_themes_dir() -> Path:
     if os.environ.get(THEMES_ENV):
         return Path(os.environ[THEMES_ENV]).expanduser()
     return config_dir() / "themes"
+
+
+def cache_dir() -> Path:
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return _xdg("XDG_CACHE_HOME", ".cache") / "lister-tui"
 
 
 def bundled_themes_dir() -> Path:

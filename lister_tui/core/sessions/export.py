@@ -2,9 +2,11 @@
 
 - ``generations``: one row per list: each sample, and each run's base and ablated
   regeneration, with its list metrics, token ids and text;
-- ``attributions``: each sample's top (position, feature) pairs per SAE;
+- ``attributions``: each sample's top (position, feature) pairs per SAE, with the
+  feature's label;
 - ``ablations``: one row per ablation tried: the features switched off and, per
   metric, base, ablated and ablated − base;
+- ``labels``: the user's name of each labelled feature;
 - ``sae_summary``: per SAE: attribution averages, the most frequent top feature, and
   the mean change of the runs that ablated only that SAE's features;
 - ``sweep_*``: for a session opened from a sweep folder, the sweep's own tables.
@@ -27,12 +29,14 @@ from lister_tui.core.sessions.format import sample_identity
 from lister_tui.core.sessions.workspace import DELTA_METRICS, AblationChoice, Workspace
 
 FORMATS = {"csv": "csv", "parquet": "parquet", "markdown": "md", "latex": "tex"}
-TABLES = ("generations", "attributions", "ablations", "sae_summary")
+TABLES = ("generations", "attributions", "ablations", "labels", "sae_summary")
 _LIST_METRICS = ("n_items", "n_tokens", "repeated_items", "diversity", "filler_count", "reached_end", "metric_at_attribution")
 
 
-def _choice_text(c: AblationChoice) -> str:
-    return f"{c.sae_id} f{c.feature}@{'all' if c.mode == 'every' else c.pos}"
+def _choice_text(c: AblationChoice, ws: Workspace | None = None) -> str:
+    text = f"{c.sae_id} f{c.feature}@{'all' if c.mode == 'every' else c.pos}"
+    label = ws.label(c.sae_id, c.feature) if ws is not None else ""
+    return f"{text} ({label})" if label else text
 
 
 def _gen(kind: str, key: str, st, s, run: int | None, decode) -> dict:
@@ -70,7 +74,7 @@ def export_tables(ws: Workspace, decode: Callable[[list[int]], str] | None = Non
                 "from_attribution_pos": run.from_attribution_pos,
                 "n_features": len(run.choices),
                 "saes": " ".join(dict.fromkeys(c.sae_id for c in run.choices)),
-                "features": "; ".join(_choice_text(c) for c in run.choices),
+                "features": "; ".join(_choice_text(c, ws) for c in run.choices),
                 "metric_before": run.metric_before,
                 "metric_under_ablation": run.metric_under_ablation,
                 "direct_metric_change": None
@@ -92,6 +96,7 @@ def export_tables(ws: Workspace, decode: Callable[[list[int]], str] | None = Non
                         "pos": p.pos,
                         "token": token_string(st.sample.tokens[p.pos]) if token_string else None,
                         "feature": p.feature,
+                        "label": ws.label(sae_id, p.feature),
                         "attribution": float(p.attribution),
                         "activation": float(p.activation),
                         "attribution_pos": attr.attribution_pos[0] if attr.attribution_pos else None,
@@ -103,6 +108,10 @@ def export_tables(ws: Workspace, decode: Callable[[list[int]], str] | None = Non
         "generations": pd.DataFrame(gens),
         "attributions": pd.DataFrame(attrs),
         "ablations": pd.DataFrame(abls),
+        "labels": pd.DataFrame(
+            [{"sae": sae_id, "feature": feature, "label": text} for (sae_id, feature), text in sorted(ws.labels.items())],
+            columns=["sae", "feature", "label"],
+        ),
         "sae_summary": sae_summary(ws),
     }
     for name, frame in tables.items():

@@ -129,6 +129,7 @@ def workspace_rows(ws: Workspace, decode: Callable[[list[int]], str] | None = No
             _attribution_rows("sample", [key], st.attribution, out)
     if ws.batch is not None:
         _attribution_rows("batch", ws.batch.keys, ws.batch.by_sae, out)
+    out["labels"] = [{"sae_id": sae_id, "feature": feature, "label": text} for (sae_id, feature), text in sorted(ws.labels.items())]
     if token_string is not None:
         out["vocab"] = [{"id": i, "string": token_string(i)} for i in sorted(used)]
     return out
@@ -278,6 +279,9 @@ def workspace_from_rows(manifest: dict, tables: dict[str, list[dict]]) -> Worksp
         if key not in ws.samples:
             raise ListerError(f"attribution_summary: sample {key!r} is not in the samples table; the session is damaged")
         ws.samples[key].attribution = _attributions_from(rows, pairs.get(("sample", key), []), acts.get(("sample", key), []))
+    for r in tables.get("labels", []):
+        if r.get("label"):
+            ws.labels[(str(r["sae_id"]), int(r["feature"]))] = str(r["label"])
     batch = manifest.get("batch")
     if batch and scopes["batch"]:
         keys = list(batch["keys"])

@@ -6,7 +6,8 @@ Format versions:
 
 - **1** (current): manifest + Parquet tables ``samples``, ``choices``, ``runs``,
   ``run_choices``, ``attribution_summary``, ``attribution_pairs``,
-  ``max_activations`` and ``vocab``.
+  ``max_activations``, ``labels`` (added later; a session without it has no labels)
+  and ``vocab``.
 - **0**: the JSON-only draft of the 0.1 development series: one ``manifest.json`` with
   ``"version": 0``, the model as a plain name and the samples (with their metrics and
   their ablation choices) inline. :func:`migrate_v0` turns it into version 1; the next
@@ -141,6 +142,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("value", pa.float32()),
         ]
     ),
+    # the user's one-line names of features (added to format 1 later: older sessions have none)
+    "labels": pa.schema([pa.field("sae_id", pa.string()), pa.field("feature", pa.int64()), pa.field("label", pa.string())]),
     # the text of every token id used, so a session opens without its tokenizer
     "vocab": pa.schema([pa.field("id", pa.int64()), pa.field("string", pa.string())]),
 }
@@ -154,6 +157,7 @@ TABLE_DESCRIPTIONS: dict[str, str] = {
     "attribution_summary": "per attribution and SAE: attribution position, metric, sum of feature and error attributions",
     "attribution_pairs": "per attribution and SAE: the top (position, feature) pairs, strongest first",
     "max_activations": "per attribution and SAE: each feature's max activation over the list (non-zero only)",
+    "labels": "the user's one-line name of each labelled feature",
     "vocab": "the string of every token id in the session (to show tokens without the tokenizer)",
 }
 

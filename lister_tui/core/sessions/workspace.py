@@ -16,6 +16,16 @@ from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.errors import ListerError
 from lister_tui.core.study.experiment import AblationOutcome, SAEListAttribution, select_samples
 
+LABEL_MAX_CHARS = 200
+
+
+def one_line(text: str) -> str:
+    """A label as stored: line breaks and tabs become spaces, ends trimmed, at most LABEL_MAX_CHARS."""
+    for ch in "\r\n\t":
+        text = text.replace(ch, " ")
+    return text.strip()[:LABEL_MAX_CHARS]
+
+
 DELTA_METRICS: tuple[str, ...] = ("n_items", "n_tokens", "repeated_items", "diversity", "metric_at_attribution")
 
 AblationMode = Literal["position", "every"]
@@ -110,6 +120,8 @@ class Workspace:
     samples: dict[str, SampleState] = field(default_factory=dict)
     batch: BatchAttribution | None = None
     notes: str = ""
+    # the user's one-line names of features: (sae_id, feature) -> label
+    labels: dict[tuple[str, int], str] = field(default_factory=dict)
     # bumped by every change made through the methods below, so that a session can
     # autosave after each change (and coalesce a burst of them into one save)
     revision: int = field(default=0, compare=False)
@@ -151,6 +163,23 @@ class Workspace:
         """The session's own notes (not tied to a sample)."""
         self.notes = text
         self.touch()
+
+    # --- feature labels ----------------------------------------------------------
+
+    def label(self, sae_id: str, feature: int) -> str:
+        """The user's name for a feature ("" when it has none)."""
+        return self.labels.get((sae_id, int(feature)), "")
+
+    def set_label(self, sae_id: str, feature: int, text: str) -> str:
+        """Name a feature (one line); an empty text removes the label. Returns the label kept."""
+        text = one_line(text)
+        key = (sae_id, int(feature))
+        if text:
+            self.labels[key] = text
+        else:
+            self.labels.pop(key, None)
+        self.touch()
+        return text
 
     # --- attribution -----------------------------------------------------------
 

@@ -479,6 +479,22 @@ class ExplorerController(Widget):
         if event.state == WorkerState.ERROR:  # not caught in the worker: still no traceback on screen
             self.app.push_screen(ErrorScreen(f"{event.worker.description or event.worker.name} failed", f"{type(event.worker.error).__name__}: {event.worker.error}"))
 
+    # --- feature cards ------------------------------------------------------------------
+
+    def open_card(self, choice: AblationChoice | None) -> None:
+        """Push the card of ``choice``'s feature; its toggles come back through :meth:`toggle_feature`."""
+        from lister_tui.tui.screens.feature_card import FeatureCardScreen
+
+        if choice is None:
+            self.notify("no feature highlighted: attribute (a), then pick a row in the Features tab", severity="warning")
+            return
+        key = self.state.current
+        card = FeatureCardScreen(
+            self.app.lab, choice.sae_id, choice.feature, workspace=self.ws, sample_key=key, on_toggle=self.toggle_feature if key else None
+        )
+        # a label or a toggle: every pane that names features
+        self.app.push_screen(card, lambda changed: changed and self.changed("features", "ablation", "tokens", "status"))
+
     # --- notes --------------------------------------------------------------------------
 
     def set_note(self, key: str, text: str) -> None:

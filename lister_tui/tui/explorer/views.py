@@ -184,6 +184,7 @@ class FeaturesView:
     modes: dict[str, str]
     dataset: bool
     links: bool
+    labels: dict = field(default_factory=dict)  # (sae_id, feature) -> the user's label
 
 
 def features_view(lab: LoadedModel, ws: Workspace, state: ExplorerState, rows_of: FeatureRows, query: str) -> FeaturesView:
@@ -206,7 +207,7 @@ def features_view(lab: LoadedModel, ws: Workspace, state: ExplorerState, rows_of
         for c in ws.state(state.current).choices:
             modes[f"{c.sae_id}:{c.feature}:{c.pos}"] = "∀" if c.mode == "every" else "@"
     header = f"[b]{what}[/b] · {escape(sae)} (s) · by {state.sort_key} (o)"
-    return FeaturesView(rows, header, modes, state.dataset_mode, lab.entry.feature_url is not None)
+    return FeaturesView(rows, header, modes, state.dataset_mode, lab.entry.feature_url is not None, dict(ws.labels))
 
 
 def ablation_status(state: ExplorerState, st: SampleState) -> str:

@@ -44,7 +44,7 @@ class FeaturesPane(Vertical):
 
     def show(self, view: FeaturesView) -> None:
         self.query_one("#feature-mode", Static).update(view.header)
-        self.table.show(view.rows, view.modes, view.dataset, view.links)
+        self.table.show(view.rows, view.modes, view.dataset, view.links, view.labels)
 
     def highlighted(self) -> FeatureRow | None:
         return self.table.highlighted()

@@ -181,7 +181,7 @@ class MainScreen(Screen):
             panel.show([], [], None, "no sample")
             return
         st = self.ws.state(self.state.current)
-        panel.show(st.choices, self.controller.strings(st.sample.tokens), st.runs[-1] if st.runs else None, views.ablation_status(self.state, st))
+        panel.show(st.choices, self.controller.strings(st.sample.tokens), st.runs[-1] if st.runs else None, views.ablation_status(self.state, st), self.ws.labels)
 
     # --- what the panes and workers report ------------------------------------------
 
@@ -367,6 +367,11 @@ class MainScreen(Screen):
             self.app.copy_to_clipboard(link)
             self.notify(f"copied {link}", timeout=4)
 
+    @on(DataTable.RowSelected, "#feature-table")
+    @on(DataTable.RowSelected, "#choices")
+    def action_feature_card(self, event: DataTable.RowSelected | None = None) -> None:
+        self.controller.open_card(self._highlighted_choice())
+
     def action_copy_text(self) -> None:
         view = self.tokens.focused_view()
         if view.doc is None:
@@ -385,6 +390,7 @@ class MainScreen(Screen):
             return
 
         def opened(key: str | None) -> None:
+            self.controller.changed("features", "ablation", "tokens")  # labels or toggles made from a card
             if key is not None and key in self.ws.samples:
                 self.query_one("#samples", SampleTable).show(self.ws.samples, key)
                 self.controller.select(key)

@@ -8,10 +8,12 @@ from textual.widgets import Footer, Static
 
 from lister_tui.core.sessions.workspace import BatchAttribution, SampleState
 from lister_tui.core.study.features import ExpressionMatrix, expression_matrix
+from lister_tui.tui.card_render import shown
 from lister_tui.tui.keymap import MATRIX_KEYS, bindings
 from lister_tui.tui.widgets.heatmap import Heatmap
 
 TOP_N = 300  # the study's
+LABEL_WIDTH = 16  # of a feature's label next to its row
 
 
 class MatrixScreen(Screen[str | None]):
@@ -50,7 +52,16 @@ class MatrixScreen(Screen[str | None]):
             f"Expression matrix · {sae} ({self.sae_index + 1}/{len(self.sae_ids)}, [ ] switch) · "
             f"{len(m.features)} features × {len(m.samples)} samples · max activation, clustered"
         )
-        self.query_one(Heatmap).show(m.values, [f"f{f}" for f in m.features])
+        self.query_one(Heatmap).show(m.values, [self._row_label(sae, int(f)) for f in m.features])
+
+    def _row_label(self, sae: str, feature: int) -> str:
+        """``f12`` or ``f12 label`` (the user's label, shown as text, cut to LABEL_WIDTH)."""
+        ws = getattr(self.app, "workspace", None)
+        label = ws.label(sae, feature) if ws is not None else ""
+        if not label:
+            return f"f{feature}"
+        label = shown(label).replace("·", " ")
+        return f"f{feature} " + (label if len(label) <= LABEL_WIDTH else label[: LABEL_WIDTH - 1] + "…")
 
     def action_sae(self, step: int) -> None:
         self.sae_index = (self.sae_index + step) % len(self.sae_ids)
@@ -61,6 +72,26 @@ class MatrixScreen(Screen[str | None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def action_feature_card(self) -> None:
+        """The card of the feature under the cursor, with the column's sample in its strip."""
+        from lister_tui.tui.screens.feature_card import FeatureCardScreen
+
+        m = self.matrix
+        if m is None or m.values.size == 0:
+            return
+        heatmap = self.query_one(Heatmap)
+        feature = int(m.features[heatmap.row])
+        key = self.batch.keys[int(m.samples[heatmap.col])]
+
+        def closed(changed: bool | None) -> None:
+            if changed:
+                self._load()  # a new label next to its row
+
+        self.app.push_screen(
+            FeatureCardScreen(self.app.lab, self.sae_ids[self.sae_index], feature, workspace=getattr(self.app, "workspace", None), sample_key=key),
+            closed,
+        )
 
     def action_open_sample(self) -> None:
         if self.matrix is None or self.matrix.values.size == 0:
@@ -78,5 +109,5 @@ class MatrixScreen(Screen[str | None]):
         self.query_one("#matrix-info", Static).update(
             f"feature [b]{self.sae_ids[self.sae_index]} f{feature}[/b] × sample [b]{spec.template}/{spec.topic}/{spec.sample}[/b] "
             f"(seed {spec.seed}): max activation {m.values[event.row, event.col]:.3f}\n"
-            f"row {event.row + 1}/{m.values.shape[0]}, column {event.col + 1}/{m.values.shape[1]} · enter opens the sample"
+            f"row {event.row + 1}/{m.values.shape[0]}, column {event.col + 1}/{m.values.shape[1]} · enter: the feature's card · o: open the sample"
         )

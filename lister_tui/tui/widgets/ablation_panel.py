@@ -9,6 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
 from lister_tui.core.sessions.workspace import AblationChoice, AblationRun
+from lister_tui.tui.widgets.feature_table import LABEL_WIDTH, label_cell
 from lister_tui.tui.widgets.token_view import visible
 
 LABELS = {
@@ -72,19 +73,31 @@ class ChoiceTable(DataTable):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", cell_padding=0)
         self.choices: list[AblationChoice] = []
+        self.with_labels = False
 
     def on_mount(self) -> None:
-        for label, w in ((" SAE", 7), (" feat", 5), (" pos", 5), (" token", 9), (" mode", 6)):
-            self.add_column(label, width=w, key=label.strip())
+        self._columns(False)
 
-    def show(self, choices: list[AblationChoice], strings: list[str]) -> None:
-        self.clear()
+    def _columns(self, with_labels: bool) -> None:
+        cols = ((" SAE", 7), (" feat", 5), (" pos", 5), (" token", 9), (" mode", 6)) + (((" label", LABEL_WIDTH),) if with_labels else ())
+        for label, w in cols:
+            self.add_column(label, width=w, key=label.strip())
+        self.with_labels = with_labels
+
+    def show(self, choices: list[AblationChoice], strings: list[str], labels: dict | None = None) -> None:
+        """``labels``: (sae_id, feature) -> the user's label, in a last column once some feature has one."""
+        labels = labels or {}
+        with_labels = bool(labels)
+        self.clear(columns=with_labels != self.with_labels)
+        if not self.columns:
+            self._columns(with_labels)
         self.choices = list(choices)
         for c in choices:
             tok = " " + visible(strings[c.pos]) if 0 <= c.pos < len(strings) else ""
             mode = Text(" every", style="bold") if c.mode == "every" else Text(" @pos")
             pos = f"{c.pos:>5}" if c.pos >= 0 else "  all"
-            self.add_row(" " + c.sae_id, f"{c.feature:>5}", pos, tok, mode, key=f"{c.sae_id}:{c.feature}:{c.pos}")
+            label = (label_cell(labels.get((c.sae_id, c.feature), "")),) if with_labels else ()
+            self.add_row(" " + c.sae_id, f"{c.feature:>5}", pos, tok, mode, *label, key=f"{c.sae_id}:{c.feature}:{c.pos}")
 
     def highlighted(self) -> AblationChoice | None:
         i = self.cursor_row
@@ -105,7 +118,7 @@ class AblationPanel(Vertical):
             yield ChoiceTable(id="choices")
             yield Static("no regeneration yet (r)", id="deltas")
 
-    def show(self, choices: list[AblationChoice], strings: list[str], run: AblationRun | None, status: str) -> None:
+    def show(self, choices: list[AblationChoice], strings: list[str], run: AblationRun | None, status: str, labels: dict | None = None) -> None:
         self.query_one("#ablation-status", Static).update(status)
-        self.query_one(ChoiceTable).show(choices, strings)
+        self.query_one(ChoiceTable).show(choices, strings, labels)
         self.query_one("#deltas", Static).update(delta_table(run) if run is not None else "no regeneration yet (r)")

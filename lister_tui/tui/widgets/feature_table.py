@@ -53,6 +53,16 @@ def rows_from_ranking(frame) -> list[FeatureRow]:
     ]
 
 
+LABEL_WIDTH = 18  # the label column (the whole label is in the card and the exports)
+
+
+def label_cell(label: str) -> Text:
+    """A user's label as a table cell: text, never markup, control characters shown."""
+    from lister_tui.tui.card_render import shown
+
+    return Text(" " + shown(label).replace("·", " ") if label else "", style="italic")
+
+
 SORT_KEYS: tuple[str, ...] = ("attribution", "activation", "pos", "feature", "sae")
 
 
@@ -85,18 +95,25 @@ class FeatureTable(DataTable):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True, cell_padding=0)
         self.rows_shown: list[FeatureRow] = []
         self.dataset = False
+        self.with_labels = False
 
-    def show(self, rows: list[FeatureRow], modes: dict[str, str], dataset: bool, links: bool) -> None:
-        """``modes`` maps a row key to "@" (at its position) or "∀" (every position)."""
+    def show(self, rows: list[FeatureRow], modes: dict[str, str], dataset: bool, links: bool, labels: dict | None = None) -> None:
+        """``modes`` maps a row key to "@" (at its position) or "∀" (every position); ``labels``
+        maps (sae_id, feature) to the user's label, shown in a last column once some feature has one
+        (so a narrow terminal loses no row to a horizontal scrollbar before then)."""
+        labels = labels or {}
+        with_labels = bool(labels)
         keep = self.cursor_row
         current = self.rows_shown[keep].key if 0 <= keep < len(self.rows_shown) else None
-        self.clear(columns=self.dataset != dataset or not self.columns)
+        self.clear(columns=self.dataset != dataset or not self.columns or self.with_labels != with_labels)
         self.dataset = dataset
+        self.with_labels = with_labels
         if not self.columns:
             if dataset:
                 cols = (("ab", 2), ("  #", 3), (" SAE", 7), (" feat", 5), ("  Σattr", 8), ("   mean", 7), ("  n", 3), ("  smp", 5), (" token", 10))
             else:
                 cols = (("ab", 2), ("  #", 3), (" SAE", 7), (" feat", 5), (" pos", 4), (" token", 9), ("   attr", 7), ("   act", 6), ("  err", 5))
+            cols += ((" label", LABEL_WIDTH),) if with_labels else ()
             for label, w in cols:
                 self.add_column(label, width=w, key=label.strip())
         self.rows_shown = rows
@@ -108,6 +125,8 @@ class FeatureTable(DataTable):
                 cells = (mark_text, f"{r.rank:>3}", " " + r.sae_id, f"{r.feature:>5}", f"{r.attribution:>+8.3f}", f"{r.mean:>+7.3f}", f"{r.count:>3}", f"{r.samples:>5}", tok)
             else:
                 cells = (mark_text, f"{r.rank:>3}", " " + r.sae_id, f"{r.feature:>5}", f"{r.pos:>4}", tok, f"{r.attribution:>+7.3f}", f"{r.activation:>6.2f}", f"{r.error_share:>5.2f}")
+            if with_labels:
+                cells += (label_cell(labels.get((r.sae_id, r.feature), "")),)
             # Text cells: a plain string would be parsed as markup, which dominates a redraw of hundreds of rows
             self.add_row(*(c if isinstance(c, Text) else Text(c) for c in cells), key=r.key)
         if current is not None:

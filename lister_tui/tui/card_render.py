@@ -1,0 +1,164 @@
+"""A feature card as Rich text, for the explorer's card screen and `lister-tui feature`.
+
+Every string of a card comes from a vocabulary, a corpus or the user (its label), so it
+is untrusted: it is built into :class:`rich.text.Text` piece by piece (never parsed as
+markup), whitespace shows as the token view's markers, and control characters show as
+escapes (``\\x1b``), so a token can neither style the terminal nor hide itself.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from rich.console import Group
+from rich.text import Text
+
+from lister_tui.core.study.cards import Context, FeatureCard
+from lister_tui.tui.widgets.token_view import visible
+
+HIGHLIGHT = "bold reverse"
+BARS = " ▁▂▃▄▅▆▇█"
+
+
+def shown(s: str) -> str:
+    """``s`` with whitespace as markers and every other control or format character as an escape."""
+    out = []
+    for ch in visible(s):
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def label_text(label: str) -> Text:
+    """A user's label, as plain text."""
+    return Text(shown(label).replace("·", " "), style="italic") if label else Text("")
+
+
+def feature_title(sae_id: str, feature: int, label: str = "") -> Text:
+    """``res_0 f377 "label"``: how a feature is named next to its label everywhere."""
+    text = Text(f"{sae_id} f{feature}")
+    if label:
+        text.append(" “")
+        text.append_text(label_text(label))
+        text.append("”")
+    return text
+
+
+def context_text(c: Context, width: int | None = None, brackets: bool = False) -> Text:
+    """The window, the activating token highlighted (and in ``⟦ ⟧`` with ``brackets``, for plain
+    output), other firing tokens emphasised by their activation."""
+    text = Text()
+    peak = max(c.window_activations) or 1.0
+    for i, (token, act) in enumerate(zip(c.tokens, c.window_activations)):
+        if i == c.index:
+            style = HIGHLIGHT
+        elif act > 0:
+            style = "bold" if act >= 0.5 * peak else "underline"
+        else:
+            style = ""
+        text.append(f"⟦{shown(token)}⟧" if brackets and i == c.index else shown(token), style=style)
+    if width is not None and len(text) > width:
+        # keep the highlighted token in view: cut from the left first
+        before = len(shown("".join(c.tokens[: c.index])))
+        cut = max(0, min(before - width // 2, len(text) - width))
+        text = text[cut : cut + width]
+    return text
+
+
+def sparkline(counts, width: int = 30) -> str:
+    if not counts:
+        return ""
+    top = max(counts) or 1
+    return "".join(BARS[0 if n == 0 else max(1, round(n / top * (len(BARS) - 1)))] for n in counts[:width])
+
+
+def contexts_lines(contexts, title: str, width: int = 100, brackets: bool = True) -> Text:
+    """One line per context: activation, the window (the token kept in view) and where it comes from."""
+    context_width = max(20, min(60, width - 8 - 24))
+    source_width = max(0, width - 8 - context_width - 2)
+    text = Text(title, style="bold")
+    for c in contexts:
+        line = Text(f"\n{c.activation:6.2f}  ")
+        window = context_text(c, context_width, brackets)
+        window.pad_right(context_width - len(window))
+        line.append_text(window)
+        if source_width >= 8:
+            source = Text("  " + shown(c.source.split(": ", 1)[-1]).replace("·", " "), style="dim")
+            source.truncate(source_width + 2, overflow="ellipsis")
+            line.append_text(source)
+        text.append_text(line)
+    return text
+
+
+def effects_text(card: FeatureCard) -> Text:
+    e = card.logit_effects
+    text = Text("promotes   ", style="bold")
+    for token, value in e.promoted:
+        text.append(shown(token), style="green")
+        text.append(f" {value:+.2f}  ")
+    text.append("\nsuppresses ", style="bold")
+    for token, value in e.suppressed:
+        text.append(shown(token), style="red")
+        text.append(f" {value:+.2f}  ")
+    text.append("\nmetric (blank − newline), direct: ", style="bold")
+    text.append(f"{e.metric_direct:+.3f} per unit of activation")
+    return text
+
+
+def summary_text(card: FeatureCard) -> Text:
+    text = Text()
+    text.append_text(feature_title(card.sae_id, card.feature, card.label))
+    text.stylize("bold")
+    text.append(f"  ·  {card.model} {card.hook_name}  ·  {card.d_sae} features\n")
+    text.append(f"density {card.density:.3%} ({card.n_firing:,} of {card.n_tokens:,} tokens) · max activation {card.max_activation:.2f}\n")
+    text.append("corpus: ")
+    text.append(shown(card.corpus).replace("·", " "))
+    if card.link:
+        text.append(f"\n{card.link}")
+    return text
+
+
+def histogram_text(card: FeatureCard) -> Text:
+    if not card.histogram_counts:
+        return Text("histogram: the feature never fires on this corpus")
+    edges = card.histogram_edges
+    return Text(f"histogram of non-zero activations  0 {sparkline(card.histogram_counts)} {edges[-1]:.2f}")
+
+
+def sample_text(card: FeatureCard, width: int = 100) -> Text:
+    s = card.sample
+    if s is None:
+        return Text("")
+    text = Text(f"in sample {s.key}: ", style="bold")
+    if s.rank is None:
+        text.append("not among its attributed pairs" if s.attribution is None else "")
+    else:
+        text.append(f"rank {s.rank}, attribution {s.attribution:+.3f} at pos {s.position}")
+    text.append("\n")
+    text.append_text(strip_text(s.tokens, s.activations, width))
+    return text
+
+
+def strip_text(tokens, activations, width: int = 100) -> Text:
+    """The sample's tokens, each tinted by the feature's activation there (the strongest reversed)."""
+    text = Text()
+    peak = max(activations, default=0.0) or 1.0
+    for token, act in zip(tokens, activations):
+        style = HIGHLIGHT if act >= 0.999 * peak and act > 0 else ("bold" if act >= 0.5 * peak else ("underline" if act > 0 else "dim"))
+        text.append(shown(token), style=style)
+    return text
+
+
+def card_renderable(card: FeatureCard, width: int = 100) -> Group:
+    """The whole card, for a console ``width`` columns wide."""
+    parts = [summary_text(card), Text(""), contexts_lines(card.contexts, f"Top {len(card.contexts)} contexts", width)]
+    for g in card.intervals:
+        if g.contexts:
+            parts.append(contexts_lines(g.contexts, f"Interval ({g.low:.2f}, {g.high:.2f}]: {g.share:.1%} of firings", width))
+    parts += [Text(""), histogram_text(card), Text(""), effects_text(card)]
+    if card.sample is not None:
+        parts += [Text(""), sample_text(card, width)]
+    return Group(*parts)
