@@ -1,22 +1,34 @@
 """`lister-tui organism build`: corpus -> tokenizer -> model -> SAEs -> card.
 
-Every step is seeded, so a build on the same machine and versions reproduces the
-shipped files. The full build trains in about 10 minutes on 2 CPU cores; the
-``reduced`` settings exercise the same code in well under a minute (tests).
+Every step is seeded and the build runs under ``deterministic_torch``: a fixed
+torch thread count and ``torch.use_deterministic_algorithms(True)``. Without the
+latter, the backward pass of TransformerLens's embedding lookup (``W_E[tokens]``,
+an ``index_put_`` with ``accumulate=True``) adds float gradients with atomic adds
+from several threads in whatever order the threads arrive, so two builds on the
+same machine differed from the first step on (``embed.W_E``'s gradient by ~1e-8,
+the trained model by up to 2e-4). With it, builds with the same settings, thread
+count, CPU instruction set and versions write bit-identical model, SAE and
+tokenizer files (tests/test_build.py). The full build trains in about 10 minutes on
+2 idle CPU cores; the ``reduced`` settings exercise the same code in about a minute.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import platform
+import random
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from lister_tui.organism import paths
@@ -96,17 +108,75 @@ def _versions() -> dict[str, str]:
     return out
 
 
+@contextlib.contextmanager
+def deterministic_torch(threads: int, seed: int) -> Iterator[None]:
+    """Run the block with ``threads`` torch threads, deterministic algorithms and seeded RNGs; restore all after.
+
+    The thread count is part of the result, not only of the speed: CPU kernels split
+    their reductions per thread. The host's settings and random states come back
+    afterwards, so building (or a test that builds) leaves the process as it found it.
+    """
+    saved_threads = torch.get_num_threads()
+    saved_deterministic = torch.are_deterministic_algorithms_enabled()
+    saved_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    saved_random, saved_numpy = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            torch.set_num_threads(threads)
+            torch.use_deterministic_algorithms(True)
+            torch.manual_seed(seed)
+            yield
+        finally:
+            torch.use_deterministic_algorithms(saved_deterministic, warn_only=saved_warn_only)
+            torch.set_num_threads(saved_threads)
+            random.setstate(saved_random)
+            np.random.set_state(saved_numpy)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_record(threads: int) -> dict:
+    """What a bit-identical rebuild must match: CPU, instruction set torch dispatches to, threads."""
+    return {
+        "cpu": _cpu_model(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": threads,
+    }
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def build_organism(
     out_dir: Path, settings: BuildSettings = BuildSettings(), log: Callable[[str], None] = print
 ) -> dict:
     """Build every file of lister-tiny into ``out_dir`` (replaced atomically) and return the build record."""
+    with deterministic_torch(settings.threads, settings.seed):
+        return _build(Path(out_dir), settings, log)
+
+
+def _build(out_dir: Path, settings: BuildSettings, log: Callable[[str], None]) -> dict:
     from lister_tui.core.engine.loading import build_hooked_model
     from lister_tui.organism.tokenizer import train_tokenizer
 
-    out_dir = Path(out_dir)
-    torch.set_num_threads(settings.threads)
-    torch.manual_seed(settings.seed)
     t_start = time.time()
+    # Timings mean little without the machine's load: other jobs on the same cores
+    # stretch them (1-, 5- and 15-minute load averages).
+    load_at_start = _load_average()
     # Build into a sibling temp folder and swap it in at the end, so an interrupted
     # build never leaves a half-written organism behind.
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -171,6 +241,8 @@ def build_organism(
             "sae_quality": sae_quality,
             "sae_seconds": sae_seconds,
             "versions": _versions(),
+            "machine": machine_record(settings.threads),
+            "load_average": {"start": load_at_start},
         }
         (work / paths.BUILD_RECORD).write_text(json.dumps(build, indent=2))
 
@@ -179,6 +251,7 @@ def build_organism(
 
         build["behaviour"] = behaviour_stats(work, settings.card_lists_per_template, settings.seed)
         build["total_seconds"] = round(time.time() - t_start, 1)
+        build["load_average"]["end"] = _load_average()
         (work / paths.BUILD_RECORD).write_text(json.dumps(build, indent=2))
         (work / paths.CARD).write_text(render_card(build))
         if out_dir.exists():

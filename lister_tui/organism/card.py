@@ -26,6 +26,21 @@ def behaviour_stats(weights_dir: Path, lists_per_template: int, seed: int) -> di
     return {"preset": CARD_PRESET, "templates": dict(template_stats(samples))}
 
 
+def _machine_lines(build: dict) -> list[str]:
+    """Where the build ran and how busy the machine was: the times above depend on both."""
+    m, load = build.get("machine"), build.get("load_average")
+    if not m:
+        return []
+    line = (
+        f"Built on {m['cpu']} ({m['cpu_count']} cores, torch CPU capability {m['torch_cpu_capability']}) "
+        f"with {m['threads']} torch threads"
+    )
+    if load and load.get("start") and load.get("end"):
+        fmt = lambda la: " / ".join(f"{x:.2f}" for x in la)  # noqa: E731
+        line += f"; load average (1, 5, 15 min) {fmt(load['start'])} at the start, {fmt(load['end'])} at the end"
+    return [line + "."]
+
+
 def render_card(build: dict) -> str:
     cfg = build["model_config"]
     tr = build["training"]
@@ -50,6 +65,7 @@ def render_card(build: dict) -> str:
         f"Whole build: {build.get('total_seconds', 0):.0f} s. Versions: "
         + ", ".join(f"{k} {v}" for k, v in build["versions"].items())
         + ".",
+        *_machine_lines(build),
         "",
         f"## Behaviour ({build['behaviour']['preset']} preset: temperature 0.8, top-p 0.9)",
         "",

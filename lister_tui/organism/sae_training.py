@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import random
 import shutil
@@ -199,6 +200,30 @@ def _batched_rows(
     return Dataset.from_dict({"input_ids": rows})
 
 
+# Folders of the training run that are gone once it ends; their random names
+# (tempfile's, and a random suffix sae-lens appends) would differ in every build.
+_TEMPORARY_PATH_KEYS = ("checkpoint_path", "output_path")
+
+
+def _canonicalise_configs(sae_dir: Path) -> None:
+    """Rewrite sae-lens's JSON configs so that the same training writes the same bytes.
+
+    sae-lens builds cfg.json's keys by iterating over a ``set`` of field names, so
+    their order follows Python's per-process string hashing (PYTHONHASHSEED): sorted
+    keys make it one order. runner_cfg.json records the run's temporary folders,
+    which are dropped (set to null). Loading reads neither order nor those paths.
+    """
+    for name in ("cfg.json", "runner_cfg.json"):
+        path = sae_dir / name
+        if not path.exists():
+            continue
+        cfg = json.loads(path.read_text())
+        for key in _TEMPORARY_PATH_KEYS:
+            if key in cfg:
+                cfg[key] = None
+        path.write_text(json.dumps(cfg, sort_keys=True))
+
+
 @torch.no_grad()
 def _init_b_dec_to_mean(runner: LanguageModelSAETrainingRunner, n_batches: int) -> None:
     """Start the decoder bias at the activations' mean, in the trainer's normalised units.
@@ -312,6 +337,7 @@ def train_sae(
             )
             _init_b_dec_to_mean(runner, n_batches=max(1, 10_000 // settings.batch_size_tokens))
             runner.run()
+        _canonicalise_configs(staging)
         # Replace out_dir only once the whole SAE is on disk.
         if out_dir.exists():
             shutil.rmtree(out_dir)
