@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import random
+import subprocess
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from lister_tui.core.engine.loading import build_hooked_model, load_model
 from lister_tui.organism import paths
-from lister_tui.organism.build import BuildSettings, build_organism
+from lister_tui.organism.build import BuildSettings, build_organism, deterministic_torch
 from lister_tui.organism.corpus import make_corpus
 from lister_tui.organism.tokenizer import train_tokenizer
 from lister_tui.organism.train_model import ModelShape, ModelTrainingSettings, encode_examples, train_model
@@ -72,3 +79,127 @@ def test_model_training_is_reproducible_from_its_seed(tmp_path):
         states.append(model.state_dict())
     for key in states[0]:
         torch.testing.assert_close(states[0][key], states[1][key], rtol=0, atol=0)
+
+
+def test_deterministic_torch_sets_and_restores_threads_algorithms_and_random_states():
+    torch.set_num_threads(1)
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())
+    rng = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
+    with deterministic_torch(threads=2, seed=3):
+        assert torch.get_num_threads() == 2 and torch.are_deterministic_algorithms_enabled()
+        first = torch.rand(3)
+        random.random(), np.random.rand()
+    with deterministic_torch(threads=2, seed=3):
+        assert torch.equal(torch.rand(3), first)
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
+    assert torch.equal(torch.get_rng_state(), rng[0]) and random.getstate() == rng[1]
+    assert np.array_equal(np.random.get_state()[1], rng[2])
+
+
+# Small enough for CI (one layer, so two SAEs), big enough to meet what made builds
+# differ: the embedding's gradient (16 rows x ~100 tokens x d_model 64 > 32768
+# elements) takes torch's multi-threaded atomic-add path unless deterministic
+# algorithms are on.
+MINI_BUILD = replace(
+    BuildSettings.reduced(),
+    n_train_examples=400,
+    n_heldout_examples=20,
+    shape=replace(BuildSettings.reduced().shape, n_layers=1),
+    model_training=ModelTrainingSettings(steps=4, batch_size=16, warmup_steps=1),
+    sae_training=replace(BuildSettings.reduced().sae_training, training_tokens=2048),
+    sae_training_by_site={"res_0": {"training_tokens": 3072}},
+    sae_train_examples=64,
+    card_lists_per_template=1,
+)
+
+_BUILD_IN_A_FRESH_PROCESS = """
+import json, sys
+from lister_tui.organism.build import BuildSettings, build_organism
+from lister_tui.organism.train_model import ModelShape, ModelTrainingSettings
+from lister_tui.organism.sae_training import SAETrainingSettings
+s = json.loads(sys.argv[2])
+settings = BuildSettings(**{
+    **s,
+    "shape": ModelShape(**s["shape"]),
+    "model_training": ModelTrainingSettings(**s["model_training"]),
+    "sae_training": SAETrainingSettings(**s["sae_training"]),
+})
+build_organism(sys.argv[1], settings, log=lambda _: None)
+"""
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    # build.json and the card hold timings and load averages, which differ by design.
+    skip = {paths.BUILD_RECORD, paths.CARD}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in skip}
+
+
+@pytest.mark.slow  # over a minute on 2 cores (not skipped: CI checks determinism)
+def test_two_builds_in_fresh_processes_write_bit_identical_files(tmp_path):
+    # Separate processes with different string-hash seeds, as two runs of
+    # `lister-tui organism build` would be: set and dict orders differ between them.
+    folders = []
+    for hash_seed in ("1", "2"):
+        out = tmp_path / f"build{hash_seed}"
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        subprocess.run(
+            [sys.executable, "-c", _BUILD_IN_A_FRESH_PROCESS, str(out), json.dumps(asdict(MINI_BUILD))],
+            env=env, check=True, capture_output=True, timeout=600,
+        )  # fmt: skip
+        folders.append(out)
+    first, second = (_files(f) for f in folders)
+    assert sorted(first) == sorted(second)
+    assert any(name.startswith(paths.SAES_SUBDIR) for name in first) and paths.MODEL_WEIGHTS in first
+    differing = [name for name in first if first[name] != second[name]]
+    assert not differing, differing
+    records = [json.loads((f / paths.BUILD_RECORD).read_text()) for f in folders]
+    for key in ("sae_quality", "behaviour", "training"):
+        if key == "training":
+            records[0][key].pop("seconds"), records[1][key].pop("seconds")
+        assert records[0][key] == records[1][key], key
+
+
+# --- the full rebuild (minutes: run by hand, never in CI) ------------------------------
+
+RUN_REBUILD_ENV = "LISTER_TINY_REBUILD_TEST"
+GROUND_TRUTH_TESTS = ("tests/test_experiment.py", "tests/test_organism.py", "tests/test_attribution.py")
+ROOT = Path(__file__).resolve().parents[1]
+
+rebuild_test = pytest.mark.skipif(
+    os.environ.get(RUN_REBUILD_ENV) != "1",
+    reason=f"rebuilds lister-tiny (10+ minutes on 2 cores); set {RUN_REBUILD_ENV}=1 to run",
+)
+
+
+@pytest.fixture(scope="module")
+def rebuilt(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("rebuild") / "lister_tiny"
+    build_organism(out, BuildSettings(), log=lambda _: None)
+    return out
+
+
+@pytest.mark.slow
+@rebuild_test
+def test_rebuilt_organism_passes_the_ground_truth_tests(rebuilt):
+    env = dict(os.environ, **{paths.WEIGHTS_DIR_ENV: str(rebuilt)})
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *GROUND_TRUTH_TESTS],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+@pytest.mark.slow
+@rebuild_test
+def test_rebuild_on_the_shipped_builds_kind_of_machine_is_bit_identical(rebuilt):
+    shipped = json.loads((paths.SHIPPED_DIR / paths.BUILD_RECORD).read_text())
+    rebuild = json.loads((rebuilt / paths.BUILD_RECORD).read_text())
+    same_kind = {k: v for k, v in shipped["machine"].items() if k != "cpu_count"}
+    here = {k: v for k, v in rebuild["machine"].items() if k != "cpu_count"}
+    if (same_kind, shipped["versions"]) != (here, rebuild["versions"]):
+        pytest.skip(f"the shipped build ran on {shipped['machine']} with {shipped['versions']}; this is {rebuild['machine']}, {rebuild['versions']}")
+    assert shipped["settings"] == rebuild["settings"]
+    shipped_files, rebuilt_files = _files(paths.SHIPPED_DIR), _files(rebuilt)
+    assert sorted(shipped_files) == sorted(rebuilt_files)
+    assert [n for n in shipped_files if shipped_files[n] != rebuilt_files[n]] == []
+    assert rebuild["sae_quality"] == shipped["sae_quality"] and rebuild["behaviour"] == shipped["behaviour"]
