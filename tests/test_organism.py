@@ -108,9 +108,14 @@ def test_corpus_is_deterministic_and_follows_its_design():
     assert all(f" a {e.adjective} list of " in e.prompt for e in neutral)
 
 
-def test_card_is_shipped_and_matches_the_build_record():
-    card = (paths.SHIPPED_DIR / paths.CARD).read_text()
-    build = json.loads((paths.SHIPPED_DIR / paths.BUILD_RECORD).read_text())
+def test_card_is_the_one_the_build_wrote_from_its_record():
+    from lister_tui.organism.card import render_card
+
+    folder = paths.weights_dir()
+    card = (folder / paths.CARD).read_text()
+    build = json.loads((folder / paths.BUILD_RECORD).read_text())
+    # No hand edits: the card is exactly what the build renders from its record.
+    assert card == render_card(build)
     for sae_id, q in build["sae_quality"].items():
         assert f"| {sae_id} |" in card
         assert f"{q['explained_variance']:.3f}" in card
@@ -118,8 +123,17 @@ def test_card_is_shipped_and_matches_the_build_record():
         assert f"| {template} |" in card
 
 
+def test_weights_dir_variable_points_the_registry_at_another_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv(paths.WEIGHTS_DIR_ENV, raising=False)
+    assert get_entry("lister-tiny").weights_dir == paths.SHIPPED_DIR
+    monkeypatch.setenv(paths.WEIGHTS_DIR_ENV, str(tmp_path / "rebuild"))
+    assert get_entry("lister-tiny").weights_dir == tmp_path / "rebuild"
+    with pytest.raises(ModelNotAvailable, match=str(tmp_path / "rebuild")):
+        load_model("lister-tiny", device="cpu")
+
+
 def test_shipped_weights_are_small():
-    total = sum(p.stat().st_size for p in paths.SHIPPED_DIR.rglob("*") if p.is_file())
+    total = sum(p.stat().st_size for p in paths.weights_dir().rglob("*") if p.is_file())
     assert total <= 25 * 2**20, total
 
 
@@ -137,7 +151,7 @@ def test_missing_weights_folder_names_the_path(tmp_path):
 
 def test_corrupt_weights_name_the_file_and_the_fix(tmp_path):
     folder = tmp_path / "tiny"
-    shutil.copytree(paths.SHIPPED_DIR, folder)
+    shutil.copytree(paths.weights_dir(), folder)
     weights = folder / paths.MODEL_WEIGHTS
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(ModelNotAvailable, match="model.safetensors.*organism build"):
@@ -149,7 +163,7 @@ def test_corrupt_weights_name_the_file_and_the_fix(tmp_path):
 
 def test_corrupt_sae_names_the_sae(tmp_path):
     folder = tmp_path / "tiny"
-    shutil.copytree(paths.SHIPPED_DIR, folder)
+    shutil.copytree(paths.weights_dir(), folder)
     sae_dir = folder / paths.SAES_SUBDIR / "res_0"
     for f in sae_dir.iterdir():
         f.write_text("garbage")

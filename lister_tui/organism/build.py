@@ -112,8 +112,8 @@ def _versions() -> dict[str, str]:
 def deterministic_torch(threads: int, seed: int) -> Iterator[None]:
     """Run the block with ``threads`` torch threads, deterministic algorithms and seeded RNGs; restore all after.
 
-    The thread count is part of the result, not only of the speed: CPU kernels split
-    their reductions per thread. The host's settings and random states come back
+    The thread count is fixed because it can enter the result, not only the speed
+    (a kernel may split a reduction per thread, as the atomic-add path above does). The host's settings and random states come back
     afterwards, so building (or a test that builds) leaves the process as it found it.
     """
     saved_threads = torch.get_num_threads()
