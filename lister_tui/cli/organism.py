@@ -29,10 +29,10 @@ def organism_build(
 
 @organism_app.command("card")
 def organism_card() -> None:
-    """Print the shipped organism card."""
-    from lister_tui.organism.paths import CARD, SHIPPED_DIR
+    """Print the organism card ($LISTER_TINY_DIR's if set, else the shipped one)."""
+    from lister_tui.organism.paths import CARD, weights_dir
 
-    path = SHIPPED_DIR / CARD
+    path = weights_dir() / CARD
     if not path.exists():
         fail(ListerError(f"no card at {path}; build the organism with `lister-tui organism build`"))
     from rich.markdown import Markdown

@@ -86,7 +86,7 @@ class ModelEntry:
 
 
 def _lister_tiny() -> ModelEntry:
-    from lister_tui.organism.paths import N_LAYERS, SHIPPED_DIR
+    from lister_tui.organism.paths import N_LAYERS, weights_dir
 
     sites = tuple(SAESite(f"res_{l}", "res", l) for l in range(N_LAYERS)) + tuple(
         SAESite(f"attn_{l}", "attn", l) for l in range(N_LAYERS)
@@ -96,7 +96,7 @@ def _lister_tiny() -> ModelEntry:
         description="The project's own small transformer, trained on synthetic chat-style lists, with SAEs on every layer.",
         source="shipped",
         sites=sites,
-        weights_dir=SHIPPED_DIR,
+        weights_dir=weights_dir(),
     )
 
 
