@@ -48,7 +48,7 @@ from lister_tui.core.sweep.tables import BASE, SAE_ABLATION
 
 def _items(loaded: LoadedModel, s: ListSample) -> list[str]:
     stop = s.structure.end_pos if s.structure.end_pos is not None else len(s.tokens)
-    return items_from_text(loaded.tokenizer.decode(list(s.tokens[s.prompt_len : stop])))
+    return items_from_text(loaded.tokenizer.decode(list(s.tokens[s.prompt_len : stop])), loaded.ids.style)
 
 
 def generation_row(loaded: LoadedModel, s: ListSample, condition: str, method: str, sae: str | None, pairs: str) -> dict:
