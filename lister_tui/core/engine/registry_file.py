@@ -289,3 +289,102 @@ def read_templates_file(path: Path) -> tuple[Template, ...]:
     if not templates:
         raise ListerError(f"templates file {path} defines no templates; add [templates.NAME] with text = \"… {{topic}} …\"")
     return templates
+
+
+def adhoc_site(value: str, taken: set[str]) -> SAESite:
+    """A site for one run from ``--sae``: ``RELEASE:SAE_ID`` or a SAELens folder, optionally ``ID=…``."""
+    site_id, _, spec = value.partition("=") if "=" in value.split(":")[0] else ("", "", value)
+    folder = Path(spec).expanduser()
+    if folder.is_dir():
+        cfg_path = folder / "cfg.json"
+        try:
+            import json
+
+            cfg = json.loads(cfg_path.read_text())
+            hook = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name")
+            kind, layer = kind_of_hook(str(hook))
+        except (OSError, ValueError) as exc:
+            raise ListerError(f"--sae {value!r}: {cfg_path} is not a readable SAELens config ({exc})") from exc
+        site = SAESite(site_id or f"{kind}_{layer}", kind, layer, path=folder.resolve(), hook=str(hook))
+    elif ":" in spec:
+        release, sae_id = spec.split(":", 1)
+        if not release or not sae_id:
+            raise ListerError(f"--sae {value!r}: give RELEASE:SAE_ID, e.g. gemma-scope-2b-pt-res:layer_3/width_16k/average_l0_142")
+        kind, layer = hook_from_sae_id(release, sae_id, value)
+        site = SAESite(site_id or f"{kind}_{layer}", kind, layer, release=release, sae_id=sae_id)  # type: ignore[arg-type]
+    else:
+        raise ListerError(
+            f"--sae {value!r} is not one of the model's SAE ids, a RELEASE:SAE_ID, or a SAELens folder "
+            f"(model's ids: {', '.join(sorted(taken)) or 'none'})"
+        )
+    if not SITE_ID.match(site.id):
+        raise ListerError(f"--sae {value!r}: id {site.id!r} is not a short id (letters, digits, _ . -)")
+    if site.id in taken:
+        raise ListerError(f"--sae {value!r}: id {site.id!r} is taken; name it: --sae NEW_ID={spec}")
+    return site
+
+
+def entry_record(entry: ModelEntry) -> dict:
+    """The entry in full, as sessions and sweep manifests record it (JSON-ready)."""
+    from lister_tui.core.engine.fingerprint import folder_fingerprint
+
+    def site(s: SAESite) -> dict:
+        out = {"id": s.id, "kind": s.kind, "layer": s.layer, "hook_name": s.hook_name, "release": s.release, "sae_id": s.sae_id}
+        if s.path is not None:
+            out["path"] = str(s.path)
+            out["fingerprint"] = folder_fingerprint(Path(s.path))
+        return out
+
+    return {
+        "name": entry.name,
+        "origin": entry.origin,
+        "source": entry.source,
+        "model": entry.tl_name,
+        "hf_model_name": entry.hf_model_name,
+        "folder": str(entry.hf_folder or entry.weights_dir or "") or None,
+        "dtype": entry.default_dtype,
+        "chat_template": entry.use_tokenizer_chat_template,
+        "chat_prefix": entry.chat_prefix,
+        "chat_suffix": entry.chat_suffix,
+        "list_marker": entry.item_marker,
+        "metric_tokens": [entry.blank_token, entry.newline_token],
+        "stop_tokens": list(entry.stop_tokens),
+        "bos_token": entry.bos_token,
+        "sites": [site(s) for s in entry.sites],
+        "templates": [{"name": t.name, "text": t.text, "length": t.length} for t in entry.templates],
+    }
+
+
+def entry_from_record(record: dict) -> ModelEntry:
+    """An entry back from :func:`entry_record` (a session opened where its registry file is absent)."""
+    try:
+        folder = Path(record["folder"]) if record.get("folder") else None
+        shipped = record.get("source") == "shipped"
+        sites = tuple(
+            SAESite(str(s["id"]), s["kind"], int(s["layer"]), s.get("release"), s.get("sae_id"),
+                    Path(s["path"]) if s.get("path") else None, s.get("hook_name"))  # fmt: skip
+            for s in record.get("sites", [])
+        )
+        return ModelEntry(
+            name=str(record["name"]),
+            description=f"as recorded by a session ({record.get('origin', 'unknown origin')})",
+            source="shipped" if shipped else "pretrained",
+            sites=sites,
+            hf_model_name=record.get("hf_model_name"),
+            tl_model_name=record.get("model"),
+            hf_folder=None if shipped else folder,
+            weights_dir=folder if shipped else None,
+            blank_token=record["metric_tokens"][0],
+            newline_token=record["metric_tokens"][1],
+            item_marker=record.get("list_marker", "-"),
+            stop_tokens=tuple(record["stop_tokens"]),
+            bos_token=record.get("bos_token"),
+            chat_prefix=record.get("chat_prefix", ""),
+            chat_suffix=record.get("chat_suffix", ""),
+            use_tokenizer_chat_template=bool(record.get("chat_template")),
+            default_dtype=record.get("dtype", "float32"),
+            templates=tuple(Template(t["name"], t["text"], t.get("length", "unspecified")) for t in record.get("templates", [])),
+            origin=f"recorded ({record.get('origin', '?')})",
+        )
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ListerError(f"the recorded model entry is damaged ({exc!r})") from exc

@@ -230,7 +230,7 @@ class ShardRunner:
 
     def _sample_originals(self, shard: Shard) -> list[dict]:
         s = self.settings
-        specs = build_prompts([shard.template], s.topics, s.samples_per_topic, s.seed)
+        specs = build_prompts([shard.template], s.topics, s.samples_per_topic, s.seed, entry=self.loaded.entry)
         originals = sample_lists(self.loaded, specs, s.sampling)
         keep = set(attributable(originals))
         return [_record(sample, i in keep) for i, sample in enumerate(originals)]
