@@ -223,17 +223,22 @@ def write_hf_model(folder: Path, family: str, tokenizer, seed: int = 0) -> None:
     one = lambda text: tokenizer.convert_tokens_to_ids(text) if text.startswith("<") else tokenizer.encode(text, add_special_tokens=False)[0]  # noqa: E731
     marker, newline, blank, stop = one("-"), one("\n"), one(" "), one(end)
     table = torch.zeros(cfg.vocab_size, cfg.vocab_size)
+    if family == "llama":  # numbered lists: "1." item "\n" "2." item ... (the bigram cannot count: every later item is "2.")
+        marker, digit = one("."), one("2")
+        table[newline, digit] = 10.0
+        table[digit, marker] = 10.0
+    else:
+        table[newline, marker] = 10.0
     for item in (one(i) for i in ITEMS):
         table[marker, item] = 10.0
         table[item, newline] = 10.0
         table[item, blank] = 9.0
     table[blank, newline] = 10.0
-    table[newline, marker] = 10.0
     table[newline, stop] = 9.3
     d = cfg.hidden_size
     embed = torch.randn(cfg.vocab_size, d, generator=torch.Generator().manual_seed(seed))
     # the list tokens get orthogonal embeddings, so the bigram table is read back exactly
-    used = [marker, newline, blank, stop, *(one(i) for i in ITEMS)]
+    used = list(dict.fromkeys([marker, newline, blank, stop, one("2"), one("-"), *(one(i) for i in ITEMS)]))
     basis, _ = torch.linalg.qr(embed[used].T)  # [d, n_used]
     embed[used] = basis.T
     embed = embed / embed.norm(dim=-1, keepdim=True) * d**0.5
@@ -334,6 +339,7 @@ dtype = "float32"
 chat_template = true
 stop_tokens = ["<|eot_id|>", "<|end_of_text|>"]
 bos_token = "<|begin_of_text|>"
+list_marker = "1."
 
 [[models.tiny-llama.sites]]
 id = "res_1"

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from lister_tui.core.errors import ListerError
+
 app = typer.Typer(
     name="lister-tui",
     help="Explore why a language model's lists end: tokens, the blank-vs-newline metric, SAE features, ablations.",
@@ -62,15 +64,20 @@ TEMPLATES_OPTION = typer.Option(
 )
 
 
-def use_user_files(registry: Optional[list[Path]], templates: Optional[list[Path]]) -> None:
-    """Apply --registry and --templates (before any entry is looked up)."""
+def use_user_files(registry: Optional[list[Path]], templates: Optional[list[Path]], strict: bool = True) -> None:
+    """Apply --registry and --templates (before any entry is looked up). A --registry file's templates
+    are usable with every model; with ``strict`` off a broken file is left to be reported per entry."""
     from lister_tui.core.engine.prompts import register_templates
     from lister_tui.core.engine.registry import use_registry_files
     from lister_tui.core.engine.registry_file import parse_templates, read_templates_file, read_toml
 
     use_registry_files(registry or [])
     for path in registry or []:
-        register_templates(parse_templates(read_toml(Path(path)), Path(path)))
+        try:
+            register_templates(parse_templates(read_toml(Path(path)), Path(path)))
+        except ListerError:
+            if strict:
+                raise
     for path in templates or []:
         register_templates(read_templates_file(Path(path)))
 

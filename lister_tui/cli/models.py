@@ -46,7 +46,7 @@ def models_command(
     from lister_tui.core.engine.registry_file import registry_files, user_entries
 
     try:
-        use_user_files(registry, None)
+        use_user_files(registry, None, strict=False)
         if name is not None:
             _show_entry(get_entry(name))
             return
@@ -72,7 +72,7 @@ def models_command(
     if users:
         console.print(Text("your registry files: " + ", ".join(str(p) for p in registry_files()), style="dim"), width=min(console.width, 80))
     for problem in problems:
-        err_console.print(f"[bold red]registry error:[/] {escape(problem)}", highlight=False)
+        err_console.print(f"[bold red]registry error:[/] {escape(problem)}", highlight=False, soft_wrap=True)
 
 
 def _show_entry(entry) -> None:
