@@ -46,7 +46,10 @@ def main_callback(
             return
         from lister_tui.core.engine.loading import load_model
 
+        from lister_tui.core.engine.prompts import register_templates
+
         entry, _ids = entry_with_adhoc_saes(model, split_values(sae))
+        register_templates(entry.templates)  # the generate dialog offers the entry's own templates
         # Loaded before the app starts, so a missing or bad model fails fast with a plain message.
         with err_console.status(f"loading {model}…"):
             loaded = load_model(entry, device=device, dtype=dtype)
