@@ -38,6 +38,40 @@ def model_info(loaded) -> ModelInfo:
     return ModelInfo.from_loaded(loaded, weights_fingerprint(loaded.entry))
 
 
+def session_entry(info: ModelInfo):
+    """The entry to load a session with: the registry's when it still has every recorded site as
+    recorded, else the session's own record of it (a user entry or ad-hoc sites from elsewhere)."""
+    from lister_tui.core.engine.registry import get_entry, register_entry
+    from lister_tui.core.engine.registry_file import entry_from_record
+
+    record = info.entry
+    try:
+        entry = get_entry(info.name)
+    except ListerError:
+        if record is None:
+            raise
+        entry = None
+    if record is not None:
+        recorded = {(s["id"], s.get("hook_name"), s.get("release"), s.get("sae_id"), s.get("path")) for s in record.get("sites", [])}
+        current = {(s.id, s.hook_name, s.release, s.sae_id, None if s.path is None else str(s.path)) for s in entry.sites} if entry else set()
+        if entry is None or not recorded <= current:
+            entry = entry_from_record(record)
+            register_entry(entry)
+    return entry
+
+
+def _missing(entry) -> list[str]:
+    """What a session's model lacks here, as download commands or folder paths."""
+    if entry is None:
+        return []
+    from lister_tui.core.engine.pretrained import missing_pretrained_files
+
+    try:
+        return [line.strip() for line in missing_pretrained_files(entry)]
+    except ListerError:
+        return []
+
+
 def view_session(opened: OpenedSession, loaded=None, *, device: str | None = None, dtype: str | None = None, read_only: bool = False) -> SessionView:
     """Pair an opened session with a model: ``loaded`` if given, else its own model loaded now."""
     name = opened.model.name
@@ -50,12 +84,17 @@ def view_session(opened: OpenedSession, loaded=None, *, device: str | None = Non
     if loaded is None:
         from lister_tui.core.engine.loading import load_model
 
+        entry = None
         try:
-            loaded = load_model(name, device=device, dtype=dtype)
+            entry = session_entry(opened.model)
+            loaded = load_model(entry, device=device, dtype=dtype)
         except ListerError as exc:
             reason = str(exc).splitlines()[0].split(". Download")[0].rstrip(":. ")
             lab = offline_model(opened.model, opened.vocab, reason)
+            missing = _missing(entry)
             banner = f"READ-ONLY: {name} is not available here ({reason}). Showing what was saved; nothing can be computed or saved."
+            if missing:
+                banner += " Missing: " + "; ".join(missing)
             return SessionView(opened, lab, None, banner)
     differs = fingerprint_differences(opened.model.fingerprint, weights_fingerprint(loaded.entry))
     store = None if read_only else SessionStore.of(opened)
