@@ -150,3 +150,15 @@ def test_adhoc_sites_from_release_or_folder():
 def test_registry_option_needs_an_existing_file(tmp_path):
     with pytest.raises(ListerError, match="does not exist"):
         use_registry_files([tmp_path / "nope.toml"])
+
+
+def test_the_readme_registry_example_parses(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    example = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = _write(tmp_path / "config" / "registry.toml", example)
+    entries, problems = user_entries()
+    assert problems == [] and [e.name for e in entries] == ["gemma-2-2b-it-mine"]
+    entry = entries[0]
+    assert [(s.id, s.hook_name) for s in entry.sites] == [("res_3", "blocks.3.hook_resid_post"), ("mlp_7", "blocks.7.hook_mlp_out")]
+    assert entry.site("mlp_7").path == (path.parent / "saes" / "mlp_7").resolve()
+    assert [t.name for t in entry.templates] == ["numbered"]
