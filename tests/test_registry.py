@@ -162,3 +162,22 @@ def test_the_readme_registry_example_parses(tmp_path):
     assert [(s.id, s.hook_name) for s in entry.sites] == [("res_3", "blocks.3.hook_resid_post"), ("mlp_7", "blocks.7.hook_mlp_out")]
     assert entry.site("mlp_7").path == (path.parent / "saes" / "mlp_7").resolve()
     assert [t.name for t in entry.templates] == ["numbered"]
+
+
+def test_a_recorded_entry_is_used_when_the_registry_lacks_it_or_its_sites(monkeypatch):
+    from lister_tui.core.engine import registry
+    from lister_tui.core.engine.registry_file import entry_for
+
+    monkeypatch.setattr(registry, "_registered", {})  # what this test registers stays in it
+
+    tiny = get_entry("lister-tiny")
+    assert entry_for("lister-tiny", entry_record(tiny)).origin == "built-in"  # same sites: the registry's
+    extra = tiny.with_sites((adhoc_site("g3=gemma-scope-2b-pt-res:layer_3/width_16k/average_l0_142", taken={s.id for s in tiny.sites}),))
+    with_adhoc = entry_for("lister-tiny", entry_record(extra))
+    assert with_adhoc.origin.startswith("recorded") and with_adhoc.site("g3").release == "gemma-scope-2b-pt-res"
+    from dataclasses import replace
+
+    gone = entry_for("their-model", entry_record(replace(tiny, name="their-model")))
+    assert gone.name == "their-model" and get_entry("their-model") is gone
+    with pytest.raises(ListerError, match="unknown model"):
+        entry_for("nobody", None)

@@ -90,9 +90,12 @@ def open_command(
             from lister_tui.core.engine.loading import load_model
             from lister_tui.core.sessions.from_sweep import read_sweep_manifest, sweep_model_name
 
-            name = sweep_model_name(read_sweep_manifest(path))
+            from lister_tui.cli.sweep import recorded_entry
+
+            manifest = read_sweep_manifest(path)
+            name = sweep_model_name(manifest)
             with err_console.status(f"loading {name} and sampling the sweep's lists again…"):
-                loaded = load_model(name, device=device, dtype=dtype)
+                loaded = load_model(recorded_entry(manifest), device=device, dtype=dtype)
                 opened = open_sweep(path, loaded, folder)
             view = view_session(opened, loaded, read_only=read_only)
         else:

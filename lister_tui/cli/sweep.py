@@ -62,9 +62,7 @@ def sweep_command(
         None, "--topic", help="Topic: any text, e.g. 'Types of Cheese' (repeat or comma-separate). Default: the study's 23 topics.", show_default=False
     ),
     registry: Optional[list[Path]] = REGISTRY_OPTION,
-    templates_file: Optional[list[Path]] = typer.Option(
-        None, "--templates", help="A TOML file of prompt templates ([templates.NAME] text = \"… {topic} …\", length = short|long|unspecified|neutral).", show_default=False
-    ),
+    templates_file: Optional[list[Path]] = TEMPLATES_OPTION,
     samples: int = typer.Option(5, "--samples", "-n", help="Samples per template and topic."),
     preset: str = typer.Option("code", "--preset", help="Sampling preset: code (T 0.7, top-p 0.8), post (T 0.8, top-p 0.9) or greedy."),
     temperature: Optional[float] = typer.Option(None, help="Override the preset's temperature (0 = greedy).", show_default=False),
@@ -207,7 +205,6 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
     command line applied; a clear error when one of them differs from the sweep's."""
     from dataclasses import replace
 
-    from lister_tui.core.engine.registry import get_entry
     from lister_tui.core.study.settings import SAMPLING_PRESETS
     from lister_tui.core.sweep.output import read_manifest, settings_differences
     from lister_tui.core.sweep.settings import SweepSettings
@@ -237,7 +234,7 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
         start = SAMPLING_PRESETS[values["preset"]] if "preset" in given else recorded.sampling
         updates["sampling"] = replace(start, **{n: values[n] for n in _SAMPLING_OPTIONS if n in given})
     settings = replace(recorded, **updates)
-    entry = _recorded_entry(manifest) or get_entry(settings.model)
+    entry = recorded_entry(manifest)
     settings.validate(entry)
     differs = settings_differences(manifest["settings"], settings, entry)
     if differs:
@@ -248,17 +245,13 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
     return settings, entry
 
 
-def _recorded_entry(manifest: dict):
-    """The entry a sweep recorded (its ad-hoc sites and user entry included), registered for this run."""
-    from lister_tui.core.engine.registry import register_entry
-    from lister_tui.core.engine.registry_file import entry_from_record
+def recorded_entry(manifest: dict):
+    """The entry a sweep was made with: the registry's, or its manifest's record (a user entry or ad-hoc sites)."""
+    from lister_tui.core.engine.registry_file import entry_for
 
-    record = (manifest.get("model") or {}).get("entry")
-    if not isinstance(record, dict):
-        return None
-    entry = entry_from_record(record)
-    register_entry(entry)
-    return entry
+    model = manifest.get("model") or {}
+    record = model.get("entry") if isinstance(model.get("entry"), dict) else None
+    return entry_for(str(model.get("name") or manifest["settings"]["model"]), record)
 
 
 def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[int], *, resume: bool, ray_options=None) -> None:

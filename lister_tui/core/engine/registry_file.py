@@ -388,3 +388,24 @@ def entry_from_record(record: dict) -> ModelEntry:
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ListerError(f"the recorded model entry is damaged ({exc!r})") from exc
+
+
+def entry_for(name: str, record: dict | None) -> ModelEntry:
+    """The entry a session or sweep made with ``name`` (and recorded as ``record``) loads with: the
+    registry's when it still has every recorded site as recorded, else the record itself (a user
+    entry, or ad-hoc sites, from another machine), registered for this process."""
+    from lister_tui.core.engine.registry import get_entry, register_entry
+
+    try:
+        entry = get_entry(name)
+    except ListerError:
+        if record is None:
+            raise
+        entry = None
+    if record is not None:
+        recorded = {(s["id"], s.get("hook_name"), s.get("release"), s.get("sae_id"), s.get("path")) for s in record.get("sites", [])}
+        current = {(s.id, s.hook_name, s.release, s.sae_id, None if s.path is None else str(s.path)) for s in entry.sites} if entry else set()
+        if entry is None or not recorded <= current:
+            entry = entry_from_record(record)
+            register_entry(entry)
+    return entry

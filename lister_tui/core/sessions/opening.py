@@ -39,25 +39,10 @@ def model_info(loaded) -> ModelInfo:
 
 
 def session_entry(info: ModelInfo):
-    """The entry to load a session with: the registry's when it still has every recorded site as
-    recorded, else the session's own record of it (a user entry or ad-hoc sites from elsewhere)."""
-    from lister_tui.core.engine.registry import get_entry, register_entry
-    from lister_tui.core.engine.registry_file import entry_from_record
+    """The entry to load a session with (see :func:`registry_file.entry_for`)."""
+    from lister_tui.core.engine.registry_file import entry_for
 
-    record = info.entry
-    try:
-        entry = get_entry(info.name)
-    except ListerError:
-        if record is None:
-            raise
-        entry = None
-    if record is not None:
-        recorded = {(s["id"], s.get("hook_name"), s.get("release"), s.get("sae_id"), s.get("path")) for s in record.get("sites", [])}
-        current = {(s.id, s.hook_name, s.release, s.sae_id, None if s.path is None else str(s.path)) for s in entry.sites} if entry else set()
-        if entry is None or not recorded <= current:
-            entry = entry_from_record(record)
-            register_entry(entry)
-    return entry
+    return entry_for(info.name, info.entry)
 
 
 def _missing(entry) -> list[str]:
