@@ -88,6 +88,7 @@ def test_user_entry_sweep_and_a_free_topic(user_registry, tmp_path):
     assert numbered["text"].startswith("Provide me with a numbered list of {topic}.") and numbered["length"] == "unspecified"
     generations = pd.read_parquet(out / "generations.parquet")
     assert set(generations["template"]) == {"numbered", "short"} and set(generations["topic"]) == {"Types of Cheese"}
+    assert dict(zip(generations["template"], generations["template_length"])) == {"numbered": "unspecified", "short": "short"}
     assert generations["n_items"].gt(0).all()
     # the study's templates with a free topic on the default model
     again = CliRunner().invoke(cli_app, ["sweep", "--topic", "Types of Cheese", "--sae", "res_0", "--samples", "1", "--max-new-tokens", "30",

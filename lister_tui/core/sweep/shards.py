@@ -25,7 +25,7 @@ import torch
 from lister_tui.core.engine.generation import ListSample, make_sample, sample_lists
 from lister_tui.core.engine.listing import items_from_text
 from lister_tui.core.engine.loading import LoadedModel
-from lister_tui.core.engine.prompts import PromptSpec, build_prompts
+from lister_tui.core.engine.prompts import PromptSpec, build_prompts, get_template
 from lister_tui.core.engine.registry import ModelEntry
 from lister_tui.core.errors import ListerError
 from lister_tui.core.files.clock import now
@@ -59,6 +59,7 @@ def generation_row(loaded: LoadedModel, s: ListSample, condition: str, method: s
         "method": method,
         "sae": sae,
         "template": s.spec.template,
+        "template_length": get_template(s.spec.template, loaded.entry).length,
         "topic": s.spec.topic,
         "sample": s.spec.sample,
         "seed": s.spec.seed,
