@@ -181,3 +181,10 @@ def test_a_recorded_entry_is_used_when_the_registry_lacks_it_or_its_sites(monkey
     assert gone.name == "their-model" and get_entry("their-model") is gone
     with pytest.raises(ListerError, match="unknown model"):
         entry_for("nobody", None)
+
+
+def test_locate_shows_where_registry_files_go(tmp_path):
+    result = CliRunner().invoke(app, ["locate"])
+    assert result.exit_code == 0
+    assert f"registry: {tmp_path / 'config' / 'registry.toml'}" in result.stdout
+    assert f"registry-folder: {tmp_path / 'config' / 'models'}" in result.stdout
