@@ -96,6 +96,8 @@ def entry_with_adhoc_saes(model: str, values: list[str]):
         if value in known:
             ids.append(value)
             continue
+        if ":" not in value and not Path(value.partition("=")[2] or value).expanduser().is_dir():
+            entry.site(value)  # "unknown SAE 'x' for model …; valid: …" (and how to add one)
         site = adhoc_site(value, taken=known | {s.id for s in extra})
         extra.append(site)
         ids.append(site.id)
