@@ -206,7 +206,7 @@ def config_with_sizes(cfg, hf_config: dict):
     from transformer_lens import HookedTransformerConfig
 
     hf = hf_config.get("text_config") or hf_config  # multimodal Gemma 3 keeps the text model's sizes there
-    values = cfg.to_dict()
+    values = dict(cfg.to_dict())  # to_dict hands out the config's own dict
     old_d_head, old_layers = values["d_head"], values["n_layers"]
     for hf_key, tl_key in _SIZE_FIELDS.items():
         if hf.get(hf_key) is not None and (tl_key != "window_size" or values.get("use_local_attn")):
