@@ -58,7 +58,7 @@ def test_user_entry_in_the_explorer_with_its_template_and_a_free_topic(user_regi
             assert all(s.metrics.n_items > 0 for s in samples)
             await pilot.press("a")
             await settle(app, pilot)
-            key = app.screen.current
+            key = app.screen.state.current
             assert set(app.workspace.state(key).attribution) == {s.id for s in entry.sites}
             # the generate dialog: one free-form prompt, 2 seeds
             await pilot.press("g")

@@ -24,6 +24,10 @@ locate config``), and each ``--registry FILE`` (``$LISTER_TUI_REGISTRY``). Forma
 
 A bad file gives one error naming the file, the entry and the field; the other
 files and the built-ins are not affected.
+
+Long because it holds the whole file format in one place: parsing with an error per
+file, entry and field, templates, ad-hoc ``--sae`` sites, and an entry's record (what
+sessions and sweeps keep) and its way back.
 """
 
 from __future__ import annotations
