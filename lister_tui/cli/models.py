@@ -14,6 +14,11 @@ from lister_tui.cli.common import REGISTRY_OPTION, app, console, err_console, fa
 from lister_tui.core.errors import ListerError
 
 
+def plain(text: str) -> str:
+    """Text from a user's file as it is: control characters shown as escapes, never interpreted."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def sites_summary(entry) -> str:
     """"res 0,5,10 · attn 2,7" (layers per kind, in the entry's order)."""
     by_kind: dict[str, list[str]] = {}
@@ -72,7 +77,7 @@ def models_command(
     if users:
         console.print(Text("your registry files: " + ", ".join(str(p) for p in registry_files()), style="dim"), width=min(console.width, 80))
     for problem in problems:
-        err_console.print(f"[bold red]registry error:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]registry error:[/] {escape(plain(problem))}", highlight=False, soft_wrap=True)
 
 
 def _show_entry(entry) -> None:
@@ -93,14 +98,14 @@ def _show_entry(entry) -> None:
         ("here", f"{state} {size}".strip()),
     ]
     for key, value in lines:
-        console.print(Text.assemble((f"{key:>12}  ", "bold"), value), soft_wrap=True)
+        console.print(Text.assemble((f"{key:>12}  ", "bold"), plain(value)), soft_wrap=True)
     for t in entry.templates:
-        console.print(Text.assemble(("    template  ", "bold"), f"{t.name} ({t.length}): {t.text}"), soft_wrap=True)
+        console.print(Text.assemble(("    template  ", "bold"), plain(f"{t.name} ({t.length}): {t.text}")), soft_wrap=True)
     for s in entry.sites:
-        console.print(Text.assemble((f"{s.id:>12}  ", "bold"), f"{s.hook_name}  {s.source_text}"), soft_wrap=True)
+        console.print(Text.assemble((f"{s.id:>12}  ", "bold"), plain(f"{s.hook_name}  {s.source_text}")), soft_wrap=True)
     missing = missing_pretrained_files(entry)
     if missing:
         console.print(Text("missing; download on a machine with access:", style="bold"))
         for line in missing:
-            console.print(Text(line.strip()), soft_wrap=True)  # one command per line, never wrapped
+            console.print(Text(plain(line.strip())), soft_wrap=True)  # one command per line, never wrapped
         console.print(Text(LEGACY_HINT, style="dim"), soft_wrap=True)

@@ -209,7 +209,12 @@ def hook_from_sae_id(release: str, sae_id: str, site_id: str) -> tuple[str, int]
     return kind, int(match.group(1))
 
 
+ENTRY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
 def parse_entry(name: str, table, path: Path, templates: tuple[Template, ...] = ()) -> ModelEntry:
+    if not ENTRY_NAME.match(name):
+        raise _error(path, name, "name", "must be 1-64 letters, digits, '_', '.' or '-' (it is typed as --model NAME)")
     if not isinstance(table, dict):
         raise _error(path, name, "models", "must be a table ([models.NAME])")
     unknown = sorted(set(table) - MODEL_KEYS)
