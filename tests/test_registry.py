@@ -189,3 +189,20 @@ def test_locate_shows_where_registry_files_go(tmp_path):
     assert result.exit_code == 0
     assert f"registry: {tmp_path / 'config' / 'registry.toml'}" in result.stdout
     assert f"registry-folder: {tmp_path / 'config' / 'models'}" in result.stdout
+
+
+def test_repeat_command_carries_adhoc_sites_and_the_registry_file(tmp_path, monkeypatch):
+    from lister_tui.cli.common import entry_with_adhoc_saes
+    from lister_tui.core.engine import registry
+    from lister_tui.core.sweep.settings import SweepSettings
+
+    monkeypatch.setattr(registry, "_registered", {})
+    spec = "gemma-scope-2b-pt-res:layer_3/width_16k/average_l0_142"
+    entry, ids = entry_with_adhoc_saes("lister-tiny", ["res_0", f"g3={spec}"])
+    assert ids == ["res_0", "g3"] and get_entry("lister-tiny") is entry
+    args = SweepSettings(saes=tuple(ids)).cli_args(entry)
+    assert args[:2] == ["--model", "lister-tiny"] and ["--sae", "res_0", "--sae", f"g3={spec}"] == args[2:6]
+    mine = _write(tmp_path / "mine.toml", GOOD)
+    use_registry_files([mine])
+    user = get_entry("my-tiny")
+    assert SweepSettings(model="my-tiny").cli_args(user)[:4] == ["--registry", str(mine), "--model", "my-tiny"]

@@ -104,6 +104,10 @@ def entry_with_adhoc_saes(model: str, values: list[str]):
     if extra:
         from dataclasses import replace
 
-        entry = replace(entry.with_sites(tuple(extra)), origin=f"{entry.origin} + ad hoc --sae")
+        specs = {site.id: site.source_text for site in extra}  # what --sae ID=… repeats this run with
+        entry = replace(
+            entry.with_sites(tuple(extra)), origin=f"{entry.origin} + ad hoc --sae",
+            extra={**entry.extra, "adhoc": {**entry.extra.get("adhoc", {}), **specs}, "base_origin": entry.origin},
+        )  # fmt: skip
         register_entry(entry)
     return entry, ids

@@ -118,9 +118,12 @@ class SweepSettings:
     def cli_args(self, entry: ModelEntry) -> list[str]:
         """``lister-tui sweep`` arguments that repeat this sweep exactly (every value explicit)."""
         s = self.sampling
-        args = ["--model", self.model]
+        origin = entry.extra.get("base_origin", entry.origin)
+        args = [] if origin == "built-in" or not origin.endswith(".toml") else ["--registry", origin]
+        args += ["--model", self.model]
+        adhoc = entry.extra.get("adhoc", {})
         for sae_id in self.sae_ids(entry):
-            args += ["--sae", sae_id]
+            args += ["--sae", f"{sae_id}={adhoc[sae_id]}" if sae_id in adhoc else sae_id]
         for t in self.templates:
             args += ["--template", t]
         for topic in self.topics:
