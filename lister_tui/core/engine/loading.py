@@ -105,7 +105,9 @@ class LoadedModel:
 
 
 def _resolve_ids(entry: ModelEntry, tokenizer) -> TokenIds:
-    bos = tokenizer.convert_tokens_to_ids(entry.bos_token) if entry.bos_token else None
+    # the entry's bos token if the tokenizer has it, else the tokenizer's own (Llama's <|begin_of_text|>)
+    vocab = tokenizer.get_vocab()
+    bos = vocab[entry.bos_token] if entry.bos_token in vocab else getattr(tokenizer, "bos_token_id", None)
     numbered = entry.item_marker == NUMBERED
     digits: frozenset[int] = frozenset()
     if numbered:
