@@ -205,8 +205,9 @@ def test_bad_inputs_name_the_bad_value(tiny, short_lists, res0):
         attribute_lists(tiny, short_lists[:1], ["res_0"], method="ig", ig_steps=0)
     with pytest.raises(ListerError, match="no topics"):
         build_prompts(["short"], [], 1)
-    with pytest.raises(ListerError, match="unknown topic 'Spaceships'"):
-        build_prompts(["short"], ["Spaceships"], 1)
+    with pytest.raises(ListerError, match="valid: 1..2000"):
+        build_prompts(["short"], ["x" * 2001], 1)
+    assert [p.topic for p in build_prompts(["short"], ["Spaceships"], 1)] == ["Spaceships"]  # topics are free text
 
 
 def test_attributed_metric_is_the_models_metric(tiny, short_lists, res0):

@@ -58,3 +58,54 @@ def test_text_items_and_shannon():
 def test_multi_token_metric_string_is_rejected(tiny):
     with pytest.raises(ListerError, match="'Provide me'.*2 tokens"):
         single_token_id(tiny.tokenizer, "Provide me")
+
+
+# List styles: "*" (one marker token, as "-") and numbered "1." (digit tokens, then the dot).
+# toy ids: 10 "*", 11 ".", 12 "1", 13 "2", 14 "1" "0" as "10" would be one token: 14 "10"
+STAR = TokenIds(blank=3, newline=2, item_marker=10, stops=(4,), bos=None, style="*")
+NUMBERED = TokenIds(blank=3, newline=2, item_marker=11, stops=(4,), bos=None, style="1.", digit_ids=frozenset({12, 13, 14}))
+WORDS.update({10: "*", 11: ".", 12: "1", 13: "2", 14: "10"})
+
+
+@pytest.mark.parametrize(
+    ("ids", "tokens", "first", "expected_items", "attribution_pos"),
+    [
+        # "-": the study's rule, last item "- Fig ␣\n" -> its last token skips the blank
+        (IDS, [9, 1, 5, 2, 1, 7, 3, 2, 4], 1, [(1, 3, 2), (4, 7, 5)], 5),
+        # "*": the same rule with another marker token
+        (STAR, [9, 10, 5, 2, 10, 6, 7, 2, 10, 8, 3, 2, 4], 1, [(1, 3, 2), (4, 7, 6), (8, 11, 9)], 9),
+        # "1.": items open at the dot after a line's digit tokens ("2.", "10."); a prose line is no item
+        (NUMBERED, [12, 11, 5, 2, 13, 11, 6, 3, 2, 14, 11, 7, 2, 9, 11, 8, 2, 4], 1, [(1, 3, 2), (5, 8, 6), (10, 12, 11)], 11),
+    ],
+    ids=["dash", "star", "numbered"],
+)
+def test_attribution_position_rule_for_each_list_style(ids, tokens, first, expected_items, attribution_pos):
+    s = parse_structure(tokens, ids, first_marker_pos=first)
+    assert [(i.marker_pos, i.newline_pos, i.last_token_pos) for i in s.items] == expected_items
+    assert s.attribution_pos == attribution_pos
+    assert s.end_pos == len(tokens) - 1
+
+
+def test_numbered_dot_inside_an_item_opens_nothing():
+    # "1. Tree . Fig\n2. Kiwi\n": the dot inside the first item is text, not a marker
+    tokens = [12, 11, 9, 11, 7, 2, 13, 11, 8, 2, 4]
+    s = parse_structure(tokens, NUMBERED, 1)
+    assert [(i.marker_pos, i.last_token_pos) for i in s.items] == [(1, 4), (7, 8)]
+
+
+@pytest.mark.parametrize(
+    ("style", "continuation", "names"),
+    [
+        ("-", " Apple\n- Pear \n-Fig\nnot an item\n", ["Apple", "Pear", "Fig"]),
+        ("*", " Apple\n* Pear\n- dash\n", ["Apple", "Pear"]),
+        ("1.", " Apple\n2. Pear\n10. Fig\nSure. Done\n", ["Apple", "Pear", "Fig"]),
+    ],
+)
+def test_items_from_text_for_each_style(style, continuation, names):
+    assert items_from_text(continuation, style) == names
+
+
+def test_list_metrics_use_the_style_of_the_token_ids():
+    tokens = [12, 11, 5, 2, 13, 11, 5, 2, 13, 11, 6, 2, 4]
+    m = list_metrics(tokens, 2, NUMBERED, decode)
+    assert m.n_items == 3 and m.repeated_items == 1 and m.reached_end

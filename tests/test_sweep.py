@@ -248,7 +248,7 @@ def test_the_manifests_repeat_command_gives_identical_tables(swept, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--topic", "Spaceships"], "unknown topic 'Spaceships'; the study's topics are: City Names"),
+        (["--topic", "Space\x07ships"], "holds the control character '\\x07'; remove it"),
         (["--sae", "res_99"], "unknown SAE 'res_99' for model 'lister-tiny'; valid: res_0"),
         (["--k", "0"], "k must be >= 1, got 0"),
         (["--samples", "0"], "samples per topic must be >= 1, got 0"),
@@ -286,7 +286,7 @@ def test_gemma_without_cached_weights_fails_fast_with_download_lines(tmp_path, m
     out = tmp_path / "out"
     result = invoke(["sweep", "--model", "gemma-2-2b-it", "--out", str(out)])
     assert result.exit_code == 2, result.output
-    assert "huggingface-cli download google/gemma-2-2b-it" in result.output
+    assert "hf download google/gemma-2-2b-it" in result.output and "huggingface-cli download" in result.output
     assert "gemma-scope-2b-pt-res" in result.output and "gemma-scope-2b-pt-att" in result.output
     assert "Traceback" not in result.output
     assert not out.exists()

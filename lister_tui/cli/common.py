@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from lister_tui.core.errors import ListerError
+
 app = typer.Typer(
     name="lister-tui",
     help="Explore why a language model's lists end: tokens, the blank-vs-newline metric, SAE features, ablations.",
@@ -52,3 +54,60 @@ def resolve_target(target: str, sessions_dir: Optional[Path]) -> Path:
     from lister_tui.core.sessions.catalog import resolve_session
 
     return resolve_session(target, resolve_sessions_dir(sessions_dir))
+
+
+REGISTRY_OPTION = typer.Option(
+    None, "--registry", help="A TOML registry file of your own models, SAE sites and templates (repeatable; see `lister-tui models`).", show_default=False
+)
+TEMPLATES_OPTION = typer.Option(
+    None, "--templates", help="A TOML file of prompt templates: [templates.NAME] text = \"… {topic} …\", length = short|long|unspecified|neutral.", show_default=False
+)
+
+
+def use_user_files(registry: Optional[list[Path]], templates: Optional[list[Path]], strict: bool = True) -> None:
+    """Apply --registry and --templates (before any entry is looked up). A --registry file's templates
+    are usable with every model; with ``strict`` off a broken file is left to be reported per entry."""
+    from lister_tui.core.engine.prompts import register_templates
+    from lister_tui.core.engine.registry import use_registry_files
+    from lister_tui.core.engine.registry_file import parse_templates, read_templates_file, read_toml
+
+    use_registry_files(registry or [])
+    for path in registry or []:
+        try:
+            register_templates(parse_templates(read_toml(Path(path)), Path(path)))
+        except ListerError:
+            if strict:
+                raise
+    for path in templates or []:
+        register_templates(read_templates_file(Path(path)))
+
+
+def entry_with_adhoc_saes(model: str, values: list[str]):
+    """The entry ``model`` with the ad-hoc sites among ``values`` added (registered for this run),
+    and the SAE ids ``values`` name. A value is a site id, ``RELEASE:SAE_ID`` or a SAELens folder,
+    optionally ``ID=`` in front."""
+    from lister_tui.core.engine.registry import get_entry, register_entry
+    from lister_tui.core.engine.registry_file import adhoc_site
+
+    entry = get_entry(model)
+    known = {s.id for s in entry.sites}
+    extra, ids = [], []
+    for value in values:
+        if value in known:
+            ids.append(value)
+            continue
+        if ":" not in value and not Path(value.partition("=")[2] or value).expanduser().is_dir():
+            entry.site(value)  # "unknown SAE 'x' for model …; valid: …" (and how to add one)
+        site = adhoc_site(value, taken=known | {s.id for s in extra})
+        extra.append(site)
+        ids.append(site.id)
+    if extra:
+        from dataclasses import replace
+
+        specs = {site.id: site.source_text for site in extra}  # what --sae ID=… repeats this run with
+        entry = replace(
+            entry.with_sites(tuple(extra)), origin=f"{entry.origin} + ad hoc --sae",
+            extra={**entry.extra, "adhoc": {**entry.extra.get("adhoc", {}), **specs}, "base_origin": entry.origin},
+        )  # fmt: skip
+        register_entry(entry)
+    return entry, ids

@@ -7,14 +7,30 @@ from typing import Optional
 
 import typer
 
-from lister_tui.cli.common import SESSIONS_DIR_OPTION, app, err_console, fail, resolve_target
+from lister_tui.cli.common import (
+    REGISTRY_OPTION,
+    SESSIONS_DIR_OPTION,
+    TEMPLATES_OPTION,
+    app,
+    entry_with_adhoc_saes,
+    err_console,
+    fail,
+    resolve_target,
+    split_values,
+    use_user_files,
+)
 from lister_tui.core.errors import ListerError
 
 
 @app.callback(invoke_without_command=True)
 def main_callback(
     ctx: typer.Context,
-    model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry to load."),
+    model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry to load (`lister-tui models` lists them)."),
+    sae: Optional[list[str]] = typer.Option(
+        None, "--sae", help="Add an SAE site for this run: RELEASE:SAE_ID or a SAELens folder, optionally ID=… in front (repeatable).", show_default=False
+    ),
+    registry: Optional[list[Path]] = REGISTRY_OPTION,
+    templates: Optional[list[Path]] = TEMPLATES_OPTION,
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
     dtype: Optional[str] = typer.Option(None, help="float32 or bfloat16 (default: the entry's)."),
     sessions_dir: Optional[Path] = typer.Option(
@@ -23,14 +39,20 @@ def main_callback(
     autosave: bool = typer.Option(True, "--autosave/--no-autosave", help="Save the exploration as a new session after each change."),
 ) -> None:
     """Open the explorer on MODEL (default: the shipped lister-tiny); the exploration is saved as a new session."""
-    if ctx.invoked_subcommand is not None:
-        return
     try:
+        # Registry and template files apply to every subcommand (`lister-tui --registry F sweep …`).
+        use_user_files(registry, templates)
+        if ctx.invoked_subcommand is not None:
+            return
         from lister_tui.core.engine.loading import load_model
 
+        from lister_tui.core.engine.prompts import register_templates
+
+        entry, _ids = entry_with_adhoc_saes(model, split_values(sae))
+        register_templates(entry.templates)  # the generate dialog offers the entry's own templates
         # Loaded before the app starts, so a missing or bad model fails fast with a plain message.
         with err_console.status(f"loading {model}…"):
-            loaded = load_model(model, device=device, dtype=dtype)
+            loaded = load_model(entry, device=device, dtype=dtype)
     except ListerError as exc:
         fail(exc)
     from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
@@ -68,9 +90,12 @@ def open_command(
             from lister_tui.core.engine.loading import load_model
             from lister_tui.core.sessions.from_sweep import read_sweep_manifest, sweep_model_name
 
-            name = sweep_model_name(read_sweep_manifest(path))
+            from lister_tui.cli.sweep import recorded_entry
+
+            manifest = read_sweep_manifest(path)
+            name = sweep_model_name(manifest)
             with err_console.status(f"loading {name} and sampling the sweep's lists again…"):
-                loaded = load_model(name, device=device, dtype=dtype)
+                loaded = load_model(recorded_entry(manifest), device=device, dtype=dtype)
                 opened = open_sweep(path, loaded, folder)
             view = view_session(opened, loaded, read_only=read_only)
         else:

@@ -109,8 +109,8 @@ def export_command(
 
 
 @app.command("locate")
-def locate_command(what: str = typer.Argument("all", help="sessions, themes, config, cache or all.")) -> None:
-    """Print where sessions, themes, the settings file and the activation cache live."""
+def locate_command(what: str = typer.Argument("all", help="sessions, themes, config, cache, registry or all.")) -> None:
+    """Print where sessions, themes, the settings file, the activation cache and your model registry files live."""
     from lister_tui.core.files import locations
 
     places = {
@@ -119,11 +119,14 @@ def locate_command(what: str = typer.Argument("all", help="sessions, themes, con
         "bundled-themes": locations.bundled_themes_dir(),
         "config": locations.config_dir(),
         "cache": locations.cache_dir(),
+        # TOML model entries: registry.toml, and models/*.toml (`lister-tui models`)
+        "registry": locations.config_dir() / "registry.toml",
+        "registry-folder": locations.config_dir() / "models",
     }
     if what != "all":
-        key = {"themes": "themes", "sessions": "sessions", "config": "config", "cache": "cache"}.get(what)
+        key = {"themes": "themes", "sessions": "sessions", "config": "config", "cache": "cache", "registry": "registry"}.get(what)
         if key is None:
-            fail(ListerError(f"unknown place {what!r}; valid: sessions, themes, config, cache, all"))
+            fail(ListerError(f"unknown place {what!r}; valid: sessions, themes, config, cache, registry, all"))
         console.print(str(places[key]), highlight=False, soft_wrap=True)
         return
     for name, path in places.items():

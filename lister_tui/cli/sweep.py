@@ -8,7 +8,17 @@ from typing import Optional
 
 import typer
 
-from lister_tui.cli.common import app, console, err_console, fail, split_values
+from lister_tui.cli.common import (
+    REGISTRY_OPTION,
+    TEMPLATES_OPTION,
+    app,
+    console,
+    entry_with_adhoc_saes,
+    err_console,
+    fail,
+    split_values,
+    use_user_files,
+)
 from lister_tui.core.errors import ListerError
 
 SWEEP_HELP = """Run the study headless: every SAE's top-k ablation, the baselines, the faithfulness check.
@@ -41,16 +51,18 @@ Example: [bold]lister-tui sweep --sae res_0 --sae attn_1 --topic Fruits --sample
 @app.command("sweep", help=SWEEP_HELP)
 def sweep_command(
     ctx: typer.Context,
-    model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry: lister-tiny or gemma-2-2b-it."),
+    model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry (`lister-tui models` lists them)."),
     sae: Optional[list[str]] = typer.Option(
-        None, "--sae", "-s", help="SAE to ablate, e.g. res_0 (repeat or comma-separate). Default: the model's preset, all its SAEs.", show_default=False
+        None, "--sae", "-s", help="SAE to ablate: a site id such as res_0, or an ad-hoc site RELEASE:SAE_ID or a SAELens folder (ID=… in front names it); repeat or comma-separate. Default: all the entry's SAEs.", show_default=False
     ),
     template: Optional[list[str]] = typer.Option(
-        None, "--template", "-t", help="Prompt template: short, long or unspecified (repeat or comma-separate). Default: short.", show_default=False
+        None, "--template", "-t", help="Prompt template: short, long, unspecified, or one of --templates / a registry file (repeat or comma-separate). Default: short.", show_default=False
     ),
     topic: Optional[list[str]] = typer.Option(
-        None, "--topic", help="Topic, e.g. 'Fruits' (repeat or comma-separate). Default: the study's 23 topics.", show_default=False
+        None, "--topic", help="Topic: any text, e.g. 'Types of Cheese' (repeat or comma-separate). Default: the study's 23 topics.", show_default=False
     ),
+    registry: Optional[list[Path]] = REGISTRY_OPTION,
+    templates_file: Optional[list[Path]] = TEMPLATES_OPTION,
     samples: int = typer.Option(5, "--samples", "-n", help="Samples per template and topic."),
     preset: str = typer.Option("code", "--preset", help="Sampling preset: code (T 0.7, top-p 0.8), post (T 0.8, top-p 0.9) or greedy."),
     temperature: Optional[float] = typer.Option(None, help="Override the preset's temperature (0 = greedy).", show_default=False),
@@ -107,6 +119,7 @@ def sweep_command(
 ) -> None:
     ray_options = None
     try:
+        use_user_files(registry, templates_file)
         if ray is None and (workers is not None or gpus_per_worker is not None):
             raise ListerError("--workers and --gpus-per-worker set up Ray workers; add --ray")
         if ray is not None:
@@ -131,19 +144,17 @@ def _new_settings(v: dict, out: Optional[Path], overwrite: bool):
     from datetime import UTC, datetime
 
     from lister_tui.core.engine.prompts import TOPICS
-    from lister_tui.core.engine.registry import get_entry
     from lister_tui.core.study.settings import SAMPLING_PRESETS
     from lister_tui.core.sweep.output import check_out_folder
     from lister_tui.core.sweep.settings import SweepSettings
 
-    entry = get_entry(v["model"])
+    entry, sae_ids = entry_with_adhoc_saes(v["model"], [s for s in split_values(v["sae"]) if s != "preset"])
     if v["preset"] not in SAMPLING_PRESETS:
         raise ListerError(f"unknown sampling preset {v['preset']!r}; valid: {', '.join(SAMPLING_PRESETS)}")
     overrides = {n: v[n] for n in _SAMPLING_OPTIONS if v[n] is not None}
-    saes = split_values(v["sae"])
     settings = SweepSettings(
         model=v["model"],
-        saes=() if saes in ([], ["preset"]) else tuple(saes),
+        saes=tuple(sae_ids),
         templates=tuple(split_values(v["template"])) or ("short",),
         topics=tuple(split_values(v["topic"])) or TOPICS,
         samples_per_topic=v["samples"],
@@ -194,7 +205,6 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
     command line applied; a clear error when one of them differs from the sweep's."""
     from dataclasses import replace
 
-    from lister_tui.core.engine.registry import get_entry
     from lister_tui.core.study.settings import SAMPLING_PRESETS
     from lister_tui.core.sweep.output import read_manifest, settings_differences
     from lister_tui.core.sweep.settings import SweepSettings
@@ -212,9 +222,10 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
     if "sae" in given:
         saes = split_values(values["sae"])
         updates["saes"] = () if saes in ([], ["preset"]) else tuple(saes)
-    for name, field in (("template", "templates"), ("topic", "topics")):
-        if name in given:
-            updates[field] = tuple(split_values(values[name]))
+    if "template" in given:
+        updates["templates"] = tuple(split_values(values["template"]))
+    if "topic" in given:
+        updates["topics"] = tuple(split_values(values["topic"]))
     if given & {"preset", *_SAMPLING_OPTIONS}:
         if "preset" in given:
             if values["preset"] not in SAMPLING_PRESETS:
@@ -223,7 +234,7 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
         start = SAMPLING_PRESETS[values["preset"]] if "preset" in given else recorded.sampling
         updates["sampling"] = replace(start, **{n: values[n] for n in _SAMPLING_OPTIONS if n in given})
     settings = replace(recorded, **updates)
-    entry = get_entry(settings.model)
+    entry = recorded_entry(manifest)
     settings.validate(entry)
     differs = settings_differences(manifest["settings"], settings, entry)
     if differs:
@@ -232,6 +243,15 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
             "Leave those options out (--resume takes the sweep's own settings)"
         )
     return settings, entry
+
+
+def recorded_entry(manifest: dict):
+    """The entry a sweep was made with: the registry's, or its manifest's record (a user entry or ad-hoc sites)."""
+    from lister_tui.core.engine.registry_file import entry_for
+
+    model = manifest.get("model") or {}
+    record = model.get("entry") if isinstance(model.get("entry"), dict) else None
+    return entry_for(str(model.get("name") or manifest["settings"]["model"]), record)
 
 
 def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[int], *, resume: bool, ray_options=None) -> None:

@@ -24,11 +24,13 @@ def train_tokenizer(
     *,
     special_tokens: tuple[str, ...] = SPECIAL_TOKENS,
     chat_template: str | None = None,
+    roles: dict | None = None,
 ):
     """Train on ``texts``, save as a `PreTrainedTokenizerFast` folder, and return it reloaded.
 
     ``special_tokens`` get the first ids in order; ``chat_template`` (Jinja, as Hugging
-    Face's) is stored with the tokenizer when given.
+    Face's) is stored with the tokenizer when given; ``roles`` overrides which special
+    tokens are bos, eos, unk, pad and the additional ones (another model family's names).
     """
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -43,14 +45,14 @@ def train_tokenizer(
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<bos>",
-        eos_token="<eos>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        additional_special_tokens=["<start_of_turn>", "<end_of_turn>"],
-    )
+    names = {
+        "bos_token": "<bos>",
+        "eos_token": "<eos>",
+        "unk_token": "<unk>",
+        "pad_token": "<pad>",
+        "additional_special_tokens": ["<start_of_turn>", "<end_of_turn>"],
+    }
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **{**names, **(roles or {})})
     if chat_template is not None:
         fast.chat_template = chat_template
     out_dir = Path(out_dir)

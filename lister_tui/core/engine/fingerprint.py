@@ -65,3 +65,12 @@ def fingerprint_differences(saved: dict | None, current: dict | None) -> list[st
         if saved.get(key) and current.get(key) and saved[key] != current[key]:
             out.append(key)
     return out
+
+
+def folder_fingerprint(folder: Path) -> dict:
+    """SHA-256 of a SAE folder's files (cfg.json and weights), to tell a copy from another SAE."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {"missing": str(folder)}
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".npz"))
+    return {"sha256": {p.name: file_sha256(p) for p in files}}

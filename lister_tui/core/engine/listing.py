@@ -1,7 +1,8 @@
 """The structure of a generated list, as token positions and as text metrics.
 
 Token structure follows the study's code: an item runs from an item marker ("-")
-to the next line break; its last token is the one before the line break, or the
+to the next line break (list styles: "-" and "*" are one marker token; a numbered
+"1." item opens at the dot token after a line's leading digit tokens); its last token is the one before the line break, or the
 one before that when it is the filler blank. The attribution position is the last
 item's last token. Text metrics follow the study: items are lines starting with
 "-", repeated items are ``len(items) - len(set(items))``, and the Shannon index is
@@ -11,11 +12,14 @@ taken per generation (the code's) or pooled over a topic's generations (the post
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-from lister_tui.core.engine.loading import TokenIds
+from lister_tui.core.engine.loading import NUMBERED, TokenIds
+
+_NUMBERED_LINE = re.compile(r"^\d+\.(.*)$")
 
 
 @dataclass(frozen=True)
@@ -57,16 +61,26 @@ def parse_structure(tokens: Sequence[int], ids: TokenIds, first_marker_pos: int)
     items: list[ItemSpan] = []
     fillers: list[int] = []
     marker: int | None = None
+    numbered = ids.style == NUMBERED
+    line_start: int | None = None  # numbered lists: where the current line began, while it may still open an item
     for pos in range(first_marker_pos, stop_at):
         tok = tokens[pos]
-        if tok == ids.item_marker and marker is None:
+        if numbered and pos > first_marker_pos and marker is None and line_start is not None and tok != ids.newline:
+            # a numbered item opens with digit tokens then the marker token ("12" "." or "1" "2" ".")
+            if tok == ids.item_marker and pos > line_start and all(tokens[q] in ids.digit_ids for q in range(line_start, pos)):
+                marker, line_start = pos, None
+            elif tok not in ids.digit_ids:
+                line_start = None  # this line is prose, not an item
+        elif tok == ids.item_marker and marker is None and (not numbered or pos == first_marker_pos):
             marker = pos
-        elif tok == ids.newline and marker is not None:
-            has_filler = pos - 1 > marker and tokens[pos - 1] == ids.blank
-            last = pos - 2 if has_filler else pos - 1
-            if last > marker:  # an empty "-\n" line is no item
-                items.append(ItemSpan(len(items), marker, pos, last, has_filler))
-            marker = None
+        if tok == ids.newline:
+            if marker is not None:
+                has_filler = pos - 1 > marker and tokens[pos - 1] == ids.blank
+                last = pos - 2 if has_filler else pos - 1
+                if last > marker:  # an empty "-\n" line is no item
+                    items.append(ItemSpan(len(items), marker, pos, last, has_filler))
+                marker = None
+            line_start = pos + 1
         if tok == ids.newline and pos > 0 and tokens[pos - 1] == ids.blank:
             fillers.append(pos - 1)
     if marker is not None and stop_at - 1 > marker:
@@ -79,14 +93,22 @@ def parse_structure(tokens: Sequence[int], ids: TokenIds, first_marker_pos: int)
 
 
 def items_from_text(continuation: str, item_marker: str = "-") -> list[str]:
-    """Item names of a list, from the text after the prompt's final marker."""
-    text = item_marker + continuation
+    """Item names of a list, from the text after the prompt's final marker.
+
+    ``item_marker`` is the list style: lines starting with it ("-", "*") are items;
+    with "1." lines starting with a number and a dot are."""
+    text = ("1." if item_marker == NUMBERED else item_marker) + continuation
     names = []
     for line in text.split("\n"):
-        if line.startswith(item_marker):
+        if item_marker == NUMBERED:
+            match = _NUMBERED_LINE.match(line)
+            name = match.group(1).strip() if match else ""
+        elif line.startswith(item_marker):
             name = line[len(item_marker) :].strip()
-            if name:
-                names.append(name)
+        else:
+            name = ""
+        if name:
+            names.append(name)
     return names
 
 
@@ -120,7 +142,7 @@ def list_metrics(
 ) -> ListMetrics:
     structure = parse_structure(tokens, ids, prompt_len - 1)
     stop_at = structure.end_pos if structure.end_pos is not None else len(tokens)
-    names = items_from_text(decode(list(tokens[prompt_len:stop_at])))
+    names = items_from_text(decode(list(tokens[prompt_len:stop_at])), ids.style)
     return ListMetrics(
         n_items=len(names),
         n_tokens=len(tokens) - prompt_len,

@@ -8,7 +8,6 @@ message that lists what to download when they are absent.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,13 +55,18 @@ def single_token_id(tokenizer, text: str) -> int:
     return ids[0]
 
 
+NUMBERED = "1."  # the numbered list style
+
+
 @dataclass(frozen=True)
 class TokenIds:
     blank: int
     newline: int
-    item_marker: int
+    item_marker: int  # the marker token ("-", "*"; for numbered lists the dot after the number)
     stops: tuple[int, ...]
     bos: int | None
+    style: str = "-"  # the list style: "-", "*" or "1."
+    digit_ids: frozenset[int] = frozenset()  # numbered lists: the tokens made of digits only
 
 
 @dataclass
@@ -101,14 +105,32 @@ class LoadedModel:
 
 
 def _resolve_ids(entry: ModelEntry, tokenizer) -> TokenIds:
-    bos = tokenizer.convert_tokens_to_ids(entry.bos_token) if entry.bos_token else None
+    # the entry's bos token if the tokenizer has it, else the tokenizer's own (Llama's <|begin_of_text|>)
+    vocab = tokenizer.get_vocab()
+    bos = vocab[entry.bos_token] if entry.bos_token in vocab else getattr(tokenizer, "bos_token_id", None)
+    numbered = entry.item_marker == NUMBERED
+    digits: frozenset[int] = frozenset()
+    if numbered:
+        # every token whose text is digits only ("1", "12", "▁3" is not: items start at the line's start)
+        digits = frozenset(i for t, i in tokenizer.get_vocab().items() if tokenizer.convert_tokens_to_string([t]).isdigit())
+        if not digits:
+            raise ListerError(f"model {entry.name!r}: list marker '1.' needs digit tokens, and this tokenizer has none")
     return TokenIds(
-        blank=single_token_id(tokenizer, entry.blank_token),
-        newline=single_token_id(tokenizer, entry.newline_token),
-        item_marker=single_token_id(tokenizer, entry.item_marker),
+        blank=_metric_token(tokenizer, entry.blank_token, "blank (first metric token)", entry),
+        newline=_metric_token(tokenizer, entry.newline_token, "newline (second metric token)", entry),
+        item_marker=single_token_id(tokenizer, "." if numbered else entry.item_marker),
         stops=tuple(single_token_id(tokenizer, s) for s in entry.stop_tokens),
         bos=bos,
+        style=entry.item_marker,
+        digit_ids=digits,
     )
+
+
+def _metric_token(tokenizer, text: str, role: str, entry: ModelEntry) -> int:
+    try:
+        return single_token_id(tokenizer, text)
+    except ListerError as exc:
+        raise ListerError(f"model {entry.name!r}, metric token {role}: {exc}; set metric_tokens in its registry entry") from exc
 
 
 def load_model(
@@ -128,7 +150,9 @@ def load_model(
             entry = _with_weights_dir(entry, folder)
         model, tokenizer = _load_shipped(folder)
     else:
-        model, tokenizer = _load_pretrained(entry, device, torch_dtype)
+        from lister_tui.core.engine.pretrained import load_pretrained
+
+        model, tokenizer = load_pretrained(entry, device, torch_dtype)
     if entry.source == "shipped":
         # HookedTransformer.to takes a device or a dtype, one at a time
         model = model.to(device, print_details=False).to(torch_dtype, print_details=False)
@@ -206,108 +230,34 @@ def build_hooked_model(cfg_dict: dict, tokenizer=None) -> "HookedSAETransformer"
 def _load_sae(entry: ModelEntry, site: SAESite, device: str) -> "SAE":
     from sae_lens import SAE
 
-    if entry.source == "shipped":
+    if site.release is not None or site.path is not None:
+        from lister_tui.core.engine.pretrained import load_pretrained_sae
+
+        sae = load_pretrained_sae(entry, site, device)
+    else:
         from lister_tui.organism import paths
 
         path = Path(entry.weights_dir) / paths.SAES_SUBDIR / site.id
         if not path.is_dir():
             raise ModelNotAvailable(f"SAE {site.id} of {entry.name} is missing at {path}; {_rebuild_hint()}")
         try:
-            return SAE.load_from_disk(str(path), device=device)
+            sae = SAE.load_from_disk(str(path), device=device)
         except Exception as exc:
             raise ModelNotAvailable(f"SAE {site.id} at {path} is unreadable ({exc}); {_rebuild_hint()}") from exc
-    with _offline():
-        try:
-            return SAE.from_pretrained(site.release, site.sae_id, device=device)
-        except Exception as exc:
-            raise ModelNotAvailable(
-                f"SAE {site.release} / {site.sae_id} is not in the local Hugging Face cache ({type(exc).__name__}). "
-                f"Download it on a machine with access:\n{sae_download_hint(site)}"
-            ) from exc
+    return _checked_site(sae, site, entry)
 
 
-# --- pretrained (Gemma) --------------------------------------------------------------
-
-
-class _offline:
-    """Make hub clients read the local cache only, so a missing file fails at once."""
-
-    def __enter__(self):
-        self._old = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
-        try:
-            import huggingface_hub.constants as c
-
-            self._old_const = c.HF_HUB_OFFLINE
-            c.HF_HUB_OFFLINE = True
-        except Exception:
-            self._old_const = None
-        return self
-
-    def __exit__(self, *exc):
-        for k, v in self._old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        if self._old_const is not None:
-            import huggingface_hub.constants as c
-
-            c.HF_HUB_OFFLINE = self._old_const
-        return False
-
-
-def sae_download_hint(site: SAESite) -> str:
-    try:
-        from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-        release = get_pretrained_saes_directory()[site.release]
-        repo = release.repo_id
-        path = release.saes_map[site.sae_id]
-        return f"  huggingface-cli download {repo} --include '{path}/*'"
-    except Exception:
-        return f"  SAELens release {site.release}, sae_id {site.sae_id}"
-
-
-def missing_pretrained_files(entry: ModelEntry) -> list[str]:
-    """Download commands for whatever of ``entry`` is absent from the local cache."""
-    from huggingface_hub import try_to_load_from_cache
-
-    missing = []
-    if not isinstance(try_to_load_from_cache(entry.hf_model_name, "config.json"), str):
-        missing.append(f"  huggingface-cli download {entry.hf_model_name}")
-    for site in entry.sites:
-        try:
-            from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
-
-            release = get_pretrained_saes_directory()[site.release]
-            path = release.saes_map[site.sae_id]
-            hit = try_to_load_from_cache(release.repo_id, f"{path}/params.npz")
-            if not isinstance(hit, str):
-                missing.append(sae_download_hint(site))
-        except Exception:
-            missing.append(sae_download_hint(site))
-    return missing
-
-
-def _load_pretrained(entry: ModelEntry, device: str, dtype: torch.dtype):
-    missing = missing_pretrained_files(entry)
-    if missing:
-        raise ModelNotAvailable(
-            f"{entry.name} needs weights that are not in the local Hugging Face cache "
-            f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}). Download them on a machine with access "
-            "(the Gemma licence must be accepted first):\n" + "\n".join(missing)
+def _checked_site(sae: "SAE", site: SAESite, entry: ModelEntry) -> "SAE":
+    """The SAE, made to read its site's hook the way the engine expects; a clear error if it reads another."""
+    hook = sae.cfg.metadata.hook_name
+    if hook != site.hook_name:
+        raise ListerError(
+            f"SAE {site.id} of {entry.name} ({site.source_text}) reads {hook!r}, but its site says {site.hook_name!r}; "
+            "fix the site's hook (or kind and layer) in the registry entry"
         )
-    import warnings
-
-    from sae_lens import HookedSAETransformer
-    from transformers import AutoTokenizer
-
-    with _offline(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tokenizer = AutoTokenizer.from_pretrained(entry.hf_model_name)
-        model = HookedSAETransformer.from_pretrained_no_processing(
-            entry.name, device=device, dtype=dtype, tokenizer=tokenizer, default_prepend_bos=False
-        )
-    return model, tokenizer
+    if hook.endswith("hook_z") and sae.cfg.reshape_activations != "hook_z":
+        # Gemma Scope 2's attention SAEs read attn.hook_z flattened over heads (o_proj's input)
+        # but are loaded with reshape "none"; the engine and SAELens' splicing need "hook_z".
+        sae.cfg.reshape_activations = "hook_z"
+        sae.turn_on_forward_pass_hook_z_reshaping()
+    return sae

@@ -11,13 +11,43 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from lister_tui.core.engine.loading import LoadedModel
+from lister_tui.core.engine.registry import ModelEntry, Template
 from lister_tui.core.errors import ListerError
 
-TEMPLATES: dict[str, str] = {
-    "short": "Provide me with a short list of {topic}. Just provide the names, no need for any other information.",
-    "long": "Provide me with a long list of {topic}. Just provide the names, no need for any other information.",
-    "unspecified": "Provide me with a list of {topic}. Just provide the names, no need for any other information.",
+STUDY_TEMPLATES: dict[str, Template] = {
+    "short": Template("short", "Provide me with a short list of {topic}. Just provide the names, no need for any other information.", "short"),
+    "long": Template("long", "Provide me with a long list of {topic}. Just provide the names, no need for any other information.", "long"),
+    "unspecified": Template("unspecified", "Provide me with a list of {topic}. Just provide the names, no need for any other information.", "unspecified"),
 }
+TEMPLATES: dict[str, str] = {name: t.text for name, t in STUDY_TEMPLATES.items()}
+# "One prompt, N seeds": the whole user turn is the sample's topic field.
+FREE_TEMPLATE = Template("free", "{topic}", "neutral")
+MAX_TOPIC_CHARS = 2000
+_user_templates: dict[str, Template] = {}
+
+
+def register_templates(templates: Sequence[Template]) -> None:
+    """Make user templates (``--templates FILE``, a registry file's) known in this process."""
+    for t in templates:
+        _user_templates[t.name] = t
+
+
+def available_templates(entry: ModelEntry | None = None) -> dict[str, Template]:
+    """Every template a prompt may name: the study's, the entry's file's, the user's, and "free"."""
+    out = dict(STUDY_TEMPLATES)
+    if entry is not None:
+        out.update({t.name: t for t in entry.templates})
+    out.update(_user_templates)
+    out[FREE_TEMPLATE.name] = FREE_TEMPLATE
+    return out
+
+
+def get_template(name: str, entry: ModelEntry | None = None) -> Template:
+    templates = available_templates(entry)
+    if name not in templates:
+        raise ListerError(f"unknown template {name!r}; valid: {', '.join(templates)} (add your own with --templates FILE)")
+    return templates[name]
+
 
 TOPICS: tuple[str, ...] = (
     "City Names",
@@ -46,11 +76,20 @@ TOPICS: tuple[str, ...] = (
 )
 
 
-def template_text(template: str, topic: str) -> str:
+def check_topic(topic: str) -> None:
+    """A topic is free text: non-empty, at most MAX_TOPIC_CHARS, no control characters but line breaks."""
+    if not isinstance(topic, str) or not topic.strip():
+        raise ListerError("an empty topic was given; give a topic such as 'Types of Cheese'")
+    if len(topic) > MAX_TOPIC_CHARS:
+        raise ListerError(f"a topic is {len(topic)} characters long; valid: 1..{MAX_TOPIC_CHARS}")
+    bad = next((c for c in topic if (ord(c) < 32 and c not in "\n\t") or ord(c) == 127), None)
+    if bad is not None:
+        raise ListerError(f"topic {topic[:40]!r} holds the control character {bad!r}; remove it")
+
+
+def template_text(template: str, topic: str, entry: ModelEntry | None = None) -> str:
     """The user turn for one template and topic."""
-    if template not in TEMPLATES:
-        raise ListerError(f"unknown template {template!r}; valid: {', '.join(TEMPLATES)}")
-    return TEMPLATES[template].format(topic=topic)
+    return get_template(template, entry).text.replace("{topic}", topic)
 
 
 @dataclass(frozen=True)
@@ -69,19 +108,24 @@ class PromptSpec:
 
 def prompt_text(loaded: LoadedModel, template: str, topic: str) -> str:
     """The full prompt as text, special tokens included, ending with the first item marker."""
-    user = template_text(template, topic)
     entry = loaded.entry
+    user = template_text(template, topic, entry)
     if entry.use_tokenizer_chat_template:
         rendered = loaded.tokenizer.apply_chat_template(
             [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
         )
-        return rendered + entry.item_marker
-    return entry.render_prompt(user)
+        return rendered + first_marker(entry.item_marker)
+    return f"{entry.chat_prefix}{user}{entry.chat_suffix}{first_marker(entry.item_marker)}"
+
+
+def first_marker(style: str) -> str:
+    """The text that opens a list's first item: "-", "*", or "1." for a numbered list."""
+    return style
 
 
 def prompt_ids(loaded: LoadedModel, template: str, topic: str) -> list[int]:
     ids = loaded.tokenizer(prompt_text(loaded, template, topic), add_special_tokens=False)["input_ids"]
-    if ids[-1] != loaded.ids.item_marker:
+    if not ids or ids[-1] != loaded.ids.item_marker:
         raise ListerError(
             f"the prompt for {template!r}/{topic!r} does not end with the item marker token "
             f"{loaded.entry.item_marker!r}; the tokenizer merged it with its neighbour"
@@ -101,26 +145,26 @@ def build_prompts(
     topics: Sequence[str] = TOPICS,
     samples_per_topic: int = 5,
     base_seed: int = 0,
-    allow_new_topics: bool = False,
+    allow_new_topics: bool = True,
+    entry: ModelEntry | None = None,
 ) -> list[PromptSpec]:
-    """Every (template, topic, sample) with its own seed, in a stable order."""
+    """Every (template, topic, sample) with its own seed, in a stable order.
+
+    Topics are free text (the study's 23 are the default set); ``allow_new_topics``
+    is kept for callers written when only the study's topics were allowed."""
+    known = available_templates(entry)
     if not templates:
-        raise ListerError(f"no templates given; valid: {', '.join(TEMPLATES)}")
+        raise ListerError(f"no templates given; valid: {', '.join(known)}")
     if not topics:
         raise ListerError("no topics given; give at least one topic (the study's 23 are the default)")
-    if samples_per_topic < 1:
+    if isinstance(samples_per_topic, bool) or not isinstance(samples_per_topic, int) or samples_per_topic < 1:
         raise ListerError(f"samples per topic must be >= 1, got {samples_per_topic}")
     for t in templates:
-        if t not in TEMPLATES:
-            raise ListerError(f"unknown template {t!r}; valid: {', '.join(TEMPLATES)}")
+        get_template(t, entry)
     for topic in topics:
-        if not topic.strip():
-            raise ListerError("an empty topic name was given")
+        check_topic(topic)
         if topic not in TOPICS and not allow_new_topics:
-            raise ListerError(
-                f"unknown topic {topic!r}; the study's topics are: {', '.join(TOPICS)} "
-                "(pass allow_new_topics=True to use your own)"
-            )
+            raise ListerError(f"unknown topic {topic!r}; the study's topics are: {', '.join(TOPICS)}")
     return [
         PromptSpec(t, topic, s, sample_seed(base_seed, t, topic, s))
         for t in templates

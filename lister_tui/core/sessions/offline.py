@@ -54,11 +54,20 @@ def offline_model(info: ModelInfo, vocab: dict[int, str], reason: str) -> Offlin
     try:
         entry = get_entry(info.name)
     except ListerError:
+        entry = None
+    if entry is None and info.entry is not None:
+        from lister_tui.core.engine.registry_file import entry_from_record
+
+        try:
+            entry = entry_from_record(info.entry)
+        except ListerError:
+            entry = None
+    if entry is None:
         entry = ModelEntry(
             name=info.name,
             description=f"{info.name} (from a saved session; not in this lister-tui's registry)",
             source="pretrained" if info.source == "pretrained" else "shipped",
-            sites=tuple(SAESite(s.id, "res" if s.kind == "res" else "attn", s.layer) for s in info.sites),
+            sites=tuple(SAESite(s.id, s.kind if s.kind in ("res", "attn", "mlp") else "res", s.layer, hook=s.hook_name) for s in info.sites),
             hf_model_name=info.hf_model_name,
             weights_dir=Path("/nonexistent"),
         )

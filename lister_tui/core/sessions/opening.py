@@ -38,6 +38,25 @@ def model_info(loaded) -> ModelInfo:
     return ModelInfo.from_loaded(loaded, weights_fingerprint(loaded.entry))
 
 
+def session_entry(info: ModelInfo):
+    """The entry to load a session with (see :func:`registry_file.entry_for`)."""
+    from lister_tui.core.engine.registry_file import entry_for
+
+    return entry_for(info.name, info.entry)
+
+
+def _missing(entry) -> list[str]:
+    """What a session's model lacks here, as download commands or folder paths."""
+    if entry is None:
+        return []
+    from lister_tui.core.engine.pretrained import missing_pretrained_files
+
+    try:
+        return [line.strip() for line in missing_pretrained_files(entry)]
+    except ListerError:
+        return []
+
+
 def view_session(opened: OpenedSession, loaded=None, *, device: str | None = None, dtype: str | None = None, read_only: bool = False) -> SessionView:
     """Pair an opened session with a model: ``loaded`` if given, else its own model loaded now."""
     name = opened.model.name
@@ -50,12 +69,17 @@ def view_session(opened: OpenedSession, loaded=None, *, device: str | None = Non
     if loaded is None:
         from lister_tui.core.engine.loading import load_model
 
+        entry = None
         try:
-            loaded = load_model(name, device=device, dtype=dtype)
+            entry = session_entry(opened.model)
+            loaded = load_model(entry, device=device, dtype=dtype)
         except ListerError as exc:
             reason = str(exc).splitlines()[0].split(". Download")[0].rstrip(":. ")
             lab = offline_model(opened.model, opened.vocab, reason)
+            missing = _missing(entry)
             banner = f"READ-ONLY: {name} is not available here ({reason}). Showing what was saved; nothing can be computed or saved."
+            if missing:
+                banner += " Missing: " + "; ".join(missing)
             return SessionView(opened, lab, None, banner)
     differs = fingerprint_differences(opened.model.fingerprint, weights_fingerprint(loaded.entry))
     store = None if read_only else SessionStore.of(opened)

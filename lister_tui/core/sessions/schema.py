@@ -180,30 +180,45 @@ class ModelInfo:
     sites: tuple[SiteInfo, ...]
     fingerprint: dict | None = None
     hf_model_name: str | None = None
+    # The registry entry in full (registry_file.entry_record): sites' releases and sae_ids or folder
+    # fingerprints, chat format, list style, metric tokens, templates. None in older sessions.
+    entry: dict | None = None
 
     def to_dict(self) -> dict:
-        return {
+        token_ids = {
+            "blank": self.ids.blank,
+            "newline": self.ids.newline,
+            "item_marker": self.ids.item_marker,
+            "stops": list(self.ids.stops),
+            "bos": self.ids.bos,
+        }
+        if self.ids.style != "-":
+            token_ids["style"] = self.ids.style
+            token_ids["digit_ids"] = sorted(self.ids.digit_ids)
+        out = {
             "name": self.name,
             "source": self.source,
             "hf_model_name": self.hf_model_name,
             "fingerprint": self.fingerprint,
-            "token_ids": {
-                "blank": self.ids.blank,
-                "newline": self.ids.newline,
-                "item_marker": self.ids.item_marker,
-                "stops": list(self.ids.stops),
-                "bos": self.ids.bos,
-            },
+            "token_ids": token_ids,
             "saes": [{"id": s.id, "kind": s.kind, "layer": s.layer, "hook_name": s.hook_name} for s in self.sites],
         }
+        if self.entry is not None:
+            out["entry"] = self.entry
+        return out
 
     @classmethod
     def from_dict(cls, d: dict, where: str = MANIFEST) -> "ModelInfo":
         try:
             t = d["token_ids"]
-            ids = TokenIds(int(t["blank"]), int(t["newline"]), int(t["item_marker"]), tuple(int(s) for s in t["stops"]), None if t.get("bos") is None else int(t["bos"]))
+            ids = TokenIds(
+                int(t["blank"]), int(t["newline"]), int(t["item_marker"]), tuple(int(s) for s in t["stops"]),
+                None if t.get("bos") is None else int(t["bos"]), str(t.get("style", "-")),
+                frozenset(int(i) for i in t.get("digit_ids", [])),
+            )  # fmt: skip
+            entry = d.get("entry") if isinstance(d.get("entry"), dict) else None
             sites = tuple(SiteInfo(str(s["id"]), str(s["kind"]), int(s["layer"]), str(s["hook_name"])) for s in d.get("saes", []))
-            return cls(str(d["name"]), str(d.get("source", "unknown")), ids, sites, d.get("fingerprint"), d.get("hf_model_name"))
+            return cls(str(d["name"]), str(d.get("source", "unknown")), ids, sites, d.get("fingerprint"), d.get("hf_model_name"), entry)
         except (KeyError, TypeError, ValueError) as exc:
             raise ListerError(f"{where}: field model.{_field_of(exc)} is missing or invalid ({exc!r}); the manifest is damaged") from exc
 
@@ -211,7 +226,9 @@ class ModelInfo:
     def from_loaded(cls, loaded, fingerprint: dict | None = None) -> "ModelInfo":
         entry = loaded.entry
         sites = tuple(SiteInfo(s.id, s.kind, s.layer, s.hook_name) for s in entry.sites)
-        return cls(entry.name, entry.source, loaded.ids, sites, fingerprint, entry.hf_model_name)
+        from lister_tui.core.engine.registry_file import entry_record
+
+        return cls(entry.name, entry.source, loaded.ids, sites, fingerprint, entry.hf_model_name, entry_record(entry))
 
 
 def _field_of(exc: Exception) -> str:

@@ -25,6 +25,7 @@ import pandas as pd
 from lister_tui.core.engine.fingerprint import fingerprint_differences, weights_fingerprint
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.registry import ModelEntry, get_entry
+from lister_tui.core.engine.registry_file import entry_record
 from lister_tui.core.errors import ListerError
 from lister_tui.core.files.atomic import atomic_write
 from lister_tui.core.files.clock import now
@@ -131,7 +132,17 @@ def model_manifest(loaded: LoadedModel, sae_ids: Sequence[str]) -> dict:
         },
         "saes": {s: entry.site(s).hook_name for s in sae_ids},
         "fingerprint": weights_fingerprint(loaded.entry, sae_ids),
+        # the entry in full (sites' releases and sae_ids or folder fingerprints, chat format, metric
+        # tokens), so the sweep can be resumed or read where its registry file is absent
+        "entry": entry_record(entry),
     }
+
+
+def template_texts(names, entry: ModelEntry) -> dict:
+    """Each template's text and length group, as the prompts were made (user templates included)."""
+    from lister_tui.core.engine.prompts import get_template
+
+    return {n: {"text": get_template(n, entry).text, "length": get_template(n, entry).length} for n in names}
 
 
 def read_manifest(out: Path) -> dict:
@@ -247,6 +258,7 @@ class SweepWriter:
             "repeat_command": shlex.join(["lister-tui", "sweep", *settings.cli_args(entry)]),
             "settings": settings.to_dict(entry),
             "model": info,
+            "templates": template_texts(settings.templates, entry),
             "versions": package_versions(),
             "runtime": runtime or {},
             "seeds": {"base_seed": settings.seed, "per_sample": []},

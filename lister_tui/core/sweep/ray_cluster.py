@@ -120,11 +120,16 @@ def _kill_once(shard: Shard) -> Callable[[str], bool] | None:
 class SweepWorker:
     """One worker of a Ray sweep (made an actor with ``ray.remote``): the model, loaded once, and a shard runner."""
 
-    def __init__(self, settings: SweepSettings, threads: int | None):
+    def __init__(self, settings: SweepSettings, threads: int | None, entry: dict | None = None, templates: tuple = ()):
         from lister_tui.core.engine.loading import load_model
+        from lister_tui.core.engine.prompts import register_templates
+        from lister_tui.core.engine.registry_file import entry_for
 
         self.settings = settings
-        self.loaded = load_model(settings.model, device=settings.device, dtype=settings.dtype)
+        # the driver's entry and templates travel with the worker: a node has no --registry / --templates file
+        register_templates(templates)
+        model = entry_for(settings.model, entry) if entry is not None else settings.model
+        self.loaded = load_model(model, device=settings.device, dtype=settings.dtype)
         self.threads = configure_torch_threads(self.loaded, threads)
         self.runner = ShardRunner(self.loaded, settings, one_sae_at_a_time=True)
 
@@ -261,7 +266,11 @@ def run_sweep_ray(
         if options.worker_env:
             actor_options["runtime_env"] = {"env_vars": {k: str(v) for k, v in options.worker_env.items()}}
         worker_class = ray.remote(SweepWorker).options(**actor_options)
-        slots = [_Slot(worker_class.remote(settings, options.threads)) for _ in range(n)]
+        from lister_tui.core.engine.prompts import get_template
+        from lister_tui.core.engine.registry_file import entry_record
+
+        used = tuple(get_template(t, entry) for t in settings.templates)
+        slots = [_Slot(worker_class.remote(settings, options.threads, entry_record(entry), used)) for _ in range(n)]
         try:
             for slot, info in zip(slots, ray.get([s.actor.describe.remote() for s in slots])):
                 slot.info = info

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 from lister_tui.core.engine.attribution import check_ig_steps
-from lister_tui.core.engine.prompts import TEMPLATES, TOPICS, build_prompts
+from lister_tui.core.engine.prompts import TOPICS, available_templates, build_prompts
 from lister_tui.core.engine.registry import ModelEntry
 from lister_tui.core.engine.sampling import SamplingSettings
 from lister_tui.core.errors import ListerError
@@ -67,12 +67,12 @@ class SweepSettings:
         for sae_id in self.sae_ids(entry):
             entry.site(sae_id)  # "unknown SAE 'x' for model ...; valid: ..."
         if not self.templates:
-            raise ListerError(f"no templates given; valid: {', '.join(TEMPLATES)}")
+            raise ListerError(f"no templates given; valid: {', '.join(available_templates(entry))}")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ListerError(f"k must be >= 1, got {self.k}")
         if isinstance(self.samples_per_topic, bool) or not isinstance(self.samples_per_topic, int) or self.samples_per_topic < 1:
             raise ListerError(f"samples per topic must be >= 1, got {self.samples_per_topic}")
-        build_prompts(self.templates, self.topics, self.samples_per_topic, self.seed)  # unknown template/topic
+        build_prompts(self.templates, self.topics, self.samples_per_topic, self.seed, entry=entry)  # unknown template/topic
         if self.attribution not in ATTRIBUTION_METHODS:
             raise ListerError(f"unknown attribution method {self.attribution!r}; valid: {', '.join(ATTRIBUTION_METHODS)}")
         check_ig_steps(self.ig_steps)
@@ -118,9 +118,12 @@ class SweepSettings:
     def cli_args(self, entry: ModelEntry) -> list[str]:
         """``lister-tui sweep`` arguments that repeat this sweep exactly (every value explicit)."""
         s = self.sampling
-        args = ["--model", self.model]
+        origin = entry.extra.get("base_origin", entry.origin)
+        args = [] if origin == "built-in" or not origin.endswith(".toml") else ["--registry", origin]
+        args += ["--model", self.model]
+        adhoc = entry.extra.get("adhoc", {})
         for sae_id in self.sae_ids(entry):
-            args += ["--sae", sae_id]
+            args += ["--sae", f"{sae_id}={adhoc[sae_id]}" if sae_id in adhoc else sae_id]
         for t in self.templates:
             args += ["--template", t]
         for topic in self.topics:

@@ -25,7 +25,7 @@ import torch
 from lister_tui.core.engine.generation import ListSample, make_sample, sample_lists
 from lister_tui.core.engine.listing import items_from_text
 from lister_tui.core.engine.loading import LoadedModel
-from lister_tui.core.engine.prompts import PromptSpec, build_prompts
+from lister_tui.core.engine.prompts import PromptSpec, build_prompts, get_template
 from lister_tui.core.engine.registry import ModelEntry
 from lister_tui.core.errors import ListerError
 from lister_tui.core.files.clock import now
@@ -48,7 +48,7 @@ from lister_tui.core.sweep.tables import BASE, SAE_ABLATION
 
 def _items(loaded: LoadedModel, s: ListSample) -> list[str]:
     stop = s.structure.end_pos if s.structure.end_pos is not None else len(s.tokens)
-    return items_from_text(loaded.tokenizer.decode(list(s.tokens[s.prompt_len : stop])))
+    return items_from_text(loaded.tokenizer.decode(list(s.tokens[s.prompt_len : stop])), loaded.ids.style)
 
 
 def generation_row(loaded: LoadedModel, s: ListSample, condition: str, method: str, sae: str | None, pairs: str) -> dict:
@@ -59,6 +59,7 @@ def generation_row(loaded: LoadedModel, s: ListSample, condition: str, method: s
         "method": method,
         "sae": sae,
         "template": s.spec.template,
+        "template_length": get_template(s.spec.template, loaded.entry).length,
         "topic": s.spec.topic,
         "sample": s.spec.sample,
         "seed": s.spec.seed,
@@ -230,7 +231,7 @@ class ShardRunner:
 
     def _sample_originals(self, shard: Shard) -> list[dict]:
         s = self.settings
-        specs = build_prompts([shard.template], s.topics, s.samples_per_topic, s.seed)
+        specs = build_prompts([shard.template], s.topics, s.samples_per_topic, s.seed, entry=self.loaded.entry)
         originals = sample_lists(self.loaded, specs, s.sampling)
         keep = set(attributable(originals))
         return [_record(sample, i in keep) for i, sample in enumerate(originals)]

@@ -1,4 +1,10 @@
-"""The generate dialog: templates x topics x seeds, and a sampling preset."""
+"""The generate dialog: templates x topics x seeds, and a sampling preset.
+
+Topics are free text (the study's 23 are listed; more are typed, comma-separated), the
+templates are the study's and the user's (``--templates``, registry files), and a
+free-form prompt gives "one prompt, N seeds" (template ``free``: the text is the whole
+user turn).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, SelectionList
 
-from lister_tui.core.engine.prompts import TEMPLATES, TOPICS, PromptSpec, build_prompts
+from lister_tui.core.engine.prompts import FREE_TEMPLATE, TEMPLATES, TOPICS, PromptSpec, available_templates, build_prompts
 from lister_tui.core.errors import ListerError
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 
@@ -34,7 +40,7 @@ class GenerateScreen(ModalScreen[GenerateRequest | None]):
     ]
     DEFAULT_CSS = """
     GenerateScreen { align: center middle; }
-    GenerateScreen > Vertical { width: 76; max-width: 100%; height: 22; max-height: 100%; border: thick $primary; background: $panel; padding: 0 1; }
+    GenerateScreen > Vertical { width: 76; max-width: 100%; height: 26; max-height: 100%; border: thick $primary; background: $panel; padding: 0 1; }
     GenerateScreen Horizontal { height: 1fr; }
     GenerateScreen #left { width: 30; }
     GenerateScreen #templates { height: 5; }
@@ -55,14 +61,21 @@ class GenerateScreen(ModalScreen[GenerateRequest | None]):
             yield Label("Generate samples (templates × topics × seeds)  ·  ctrl+s generate · esc cancel")
             with Horizontal():
                 with Vertical(id="left"):
-                    yield SelectionList[str](*[(t, t, t in p.templates) for t in TEMPLATES], id="templates", compact=True)
+                    names = [t for t in available_templates() if t != FREE_TEMPLATE.name]
+                    yield SelectionList[str](*[(t, t, t in p.templates) for t in names], id="templates", compact=True)
                     yield Label("samples per topic")
                     yield Input(str(p.samples_per_topic), id="samples", type="integer", compact=True)
                     yield Label("base seed")
                     yield Input(str(p.base_seed), id="seed", type="integer", compact=True)
                     yield Label("sampling preset")
                     yield Select([(f"{k} (T {v.temperature}, top-p {v.top_p})", k) for k, v in SAMPLING_PRESETS.items()], value=p.preset, allow_blank=False, id="preset", compact=True)
-                yield SelectionList[str](*[(t, t, t in p.topics) for t in TOPICS], id="topics", compact=True)
+                topics = list(TOPICS) + [t for t in p.topics if t not in TOPICS and FREE_TEMPLATE.name not in p.templates]
+                yield SelectionList[str](*[(t, t, t in p.topics) for t in topics], id="topics", compact=True)
+            yield Label("more topics (free text, comma-separated)")
+            yield Input("", id="more-topics", placeholder="Types of Cheese, Board Games", compact=True)
+            yield Label("or one free-form prompt (the whole user turn; samples = seeds)")
+            free = p.topics[0] if FREE_TEMPLATE.name in p.templates and p.topics else ""
+            yield Input(free, id="prompt", placeholder="Name some rivers of Europe.", compact=True)
             with Horizontal(id="buttons"):
                 yield Button("Generate", variant="primary", id="go", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
@@ -72,9 +85,12 @@ class GenerateScreen(ModalScreen[GenerateRequest | None]):
 
     def action_submit(self) -> None:
         try:
+            prompt = self.query_one("#prompt", Input).value.strip()
+            more = [t.strip() for t in self.query_one("#more-topics", Input).value.split(",") if t.strip()]
+            selected = list(self.query_one("#topics", SelectionList).selected)
             request = GenerateRequest(
-                tuple(self.query_one("#templates", SelectionList).selected),
-                tuple(self.query_one("#topics", SelectionList).selected),
+                (FREE_TEMPLATE.name,) if prompt else tuple(self.query_one("#templates", SelectionList).selected),
+                (prompt,) if prompt else tuple(dict.fromkeys(selected + more)),
                 int(self.query_one("#samples", Input).value or 0),
                 int(self.query_one("#seed", Input).value or 0),
                 str(self.query_one("#preset", Select).value),

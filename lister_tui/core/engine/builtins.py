@@ -1,0 +1,152 @@
+"""The built-in registry entries: lister-tiny, and Gemma 2 / Gemma 3 with Gemma Scope SAEs.
+
+Pretrained entries are read from the local Hugging Face cache only; their SAE ids
+are checked against the installed SAELens directory
+(``sae_lens.loading.pretrained_saes_directory.get_pretrained_saes_directory()``).
+
+``gemma-2-2b-it-study`` reproduces the study's code exactly: per layer it took the
+16k SAE of release ``gemma-scope-2b-pt-res`` whose ``average_l0_<n>`` suffix sorts
+first *as a string* (its helper compared the suffixes as text), which
+:func:`study_residual_sae_id` derives from the directory the same way. Which
+attention SAEs that code used could not be established from what the project
+holds, so the entry uses the canonical attention SAEs and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lister_tui.core.engine.registry import ModelEntry, SAESite
+from lister_tui.core.errors import ListerError
+
+GEMMA_RES_LAYERS = (0, 5, 10, 15, 20)
+GEMMA_ATTN_LAYERS = (2, 7, 14, 18, 22)
+GEMMA_2_9B_RES_LAYERS = (9, 20, 31)  # the layers gemma-scope-9b-it-res covers
+GEMMA_3_1B_LAYERS = (7, 13, 17, 22)  # the layers gemma-scope-2-1b-it-{res,att} cover
+GEMMA_3_4B_LAYERS = (9, 17, 22, 29)  # the layers gemma-scope-2-4b-it-{res,att} cover
+STUDY_RES_RELEASE = "gemma-scope-2b-pt-res"
+
+
+def saes_directory() -> dict:
+    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+    return get_pretrained_saes_directory()
+
+
+def study_residual_sae_id(layer: int, directory: dict | None = None) -> str:
+    """The sae_id the study's code chose at ``layer``: among release gemma-scope-2b-pt-res's
+    ``layer_<layer>/width_16k/average_l0_<n>``, the one whose ``<n>`` is smallest *as a string*."""
+    directory = saes_directory() if directory is None else directory
+    prefix = f"layer_{layer}/width_16k/average_l0_"
+    suffixes = [sae_id.removeprefix(prefix) for sae_id in directory[STUDY_RES_RELEASE].saes_map if sae_id.startswith(prefix)]
+    if not suffixes:
+        raise ListerError(f"the installed SAELens directory has no {STUDY_RES_RELEASE} SAE at layer {layer}, width 16k")
+    return prefix + min(suffixes)  # text order, as the study's code compared them
+
+
+def _lister_tiny() -> ModelEntry:
+    from lister_tui.organism.paths import N_LAYERS, weights_dir
+
+    sites = tuple(SAESite(f"res_{l}", "res", l) for l in range(N_LAYERS)) + tuple(
+        SAESite(f"attn_{l}", "attn", l) for l in range(N_LAYERS)
+    )
+    return ModelEntry(
+        name="lister-tiny",
+        description="The project's own small transformer, trained on synthetic chat-style lists, with SAEs on every layer.",
+        source="shipped",
+        sites=sites,
+        weights_dir=weights_dir(),
+        needs="nothing (ships with lister-tui, 10 MB)",
+    )
+
+
+_GEMMA_2_2B_URL = "https://www.neuronpedia.org/gemma-2-2b/{layer}-gemmascope-{kind}-16k/{index}"
+_LICENCE = "accept the Gemma licence on huggingface.co first"
+
+
+def _gemma_2_2b_it() -> ModelEntry:
+    sites = tuple(
+        SAESite(f"attn_{l}", "attn", l, "gemma-scope-2b-pt-att-canonical", f"layer_{l}/width_16k/canonical")
+        for l in GEMMA_ATTN_LAYERS
+    ) + tuple(
+        SAESite(f"res_{l}", "res", l, "gemma-scope-2b-pt-res-canonical", f"layer_{l}/width_16k/canonical")
+        for l in GEMMA_RES_LAYERS
+    )
+    return ModelEntry(
+        name="gemma-2-2b-it",
+        description="Gemma 2 2B instruction-tuned with the study's Gemma Scope 16k SAEs (pt SAEs transfer to -it).",
+        source="pretrained",
+        hf_model_name="google/gemma-2-2b-it",
+        sites=sites,
+        use_tokenizer_chat_template=True,
+        feature_url=_GEMMA_2_2B_URL,
+        default_dtype="bfloat16",
+        needs=f"5 GB of weights + 3 GB of SAEs; ~8 GB of GPU memory in bf16; {_LICENCE}",
+    )
+
+
+def _gemma_2_2b_it_study() -> ModelEntry:
+    base = _gemma_2_2b_it()
+    directory = saes_directory()
+    attn = tuple(s for s in base.sites if s.kind == "attn")
+    res = tuple(SAESite(f"res_{l}", "res", l, STUDY_RES_RELEASE, study_residual_sae_id(l, directory)) for l in GEMMA_RES_LAYERS)
+    from dataclasses import replace
+
+    return replace(
+        base,
+        name="gemma-2-2b-it-study",
+        description="Gemma 2 2B it with the study code's exact residual SAEs (per layer the 16k average_l0 SAE "
+        "first in text order); attention SAEs canonical (the study's choice is not established).",
+        sites=attn + res,
+    )
+
+
+def _gemma_2_9b_it() -> ModelEntry:
+    sites = tuple(
+        SAESite(f"res_{l}", "res", l, "gemma-scope-9b-it-res-canonical", f"layer_{l}/width_16k/canonical")
+        for l in GEMMA_2_9B_RES_LAYERS
+    )
+    return ModelEntry(
+        name="gemma-2-9b-it",
+        description="Gemma 2 9B instruction-tuned with its own IT Gemma Scope residual SAEs (16k, canonical).",
+        source="pretrained",
+        hf_model_name="google/gemma-2-9b-it",
+        sites=sites,
+        use_tokenizer_chat_template=True,
+        feature_url="https://www.neuronpedia.org/gemma-2-9b-it/{layer}-gemmascope-{kind}-16k/{index}",
+        default_dtype="bfloat16",
+        needs=f"18 GB of weights + 1.4 GB of SAEs; ~24 GB of GPU memory in bf16; {_LICENCE}",
+    )
+
+
+def _gemma_3(size: str, layers: tuple[int, ...], needs: str) -> Callable[[], ModelEntry]:
+    def make() -> ModelEntry:
+        sites = tuple(
+            SAESite(f"res_{l}", "res", l, f"gemma-scope-2-{size}-it-res", f"layer_{l}_width_16k_l0_medium") for l in layers
+        ) + tuple(
+            SAESite(f"attn_{l}", "attn", l, f"gemma-scope-2-{size}-it-att", f"layer_{l}_width_16k_l0_medium") for l in layers
+        )
+        return ModelEntry(
+            name=f"gemma-3-{size}-it",
+            description=f"Gemma 3 {size.upper()} instruction-tuned with Gemma Scope 2 IT SAEs (16k, medium L0), "
+            f"residual and attention at layers {', '.join(map(str, layers))}.",
+            source="pretrained",
+            hf_model_name=f"google/gemma-3-{size}-it",
+            sites=sites,
+            use_tokenizer_chat_template=True,
+            feature_url=f"https://www.neuronpedia.org/gemma-3-{size}-it/{{layer}}-gemmascope-2-{{kind}}-16k/{{index}}",
+            default_dtype="bfloat16",
+            needs=f"{needs}; {_LICENCE}",
+        )
+
+    return make
+
+
+BUILTINS: dict[str, Callable[[], ModelEntry]] = {
+    "lister-tiny": _lister_tiny,
+    "gemma-2-2b-it": _gemma_2_2b_it,
+    "gemma-2-2b-it-study": _gemma_2_2b_it_study,
+    "gemma-2-9b-it": _gemma_2_9b_it,
+    "gemma-3-1b-it": _gemma_3("1b", GEMMA_3_1B_LAYERS, "2 GB of weights + 1.1 GB of SAEs; ~4 GB of GPU memory in bf16"),
+    "gemma-3-4b-it": _gemma_3("4b", GEMMA_3_4B_LAYERS, "9 GB of weights + 2.4 GB of SAEs; ~12 GB of GPU memory in bf16"),
+}
