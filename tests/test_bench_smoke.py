@@ -49,9 +49,11 @@ def test_bench_smoke_writes_every_comparison(tmp_path):
         assert math.isfinite(difference) and ("bfloat16" in setting or difference < 1e-3), (setting, note)
     assert len(ratios) == 4, ratios.setting.tolist()  # two shapes, and the GPU plan's two dtypes
     assert set(table[table.target.notna()].verdict) == {"not assessed"}
-    # with the same seeds, the fast ablation and the spliced SAE drew the same tokens
-    ablation_notes = table[(table.comparison == "2 ablated generation") & table.note.notna()]["note"]
-    assert ablation_notes.str.endswith("True").all(), ablation_notes.tolist()
+    # with the same seeds, the fast ablation and the spliced SAE drew the same tokens (in float32;
+    # in bf16 the splice's rounding of the forward pass may tip a draw, as above)
+    ablations = table[(table.comparison == "2 ablated generation") & table.note.notna()]
+    ablation_notes = ablations[~ablations.setting.str.contains("bfloat16")]["note"]
+    assert len(ablation_notes) == 3 and ablation_notes.str.endswith("True").all(), ablation_notes.tolist()
     report = (out / "report.md").read_text()
     assert "targets are not assessed" in report and "| 1 attribution |" in report
 
