@@ -236,14 +236,14 @@ def first_token_latency(report: Report, bench: Bench, sizes: Sizes, device: str,
     (``generate`` with the ablation's hooks and an ``on_step`` callback), cancelled at the
     first token as the explorer's stream would show it. Not through the Textual app:
     the app loads registry models, and this random Gemma shape is not one."""
-    from lister_tui.core.ablation import EVERY_POSITION, Ablation, FeatureAblation, ablation_hooks
+    from lister_tui.core.engine.ablation import EVERY_POSITION, Ablation, FeatureAblation, ablation_hooks
 
     sae_id = next(s for s in bench.saes if s.startswith("res"))
     features = comparisons._ablation_features(bench, sae_id, 5)
     ablation = Ablation(tuple(FeatureAblation(sae_id, f, EVERY_POSITION) for f in features))
     saes = {sae_id: bench.saes[sae_id]}
     prompts = bench.random_prompts(1, sizes.latency_prefix)
-    from lister_tui.core.sampling import generate
+    from lister_tui.core.engine.sampling import generate
 
     def regenerate():
         return generate(
