@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -41,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--gpu", action="store_true", help="the time-boxed full-size GPU run (bench/gpu.py); with --smoke, tiny on the CPU")
     p.add_argument("--bandwidth", type=float, default=None, help="the device's memory bandwidth in TB/s, for the roofline (default: from its name)")
-    p.add_argument("--time-box", type=float, default=450.0, help="--gpu: seconds for the whole run, model building included")
+    p.add_argument("--time-box", type=float, default=420.0, help="--gpu: seconds for the whole run, model building included")
     p.add_argument("--only", default=",".join(COMPARISONS), help=f"comma-separated subset of {','.join(COMPARISONS)}")
     p.add_argument("--out", type=Path, default=Path("bench/out/latest"))
     p.add_argument("--smoke", action="store_true", help="tiny sizes and one round: checks that the benchmark (and --gpu's plan) runs")
@@ -79,6 +80,7 @@ def run_shape(report: Report, args, shape: str, only: set[str]) -> None:
         fn(report, bench, *a, **kw)
         for row in report.rows[before:]:
             row.setting = tag + row.setting
+        progress(f"{tag}{fn.__name__} done")
         return report.rows[before:]
 
     if "attribution" in only:
@@ -92,6 +94,15 @@ def run_shape(report: Report, args, shape: str, only: set[str]) -> None:
         prefixed(comparisons.scaling, min(repeats, 3), s["samples"], s["lengths"], s["widths"], s["length"], **timing)
     if "memory" in only:
         memory(report, bench, shape, scale, s, tag, args.device, in_process=args.smoke)
+        progress(f"{tag}memory done")
+
+
+_START = time.perf_counter()
+
+
+def progress(text: str) -> None:
+    """A line on stderr with the elapsed time and the load, so that a long run shows where it is."""
+    print(f"[{time.perf_counter() - _START:6.0f} s, load {load_average():.1f}] {text}", file=sys.stderr, flush=True)
 
 
 def memory(report: Report, bench, shape: str, scale: float, s: dict, tag: str, device: str, *, in_process: bool = False) -> None:
@@ -117,7 +128,7 @@ def memory(report: Report, bench, shape: str, scale: float, s: dict, tag: str, d
     alive = streamed["max_saes_alive"]
     # a count, not a timing: no spread, so the verdict is plain
     report.rows.append(
-        Row("4 memory", "ratio", setting, alive, alive, alive, held["max_saes_alive"], "SAEs", ratio=alive, ratio_low=alive,
+        Row("4 memory", "ratio", setting, alive, alive, alive, alive, "SAEs", ratio=alive, ratio_low=alive,
             ratio_high=alive, ratio_meaning=f"most SAEs alive at once, streaming {n} (holding: {held['max_saes_alive']})",
             target="≤ 2 (about one SAE alive at a time)", verdict=Target(2, False).verdict(alive, alive))
     )
@@ -173,6 +184,7 @@ def main(argv=None) -> Path:
         run_shape(report, args, shape, only)
     if "latency" in only and not args.smoke:
         latency(report, max(args.repeats, 5))
+        progress("explorer latency done")
     report.settings["load average at the end (1 min)"] = f"{load_average():.2f}"
     if args.smoke:
         from bench.gpu import gpu_plan
