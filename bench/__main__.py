@@ -110,7 +110,7 @@ def memory(report: Report, bench, shape: str, scale: float, s: dict, tag: str, d
     # A fresh process per measurement keeps one's allocations out of another's peak;
     # the smoke run measures in this process instead (each fresh process spends ~10 s
     # importing sae-lens, and the smoke run only checks that the code runs).
-    run = (lambda *a: measure(*a, threads=None)) if in_process else measure_in_subprocess
+    run = (lambda *a: measure(*a, threads=None, bench=bench)) if in_process else measure_in_subprocess
     runs = {
         "streamed, 1 SAE": run("streamed", 1, shape, scale, s["mem_batch"], s["mem_length"], device),
         f"streamed, {n} SAEs (project)": run("streamed", n, shape, scale, s["mem_batch"], s["mem_length"], device),

@@ -10,6 +10,7 @@ BATCH LENGTH DEVICE``; it prints one JSON line.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import subprocess
@@ -20,14 +21,20 @@ from pathlib import Path
 import torch
 
 
-def measure(mode: str, n: int, shape: str, scale: float, batch: int, length: int, device: str, *, threads: int | None = 1) -> dict:
+def measure(
+    mode: str, n: int, shape: str, scale: float, batch: int, length: int, device: str, *, threads: int | None = 1, bench=None
+) -> dict:
+    """``bench``: an already loaded Bench to measure on (in-process use; its SAEs are left alone)."""
     from bench.harness import PeakMemory
     from bench.shapes import gemma_like_bench, random_jumprelu_sae, tiny_bench
     from lister_tui.core.engine.attribution import attribute
 
     if threads:
         torch.set_num_threads(threads)
-    bench = tiny_bench(device) if shape == "tiny" else gemma_like_bench(scale, device=device)
+    if bench is None:
+        bench = tiny_bench(device) if shape == "tiny" else gemma_like_bench(scale, device=device)
+    else:
+        bench = dataclasses.replace(bench, saes=dict(bench.saes))
     specs = [(sid, sae.cfg.metadata.hook_name, sae.cfg.d_in, sae.cfg.d_sae) for sid, sae in bench.saes.items()][:n]
     sae_bytes = bench.sae_bytes(specs[0][0])
     bench.saes.clear()  # the SAEs are made again below, inside the measured window
