@@ -53,10 +53,11 @@ def sizes(smoke: bool, shape: str) -> dict:
     if smoke:
         return dict(batch=2, length=16, new_tokens=4, sample_batch=4, samples=[1, 2], lengths=[8, 16], widths=[64, 128], mem_batch=2, mem_length=16)
     if shape == "tiny":
-        return dict(batch=16, length=48, new_tokens=64, sample_batch=16, samples=[1, 4, 16, 64], lengths=[32, 64, 128], widths=[512, 4096, 16384], mem_batch=16, mem_length=64)
+        return dict(batch=16, length=48, new_tokens=32, sample_batch=16, samples=[1, 4, 16, 64], lengths=[32, 64, 128], widths=[512, 4096, 16384], mem_batch=16, mem_length=64)
     # the Gemma shape on a CPU: a per-sample TransformerLens decoding step takes ~0.4 s at ×0.25,
-    # so decode few tokens (the ratio is per step) and attribute short batches
-    return dict(batch=2, length=32, new_tokens=8, sample_batch=16, samples=[1, 4, 16], lengths=[32, 64, 128], widths=[1024, 4096, 16384], mem_batch=4, mem_length=64)
+    # so decode few tokens (the ratio is per step) and attribute short batches; with 4 tokens
+    # the comparison's 3 rounds and warm-up still take minutes on a shared 2-core machine
+    return dict(batch=2, length=32, new_tokens=4, sample_batch=16, samples=[1, 4, 16], lengths=[32, 64, 128], widths=[1024, 4096, 16384], mem_batch=4, mem_length=64)
 
 
 def run_shape(report: Report, args, shape: str, only: set[str]) -> None:
