@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from bench.harness import Report, linearity, ratio_row, time_side_by_side
+from bench.harness import Report, Target, linearity, ratio_row, time_side_by_side
 from bench.shapes import Bench
 from lister_tui.core.engine.ablation import EVERY_POSITION, Ablation, FeatureAblation, ablation_hooks
 from lister_tui.core.engine.attribution import attribute
@@ -57,7 +57,7 @@ def attribution_splice_each(bench: Bench, tokens: torch.Tensor, sae_ids: list[st
     return out
 
 
-def compare_attribution(report: Report, bench: Bench, repeats: int, batch: int, length: int) -> None:
+def compare_attribution(report: Report, bench: Bench, repeats: int, batch: int, length: int, **timing) -> dict:
     sae_ids = list(bench.saes)
     n = len(sae_ids)
     tokens = _tokens(bench, batch, length)
@@ -72,9 +72,9 @@ def compare_attribution(report: Report, bench: Bench, repeats: int, batch: int, 
         },
         repeats,
         str(bench.model.cfg.device),
+        **timing,
     )
     report.add_timings("1 attribution", setting, timings)
-    target = 0.7 * n
     ratio_row(
         report,
         "1 attribution",
@@ -82,10 +82,10 @@ def compare_attribution(report: Report, bench: Bench, repeats: int, batch: int, 
         timings["splice each SAE alone (study)"],
         timings["one pass, all SAEs (project)"],
         "speed-up",
-        f"≥ 0.7 × N = {target:.1f}",
-        lambda r: r >= target,
+        Target(0.7 * n, True, f"≥ 0.7 × N = {0.7 * n:.1f}"),
         note=f"largest relative difference of the summed attributions {worst:.1e}",
     )
+    return timings
 
 
 # --- 2. ablated generation ---------------------------------------------------------
@@ -109,7 +109,9 @@ def _generate(bench: Bench, prompts, new_tokens: int, hook_factory=None, extra_h
     )
 
 
-def compare_ablated_generation(report: Report, bench: Bench, repeats: int, batch: int, length: int, new_tokens: int, k: int = 5) -> None:
+def compare_ablated_generation(
+    report: Report, bench: Bench, repeats: int, batch: int, length: int, new_tokens: int, k: int = 5, **timing
+) -> dict:
     sae_id = next(s for s in bench.saes if s.startswith("res")) if any(s.startswith("res") for s in bench.saes) else next(iter(bench.saes))
     sae = bench.saes[sae_id]
     features = _ablation_features(bench, sae_id, k)
@@ -143,6 +145,7 @@ def compare_ablated_generation(report: Report, bench: Bench, repeats: int, batch
             {"no ablation": plain, "fast path (project)": fast, "splice and zero hook (SAELens)": splice},
             repeats,
             str(bench.model.cfg.device),
+            **timing,
         )
     report.add_timings("2 ablated generation", setting, timings)
     ratio_row(
@@ -152,8 +155,7 @@ def compare_ablated_generation(report: Report, bench: Bench, repeats: int, batch
         timings["fast path (project)"],
         timings["no ablation"],
         "ablated / unablated",
-        "≤ 1.15",
-        lambda r: r <= 1.15,
+        Target(1.15, False),
         note=f"fast path and splice drew the same tokens: {same}",
     )
     ratio_row(
@@ -164,12 +166,13 @@ def compare_ablated_generation(report: Report, bench: Bench, repeats: int, batch
         timings["no ablation"],
         "spliced / unablated",
     )
+    return timings
 
 
 # --- 3. sampling throughput --------------------------------------------------------
 
 
-def compare_sampling(report: Report, bench: Bench, repeats: int, batch: int, length: int, new_tokens: int) -> None:
+def compare_sampling(report: Report, bench: Bench, repeats: int, batch: int, length: int, new_tokens: int, **timing) -> dict:
     prompts = bench.random_prompts(batch, length)
     model = bench.model
 
@@ -196,14 +199,13 @@ def compare_sampling(report: Report, bench: Bench, repeats: int, batch: int, len
             {"batched seeded sampling (project)": ours, "TransformerLens generate per sample": tl_per_sample},
             repeats,
             str(model.cfg.device),
+            **timing,
         )
     tokens = batch * new_tokens
     setting = f"batch {batch}, {length}+{new_tokens} tokens"
     report.add_timings("3 sampling", setting, timings)
     for name, t in timings.items():
-        report.rows.append(
-            type(report.rows[-1])("3 sampling", name + " (tokens/s)", setting, tokens / t.median, tokens / t.high, tokens / t.low, "tokens/s")
-        )
+        report.add_rate("3 sampling", name + " (tokens/s)", setting, tokens, t, "tokens/s")
     ratio_row(
         report,
         "3 sampling",
@@ -211,27 +213,29 @@ def compare_sampling(report: Report, bench: Bench, repeats: int, batch: int, len
         timings["TransformerLens generate per sample"],
         timings["batched seeded sampling (project)"],
         "tokens/s ratio",
-        "≥ 8× at batch 16",
-        (lambda r: r >= 8) if batch == 16 else None,
+        Target(8, True, "≥ 8× at batch 16") if batch == 16 else None,
     )
+    return timings
 
 
 # --- 5/6. scaling ------------------------------------------------------------------
 
 
-def scaling(report: Report, bench: Bench, repeats: int, samples: list[int], lengths: list[int], widths: list[int], base_length: int) -> None:
+def scaling(
+    report: Report, bench: Bench, repeats: int, samples: list[int], lengths: list[int], widths: list[int], base_length: int, **timing
+) -> None:
     from bench.shapes import random_jumprelu_sae
 
     sae_ids = list(bench.saes)
     device = str(bench.model.cfg.device)
 
     def sweep(name: str, sizes: list[int], make: Callable[[int], Callable[[], object]], unit: str) -> None:
-        medians = []
+        best = []
         for size in sizes:
-            t = time_side_by_side({f"{name}={size}": make(size)}, repeats, device)
+            t = time_side_by_side({f"{name}={size}": make(size)}, repeats, device, **timing)
             report.add_timings("6 scaling", f"attribution, {len(sae_ids)} SAEs, {name} {size}", t)
-            medians.append(next(iter(t.values())).median)
-        report.notes.append(f"[{bench.name}] attribution time vs {name} ({unit}): {linearity(sizes, medians)}")
+            best.append(next(iter(t.values())).best)
+        report.notes.append(f"[{bench.name}] attribution time vs {name} ({unit}): {linearity(sizes, best)}")
 
     sweep("samples", samples, lambda b: (lambda tok=_tokens(bench, b, base_length): attribution_one_pass(bench, tok, sae_ids)), "samples")
     sweep("length", lengths, lambda n: (lambda tok=_tokens(bench, 4, n): attribution_one_pass(bench, tok, sae_ids)), "tokens")

@@ -88,13 +88,12 @@ async def collect(runs: int) -> dict[str, list[tuple[float, float, int]]]:
     return cases
 
 
-def measure_latency(runs: int) -> dict[str, tuple[float, float, float]]:
-    """For `python -m bench`: per case and stage, (median, min, max) in seconds."""
+def measure_latency(runs: int) -> dict[str, tuple[float, ...]]:
+    """For `python -m bench`: per case and stage, the seconds of each run (the cold run is its own case)."""
     out = {}
     for case, values in asyncio.run(collect(runs)).items():
         for stage, index in (("first token", 0), ("done", 1)):
-            seconds = [v[index] / 1e3 for v in values]
-            out[f"{case}: {stage}"] = (statistics.median(seconds), min(seconds), max(seconds))
+            out[f"{case}: {stage}"] = tuple(v[index] / 1e3 for v in values)
     return out
 
 

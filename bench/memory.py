@@ -10,62 +10,31 @@ BATCH LENGTH DEVICE``; it prints one JSON line.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
-import os
 import subprocess
 import sys
-import threading
-import time
 import weakref
 from pathlib import Path
 
 import torch
 
 
-class _PeakSampler:
-    """Peak memory in use between start() and stop(), over the amount at start()."""
-
-    def __init__(self, device: str):
-        self.device = device
-        self.page = os.sysconf("SC_PAGE_SIZE")
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self.page
-
-    def start(self) -> None:
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-            return
-        self.base = self.peak = self._rss()
-        self.running = True
-        self.thread = threading.Thread(target=self._poll, daemon=True)
-        self.thread.start()
-
-    def _poll(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, self._rss())
-            time.sleep(0.001)
-
-    def stop(self) -> int:
-        if self.device.startswith("cuda"):
-            torch.cuda.synchronize()
-            return torch.cuda.max_memory_allocated() - self.base
-        self.running = False
-        self.thread.join()
-        self.peak = max(self.peak, self._rss())
-        return self.peak - self.base
-
-
-def measure(mode: str, n: int, shape: str, scale: float, batch: int, length: int, device: str) -> dict:
+def measure(
+    mode: str, n: int, shape: str, scale: float, batch: int, length: int, device: str, *, threads: int | None = 1, bench=None
+) -> dict:
+    """``bench``: an already loaded Bench to measure on (in-process use; its SAEs are left alone)."""
+    from bench.harness import PeakMemory
     from bench.shapes import gemma_like_bench, random_jumprelu_sae, tiny_bench
     from lister_tui.core.engine.attribution import attribute
 
-    torch.set_num_threads(1)
-    bench = tiny_bench(device) if shape == "tiny" else gemma_like_bench(scale, device=device)
+    if threads:
+        torch.set_num_threads(threads)
+    if bench is None:
+        bench = tiny_bench(device) if shape == "tiny" else gemma_like_bench(scale, device=device)
+    else:
+        bench = dataclasses.replace(bench, saes=dict(bench.saes))
     specs = [(sid, sae.cfg.metadata.hook_name, sae.cfg.d_in, sae.cfg.d_sae) for sid, sae in bench.saes.items()][:n]
     sae_bytes = bench.sae_bytes(specs[0][0])
     bench.saes.clear()  # the SAEs are made again below, inside the measured window
@@ -85,7 +54,7 @@ def measure(mode: str, n: int, shape: str, scale: float, batch: int, length: int
         return sid, sae
 
     gc.collect()
-    sampler = _PeakSampler(device)
+    sampler = PeakMemory(device)
     sampler.start()
     if mode == "held":
         held = [make(i) for i in range(len(specs))]

@@ -271,29 +271,64 @@ def _attribute_one(
     g = gradient.to(sae.device, sae.dtype)
     # hook_z SAEs flatten heads as einops "... n_heads d_head -> ... (n_heads d_head)",
     # which is a row-major flatten of the last two dims.
-    g_flat = g.flatten(-2) if sae.cfg.reshape_activations == "hook_z" else g  # [batch, pos, d_in]
+    hook_z = sae.cfg.reshape_activations == "hook_z"
+    x_flat = x.flatten(-2) if hook_z else x  # [batch, pos, d_in]
+    g_flat = g.flatten(-2) if hook_z else g  # [batch, pos, d_in]
     # Dense [batch, pos, d_sae] tensors: ~20 MB each at batch 5, 60 positions and
     # d_sae 16k, fine at our sizes; a wider SAE would want sparse top-k here.
+    plain = has_plain_decoder(sae)
     with torch.no_grad():
-        feature_acts = sae.encode(x)  # [batch, pos, d_sae]
-    if has_plain_decoder(sae):
+        feature_acts = _encode_plain(sae, x_flat) if plain else sae.encode(x)  # [batch, pos, d_sae]
+    if plain:
         with torch.no_grad():
-            reconstruction = sae.decode(feature_acts)  # shape of x
-            feature_grad = g_flat @ sae.W_dec.T  # [batch, pos, d_sae]: d metric / d feature
+            attribution = g_flat @ sae.W_dec.T  # [batch, pos, d_sae]: d metric / d feature
+            attribution.mul_(feature_acts)
+            # decode(a) · g = a · (g W_decᵀ) + b_dec · g, so the error node's attribution
+            # (x − decode(a)) · g needs no decoding: on a small model the decoder's matmul
+            # was a third of the per-SAE cost (bench/README). Sums accumulate in float32 so
+            # that a bf16 SAE's cancellation stays at float32 precision.
+            error_attribution = (
+                (x_flat * g_flat).sum(-1, dtype=torch.float32)
+                - (g_flat @ sae.b_dec).float()
+                - attribution.sum(-1, dtype=torch.float32)
+            )  # [batch, pos]
     else:
         feature_grad, reconstruction = _decoder_gradient_autograd(sae, x, g)
-    with torch.no_grad():
-        attribution = feature_acts * feature_grad  # [batch, pos, d_sae]
-        error_attribution = ((x - reconstruction) * g).flatten(2).sum(-1)  # [batch, pos]
-    mask = real.to(attribution.device)
+        with torch.no_grad():
+            attribution = feature_acts * feature_grad  # [batch, pos, d_sae]
+            error_attribution = ((x - reconstruction) * g).flatten(2).sum(-1)  # [batch, pos]
+    padding = ~real.to(attribution.device)  # [batch, pos]
     return SAEAttribution(
         sae_id=sae_id,
         hook_name=sae.cfg.metadata.hook_name,
-        attribution=_masked_cpu(attribution, mask.unsqueeze(-1)),
-        activation=_masked_cpu(feature_acts, mask.unsqueeze(-1)),
-        error_attribution=_masked_cpu(error_attribution, mask),
+        attribution=_zeroed_cpu(attribution, padding),
+        activation=_zeroed_cpu(feature_acts, padding),
+        error_attribution=_zeroed_cpu(error_attribution, padding),
         metric=metric,
     )
+
+
+def _encode_plain(sae: SAE, x_flat: Tensor) -> Tensor:  # [batch, pos, d_in] -> [batch, pos, d_sae]
+    """``sae.encode`` for a StandardSAE or JumpReLUSAE with a plain decoder, in fewer passes.
+
+    sae-lens computes ``relu(h) * (h > threshold)`` (JumpReLU) or ``relu(h)`` with
+    ``h = (x − b_dec) W_enc + b_enc``: four passes over [pos, d_sae] and three temporaries.
+    Here the bias is added inside the matmul and the features that don't fire are
+    zeroed in place (``h`` is kept where ``h > max(threshold, 0)``): the same numbers,
+    and on lister-tiny a fifth of the per-SAE time less (bench/profile_attribution.py).
+    The SAE's hook points are bypassed; nothing hooks a standalone SAE here.
+    """
+    from sae_lens import JumpReLUSAE
+
+    sae_in = x_flat.to(sae.dtype)
+    if sae.cfg.apply_b_dec_to_input:
+        sae_in = sae_in - sae.b_dec
+    hidden = torch.addmm(sae.b_enc, sae_in.reshape(-1, sae_in.shape[-1]), sae.W_enc)  # [batch·pos, d_sae]
+    if type(sae) is JumpReLUSAE:
+        off = hidden <= sae.threshold.clamp(min=0)
+    else:
+        off = hidden <= 0
+    return hidden.masked_fill_(off, 0).reshape(*sae_in.shape[:-1], hidden.shape[-1])
 
 
 def _decoder_gradient_autograd(sae: SAE, x: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
@@ -309,8 +344,15 @@ def _decoder_gradient_autograd(sae: SAE, x: Tensor, g: Tensor) -> tuple[Tensor, 
     return feature_grad, reconstruction.detach()
 
 
-def _masked_cpu(values: Tensor, keep: Tensor) -> Tensor:
-    return torch.where(keep, values, torch.zeros((), dtype=values.dtype, device=values.device)).float().cpu()
+def _zeroed_cpu(values: Tensor, padding: Tensor) -> Tensor:
+    """``values`` (freshly computed, owned here) zeroed at padding positions, as float32 on CPU.
+
+    In place and only when there is padding: a copy of every [batch, pos, d_sae]
+    tensor cost more than a tenth of the per-SAE time on a small model.
+    """
+    if padding.any():
+        values.masked_fill_(padding.reshape(padding.shape + (1,) * (values.ndim - padding.ndim)), 0)
+    return values.float().cpu()
 
 
 def check_ig_steps(steps: object) -> None:
@@ -382,7 +424,7 @@ def attribute_integrated(
     return SAEAttribution(
         sae_id=sae_id,
         hook_name=hook_name,
-        attribution=_masked_cpu(attribution, real.to(attribution.device).unsqueeze(-1)),
+        attribution=_zeroed_cpu(attribution, ~real.to(attribution.device)),
         activation=first_order.activation,
         error_attribution=first_order.error_attribution,
         metric=metric,
