@@ -3,6 +3,9 @@
 Architecture: JumpReLU (as in Gemma Scope), trained by sae-lens's
 ``LanguageModelSAETrainingRunner`` with DeepMind's "step" L0 penalty.
 
+Long because training, evaluation and the canonical on-disk form of one SAE belong
+together: each step depends on the scale conventions explained below.
+
 Why the training uses ``normalize_activations="expected_average_only_in"``:
 JumpReLU's threshold and its straight-through bandwidth are absolute numbers, and
 Adam moves the threshold by about ``lr`` per step, so the same hyperparameters
