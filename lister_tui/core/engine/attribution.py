@@ -11,6 +11,8 @@ every SAE's exact splice-one-SAE-alone attribution:
     error attribution    (x − decode(a)) · g
 
 SAEs are consumed one at a time, so a caller can load one, use it and drop it.
+Long because both methods (one-pass activation × gradient and integrated gradients)
+share their input checks and the plain pass here, which circuits reuse too.
 """
 
 from __future__ import annotations
@@ -226,6 +228,27 @@ def _activations_and_gradients(
         for name, grad in zip(hook_names, grads)
     }
     return activations, gradients, metric.detach().float().cpu()
+
+
+def activations_and_gradients(
+    model: HookedTransformer,
+    tokens: Tensor,  # [batch, pos]
+    target_pos: Sequence[int],
+    hook_names: Sequence[str],
+    *,
+    blank_id: int,
+    newline_id: int,
+) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
+    """x and the metric's gradient at each hook of the plain model, and the metric (one pass).
+
+    The shared first step of attribution and of circuits (REFERENCE §4).
+    """
+    return _activations_and_gradients(model, tokens, target_pos, hook_names, blank_id=blank_id, newline_id=newline_id)
+
+
+def metric_at(model: HookedTransformer, tokens: Tensor, target_pos: Sequence[int], blank_id: int, newline_id: int) -> Tensor:
+    """metric[b, target_pos[b]] ([batch]) under whatever hooks are active."""
+    return _metric_at(model, tokens, target_pos, blank_id, newline_id)
 
 
 def _metric_at(
