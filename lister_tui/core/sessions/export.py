@@ -29,7 +29,7 @@ from lister_tui.core.sessions.format import sample_identity
 from lister_tui.core.sessions.workspace import DELTA_METRICS, AblationChoice, Workspace
 
 FORMATS = {"csv": "csv", "parquet": "parquet", "markdown": "md", "latex": "tex"}
-TABLES = ("generations", "attributions", "ablations", "labels", "sae_summary")
+TABLES = ("generations", "attributions", "ablations", "labels", "sae_summary", "circuits", "circuit_nodes", "circuit_edges")
 _LIST_METRICS = ("n_items", "n_tokens", "repeated_items", "diversity", "filler_count", "reached_end", "metric_at_attribution")
 
 
@@ -113,6 +113,7 @@ def export_tables(ws: Workspace, decode: Callable[[list[int]], str] | None = Non
             columns=["sae", "feature", "label"],
         ),
         "sae_summary": sae_summary(ws),
+        **circuit_tables(ws),
     }
     for name, frame in tables.items():
         tables[name] = _tidy(frame)
@@ -149,6 +150,39 @@ def sae_summary(ws: Workspace, k: int = 5) -> pd.DataFrame:
             row[f"delta_{name}_mean"] = _mean([r.deltas()[name][2] for r in only])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def circuit_tables(ws: Workspace) -> dict[str, pd.DataFrame]:
+    """Every circuit of the session: one summary row each, and its nodes and edges (with the circuit's index)."""
+    summary, nodes, edges = [], [], []
+    for i, c in enumerate(ws.circuits):
+        s = c.settings
+        summary.append(
+            {
+                "circuit": i,
+                "samples": " ".join(c.samples),
+                "level": s.level,
+                "sites": " ".join(s.sites),
+                "nodes_per_site": s.nodes_per_site,
+                "method": s.method,
+                "ablation": s.ablation,
+                "n_nodes": len(c.nodes),
+                "n_edges": len(c.edges),
+                "metric": c.metric,
+                "metric_empty": c.metric_empty,
+                "recovered": c.recovered,
+                "completeness": c.completeness,
+                "n_for_0_8": c.n_for(0.8),
+                "faithfulness": " ".join(f"{p.n_nodes}:{p.recovered:.3f}" for p in c.faithfulness),
+            }
+        )
+        nodes += [{"circuit": i, **n.to_dict()} for n in c.nodes]
+        edges += [{"circuit": i, **e.to_dict()} for e in c.edges]
+    return {
+        "circuits": pd.DataFrame(summary),
+        "circuit_nodes": pd.DataFrame(nodes),
+        "circuit_edges": pd.DataFrame(edges),
+    }
 
 
 def _mean(values) -> float | None:

@@ -14,6 +14,7 @@ The schema (tables, versions, migrations) is :mod:`lister_tui.core.sessions.sche
 
 from __future__ import annotations
 
+import json
 from typing import Callable, Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ from lister_tui.core.engine.prompts import PromptSpec
 from lister_tui.core.errors import ListerError
 from lister_tui.core.sessions.schema import SCHEMAS, ModelInfo, migrate_v0
 from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, BatchAttribution, SampleState, Workspace
+from lister_tui.core.study.circuits.graph import Circuit
 from lister_tui.core.study.experiment import Pair, SAEListAttribution
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 
@@ -130,6 +132,21 @@ def workspace_rows(ws: Workspace, decode: Callable[[list[int]], str] | None = No
     if ws.batch is not None:
         _attribution_rows("batch", ws.batch.keys, ws.batch.by_sae, out)
     out["labels"] = [{"sae_id": sae_id, "feature": feature, "label": text} for (sae_id, feature), text in sorted(ws.labels.items())]
+    for i, circuit in enumerate(ws.circuits):
+        out["circuits"].append(
+            {
+                "index": i,
+                "samples": list(circuit.samples),
+                "level": circuit.settings.level,
+                "n_nodes": len(circuit.nodes),
+                "n_edges": len(circuit.edges),
+                "metric": circuit.metric,
+                "recovered": circuit.recovered,
+                "completeness": circuit.completeness,
+                "n_for_0_8": circuit.n_for(0.8),
+                "data": json.dumps(circuit.to_dict()),
+            }
+        )
     if token_string is not None:
         out["vocab"] = [{"id": i, "string": token_string(i)} for i in sorted(used)]
     return out
@@ -288,6 +305,11 @@ def workspace_from_rows(manifest: dict, tables: dict[str, list[dict]]) -> Worksp
         bpairs = [p for p in tables.get("attribution_pairs", []) if p["scope"] == "batch"]
         bacts = [a for a in tables.get("max_activations", []) if a["scope"] == "batch"]
         ws.batch = BatchAttribution(keys, _attributions_from(scopes["batch"], bpairs, bacts))
+    for row in sorted(tables.get("circuits", []), key=lambda r: r["index"]):
+        try:
+            ws.circuits.append(Circuit.from_dict(json.loads(row["data"])))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise ListerError(f"circuits table, row {row.get('index')}: the circuit's JSON is damaged ({exc})") from exc
     return ws
 
 

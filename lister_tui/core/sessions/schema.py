@@ -144,6 +144,21 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
     # the user's one-line names of features (added to format 1 later: older sessions have none)
     "labels": pa.schema([pa.field("sae_id", pa.string()), pa.field("feature", pa.int64()), pa.field("label", pa.string())]),
+    # every circuit found (added after format 1's first release: older sessions have none)
+    "circuits": pa.schema(
+        [
+            pa.field("index", pa.int64()),
+            pa.field("samples", pa.list_(pa.string())),
+            pa.field("level", pa.string()),
+            pa.field("n_nodes", pa.int64()),
+            pa.field("n_edges", pa.int64()),
+            pa.field("metric", pa.float64()),
+            pa.field("recovered", pa.float64()),
+            pa.field("completeness", pa.float64()),
+            pa.field("n_for_0_8", pa.int64()),
+            pa.field("data", pa.string()),  # the whole circuit as JSON (settings, nodes, edges, curve)
+        ]
+    ),
     # the text of every token id used, so a session opens without its tokenizer
     "vocab": pa.schema([pa.field("id", pa.int64()), pa.field("string", pa.string())]),
 }
@@ -158,6 +173,7 @@ TABLE_DESCRIPTIONS: dict[str, str] = {
     "attribution_pairs": "per attribution and SAE: the top (position, feature) pairs, strongest first",
     "max_activations": "per attribution and SAE: each feature's max activation over the list (non-zero only)",
     "labels": "the user's one-line name of each labelled feature",
+    "circuits": "every circuit found: its samples, size, faithfulness, and the whole circuit as JSON (settings, nodes, edges, curve)",
     "vocab": "the string of every token id in the session (to show tokens without the tokenizer)",
 }
 

@@ -14,6 +14,7 @@ from typing import Iterable, Literal, Sequence
 from lister_tui.core.engine.ablation import EVERY_POSITION, Ablation, FeatureAblation
 from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.errors import ListerError
+from lister_tui.core.study.circuits.graph import Circuit
 from lister_tui.core.study.experiment import AblationOutcome, SAEListAttribution, select_samples
 
 LABEL_MAX_CHARS = 200
@@ -122,6 +123,7 @@ class Workspace:
     notes: str = ""
     # the user's one-line names of features: (sae_id, feature) -> label
     labels: dict[tuple[str, int], str] = field(default_factory=dict)
+    circuits: list[Circuit] = field(default_factory=list)  # every circuit found, oldest first
     # bumped by every change made through the methods below, so that a session can
     # autosave after each change (and coalesce a burst of them into one save)
     revision: int = field(default=0, compare=False)
@@ -193,6 +195,19 @@ class Workspace:
         self.batch = BatchAttribution(list(keys), dict(by_sae))
         for i, key in enumerate(keys):
             self.set_attribution(key, {sae: select_samples(attr, [i]) for sae, attr in by_sae.items()})
+
+    # --- circuits --------------------------------------------------------------
+
+    def add_circuit(self, circuit: Circuit) -> int:
+        """Keep a circuit (settings and results); returns its index. Circuits are only added."""
+        self.circuits.append(circuit)
+        self.touch()
+        return len(self.circuits) - 1
+
+    def circuits_of(self, key: str) -> list[Circuit]:
+        """The circuits whose samples include ``key``'s sample."""
+        spec_key = self.state(key).sample.spec.key
+        return [c for c in self.circuits if spec_key in c.samples]
 
     # --- ablation --------------------------------------------------------------
 
