@@ -12,8 +12,20 @@ from lister_tui.core.engine.loading import load_model
 from lister_tui.core.engine.prompts import build_prompts
 from lister_tui.core.engine.registry import SAESite, get_entry
 from lister_tui.core.errors import ListerError
-from lister_tui.core.study.circuits import METRIC, Circuit, CircuitSettings, build_circuit, find_circuit, upstream_sites
-from lister_tui.core.study.circuits.effects import EMBED_HOOK, ERROR, edge_weights, sample_state
+from lister_tui.core.study.circuits import (
+    METRIC,
+    Circuit,
+    CircuitSettings,
+    build_circuit,
+    find_circuit,
+    upstream_sites,
+)
+from lister_tui.core.study.circuits.effects import (
+    EMBED_HOOK,
+    ERROR,
+    edge_weights,
+    sample_state,
+)
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 
 ALL_SITES = tuple(s.id for s in get_entry("lister-tiny").sites)

@@ -8,7 +8,13 @@ from session_fixtures import MODEL, VOCAB, small_workspace
 
 from lister_tui.core.sessions.export import export_tables, write_exports
 from lister_tui.core.sessions.store import SessionStore, read_session
-from lister_tui.core.study.circuits import Circuit, CircuitSettings, Edge, FaithfulnessPoint, Node
+from lister_tui.core.study.circuits import (
+    Circuit,
+    CircuitSettings,
+    Edge,
+    FaithfulnessPoint,
+    Node,
+)
 
 
 def _circuit(sample_key: str) -> Circuit:

@@ -95,7 +95,11 @@ def _run(model, device, dtype, specs, settings, sampling, faithfulness, json_out
     from lister_tui.core.engine.loading import load_model
     from lister_tui.core.files.atomic import atomic_write_bytes
     from lister_tui.core.study.circuits import find_circuit
-    from lister_tui.core.study.circuits.export import circuit_dot, circuit_json, neuronpedia_json
+    from lister_tui.core.study.circuits.export import (
+        circuit_dot,
+        circuit_json,
+        neuronpedia_json,
+    )
     from lister_tui.core.study.circuits.report import sae_memory, site_report
 
     try:

@@ -95,6 +95,22 @@ CARD_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.card.copy", "y", "copy_link", "Copy link", "Copy the feature's Neuronpedia link (or its id)", True, palette=False),
 )
 
+CIRCUIT_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("lister.circuit.close", "escape,q", "close", "Close", "Close the circuit view", True, palette=False),
+    KeySpec("lister.circuit.left", "left", "move(0,-1)", "Left", "Previous position with a node", palette=False),
+    KeySpec("lister.circuit.right", "right", "move(0,1)", "Right", "Next position with a node", palette=False),
+    KeySpec("lister.circuit.up", "up", "move(-1,0)", "Up", "Site above (later in the model)", palette=False),
+    KeySpec("lister.circuit.down", "down", "move(1,0)", "Down", "Site below (earlier in the model)", palette=False),
+    KeySpec("lister.circuit.next_node", "tab", "cycle(1)", "Next node", "Next node in the same cell", palette=False),
+    KeySpec("lister.circuit.zoom_in", "plus,equals_sign", "zoom(-2)", "Zoom in", "Fewer, wider position columns", True, palette=False, key_display="+"),
+    KeySpec("lister.circuit.zoom_out", "minus", "zoom(2)", "Zoom out", "More, narrower position columns", True, palette=False, key_display="-"),
+    KeySpec("lister.circuit.all_positions", "p", "all_positions", "All pos", "Show every token position, or only those with nodes", palette=False),
+    KeySpec("lister.circuit.view", "v", "next_view", "View", "Switch between the grid, the outline from the metric and the faithfulness curve", True, palette=False),
+    KeySpec("lister.circuit.toggle", "space", "toggle_node", "Ablate", "Toggle the selected feature node into the ablation", True, palette=False, key_display="␣"),
+    KeySpec("lister.circuit.regenerate", "r", "regenerate", "Regenerate", "Regenerate the list under the ablation (same seed)", True, palette=False),
+    KeySpec("lister.circuit.cancel", "c", "cancel", "Cancel", "Stop the circuit computation", palette=False),
+)
+
 
 def bindings(specs: tuple[KeySpec, ...]) -> list[Binding]:
     return [Binding(s.key, s.action, s.title, show=s.show, key_display=s.key_display, id=s.id) for s in specs]

@@ -144,3 +144,30 @@ class ExplorerChanged(Message):
     """
 
     parts: frozenset[str]
+
+
+@dataclass
+class CircuitProgress(Message):
+    """The circuit worker reached a step (node effects, edges into a site, a faithfulness point)."""
+
+    text: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, CircuitProgress)
+
+
+@dataclass
+class CircuitReady(Message):
+    """A circuit was found (``report``: the site report's rows)."""
+
+    key: str
+    circuit: object  # lister_tui.core.study.circuits.Circuit
+    report: list[dict]
+
+
+@dataclass
+class CircuitRegenerated(Message):
+    """The list regenerated under the nodes toggled into the ablation."""
+
+    key: str
+    run: AblationRun

@@ -22,7 +22,12 @@ from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.registry import SAESite
 from lister_tui.core.errors import ListerError
-from lister_tui.core.study.circuits.effects import ERROR, SampleState, edge_weights, sample_state
+from lister_tui.core.study.circuits.effects import (
+    ERROR,
+    SampleState,
+    edge_weights,
+    sample_state,
+)
 from lister_tui.core.study.circuits.graph import (
     EMBED,
     METRIC,

@@ -38,10 +38,20 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from torch import Tensor
 
-from lister_tui.core.engine.attribution import activations_and_gradients, attribute_integrated, has_plain_decoder, metric_at
+from lister_tui.core.engine.attribution import (
+    activations_and_gradients,
+    attribute_integrated,
+    has_plain_decoder,
+    metric_at,
+)
 from lister_tui.core.engine.registry import SAESite
 from lister_tui.core.errors import ListerError
-from lister_tui.core.study.circuits.graph import EMBED, EMBED_HOOK, METRIC, upstream_sites
+from lister_tui.core.study.circuits.graph import (
+    EMBED,
+    EMBED_HOOK,
+    METRIC,
+    upstream_sites,
+)
 
 if TYPE_CHECKING:
     from sae_lens import SAE

@@ -1,0 +1,523 @@
+"""The circuit view: how one list's features connect, from the embeddings to the metric.
+
+Three views of one position-level circuit (``v`` switches): a grid with the sites as rows
+(the metric on top, the embeddings at the bottom, as attribution-graph viewers draw them)
+and token positions as columns, each node a short label (its feature id, ``err`` for a
+site's error node); an outline from the metric down, each node's strongest parents one
+level deeper (a Tree, expanded on demand); and the faithfulness curve. The selected node's
+parents and children are highlighted in the grid, and listed with their weights below it.
+The circuit is computed in a cancellable thread worker and kept in the session.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import ContentSwitcher, Footer, Static, Tree
+from textual.worker import get_current_worker
+from textual_plotext import PlotextPlot
+
+from lister_tui.core.engine.ablation import Ablation
+from lister_tui.core.engine.generation import ListSample, metric_curve
+from lister_tui.core.engine.loading import LoadedModel
+from lister_tui.core.errors import ListerError
+from lister_tui.core.sessions.workspace import (
+    AblationChoice,
+    AblationRun,
+    Workspace,
+    to_ablation,
+)
+from lister_tui.core.study.circuits import (
+    METRIC,
+    Circuit,
+    CircuitCancelled,
+    CircuitSettings,
+    find_circuit,
+)
+from lister_tui.core.study.circuits.export import label, visible
+from lister_tui.core.study.circuits.graph import EMBED, Node, ordered_sites
+from lister_tui.core.study.circuits.report import sae_memory, site_report
+from lister_tui.core.study.experiment import metric_under_ablation, regenerate
+from lister_tui.core.study.settings import SAMPLING_PRESETS
+from lister_tui.tui.keymap import CIRCUIT_KEYS, bindings
+from lister_tui.tui.messages import (
+    CircuitProgress,
+    CircuitReady,
+    CircuitRegenerated,
+    TaskFailed,
+)
+
+VIEWS = ("grid", "outline", "curve")
+ROW_LABEL = 8  # width of the site names left of the grid
+OUTLINE_PARENTS = 5  # parents shown per node in the outline
+
+
+def rows_of(circuit: Circuit) -> list[str]:
+    """Grid rows, top to bottom: the metric, the sites from the last to the first, the embeddings."""
+    present = {n.site for n in circuit.nodes}
+    sites = [s for s in circuit.settings.sites if s in present]
+    # model order from the site ids alone (a saved circuit may outlive its model entry)
+    def order(site: str) -> tuple[int, int]:
+        kind, _, layer = site.rpartition("_")
+        return (int(layer), 0 if kind == "attn" else 1) if layer.isdigit() else (10**6, 0)
+
+    return [METRIC, *sorted(sites, key=order, reverse=True), EMBED]
+
+
+class CircuitGrid(Widget, can_focus=True):
+    """Sites x positions, nodes as labels; the cursor is a node."""
+
+    DEFAULT_CSS = "CircuitGrid { height: 1fr; }"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.circuit: Circuit | None = None
+        self.tokens: list[str] = []
+        self.rows: list[str] = []
+        self.columns: list[int] = []
+        self.cells: dict[tuple[str, int], list[Node]] = {}
+        self.row = 0
+        self.col = 0
+        self.index = 0  # which node of the cell
+        self.start = 0  # first visible column
+        self.col_width = 6
+        self.all_positions = False
+        self.ablated: set[tuple[str, int, int]] = set()
+
+    def show(self, circuit: Circuit, tokens: list[str]) -> None:
+        self.circuit = circuit
+        self.tokens = tokens
+        self.rows = rows_of(circuit)
+        self.cells = {}
+        for n in circuit.nodes:
+            pos = n.pos if n.pos is not None else len(tokens) - 1
+            self.cells.setdefault((n.site, pos), []).append(n)
+        for nodes in self.cells.values():
+            nodes.sort(key=lambda n: -abs(n.effect))
+        self._set_columns()
+        self.row, self.index = 0, 0
+        self.col = len(self.columns) - 1  # start at the metric, at the attribution position
+        self.refresh()
+
+    def _set_columns(self) -> None:
+        used = sorted({pos for (_, pos) in self.cells})
+        self.columns = list(range(len(self.tokens))) if self.all_positions else used
+
+    @property
+    def selected(self) -> Node | None:
+        if not self.columns or not self.rows:
+            return None
+        nodes = self.cells.get((self.rows[self.row], self.columns[self.col]), [])
+        return nodes[self.index % len(nodes)] if nodes else None
+
+    def select(self, node_id: str) -> None:
+        for (site, pos), nodes in self.cells.items():
+            for i, n in enumerate(nodes):
+                if n.id == node_id and pos in self.columns:
+                    self.row, self.col, self.index = self.rows.index(site), self.columns.index(pos), i
+                    self.refresh()
+                    return
+
+    def move(self, d_row: int, d_col: int) -> None:
+        if not self.columns:
+            return
+        self.row = max(0, min(len(self.rows) - 1, self.row + d_row))
+        self.col = max(0, min(len(self.columns) - 1, self.col + d_col))
+        self.index = 0
+        self.refresh()
+
+    def cycle(self, step: int) -> None:
+        self.index += step
+        self.refresh()
+
+    def zoom(self, step: int) -> None:
+        self.col_width = max(4, min(12, self.col_width - step))
+        self.refresh()
+
+    def toggle_all_positions(self) -> None:
+        pos = self.columns[self.col] if self.columns else 0
+        self.all_positions = not self.all_positions
+        self._set_columns()
+        self.col = min(range(len(self.columns)), key=lambda i: abs(self.columns[i] - pos)) if self.columns else 0
+        self.refresh()
+
+    def visible_columns(self) -> int:
+        return max(1, (self.size.width - ROW_LABEL) // self.col_width)
+
+    def render(self) -> Text:
+        if self.circuit is None:
+            return Text("computing the circuit…", style="dim")
+        width = self.visible_columns()
+        if self.col < self.start:
+            self.start = self.col
+        elif self.col >= self.start + width:
+            self.start = self.col - width + 1
+        window = self.columns[self.start : self.start + width]
+        selected = self.selected
+        parents = {e.source: e.weight for e in self.circuit.parents(selected.id)} if selected else {}
+        children = {e.target: e.weight for e in self.circuit.children(selected.id)} if selected else {}
+        out = Text(no_wrap=True, overflow="crop")
+        w = self.col_width
+        out.append(" " * ROW_LABEL)
+        for pos in window:
+            out.append(f"{pos:>{w - 1}} ", style="dim")
+        out.append("\n" + " " * ROW_LABEL)
+        for pos in window:
+            token = visible(self.tokens[pos]) if pos < len(self.tokens) else ""
+            out.append(f"{token[: w - 1]:>{w - 1}} ", style="bold" if pos == self.columns[-1] else "")
+        out.append("\n")
+        for r, site in enumerate(self.rows):
+            out.append(f"{site[: ROW_LABEL - 1]:<{ROW_LABEL}}", style="bold" if r == self.row else "dim")
+            for c, pos in enumerate(window, start=self.start):
+                nodes = self.cells.get((site, pos), [])
+                if not nodes:
+                    out.append(f"{'·':>{w - 1}} ", style="dim")
+                    continue
+                shown = nodes[self.index % len(nodes)] if (r, c) == (self.row, self.col) else nodes[0]
+                text = label(shown) if shown.kind != "embed" else "emb"
+                more = "+" if len(nodes) > 1 else ""
+                cell = f"{(text + more)[: w - 1]:>{w - 1}}"
+                style = "dim" if shown.kind == "error" else ""
+                in_set = [n for n in nodes if n.id in parents or n.id in children]
+                if in_set and (r, c) != (self.row, self.col):
+                    shown = in_set[0]
+                    cell = f"{(label(shown) + more)[: w - 1]:>{w - 1}}"
+                    style = "bold green" if shown.id in parents else "bold magenta"
+                if shown.feature is not None and shown.pos is not None and (shown.site, shown.feature, shown.pos) in self.ablated:
+                    style += " strike red"
+                if (r, c) == (self.row, self.col):
+                    style = "reverse bold"
+                out.append(cell, style=style.strip())
+                out.append(" ")
+            out.append("\n")
+        if len(self.columns) > width:
+            out.append(f"positions {self.start + 1}-{self.start + len(window)} of {len(self.columns)} columns (←/→ scroll, +/- zoom)", style="dim")
+        return out
+
+
+class CircuitScreen(Screen[None]):
+    """The circuit of one sample: grid, outline, faithfulness curve (``v``); ``space`` ablates a node."""
+
+    BINDINGS = bindings(CIRCUIT_KEYS)
+    DEFAULT_CSS = """
+    CircuitScreen #circuit-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
+    CircuitScreen #circuit-details { height: 7; background: $panel; padding: 0 1; }
+    CircuitScreen #circuit-views { height: 1fr; }
+    CircuitScreen Tree { height: 1fr; }
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        sample: ListSample,
+        *,
+        key: str | None = None,
+        workspace: Workspace | None = None,
+        settings: CircuitSettings | None = None,
+        circuit: Circuit | None = None,
+    ) -> None:
+        super().__init__()
+        if sample.structure.attribution_pos is None:
+            raise ListerError(f"sample {sample.spec.key} has no complete item, so no attribution position to find a circuit at")
+        self.loaded = loaded
+        self.sample = sample
+        self.key = key
+        self.ws = workspace
+        self.settings = settings or CircuitSettings(sites=tuple(s.id for s in ordered_sites(loaded.entry.sites)))
+        self.settings.check([s.id for s in loaded.entry.sites])
+        self.circuit = circuit or self._saved_circuit()
+        self.report: list[dict] = []
+        self.status = ""
+        self.view = 0
+        self.regenerated: AblationRun | None = None
+
+    def _saved_circuit(self) -> Circuit | None:
+        if self.ws is None or self.key is None:
+            return None
+        same = [c for c in self.ws.circuits_of(self.key) if c.settings == self.settings and c.samples == [self.sample.spec.key]]
+        return same[-1] if same else None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="circuit-title")
+        with ContentSwitcher(initial="grid", id="circuit-views"):
+            yield CircuitGrid(id="grid")
+            yield Tree("metric", id="outline")
+            with Vertical(id="curve"):
+                yield PlotextPlot(id="curve-plot")
+        yield Static("", id="circuit-details")
+        yield Footer()
+
+    @property
+    def tokens(self) -> list[str]:
+        return self.loaded.to_str_tokens(self.sample.tokens[: self.sample.structure.attribution_pos + 1])
+
+    def on_mount(self) -> None:
+        self.query_one(CircuitGrid).focus()
+        self._sync_ablated()
+        if self.circuit is not None:
+            self._show()
+        else:
+            self.status = "computing…"
+            self._refresh_text()
+            self.compute()
+
+    def on_resize(self) -> None:
+        # roomier details when the terminal is tall
+        self.query_one("#circuit-details", Static).styles.height = 7 if self.size.height < 36 else 14
+
+    # --- computation -----------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="circuit", description="Finding the circuit")
+    def compute(self) -> None:
+        worker = get_current_worker()
+        try:
+            built = find_circuit(
+                self.loaded,
+                [self.sample],
+                self.settings,
+                on_progress=lambda text: self.post_message(CircuitProgress(text)),
+                cancelled=lambda: worker.is_cancelled,
+            )
+            memory = {k: sae_memory(v) for k, v in built.saes.items()}
+            report = site_report(built.circuit, memory).to_dict(orient="records")
+        except CircuitCancelled:
+            return
+        except Exception as exc:
+            self.post_message(TaskFailed.of("circuit", exc))
+            return
+        if not worker.is_cancelled:
+            self.post_message(CircuitReady(self.key or self.sample.spec.key, built.circuit, report))
+
+    def on_circuit_progress(self, message: CircuitProgress) -> None:
+        self.status = message.text
+        self._refresh_text()
+
+    def on_circuit_ready(self, message: CircuitReady) -> None:
+        self.circuit = message.circuit
+        self.report = message.report
+        self.status = ""
+        if self.ws is not None:
+            self.ws.add_circuit(message.circuit)
+        self._show()
+
+    def on_task_failed(self, message: TaskFailed) -> None:
+        if message.task not in ("circuit", "circuit-regenerate"):
+            return
+        self.status = f"failed: {message.error}"
+        self.notify(message.error, title=f"{message.task} failed", severity="error", markup=False)
+        self._refresh_text()
+
+    def action_cancel(self) -> None:
+        self.workers.cancel_group(self, "circuit")
+        self.status = "cancelled"
+        self._refresh_text()
+
+    # --- showing ---------------------------------------------------------------
+
+    def _show(self) -> None:
+        grid = self.query_one(CircuitGrid)
+        grid.show(self.circuit, self.tokens)
+        self._fill_outline()
+        self._plot_curve()
+        self._refresh_text()
+
+    def _fill_outline(self) -> None:
+        tree: Tree = self.query_one("#outline", Tree)
+        tree.clear()
+        c = self.circuit
+        tree.root.set_label(Text(f"metric {c.metric:+.3f} (logit(blank) − logit(newline))"))
+        tree.root.data = METRIC
+        self._add_parents(tree.root)
+        tree.root.expand()
+
+    def _add_parents(self, node) -> None:
+        for edge in self.circuit.parents(node.data)[:OUTLINE_PARENTS]:
+            parent = self.circuit.node(edge.source)
+            text = Text(f"{edge.weight:+.3f} ← {parent.id} ", no_wrap=True)
+            text.append(visible(parent.token), style="italic")
+            text.append(f"  (effect {parent.effect:+.3f})", style="dim")
+            node.add(text, data=parent.id, allow_expand=bool(self.circuit.parents(parent.id)))
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded) -> None:
+        if not event.node.children and event.node.data is not None:
+            self._add_parents(event.node)
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
+        if event.node.data is not None:
+            self.query_one(CircuitGrid).select(event.node.data)
+            self._refresh_text()
+
+    def _plot_curve(self) -> None:
+        plot = self.query_one("#curve-plot", PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        points = [p for p in self.circuit.faithfulness if not math.isnan(p.recovered)]
+        if points:
+            xs = [math.log2(p.n_nodes) for p in points]
+            plt.plot(xs, [p.recovered for p in points], marker="dot")
+            plt.hline(0.8)
+            plt.xlabel("log2(nodes kept)")
+            plt.ylabel("recovered")
+            n = self.circuit.n_for(0.8)
+            plt.title(f"faithfulness: top-N nodes kept, the rest {self.circuit.settings.ablation}-ablated; 0.8 at N = {n}")
+        plot.refresh()
+
+    def _refresh_text(self) -> None:
+        title = Text(f"Circuit · {self.sample.spec.key} · ", no_wrap=True, overflow="ellipsis")
+        c = self.circuit
+        if c is None:
+            title.append(self.status or "…")
+        else:
+            n08 = c.n_for(0.8)
+            title.append(f"{len(c.nodes)} nodes, {len(c.edges)} edges · 0.8 at N={n08 if n08 is not None else '—'}")
+            if c.recovered is not None:
+                title.append(f" · circuit {c.recovered:.2f}, complete {c.completeness:.2f}")
+            title.append(f" · {VIEWS[self.view]}")
+        self.query_one("#circuit-title", Static).update(title)
+        self.query_one("#circuit-details", Static).update(self._details())
+
+    def _details(self) -> Text:
+        out = Text(no_wrap=True, overflow="ellipsis")
+        if self.status:
+            out.append(self.status + "\n", style="italic")
+        node = self.query_one(CircuitGrid).selected if self.circuit is not None else None
+        if node is None:
+            return out
+        out.append(f"{node.id}", style="bold")
+        out.append(f"  {visible(node.token)!s}", style="italic")
+        out.append(f"  effect {node.effect:+.3f}")
+        if node.activation is not None:
+            out.append(f"  activation {node.activation:.3f}")
+        if node.feature is not None and node.pos is not None and (node.site, node.feature, node.pos) in self._ablated_set():
+            out.append("  [ablated]", style="red")
+        many = 3 if self.size.height < 36 else 8
+        for title, edges, side, style in (
+            ("parents ", self.circuit.parents(node.id), "source", "green"),
+            ("children", self.circuit.children(node.id), "target", "magenta"),
+        ):
+            out.append(f"\n{title}: ", style=style)
+            out.append(", ".join(f"{getattr(e, side)} {e.weight:+.3f}" for e in edges[:many]) or "—")
+        if self.regenerated is not None:
+            run = self.regenerated
+            out.append(
+                f"\nregenerated under {len(run.choices)} node(s): {run.base.metrics.n_items} → {run.ablated.metrics.n_items} items; "
+                f"metric {run.metric_before:+.3f} → {run.metric_under_ablation:+.3f}"
+            )
+        return out
+
+    # --- keys --------------------------------------------------------------------
+
+    def action_close(self) -> None:
+        self.workers.cancel_group(self, "circuit")
+        self.dismiss(None)
+
+    def action_move(self, d_row: int, d_col: int) -> None:
+        self.query_one(CircuitGrid).move(d_row, d_col)
+        self._refresh_text()
+
+    def action_cycle(self, step: int) -> None:
+        self.query_one(CircuitGrid).cycle(step)
+        self._refresh_text()
+
+    def action_zoom(self, step: int) -> None:
+        self.query_one(CircuitGrid).zoom(step)
+
+    def action_all_positions(self) -> None:
+        self.query_one(CircuitGrid).toggle_all_positions()
+        self._refresh_text()
+
+    def action_next_view(self) -> None:
+        self.view = (self.view + 1) % len(VIEWS)
+        self.query_one(ContentSwitcher).current = VIEWS[self.view]
+        target = {"grid": CircuitGrid, "outline": Tree}.get(VIEWS[self.view])
+        if target is not None:
+            self.query_one(target).focus()
+        self._refresh_text()
+
+    # --- ablation ----------------------------------------------------------------
+
+    def _ablated_set(self) -> set[tuple[str, int, int]]:
+        if self.ws is not None and self.key is not None:
+            return {(c.sae_id, c.feature, c.pos) for c in self.ws.state(self.key).choices}
+        return self.query_one(CircuitGrid).ablated
+
+    def _sync_ablated(self) -> None:
+        grid = self.query_one(CircuitGrid)
+        grid.ablated = set(self._ablated_set())
+        grid.refresh()
+
+    def action_toggle_node(self) -> None:
+        node = self.query_one(CircuitGrid).selected
+        if node is None or node.kind != "feature" or node.pos is None:
+            self.notify("only a feature node at a position can be ablated (not an error node, an embedding or the metric)", markup=False)
+            return
+        if self.ws is not None and self.key is not None:
+            self.ws.toggle(self.key, AblationChoice(node.site, node.feature, node.pos))
+        else:
+            ident = (node.site, node.feature, node.pos)
+            grid = self.query_one(CircuitGrid)
+            grid.ablated.symmetric_difference_update({ident})
+        self._sync_ablated()
+        self._refresh_text()
+
+    def action_regenerate(self) -> None:
+        chosen = sorted(self._ablated_set())
+        if not chosen:
+            self.notify("toggle a feature node into the ablation first (space)", markup=False)
+            return
+        attr = self.sample.structure.attribution_pos
+        late = [c for c in chosen if c[2] >= attr]
+        if late:
+            self.notify(
+                f"nodes at the attribution position ({attr}) or later act on no regeneration (it starts from tokens[:{attr}]); "
+                "leave them out to regenerate",
+                markup=False,
+            )
+            return
+        self.status = "regenerating…"
+        self._refresh_text()
+        self.regenerate_worker(tuple(AblationChoice(s, f, p) for s, f, p in chosen))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="circuit-regenerate", description="Regenerating")
+    def regenerate_worker(self, choices: tuple[AblationChoice, ...]) -> None:
+        worker = get_current_worker()
+        preset = "code" if self.ws is None or self.key is None else self.ws.state(self.key).preset
+        settings = SAMPLING_PRESETS.get(preset, SAMPLING_PRESETS["code"])
+        ablation = to_ablation(choices)
+        try:
+            base = regenerate(self.loaded, self.sample, settings, None)
+            ablated = regenerate(self.loaded, self.sample, settings, ablation, on_step=lambda *_: worker.is_cancelled)
+            pos = self.sample.structure.attribution_pos
+            run = AblationRun(
+                self.key or self.sample.spec.key,
+                choices,
+                True,
+                preset,
+                base,
+                ablated,
+                tuple(metric_curve(self.loaded, base.tokens).tolist()),
+                tuple(metric_curve(self.loaded, ablated.tokens, ablation).tolist()),
+                metric_under_ablation(self.loaded, self.sample.tokens, Ablation(), pos),
+                metric_under_ablation(self.loaded, self.sample.tokens, ablation, pos),
+            )
+        except Exception as exc:
+            self.post_message(TaskFailed.of("circuit-regenerate", exc))
+            return
+        if not worker.is_cancelled:
+            self.post_message(CircuitRegenerated(self.key or self.sample.spec.key, run))
+
+    def on_circuit_regenerated(self, message: CircuitRegenerated) -> None:
+        self.regenerated = message.run
+        self.status = ""
+        if self.ws is not None and self.key is not None:
+            self.ws.record_ablation(self.key, message.run)
+        self._refresh_text()
+
+
+__all__ = ["CircuitGrid", "CircuitScreen", "rows_of"]
