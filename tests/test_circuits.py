@@ -36,14 +36,18 @@ def _lists(loaded, template: str, topics, n: int = 1):
     return [s for s in sample_lists(loaded, specs, SAMPLING_PRESETS["code"]) if s.structure.attribution_pos is not None]
 
 
+# Three lists per template: each integrated-gradient circuit costs 10 passes per site.
+TOPICS3 = ["Animals", "Fruits", "Countries"]
+
+
 @pytest.fixture(scope="module")
 def short_lists(tiny):
-    return _lists(tiny, "short", ["Animals", "Fruits", "Countries", "Rivers"])
+    return _lists(tiny, "short", TOPICS3)
 
 
 @pytest.fixture(scope="module")
 def long_lists(tiny):
-    return _lists(tiny, "long", ["Animals", "Fruits", "Countries", "Rivers"])
+    return _lists(tiny, "long", TOPICS3)
 
 
 def _state(loaded, sample, sites=ALL_SITES):
@@ -242,8 +246,8 @@ def test_short_lists_circuit_runs_from_the_template_word_through_attn_2_to_the_m
         res0 = [n.id for n in circuit.nodes if n.site == "res_0" and n.kind == "feature" and n.pos == pos]
         attn2 = [n.id for n in circuit.nodes if n.site == "attn_2" and n.kind == "feature" and n.pos == t]
         found.append(bool(res0) and bool(_paths_through(circuit, res0, attn2)))
-    # measured on the shipped organism (integrated gradients, 10 nodes per site): 4 of 4 lists
-    assert np.mean(found) >= 0.75, found
+    # measured on the shipped organism (integrated gradients, 10 nodes per site): 3 of 3 lists
+    assert np.mean(found) >= 2 / 3, found
 
 
 def test_long_lists_circuit_runs_from_an_earlier_filler_blank_to_the_metric(tiny, long_lists):
@@ -259,7 +263,7 @@ def test_long_lists_circuit_runs_from_an_earlier_filler_blank_to_the_metric(tiny
         attn_at_t = [n.id for n in circuit.nodes if n.site.startswith("attn_") and n.kind == "feature" and n.pos == t]
         found.append(bool(_paths_through(circuit, res0, attn_at_t)))
     assert len(found) >= 2
-    assert np.mean(found) >= 0.75, found
+    assert np.mean(found) >= 2 / 3, found
 
 
 def test_faithfulness_reaches_0_8_and_keeping_every_node_recovers_the_model(short_circuits):

@@ -1,0 +1,157 @@
+"""The circuit grid: sites as rows (the metric on top, the embeddings at the bottom), token
+positions as columns, each node a short label; the cursor is a node, and the selected
+node's parents (green) and children (magenta) are highlighted."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+from lister_tui.core.study.circuits import METRIC, Circuit
+from lister_tui.core.study.circuits.export import label, visible
+from lister_tui.core.study.circuits.graph import EMBED, Node
+
+ROW_LABEL = 8  # width of the site names left of the grid
+
+
+def rows_of(circuit: Circuit) -> list[str]:
+    """Grid rows, top to bottom: the metric, the sites from the last to the first, the embeddings."""
+    present = {n.site for n in circuit.nodes}
+    sites = [s for s in circuit.settings.sites if s in present]
+    # model order from the site ids alone (a saved circuit may outlive its model entry)
+    def order(site: str) -> tuple[int, int]:
+        kind, _, layer = site.rpartition("_")
+        return (int(layer), 0 if kind == "attn" else 1) if layer.isdigit() else (10**6, 0)
+
+    return [METRIC, *sorted(sites, key=order, reverse=True), EMBED]
+
+
+class CircuitGrid(Widget, can_focus=True):
+    """Sites x positions, nodes as labels; the cursor is a node."""
+
+    DEFAULT_CSS = "CircuitGrid { height: 1fr; }"
+
+    def __init__(self, **kw) -> None:
+        super().__init__(**kw)
+        self.circuit: Circuit | None = None
+        self.tokens: list[str] = []
+        self.rows: list[str] = []
+        self.columns: list[int] = []
+        self.cells: dict[tuple[str, int], list[Node]] = {}
+        self.row = 0
+        self.col = 0
+        self.index = 0  # which node of the cell
+        self.start = 0  # first visible column
+        self.col_width = 6
+        self.all_positions = False
+        self.ablated: set[tuple[str, int, int]] = set()
+
+    def show(self, circuit: Circuit, tokens: list[str]) -> None:
+        self.circuit = circuit
+        self.tokens = tokens
+        self.rows = rows_of(circuit)
+        self.cells = {}
+        for n in circuit.nodes:
+            pos = n.pos if n.pos is not None else len(tokens) - 1
+            self.cells.setdefault((n.site, pos), []).append(n)
+        for nodes in self.cells.values():
+            nodes.sort(key=lambda n: -abs(n.effect))
+        self._set_columns()
+        self.row, self.index = 0, 0
+        self.col = len(self.columns) - 1  # start at the metric, at the attribution position
+        self.refresh()
+
+    def _set_columns(self) -> None:
+        used = sorted({pos for (_, pos) in self.cells})
+        self.columns = list(range(len(self.tokens))) if self.all_positions else used
+
+    @property
+    def selected(self) -> Node | None:
+        if not self.columns or not self.rows:
+            return None
+        nodes = self.cells.get((self.rows[self.row], self.columns[self.col]), [])
+        return nodes[self.index % len(nodes)] if nodes else None
+
+    def select(self, node_id: str) -> None:
+        for (site, pos), nodes in self.cells.items():
+            for i, n in enumerate(nodes):
+                if n.id == node_id and pos in self.columns:
+                    self.row, self.col, self.index = self.rows.index(site), self.columns.index(pos), i
+                    self.refresh()
+                    return
+
+    def move(self, d_row: int, d_col: int) -> None:
+        if not self.columns:
+            return
+        self.row = max(0, min(len(self.rows) - 1, self.row + d_row))
+        self.col = max(0, min(len(self.columns) - 1, self.col + d_col))
+        self.index = 0
+        self.refresh()
+
+    def cycle(self, step: int) -> None:
+        self.index += step
+        self.refresh()
+
+    def zoom(self, step: int) -> None:
+        self.col_width = max(4, min(12, self.col_width - step))
+        self.refresh()
+
+    def toggle_all_positions(self) -> None:
+        pos = self.columns[self.col] if self.columns else 0
+        self.all_positions = not self.all_positions
+        self._set_columns()
+        self.col = min(range(len(self.columns)), key=lambda i: abs(self.columns[i] - pos)) if self.columns else 0
+        self.refresh()
+
+    def visible_columns(self) -> int:
+        return max(1, (self.size.width - ROW_LABEL) // self.col_width)
+
+    def render(self) -> Text:
+        if self.circuit is None:
+            return Text("computing the circuit…", style="dim")
+        width = self.visible_columns()
+        if self.col < self.start:
+            self.start = self.col
+        elif self.col >= self.start + width:
+            self.start = self.col - width + 1
+        window = self.columns[self.start : self.start + width]
+        selected = self.selected
+        parents = {e.source: e.weight for e in self.circuit.parents(selected.id)} if selected else {}
+        children = {e.target: e.weight for e in self.circuit.children(selected.id)} if selected else {}
+        out = Text(no_wrap=True, overflow="crop")
+        w = self.col_width
+        out.append(" " * ROW_LABEL)
+        for pos in window:
+            out.append(f"{pos:>{w - 1}} ", style="dim")
+        out.append("\n" + " " * ROW_LABEL)
+        for pos in window:
+            token = visible(self.tokens[pos]) if pos < len(self.tokens) else ""
+            out.append(f"{token[: w - 1]:>{w - 1}} ", style="bold" if pos == self.columns[-1] else "")
+        out.append("\n")
+        for r, site in enumerate(self.rows):
+            out.append(f"{site[: ROW_LABEL - 1]:<{ROW_LABEL}}", style="bold" if r == self.row else "dim")
+            for c, pos in enumerate(window, start=self.start):
+                nodes = self.cells.get((site, pos), [])
+                if not nodes:
+                    out.append(f"{'·':>{w - 1}} ", style="dim")
+                    continue
+                shown = nodes[self.index % len(nodes)] if (r, c) == (self.row, self.col) else nodes[0]
+                text = label(shown) if shown.kind != "embed" else "emb"
+                more = "+" if len(nodes) > 1 else ""
+                cell = f"{(text + more)[: w - 1]:>{w - 1}}"
+                style = "dim" if shown.kind == "error" else ""
+                in_set = [n for n in nodes if n.id in parents or n.id in children]
+                if in_set and (r, c) != (self.row, self.col):
+                    shown = in_set[0]
+                    cell = f"{(label(shown) + more)[: w - 1]:>{w - 1}}"
+                    style = "bold green" if shown.id in parents else "bold magenta"
+                if shown.feature is not None and shown.pos is not None and (shown.site, shown.feature, shown.pos) in self.ablated:
+                    style += " strike red"
+                if (r, c) == (self.row, self.col):
+                    style = "reverse bold"
+                out.append(cell, style=style.strip())
+                out.append(" ")
+            out.append("\n")
+        if len(self.columns) > width:
+            out.append(f"positions {self.start + 1}-{self.start + len(window)} of {len(self.columns)} columns (←/→ scroll, +/- zoom)", style="dim")
+        return out
