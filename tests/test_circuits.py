@@ -287,3 +287,12 @@ def test_feature_level_circuit_sums_over_samples(tiny, short_lists):
     assert circuit.faithfulness and circuit.faithfulness[-1].recovered == pytest.approx(1.0, abs=1e-3)
     roundtrip = Circuit.from_dict(circuit.to_dict())
     assert roundtrip.to_dict() == circuit.to_dict()
+
+
+def test_mean_ablation_curve_ends_with_every_node_kept(tiny, short_lists):
+    settings = CircuitSettings(sites=("res_1", "attn_2"), nodes_per_site=3, ablation="mean")
+    circuit = find_circuit(tiny, short_lists[:1], settings).circuit
+    last = circuit.faithfulness[-1]
+    # inactive features count as nodes under a mean ablation (they move to their mean)
+    assert last.n_nodes > circuit.n_candidates and last.recovered == pytest.approx(1.0, abs=1e-3)
+    assert circuit.metric_empty != pytest.approx(circuit.metric, abs=1e-3)

@@ -100,3 +100,24 @@ async def _reopens(tiny, short_sample):
         await settle(app, pilot)
     second = CircuitScreen(tiny, short_sample, key=key, workspace=ws, settings=SETTINGS)
     assert second.circuit is ws.circuits[0]
+
+
+def test_key_C_opens_the_circuit_of_the_current_sample_and_keeps_it(make_app):
+    asyncio.run(_from_main(make_app))
+
+
+async def _from_main(make_app):
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        main = app.screen
+        key = main.state.current
+        await pilot.press("C")
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, CircuitScreen) and screen.key == key
+        assert screen.circuit is not None and app.workspace.circuits == [screen.circuit]
+        assert screen.circuit.samples == [app.workspace.state(key).sample.spec.key]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is main

@@ -376,4 +376,13 @@ class CircuitScreen(Screen[None]):
         self._refresh_text()
 
 
-__all__ = ["CircuitGrid", "CircuitScreen"]
+def circuit_screen(host, workspace: Workspace, key: str, on_close=None) -> None:
+    """Push the circuit screen of ``key``'s sample from ``host`` (the main screen), or say why not."""
+    sample = workspace.state(key).sample
+    if sample.structure.attribution_pos is None:
+        host.notify("this list has no complete item, so no attribution position to find a circuit at", timeout=4, markup=False)
+        return
+    host.app.push_screen(CircuitScreen(host.app.lab, sample, key=key, workspace=workspace), on_close)
+
+
+__all__ = ["CircuitGrid", "CircuitScreen", "circuit_screen"]

@@ -113,6 +113,14 @@ def _ablating_hook(state: SampleState, site_id: str, features, errors, values, l
     return hook
 
 
+def _every_node(built: Built) -> int:
+    """Every feature and error node of the chosen sites (per position at the position level)."""
+    per_sample = [sum(site.acts.numel() + site.acts.shape[0] for site in state.sites.values()) for state in built.states]
+    if built.circuit.settings.level == "position":
+        return sum(per_sample)
+    return sum(site.acts.shape[1] + 1 for site in built.states[0].sites.values())
+
+
 def add_faithfulness(
     loaded: LoadedModel,
     built: Built,
@@ -138,6 +146,11 @@ def add_faithfulness(
     for n in grid if grid is not None else log_grid(len(built.ranking)):
         _progress(on_progress, cancelled, f"faithfulness: top {n} of {len(built.ranking)} nodes")
         points.append(FaithfulnessPoint(n, ratio(metric_keeping(loaded, built, built.ranking[:n], values))))
+    if circuit.settings.ablation == "mean" and grid is None:
+        # The ranking holds the active nodes; a mean ablation also moves every inactive
+        # feature (activation 0, effect 0) to its mean, so the curve ends where every node,
+        # inactive ones included, is kept: the model itself.
+        points.append(FaithfulnessPoint(_every_node(built), ratio(full)))
     circuit.faithfulness = points
     kept = [n.id for n in circuit.nodes]
     circuit.recovered = ratio(metric_keeping(loaded, built, kept, values))
