@@ -213,6 +213,10 @@ class ListerApp(App):
 
     # --- actions --------------------------------------------------------------------------
 
+    def action_circuit(self) -> None:
+        """The current sample's circuit (key C on the main screen; bound as app.circuit)."""
+        self.main.controller.open_circuit()
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.keymap_overrides))

@@ -56,7 +56,7 @@ MAIN_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.copy_link", "y", "copy_link", "Copy link", "Copy the highlighted feature's Neuronpedia link (or its id) to the clipboard (OSC 52)"),
     KeySpec("lister.copy_text", "Y", "copy_text", "Copy text", "Copy the sample's real text to the clipboard"),
     KeySpec("lister.matrix", "x", "matrix", "Matrix", "Feature expression matrix: features x samples, clustered, per SAE", True),
-    KeySpec("lister.circuit", "C", "circuit", "Circuit", "Circuit of this sample: how the features connect across SAEs, and how faithful it is (a screen)"),
+    KeySpec("lister.circuit", "C", "app.circuit", "Circuit", "Circuit of this sample: how the features connect across SAEs, and how faithful it is (a screen)"),
     KeySpec("lister.sidebar", "b", "sidebar", "Samples", "Show or hide the sample browser"),
     KeySpec("lister.focus_tokens", "T", "focus_tokens", "Tokens", "Focus the token view (arrow keys move the token cursor)"),
     KeySpec("lister.focus_samples", "S", "focus_samples", "Samples list", "Focus the sample browser"),
@@ -109,6 +109,7 @@ CIRCUIT_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.circuit.view", "v", "next_view", "View", "Switch between the grid, the outline from the metric and the faithfulness curve", True, palette=False),
     KeySpec("lister.circuit.toggle", "space", "toggle_node", "Ablate", "Toggle the selected feature node into the ablation", True, palette=False, key_display="␣"),
     KeySpec("lister.circuit.regenerate", "r", "regenerate", "Regenerate", "Regenerate the list under the ablation (same seed)", True, palette=False),
+    KeySpec("lister.circuit.card", "enter", "open_card", "Card", "Open the selected feature node's card (its label shows here once given)", True, palette=False),
     KeySpec("lister.circuit.cancel", "c", "cancel", "Cancel", "Stop the circuit computation", palette=False),
 )
 

@@ -121,3 +121,27 @@ async def _from_main(make_app):
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen is main
+
+
+def test_enter_on_a_feature_node_opens_its_card(tiny, short_sample):
+    asyncio.run(_card(tiny, short_sample))
+
+
+async def _card(tiny, short_sample):
+    from lister_tui.tui.screens.feature_card import FeatureCardScreen
+
+    ws = Workspace(tiny.entry.name)
+    (key,) = ws.add_samples([short_sample], "code")
+    screen = CircuitScreen(tiny, short_sample, key=key, workspace=ws, settings=SETTINGS)
+    app = Host(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        target = next(n for n in screen.circuit.nodes if n.kind == "feature")
+        screen.query_one(CircuitGrid).select(target.id)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, FeatureCardScreen)
+        assert (app.screen.sae_id, app.screen.feature) == (target.site, target.feature)
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert app.screen is screen

@@ -479,6 +479,16 @@ class ExplorerController(Widget):
         if event.state == WorkerState.ERROR:  # not caught in the worker: still no traceback on screen
             self.app.push_screen(ErrorScreen(f"{event.worker.description or event.worker.name} failed", f"{type(event.worker.error).__name__}: {event.worker.error}"))
 
+    # --- circuits -----------------------------------------------------------------------
+
+    def open_circuit(self) -> None:
+        """Push the circuit screen of the current sample; its toggles and runs are the sample's."""
+        from lister_tui.tui.screens.circuit import circuit_screen
+
+        key = self.state.current
+        if key is not None and not self.needs_model("find a circuit"):
+            circuit_screen(self, self.ws, key, on_close=lambda _: self.changed())
+
     # --- feature cards ------------------------------------------------------------------
 
     def open_card(self, choice: AblationChoice | None) -> None:

@@ -6,7 +6,9 @@ and token positions as columns, each node a short label (its feature id, ``err``
 site's error node); an outline from the metric down, each node's strongest parents one
 level deeper (a Tree, expanded on demand); and the faithfulness curve. The selected node's
 parents and children are highlighted in the grid, and listed with their weights below it.
-The circuit is computed in a cancellable thread worker and kept in the session.
+The circuit is computed in a cancellable thread worker and kept in the session; ``enter``
+opens a feature node's card. Long because the three views, the ablation and the cards
+share one selected node and one worker's results.
 """
 
 from __future__ import annotations
@@ -250,6 +252,9 @@ class CircuitScreen(Screen[None]):
         out.append(f"  effect {node.effect:+.3f}")
         if node.activation is not None:
             out.append(f"  activation {node.activation:.3f}")
+        name = self._label(node)
+        if name:
+            out.append(f'  "{visible(name)}"', style="bold")
         if node.feature is not None and node.pos is not None and (node.site, node.feature, node.pos) in self._ablated_set():
             out.append("  [ablated]", style="red")
         many = 3 if self.size.height < 36 else 8
@@ -295,6 +300,32 @@ class CircuitScreen(Screen[None]):
         if target is not None:
             self.query_one(target).focus()
         self._refresh_text()
+
+    # --- feature cards -------------------------------------------------------------
+
+    def _label(self, node) -> str | None:
+        """The user's label of a feature node (from its card), if any."""
+        if self.ws is None or node.feature is None:
+            return None
+        return self.ws.labels.get((node.site, node.feature))
+
+    def action_open_card(self) -> None:
+        from lister_tui.tui.screens.feature_card import FeatureCardScreen
+
+        node = self.query_one(CircuitGrid).selected
+        if node is None or node.kind != "feature":
+            self.notify("a card is a feature's: select a feature node (not an error node, an embedding or the metric)", markup=False)
+            return
+
+        def toggled(choice: AblationChoice) -> None:
+            if self.ws is not None and self.key is not None:
+                self.ws.toggle(self.key, choice)
+
+        card = FeatureCardScreen(
+            self.loaded, node.site, node.feature, workspace=self.ws, sample_key=self.key,
+            on_toggle=toggled if self.ws is not None and self.key is not None else None,
+        )
+        self.app.push_screen(card, lambda _: (self._sync_ablated(), self._refresh_text()))
 
     # --- ablation ----------------------------------------------------------------
 

@@ -396,11 +396,3 @@ class MainScreen(Screen):
                 self.controller.select(key)
 
         self.app.push_screen(MatrixScreen(self.ws.batch, self.ws.samples, self.controller.sae_ids), opened)
-
-    def action_circuit(self) -> None:
-        from lister_tui.tui.screens.circuit import circuit_screen
-
-        key = self.state.current
-        if key is not None and not self.controller.needs_model("find a circuit"):
-            # toggles and runs made there are the sample's: redraw the panes on return
-            circuit_screen(self, self.ws, key, on_close=lambda _: self.controller.changed())
