@@ -30,7 +30,7 @@ from types import SimpleNamespace
 import pandas as pd
 import torch
 
-from bench.memory import _PeakSampler
+from bench.harness import PeakMemory
 from bench.shapes import Bench, gemma_like_bench, tiny_bench
 
 
@@ -76,7 +76,11 @@ def _timed(fn, repeats: int, device: str) -> tuple[list[float], object]:
 
 
 def run_shape(bench: Bench, device: str, length: int, nodes: int, repeats: int, rows: list[dict]) -> None:
-    from lister_tui.core.study.circuits import CircuitSettings, add_faithfulness, build_circuit
+    from lister_tui.core.study.circuits import (
+        CircuitSettings,
+        add_faithfulness,
+        build_circuit,
+    )
 
     loaded = _fake_loaded(bench, device)
     sample = _sample(bench, length)
@@ -103,7 +107,7 @@ def run_shape(bench: Bench, device: str, length: int, nodes: int, repeats: int, 
     rows.append(dict(comparison="circuit edges", setting=setting, variant="ratio", median=statistics.median(one_by_one) / statistics.median(batched),
                      low=None, high=None, unit="×", note=f"one-by-one / batched; max |weight difference| {diff:.2e}"))
 
-    sampler = _PeakSampler(device)
+    sampler = PeakMemory(device)
     sampler.start()
     start = time.perf_counter()
     built = build(64)
