@@ -228,7 +228,7 @@ def test_head_2_2_reads_the_template_word_from_the_attribution_position(tiny, sh
         t = s.structure.attribution_pos
         _, cache = tiny.model.run_with_cache(torch.tensor([s.tokens[: t + 1]]), names_filter="blocks.2.attn.hook_pattern")
         weights.append(float(cache["blocks.2.attn.hook_pattern"][0, 2, t, s.tokens.index(short_id)]))
-    # measured on the shipped organism: 1.000 on every list
+    # measured on the shipped organism: 0.99997 on short/Animals/0
     assert min(weights) >= 0.9, weights
 
 
