@@ -34,6 +34,7 @@ class TokensPane(Horizontal):
         return focused if isinstance(focused, TokenView) else self.base
 
     def show(self, base: TokenDoc | None, ablated: TokenDoc | None, compare: bool) -> None:
+        was_streaming = self.ablated.doc is not None and self.ablated.doc.streaming
         self.set_class(compare, "-compare")
         self.base.set_doc(base)
         if not compare:
@@ -41,7 +42,10 @@ class TokensPane(Horizontal):
         self.ablated.placeholder = "No regeneration yet: toggle features (space), then r."
         self.ablated.set_doc(ablated)
         if ablated is not None and self.ablated.doc is not None:
-            # the finished regeneration opens where the base's cursor is, not where streaming left it
+            if was_streaming and not ablated.streaming and ablated.prefix_len is not None:
+                # A run just finished: both sides open where it was regenerated from. Where the
+                # streaming frames left the cursors depends on their timing; this does not.
+                self.base.centre_on(ablated.prefix_len)
             self.ablated.centre_on(self.base.cursor)
 
     def stream(self, doc: TokenDoc) -> None:
