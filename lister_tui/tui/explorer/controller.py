@@ -180,6 +180,33 @@ class ExplorerController(Widget):
             self.select(target)
         self.changed("samples")  # after select: the browser's cursor goes to the selected sample
 
+    def remove_sample(self, key: str) -> None:
+        """Remove ``key`` (the user confirmed); the workspace keeps it for :meth:`undo_remove`."""
+        if key not in self.ws.samples:
+            return
+        keys = list(self.ws.samples)
+        index = keys.index(key)
+        self.ws.remove_sample(key)
+        rest = list(self.ws.samples)
+        if key == self.state.current:
+            self.state.current = None
+            self.state.streaming = None
+            self.state.regen_state = ""
+            self.state.compare = False
+            if rest:
+                self.select(rest[min(index, len(rest) - 1)])
+        self.notify(f"removed {key}; u brings it back", timeout=4)
+        self.changed("samples", *EVERYTHING)
+
+    def undo_remove(self) -> None:
+        key = self.ws.restore_sample()
+        if key is None:
+            self.notify("nothing removed to bring back", severity="warning", timeout=3)
+            return
+        self.notify(f"brought back {key}", timeout=3)
+        self.select(key)
+        self.changed("samples", *EVERYTHING)
+
     def end_busy(self) -> None:
         self.state.busy = ""
         self.changed("status", "progress")

@@ -7,6 +7,9 @@ workspace and the state, runs the work in a worker, and posts
 :class:`~lister_tui.tui.messages.ExplorerChanged`; the screen then hands each named pane
 what :mod:`lister_tui.tui.explorer.views` computes from the new state. Every number shown
 comes from the engine (:mod:`lister_tui.core`).
+
+Long because it holds one small action per key of the explorer (each forwards to the
+controller); the logic of each lives in the controller and the views.
 """
 
 from __future__ import annotations
@@ -299,6 +302,25 @@ class MainScreen(Screen):
 
     def action_regenerate(self) -> None:
         self.controller.regenerate()
+
+    def action_remove_sample(self) -> None:
+        from lister_tui.tui.screens.confirm import ConfirmScreen
+
+        key = self.state.current
+        if key is None:
+            self.notify("no sample selected", severity="warning")
+            return
+        st = self.ws.state(key)
+        what = f"{len(st.runs)} ablation run(s)" + (", its attribution" if st.attribution else "") + (", its note" if st.note else "")
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.controller.remove_sample(key)
+
+        self.app.push_screen(ConfirmScreen(f"Remove sample {key} with {what}?\nIt stays in the session: u brings it back."), done)
+
+    def action_undo_remove(self) -> None:
+        self.controller.undo_remove()
 
     # --- actions: notes ---------------------------------------------------------------
 

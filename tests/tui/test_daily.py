@@ -1,0 +1,90 @@
+"""The explorer as a daily instrument: nothing is lost, every flow finishes, state is on screen.
+
+Each test drives one flow with keys, as a user would, on the shipped lister-tiny."""
+
+from __future__ import annotations
+
+import asyncio
+
+from lister_tui.core.sessions.store import SessionStore, read_session
+from lister_tui.tui.app import ListerApp
+from lister_tui.tui.screens.generate import GenerateRequest
+from lister_tui.tui.widgets import SampleTable
+
+from .conftest import SMALL, settle
+from .test_sessions_ui import saved
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def _top5_run(app, pilot) -> str:
+    await pilot.press("a")
+    await settle(app, pilot)
+    await pilot.press("K", "r")
+    await settle(app, pilot)
+    return app.main.state.current
+
+
+def test_g_adds_a_batch_and_keeps_runs(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("LISTER_TUI_CONFIG_DIR", str(tmp_path / "config"))
+    folder = tmp_path / "sessions"
+
+    async def go():
+        app = ListerApp(tiny, initial=SMALL, session=SessionStore(folder / "s"), sessions_dir=folder)
+        async with app.run_test(size=(100, 32)) as pilot:
+            await settle(app, pilot)
+            key = await _top5_run(app, pilot)
+            assert len(app.workspace.state(key).runs) == 1
+            # the same batch again (the dialog opens with the last request): nothing dropped
+            await pilot.press("g")
+            await pilot.pause()
+            await pilot.press("ctrl+s")
+            await settle(app, pilot)
+            st = app.workspace.state(key)
+            assert len(app.workspace.samples) == 4 and len(st.runs) == 1 and st.attribution is not None
+            # a new batch adds its samples beside the old ones
+            app.main.controller.start_generation(GenerateRequest(("short",), ("Fruits",), 1, 7, "code"))
+            await settle(app, pilot)
+            assert len(app.workspace.samples) == 5 and len(app.workspace.state(key).runs) == 1
+            assert app.main.query_one("#samples", SampleTable).row_count == 5
+            await saved(app, pilot)
+        return key
+
+    key = run(go())
+    ws = read_session(folder / "s").workspace
+    assert len(ws.samples) == 5 and len(ws.state(key).runs) == 1
+
+
+def test_remove_asks_and_undo_brings_it_back_after_a_save(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("LISTER_TUI_CONFIG_DIR", str(tmp_path / "config"))
+    folder = tmp_path / "sessions"
+
+    async def go():
+        app = ListerApp(tiny, initial=SMALL, session=SessionStore(folder / "s"), sessions_dir=folder)
+        async with app.run_test(size=(100, 32)) as pilot:
+            await settle(app, pilot)
+            key = await _top5_run(app, pilot)
+            await pilot.press("delete")
+            await pilot.pause()
+            await pilot.press("n")  # asked, and kept
+            await pilot.pause()
+            assert key in app.workspace.samples
+            await pilot.press("delete")
+            await pilot.pause()
+            await pilot.press("y")
+            await settle(app, pilot)
+            assert key not in app.workspace.samples and app.main.state.current != key
+            assert app.main.query_one("#samples", SampleTable).row_count == 3
+            await saved(app, pilot)
+            on_disk = read_session(folder / "s").workspace
+            assert key not in on_disk.samples and len(on_disk.removed[key].runs) == 1
+            await pilot.press("u")
+            await settle(app, pilot)
+            assert app.main.state.current == key and len(app.workspace.state(key).runs) == 1
+            assert app.main.query_one("#samples", SampleTable).row_count == 4
+            await saved(app, pilot)
+
+    run(go())
+    assert len(read_session(folder / "s").workspace.samples) == 4
