@@ -88,3 +88,69 @@ def test_remove_asks_and_undo_brings_it_back_after_a_save(tiny, tmp_path, monkey
 
     run(go())
     assert len(read_session(folder / "s").workspace.samples) == 4
+
+
+def _messages(app) -> list[str]:
+    return [str(n.message) for n in app._notifications]
+
+
+def test_top5_regenerates_from_the_prompt(make_app):
+    """a, K, R, r: pairs past the prompt switch to every position (∀), said once, and the run succeeds."""
+
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(100, 32)) as pilot:
+            await settle(app, pilot)
+            key = await _top5_run(app, pilot)  # a K r: from the attribution position
+            await pilot.press("R")
+            await pilot.pause()
+            st = app.workspace.state(key)
+            prompt_len = st.sample.prompt_len
+            assert all(c.mode == "every" for c in st.choices if c.pos >= prompt_len)
+            assert any("ablated at every position (∀)" in m for m in _messages(app))
+            await pilot.press("r")
+            await settle(app, pilot)
+            assert len(st.runs) == 2 and not st.runs[-1].from_attribution_pos
+            assert "failed" not in app.main.state.regen_state and "regenerated (5 features)" in app.main.state.regen_state
+            # K with the prompt as prefix: the same rule on the way in
+            await pilot.press("c", "K")
+            await pilot.pause()
+            assert len(st.choices) == 5 and all(c.mode == "every" for c in st.choices if c.pos >= prompt_len)
+            # e cannot put a pair back at a position outside the prefix
+            await pilot.press("2")
+            await pilot.pause()
+            app.main.query_one("#choices").focus()
+            await pilot.press("e")
+            await pilot.pause()
+            assert all(c.mode == "every" for c in st.choices if c.pos >= prompt_len)
+
+    run(go())
+
+
+def test_c_clears_status_and_deltas_and_d_says_its_state(make_app):
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(100, 32)) as pilot:
+            await settle(app, pilot)
+            key = await _top5_run(app, pilot)
+            screen = app.main
+            ablated = screen.query_one("#ablated-view")
+            assert ablated.display and "regenerated" in str(screen.query_one("#status").render())
+            await pilot.press("d")  # right after r: d is the user's mode, said
+            await pilot.pause()
+            assert not ablated.display and any("compare view off" in m for m in _messages(app))
+            await pilot.press("r")
+            await settle(app, pilot)
+            assert not ablated.display, "a run keeps the user's compare mode"
+            await pilot.press("d")
+            await pilot.pause()
+            assert ablated.display and any("compare view on" in m for m in _messages(app))
+            await pilot.press("c")
+            await pilot.pause()
+            status = str(screen.query_one("#status").render())
+            assert "regenerated" not in status
+            assert "no regeneration" in str(screen.query_one("#deltas").render())
+            assert not ablated.display
+            assert len(app.workspace.state(key).runs) == 2  # cleared from view, kept in the session
+
+    run(go())

@@ -22,6 +22,10 @@ from lister_tui.tui.widgets.metric_strip import Curve
 from lister_tui.tui.widgets.token_view import TokenDoc
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 class TokenStrings:
     """Token ids → their strings, asked of the model's tokenizer once per id."""
 
@@ -61,7 +65,7 @@ def streaming_doc(lab: LoadedModel, st: SampleState, tokens: tuple[int, ...], pr
     structure = parse_structure(tokens, lab.ids, st.sample.prompt_len - 1)
     marks, every = choice_marks(st.choices)
     return TokenDoc(
-        f"ablated · {len(st.choices)} features", tokens, strings(tokens), st.sample.prompt_len, structure, None, marks, every,
+        f"ablated · {plural(len(st.choices), 'feature')}", tokens, strings(tokens), st.sample.prompt_len, structure, None, marks, every,
         prefix, streaming=True,
     )
 
@@ -81,22 +85,27 @@ def run_docs(
         marks, _ = choice_marks(st.choices)
         base = None if cached_base is None else _base_doc(cached_base[0], cached_base[1], strings, marks)
         return base, streaming_doc(lab, st, state.streaming, state.stream_prefix, strings)
-    run = st.runs[-1] if st.runs else None
+    run = shown_run(st, state)
     if run is None:
         return None, None
     b, a = run.base, run.ablated
     marks, every = choice_marks(run.choices)
     base_doc = _base_doc(b, run.base_curve, strings, marks, a.tokens)
     ablated_doc = TokenDoc(
-        f"ablated · {len(run.choices)} features" + (" (stale: toggles changed)" if tuple(st.choices) != run.choices else ""),
+        f"ablated · {plural(len(run.choices), 'feature')}" + (" (stale: toggles changed)" if tuple(st.choices) != run.choices else ""),
         a.tokens, strings(a.tokens), a.prompt_len, a.structure, run.ablated_curve, marks, every, a.prefix_len, b.tokens,
         info=delta_summary(run),
     )
     return base_doc, ablated_doc
 
 
+def shown_run(st: SampleState, state: ExplorerState):
+    """The run the screen shows: the latest, unless c cleared the view since."""
+    return st.runs[-1] if st.runs and not state.run_hidden else None
+
+
 def metric_curves(st: SampleState, state: ExplorerState) -> list[Curve]:
-    run = st.runs[-1] if st.runs else None
+    run = shown_run(st, state)
     if state.compare and run is not None and state.streaming is None:
         return [Curve("base", run.base_curve), Curve("abl", run.ablated_curve)]
     return [Curve("metr", st.curve or ())]

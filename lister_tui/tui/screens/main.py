@@ -145,7 +145,7 @@ class MainScreen(Screen):
         else:
             st = self.ws.state(key)
             sample = views.sample_doc(st, self.controller.strings)
-            if self.state.compare:
+            if self.state.compare and (views.shown_run(st, self.state) is not None or self.state.streaming is not None):
                 cached = self.controller.base_cache.get((key, self.state.from_attr, st.preset))
                 base, ablated = views.run_docs(self.app.lab, st, self.state, self.controller.strings, cached)
                 self.tokens.show(base or sample, ablated, True)
@@ -154,7 +154,7 @@ class MainScreen(Screen):
         self.refresh_metric()
 
     def refresh_stream(self) -> None:
-        if self.state.streaming is None or self.state.current is None:
+        if self.state.streaming is None or self.state.current is None or not self.state.compare:
             return
         view = self.tokens.ablated
         if view.doc is None or not view.doc.streaming or not self.tokens.has_class("-compare"):
@@ -184,7 +184,7 @@ class MainScreen(Screen):
             panel.show([], [], None, "no sample")
             return
         st = self.ws.state(self.state.current)
-        panel.show(st.choices, self.controller.strings(st.sample.tokens), st.runs[-1] if st.runs else None, views.ablation_status(self.state, st), self.ws.labels)
+        panel.show(st.choices, self.controller.strings(st.sample.tokens), views.shown_run(st, self.state), views.ablation_status(self.state, st), self.ws.labels)
 
     # --- what the panes and workers report ------------------------------------------
 
