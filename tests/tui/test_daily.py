@@ -154,3 +154,76 @@ def test_c_clears_status_and_deltas_and_d_says_its_state(make_app):
             assert len(app.workspace.state(key).runs) == 2  # cleared from view, kept in the session
 
     run(go())
+
+
+def test_state_is_on_screen_at_80x24(make_app):
+    """Titled panes carry the state; s writes the SAE into the filter; delta labels fit; '1 feature'."""
+    from textual.widgets import Input, TabbedContent
+
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            screen = app.main
+            key = await _top5_run(app, pilot)
+            assert screen.query_one("#samples").border_title == "samples 4"
+            title = str(screen.tokens.border_title)
+            assert key.split("@")[0] in title and "base | ablated" in title and "attr pos" in title
+            assert str(screen.query_one("#tabs", TabbedContent).get_tab("ablation").label) == "Ablation 5"
+            assert str(screen.query_one("#status").render()).startswith("not saved · lister-tiny")
+            box = screen.features.query_one("#filter", Input)
+            await pilot.press("s")
+            assert box.value.split() == ["sae:res_0"]
+            await pilot.press("s")
+            await pilot.pause()
+            assert box.value.split() == ["sae:res_1"]
+            assert {r.sae_id for r in screen.features.table.rows_shown} == {"res_1"}
+            await pilot.press("2")
+            await pilot.pause()
+            deltas = screen.query_one("#deltas")
+            lines = [line.text for line in deltas.render_lines(deltas.region.reset_offset)]
+            labels = [line.split()[0] for line in lines if line.strip()]
+            assert labels[:2] == ["base", "items"] and len(labels) == len(set(labels)), "a label wrapped onto two lines"
+            # one pair, one run: "1 feature"
+            await pilot.press("c", "1")
+            await pilot.pause()
+            screen.features.table.focus()
+            await pilot.press("space", "r")
+            await settle(app, pilot)
+            assert "regenerated (1 feature)" in str(screen.query_one("#status").render())
+
+    run(go())
+
+
+def test_startup_says_it_is_sampling_and_answers_keys(make_app, monkeypatch):
+    """While the first batch samples: no 'no sample', and keys that need one answer 'loading…'."""
+    import threading
+
+    from lister_tui.tui.explorer import controller as controller_module
+    from lister_tui.tui.widgets import TokenView
+
+    gate = threading.Event()
+    real = controller_module.sample_lists
+
+    def held(*args, **kwargs):
+        gate.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(controller_module, "sample_lists", held)
+
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            base = app.main.query_one("#base-view", TokenView)
+            assert base.placeholder.startswith("Sampling the first batch")
+            assert "sampling the first batch" in str(app.main.tokens.border_title)
+            await pilot.press("a", "K", "r")
+            await pilot.pause()
+            messages = _messages(app)
+            assert sum(m.startswith("loading…") for m in messages) == 3 and not any("no sample" in m for m in messages)
+            gate.set()
+            await settle(app, pilot)
+            assert app.main.state.current is not None and base.doc is not None
+
+    run(go())

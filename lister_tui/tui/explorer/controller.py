@@ -103,6 +103,16 @@ class ExplorerController(Widget):
     def changed(self, *parts: str) -> None:
         self.post_message(ExplorerChanged(frozenset(parts) or EVERYTHING))
 
+    def no_sample(self) -> bool:
+        """True (and a notification) when there is no sample to work on: still sampling, or none."""
+        if self.state.current is not None:
+            return False
+        if self.state.busy:
+            self.notify(f"loading…: {self.state.busy}; the first sample shows when it is done", timeout=3)
+        else:
+            self.notify("no sample selected; generate some with g", severity="warning")
+        return True
+
     def needs_model(self, what: str) -> bool:
         """True (and a notification) when the model is not here to ``what``."""
         if self.app.can_compute:
@@ -152,7 +162,7 @@ class ExplorerController(Widget):
         self.last_request = request
         self.state.busy = f"generating {len(specs)} samples"
         self.post_message(GenerationProgress(0.0, 100.0))
-        self.changed("status")
+        self.changed("status", "tokens")
         self.generate_worker(specs, request.preset)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="generate", description="Generating samples")
@@ -234,10 +244,7 @@ class ExplorerController(Widget):
     # --- attribution --------------------------------------------------------------------
 
     def attribute(self, method: str = "grad") -> None:
-        if self.needs_model("attribute"):
-            return
-        if self.state.current is None:
-            self.notify("no sample selected; generate some with g", severity="warning")
+        if self.needs_model("attribute") or self.no_sample():
             return
         sample = self.ws.state(self.state.current).sample
         if sample.structure.attribution_pos is None:
@@ -296,9 +303,14 @@ class ExplorerController(Widget):
             self.notify("dataset ranking needs the batch attributed: press A", severity="warning")
         self.changed("features")
 
-    def next_sae(self) -> None:
+    def next_sae(self) -> str | None:
+        """The next SAE choice (all, then each SAE); the screen writes it into the filter as sae:NAME."""
         self.state.sae_filter = (self.state.sae_filter + 1) % (len(self.sae_ids) + 1)
-        self.changed("features")
+        return self.sae_ids[self.state.sae_filter - 1] if self.state.sae_filter else None
+
+    def set_query_sae(self, sae: str | None) -> None:
+        """The filter text names ``sae`` (typed, or written by s): it is the SAE choice K uses."""
+        self.state.sae_filter = self.sae_ids.index(sae) + 1 if sae in self.sae_ids else 0
 
     def next_sort(self) -> None:
         self.state.sort_index = (self.state.sort_index + 1) % len(SORT_KEYS)
@@ -442,10 +454,7 @@ class ExplorerController(Widget):
     # --- regeneration ----------------------------------------------------------------------
 
     def regenerate(self) -> None:
-        if self.needs_model("regenerate"):
-            return
-        if self.state.current is None:
-            self.notify("no sample selected", severity="warning")
+        if self.needs_model("regenerate") or self.no_sample():
             return
         st = self.ws.state(self.state.current)
         if self.state.from_attr and st.sample.structure.attribution_pos is None:

@@ -112,13 +112,12 @@ def metric_curves(st: SampleState, state: ExplorerState) -> list[Curve]:
 
 
 def status_text(lab: LoadedModel, ws: Workspace, state: ExplorerState, preset: str, session: str) -> str:
-    parts = [lab.entry.name, f"{len(ws.samples)} samples", f"preset {preset}", "regen from " + state.regen_from_text(short=True)]
+    # the session first: at 80 columns the line's end is what gets cut
+    parts = [session or "not saved", lab.entry.name, f"preset {preset}", "from " + state.regen_from_text(short=True)]
     if state.live:
         parts.append("live")
     if state.busy:
         parts.append(state.busy)
-    if session:
-        parts.append(session)
     if state.regen_state:
         parts.append(state.regen_state)
     return " · ".join(parts)
@@ -197,26 +196,35 @@ class FeaturesView:
 
 
 def features_view(lab: LoadedModel, ws: Workspace, state: ExplorerState, rows_of: FeatureRows, query: str) -> FeaturesView:
-    sae = "all SAEs" if state.sae_filter == 0 else rows_of.sae_ids[state.sae_filter - 1]
+    # the SAE choice (s) lives in the filter text as sae:NAME: one visible query, nothing hidden
     if state.dataset_mode:
         rows = rows_of.of_dataset(ws)
         n = len(ws.batch.keys) if ws.batch else 0
-        what = f"dataset ranking over {n} samples (top-{TOP_K} each)" if ws.batch else "dataset: attribute the batch (A)"
+        what = f"dataset top-{TOP_K} × {n}" if ws.batch else "dataset: press A"
     else:
         st = ws.state(state.current) if state.current else None
         rows = rows_of.of_sample(st, state.current) if st else []
-        what = "this sample's top pairs" if rows else "not attributed (a, or I for integrated gradients)"
+        what = "sample pairs · grad" if rows else "not attributed: a (or I)"
         if rows and st.attribution and any(a.method == "ig" for a in st.attribution.values()):
-            what = "this sample's top pairs (IG)"
-    if state.sae_filter:
-        rows = [r for r in rows if r.sae_id == sae]
+            what = "sample pairs · IG"
     rows = sort_rows(filter_rows(rows, query), state.sort_key)
     modes = {}
     if state.current is not None:
         for c in ws.state(state.current).choices:
             modes[f"{c.sae_id}:{c.feature}:{c.pos}"] = "∀" if c.mode == "every" else "@"
-    header = f"[b]{what}[/b] · {escape(sae)} (s) · by {state.sort_key} (o)"
+    header = f"[b]{what}[/b] · by {escape(state.sort_key)} (o)"
     return FeaturesView(rows, header, modes, state.dataset_mode, lab.entry.feature_url is not None, dict(ws.labels))
+
+
+def tokens_title(ws: Workspace, state: ExplorerState, compare_shown: bool) -> str:
+    """The token pane's title: which sample, and what it shows (sample, or base | ablated and from where)."""
+    if state.current is None:
+        return "tokens · sampling the first batch…" if state.busy else "tokens"
+    if compare_shown:
+        mode = "base | ablated" + (" (streaming)" if state.streaming is not None else "") + f" · from {state.regen_from_text(short=True)}"
+    else:
+        mode = "sample" + (" · compare off (d)" if not state.compare else "")
+    return f"{state.current.split('@')[0]} · {mode}"  # the seed is on the sample's own title line
 
 
 def ablation_status(state: ExplorerState, st: SampleState) -> str:
