@@ -46,3 +46,29 @@ def test_screenshot_goes_to_the_session_folder(tiny, tmp_path, monkeypatch):
 
     asyncio.run(go())
     assert (tmp_path / "sessions" / "s" / "shot.svg").read_text().startswith("<svg")
+
+
+def test_sessions_listing_fits_80_columns(tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from lister_tui.cli import app
+    from lister_tui.cli import common
+    from lister_tui.core.sessions.store import SessionStore
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from session_fixtures import MODEL, VOCAB, small_workspace
+
+    folder = tmp_path / "a-sessions-folder-with-a-long-name"
+    for name in ("lister-tiny-2026-12-02-151530", "an exploration of the filler blank"):
+        SessionStore(folder / name).save(small_workspace(), MODEL, token_string=lambda i: VOCAB[i])
+    monkeypatch.setattr(common.console, "_width", 80)
+    result = CliRunner().invoke(app, ["sessions", "--sessions-dir", str(folder)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert all(len(line) <= 80 for line in lines[1:]), "\n".join(lines)  # the first: the folder, never wrapped
+    header = next(line for line in lines if "name" in line and "samples" in line)
+    assert "runs" in header and "updated" in header
+    assert "lister-tiny-2026-12-02-151530" in result.output  # the name whole, on one line
