@@ -23,7 +23,7 @@ def test_empty_tables_are_written_with_their_header(tmp_path):
     files = write_exports(tables, tmp_path, "csv")
     for path in files:
         frame = pd.read_csv(path)  # a header-less file raises EmptyDataError
-        assert len(frame) == 0 and len(frame.columns) > 3
+        assert len(frame) == 0 and len(frame.columns) >= 3
     assert list(pd.read_csv(tmp_path / "ablations.csv").columns) == EMPTY_COLUMNS["ablations"]
 
 
