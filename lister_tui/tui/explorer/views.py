@@ -212,7 +212,8 @@ def features_view(lab: LoadedModel, ws: Workspace, state: ExplorerState, rows_of
     if state.current is not None:
         for c in ws.state(state.current).choices:
             modes[f"{c.sae_id}:{c.feature}:{c.pos}"] = "∀" if c.mode == "every" else "@"
-    header = f"[b]{what}[/b] · by {escape(state.sort_key)} (o)"
+    short = {"attribution": "attr", "activation": "act"}.get(state.sort_key, state.sort_key)  # fits 80 columns
+    header = f"[b]{what}[/b] · by {escape(short)} (o)"
     return FeaturesView(rows, header, modes, state.dataset_mode, lab.entry.feature_url is not None, dict(ws.labels))
 
 
