@@ -43,7 +43,7 @@ def test_round_trip_of_a_small_workspace(tmp_path):
     assert manifest["format_version"] == FORMAT_VERSION and manifest["model"]["name"] == "fake-model"
     assert manifest["templates"] == ["short", "long"] and manifest["topics"] == ["Fruits", "Colors"]
     assert set(manifest["saes"]) == {"res_0", "attn_1"} and set(manifest["sampling"]) == {"code", "greedy"}
-    assert manifest["counts"] == {"samples": 2, "runs": 1, "attributed": 1, "notes": 1}
+    assert manifest["counts"] == {"samples": 2, "runs": 1, "attributed": 1, "notes": 1, "removed": 0}
     assert set(manifest["tables"]) == set(SCHEMAS)
     for info in manifest["tables"].values():
         assert (tmp_path / "s" / info["file"]).is_file()

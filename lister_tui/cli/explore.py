@@ -63,7 +63,19 @@ def main_callback(
     store = SessionStore(folder / default_name(loaded.entry.name)) if autosave else None
     ListerApp(loaded, session=store, sessions_dir=folder, persist=True).run()
     if store is not None and (store.path / "manifest.json").exists():
-        err_console.print(f"session saved in {store.path} (reopen: lister-tui open {store.name})", highlight=False)
+        err_console.print(f"session saved in {store.path} (reopen: {reopen_command(store.name, folder)})", highlight=False, markup=False)
+
+
+def reopen_command(name: str, folder: Path) -> str:
+    """The command that reopens session ``name`` of ``folder``, as printed: it works when pasted."""
+    import shlex
+
+    from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
+
+    command = f"lister-tui open {shlex.quote(name)}"
+    if Path(folder).resolve() != resolve_sessions_dir(None).resolve():
+        command += f" --sessions-dir {shlex.quote(str(folder))}"
+    return command
 
 
 @app.command("open")

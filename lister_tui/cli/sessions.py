@@ -20,9 +20,31 @@ from lister_tui.cli.common import (
 from lister_tui.core.errors import ListerError
 
 
+# the columns after the name, in the order they are dropped when the terminal is narrow
+_SESSION_COLUMNS = ("updated", "model", "samples", "runs", "size", "kind")
+_DROP_ORDER = ("size", "kind", "model", "updated")
+
+
+def fitting_columns(rows: list[dict], width: int, name_width: int = 32) -> list[str]:
+    """The listing's columns that fit ``width`` beside a name column of ``name_width``
+    (size, then kind, then model are dropped first): `lister-tui sessions` fits 80 columns."""
+    from rich.text import Text
+
+    def need(column: str) -> int:
+        return max([len(column)] + [Text.from_markup(r[column]).cell_len for r in rows]) + 2  # + the cell padding
+
+    columns = list(_SESSION_COLUMNS)
+    for drop in _DROP_ORDER:
+        if name_width + sum(need(c) for c in columns) <= width:
+            break
+        columns.remove(drop)
+    return columns
+
+
 @app.command("sessions")
 def sessions_command(sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION) -> None:
     """List the saved sessions (and sweep folders) with date, model, samples, runs and size."""
+    from rich import box
     from rich.table import Table
 
     from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
@@ -33,14 +55,27 @@ def sessions_command(sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION) -> None
     if not infos:
         console.print(f"no sessions in {folder} (run lister-tui to start one)", highlight=False)
         return
-    view = Table(title=f"sessions in {folder}")
-    view.add_column("name", min_width=min(40, max(len(i.name) for i in infos)), overflow="fold")
-    for column in ("updated", "model", "samples", "runs", "size", "kind"):
-        view.add_column(column, justify="right" if column in ("samples", "runs", "size") else "left", no_wrap=True)
+    rows = []
     for i in infos:
         updated = (i.updated or "")[:16].replace("T", " ")
         kind = i.kind if i.problem is None else f"[red]{escape(i.problem[:60])}[/]"
-        view.add_row(escape(i.name), updated, i.model or "?", "" if i.samples is None else str(i.samples), "" if i.runs is None else str(i.runs), human_size(i.size_bytes), kind)
+        rows.append({
+            "name": escape(i.name), "updated": updated, "model": escape(i.model or "?"),
+            "samples": "" if i.samples is None else str(i.samples), "runs": "" if i.runs is None else str(i.runs),
+            "size": human_size(i.size_bytes), "kind": kind, "problem": i.problem,
+        })
+    name_width = min(30, max(len(i.name) for i in infos)) + 2
+    columns = fitting_columns(rows, console.width, name_width)
+    view = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    view.add_column("name", min_width=name_width - 2, overflow="fold")
+    for column in columns:
+        view.add_column(column, justify="right" if column in ("samples", "runs", "size") else "left", no_wrap=True)
+    for row in rows:
+        name = row["name"]
+        if "kind" not in columns and row["problem"] is not None:
+            name += f" [red]({escape(row['problem'][:40])})[/]"  # a damaged session says so even when the kind column is dropped
+        view.add_row(name, *(row[c] for c in columns))
+    console.print(f"sessions in {folder}", highlight=False, markup=False, soft_wrap=True)  # never wrapped: copyable
     console.print(view)
 
 

@@ -365,6 +365,14 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
         cells += ["" if row[c] != row[c] else f"{row[c]:.2f}" for c in list(columns)[1:]]
         view.add_row(*cells)
     console.print(view)
+    from lister_tui.core.sweep.tables import conditions_that_zeroed_nothing
+
+    for condition in conditions_that_zeroed_nothing(table):
+        err_console.print(
+            f"warning: {condition} zeroed 0 pairs in every list (pairs_zeroed_mean 0): its row is not a measured "
+            "'no effect'; at the last layer act×grad is 0 before the attribution position",
+            highlight=False, markup=False,
+        )
     console.print(f"tables and manifest in {out}", highlight=False)
 
 

@@ -217,6 +217,18 @@ class ListerApp(App):
         """The current sample's circuit (key C on the main screen; bound as app.circuit)."""
         self.main.controller.open_circuit()
 
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None, time_format: str | None = None) -> str | None:
+        """Textual's screenshot (palette: "Screenshot"), saved beside the work: in the session's
+        folder, else the current directory (Textual's default, ~/Downloads, often does not exist)."""
+        if path is None:
+            folder = self.session.path if self.session is not None else Path.cwd()
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                folder = Path.cwd()
+            path = str(folder)
+        return super().deliver_screenshot(filename, path, time_format)
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.keymap_overrides))

@@ -63,6 +63,8 @@ MAIN_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.focus_features", "F", "focus_features", "Features list", "Focus the features table"),
     KeySpec("lister.tab_features", "1", "tab('features')", "Features tab", "Show the features tab"),
     KeySpec("lister.tab_ablation", "2", "tab('ablation')", "Ablation tab", "Show the ablation tab (active features, deltas)"),
+    KeySpec("lister.remove_sample", "delete", "remove_sample", "Remove", "Remove the selected sample (asks first; u brings it back, even after a save)"),
+    KeySpec("lister.undo_remove", "u", "undo_remove", "Undo remove", "Bring back the last removed sample with its attributions and runs"),
     KeySpec("lister.note", "n", "note", "Note", "Write a note on this sample (saved with the session)"),
     KeySpec("lister.session_notes", "N", "session_notes", "Session notes", "Write the session's own notes"),
 )

@@ -98,7 +98,7 @@ def test_integrated_gradients_key_shows_the_cores_integrated_ranking(make_app, t
             for sae, attr in shown.items():
                 assert (attr.method, attr.ig_steps) == ("ig", 10)
                 assert [(p.pos, p.feature) for p in attr.top[0]] == [(p.pos, p.feature) for p in core[sae].top[0]]
-            assert "top pairs (IG)" in str(screen.query_one("#feature-mode").render())
+            assert "sample pairs · IG" in str(screen.query_one("#feature-mode").render())
             # a plain attribution afterwards replaces it, and the header says so
             await pilot.press("a")
             await settle(app, pilot)
@@ -177,10 +177,19 @@ def test_bad_requests_are_notifications_not_tracebacks(make_app):
             await pilot.press("a")
             await settle(app, pilot)
             await pilot.press("K")  # the study's top-5, at their positions
-            await pilot.press("R", "r")  # ...regenerated from the prompt: outside the prefix
+            await pilot.press("R", "r")  # ...regenerated from the prompt: pairs past it switch to ∀, said
+            await settle(app, pilot)
+            assert screen.state.regen_state.startswith("regenerated")
+            prompt_len = app.workspace.state(screen.state.current).sample.prompt_len
+            assert all(c.mode == "every" for c in app.workspace.state(screen.state.current).choices if c.pos >= prompt_len)
+            # a choice outside the prefix that skipped the rule (an old session can hold one) fails as a notification
+            from lister_tui.core.sessions.workspace import AblationChoice
+
+            st = app.workspace.state(screen.state.current)
+            app.workspace.toggle(screen.state.current, AblationChoice("res_0", 1, len(st.sample.tokens) - 1, "position"))
+            await pilot.press("r")
             await settle(app, pilot)
             assert screen.state.regen_state == "regeneration failed"
-            assert any("every position" in n.message for n in app._notifications)
             assert app.screen is screen  # no error modal for a bad request
 
     run(go())

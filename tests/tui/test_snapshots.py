@@ -1,4 +1,5 @@
-"""Snapshots of the main screen at 80x24 and 160x48, after the study's loop on one sample.
+"""Snapshots at 80x24 and 160x48: the main screen in the compare view after the study's loop on
+one sample, the ablation tab, and the expression matrix.
 
 The content is deterministic for a given lister-tiny build (fixed seeds); after a
 rebuild of the organism, refresh with ``--snapshot-update`` and look at the diffs.
@@ -27,3 +28,34 @@ def test_main_screen_80x24(snap_compare, make_app):
 
 def test_main_screen_160x48(snap_compare, make_app):
     assert snap_compare(make_app(), terminal_size=(160, 48), run_before=_loop)
+
+
+async def _ablation_tab(pilot) -> None:
+    await _loop(pilot)
+    await pilot.press("2")  # the active pairs and the deltas: labels never wrap
+    await pilot.pause()
+
+
+async def _matrix(pilot) -> None:
+    app = pilot.app
+    await settle(app, pilot)
+    await pilot.press("x")  # attributes the batch first, then opens the matrix
+    await settle(app, pilot)
+    app.clear_notifications()
+    await pilot.pause()
+
+
+def test_ablation_tab_80x24(snap_compare, make_app):
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=_ablation_tab)
+
+
+def test_ablation_tab_160x48(snap_compare, make_app):
+    assert snap_compare(make_app(), terminal_size=(160, 48), run_before=_ablation_tab)
+
+
+def test_matrix_80x24(snap_compare, make_app):
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=_matrix)
+
+
+def test_matrix_160x48(snap_compare, make_app):
+    assert snap_compare(make_app(), terminal_size=(160, 48), run_before=_matrix)

@@ -39,6 +39,23 @@ def _choice_text(c: AblationChoice, ws: Workspace | None = None) -> str:
     return f"{text} ({label})" if label else text
 
 
+# Each table's columns, so that an empty table is still written with its header (a
+# header-less, 1-byte CSV is one that pandas and spreadsheets refuse).
+_ID_COLUMNS = ["key", "template", "topic", "sample", "seed"]
+EMPTY_COLUMNS: dict[str, list[str]] = {
+    "generations": _ID_COLUMNS + ["preset", "kind", "run", "prompt_len", "regenerated_from", *_LIST_METRICS, "stopped", "token_ids", "text", "note"],
+    "attributions": _ID_COLUMNS
+    + ["sae", "hook_name", "rank", "pos", "token", "feature", "label", "attribution", "activation", "attribution_pos", "metric", "error_share"],
+    "ablations": _ID_COLUMNS
+    + ["run", "preset", "regenerated_from", "from_attribution_pos", "n_features", "saes", "features", "metric_before", "metric_under_ablation", "direct_metric_change"]
+    + [f"{p}_{name}" for name in DELTA_METRICS for p in ("base", "ablated", "delta")],
+}
+
+
+def _frame(name: str, rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=EMPTY_COLUMNS[name])
+
+
 def _gen(kind: str, key: str, st, s, run: int | None, decode) -> dict:
     spec = s.spec
     m = s.metrics
@@ -105,9 +122,9 @@ def export_tables(ws: Workspace, decode: Callable[[list[int]], str] | None = Non
                     }
                 )
     tables = {
-        "generations": pd.DataFrame(gens),
-        "attributions": pd.DataFrame(attrs),
-        "ablations": pd.DataFrame(abls),
+        "generations": _frame("generations", gens),
+        "attributions": _frame("attributions", attrs),
+        "ablations": _frame("ablations", abls),
         "labels": pd.DataFrame(
             [{"sae": sae_id, "feature": feature, "label": text} for (sae_id, feature), text in sorted(ws.labels.items())],
             columns=["sae", "feature", "label"],
@@ -149,6 +166,10 @@ def sae_summary(ws: Workspace, k: int = 5) -> pd.DataFrame:
         for name in DELTA_METRICS:
             row[f"delta_{name}_mean"] = _mean([r.deltas()[name][2] for r in only])
         rows.append(row)
+    if not rows:  # the header of an empty summary
+        columns = ["sae", "samples_attributed", "metric_mean", "feature_total_mean", "error_total_mean", "error_share_mean"]
+        columns += [f"most_frequent_top{k}_feature", f"most_frequent_top{k}_feature_samples", "runs_using", "runs_only_this_sae"]
+        return pd.DataFrame(columns=columns + [f"delta_{name}_mean" for name in DELTA_METRICS])
     return pd.DataFrame(rows)
 
 

@@ -32,7 +32,7 @@ from lister_tui.core.study.settings import SAMPLING_PRESETS
 
 # Columns added to format 1 after its first release: a file written before may lack
 # them, and readers fill in the default.
-ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"attribution_summary": ("method", "ig_steps")}
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"attribution_summary": ("method", "ig_steps"), "samples": ("removed",)}
 
 
 def sample_identity(key: str, spec) -> dict:
@@ -94,7 +94,9 @@ def workspace_rows(ws: Workspace, decode: Callable[[list[int]], str] | None = No
     """Every table of the format as row dicts (``decode``/``token_string``: optional text columns)."""
     out: dict[str, list[dict]] = {name: [] for name in SCHEMAS}
     used: set[int] = set()
-    for key, st in ws.samples.items():
+    # removed samples are written too (flagged), so that a removal can be undone after a save
+    every = [(key, st, False) for key, st in ws.samples.items()] + [(key, st, True) for key, st in ws.removed.items()]
+    for key, st, removed in every:
         s = st.sample
         spec = s.spec
         used.update(s.tokens)
@@ -105,6 +107,7 @@ def workspace_rows(ws: Workspace, decode: Callable[[list[int]], str] | None = No
                 **_gen_row(s),
                 "curve": None if st.curve is None else [float(v) for v in st.curve],
                 "note": st.note,
+                "removed": removed,
                 "text": None if decode is None else decode(list(s.continuation)),
             }
         )
@@ -176,6 +179,7 @@ def workspace_fields(ws: Workspace) -> dict:
             "runs": sum(len(st.runs) for st in ws.samples.values()),
             "attributed": sum(st.attribution is not None for st in ws.samples.values()),
             "notes": sum(bool(st.note) for st in ws.samples.values()),
+            "removed": len(ws.removed),
         },
     }
 
@@ -288,14 +292,15 @@ def workspace_from_rows(manifest: dict, tables: dict[str, list[dict]]) -> Worksp
                     r["metric_under_ablation"],
                 )
             )
-        ws.samples[key] = st
+        (ws.removed if row.get("removed") else ws.samples)[key] = st
     scopes = {scope: [r for r in tables.get("attribution_summary", []) if r["scope"] == scope] for scope in ("sample", "batch")}
     pairs = _group(tables.get("attribution_pairs", []), "scope", "key")
     acts = _group(tables.get("max_activations", []), "scope", "key")
     for (key,), rows in _group(scopes["sample"], "key").items():
-        if key not in ws.samples:
+        owner = ws.samples if key in ws.samples else ws.removed
+        if key not in owner:
             raise ListerError(f"attribution_summary: sample {key!r} is not in the samples table; the session is damaged")
-        ws.samples[key].attribution = _attributions_from(rows, pairs.get(("sample", key), []), acts.get(("sample", key), []))
+        owner[key].attribution = _attributions_from(rows, pairs.get(("sample", key), []), acts.get(("sample", key), []))
     for r in tables.get("labels", []):
         if r.get("label"):
             ws.labels[(str(r["sae_id"]), int(r["feature"]))] = str(r["label"])

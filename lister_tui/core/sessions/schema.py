@@ -80,6 +80,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("curve", pa.list_(pa.float64())),
             pa.field("note", pa.string()),
             pa.field("text", pa.string()),
+            # True: the user removed this sample; kept so that the removal can be undone
+            pa.field("removed", pa.bool_()),
         ]
     ),
     # the ablation being edited per sample (not yet regenerated)
@@ -165,7 +167,7 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 
 TABLE_DESCRIPTIONS: dict[str, str] = {
-    "samples": "one row per generated list: prompt spec and seed, sampling preset, token ids, list metrics, metric curve, note",
+    "samples": "one row per generated list: prompt spec and seed, sampling preset, token ids, list metrics, metric curve, note, removed (the user removed it; kept for undo)",
     "choices": "per sample, the features currently switched off (the ablation being edited)",
     "runs": "every regeneration tried: the base and ablated lists (token ids, metrics, curves) and the metric's direct change",
     "run_choices": "per run, the features that were switched off",

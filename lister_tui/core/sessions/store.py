@@ -256,12 +256,14 @@ def read_session(folder: str | Path) -> OpenedSession:
 def _snapshot(ws: Workspace) -> Workspace:
     """A copy that a worker thread can serialise while the UI goes on changing ``ws``."""
     copy = Workspace(
-        ws.model_name, batch=ws.batch, notes=ws.notes, labels=dict(ws.labels), revision=ws.revision, circuits=list(ws.circuits)
+        ws.model_name, batch=ws.batch, notes=ws.notes, labels=dict(ws.labels), revision=ws.revision,
+        circuits=list(ws.circuits),
     )
-    for key, st in list(ws.samples.items()):
-        copy.samples[key] = SampleState(
-            st.sample, st.preset, st.curve, None if st.attribution is None else dict(st.attribution), list(st.choices), list(st.runs), st.note
-        )
+    for target, source in ((copy.samples, ws.samples), (copy.removed, ws.removed)):
+        for key, st in list(source.items()):
+            target[key] = SampleState(
+                st.sample, st.preset, st.curve, None if st.attribution is None else dict(st.attribution), list(st.choices), list(st.runs), st.note
+            )
     return copy
 
 

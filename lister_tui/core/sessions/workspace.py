@@ -124,6 +124,9 @@ class Workspace:
     # the user's one-line names of features: (sae_id, feature) -> label
     labels: dict[tuple[str, int], str] = field(default_factory=dict)
     circuits: list[Circuit] = field(default_factory=list)  # every circuit found, oldest first
+    # samples the user removed, with everything they held: kept in the session (written with
+    # a ``removed`` flag) so that a removal can be undone, even after a save
+    removed: dict[str, SampleState] = field(default_factory=dict)
     # bumped by every change made through the methods below, so that a session can
     # autosave after each change (and coalesce a burst of them into one save)
     revision: int = field(default=0, compare=False)
@@ -135,14 +138,39 @@ class Workspace:
     # --- samples ---------------------------------------------------------------
 
     def add_samples(self, samples: Sequence[ListSample], preset: str) -> list[str]:
-        """Add (or replace) samples; returns their keys in order."""
+        """Add a batch; returns its keys in order.
+
+        A session only grows: a sample whose key (template/topic/index and seed) is already
+        here keeps its state (attributions, choices, runs, note), and one that was removed
+        comes back with its own. Only new keys get a fresh state."""
         keys = []
         for s in samples:
             key = sample_key(s)
-            self.samples[key] = SampleState(s, preset)
+            if key in self.removed:
+                self.samples[key] = self.removed.pop(key)
+            elif key not in self.samples:
+                self.samples[key] = SampleState(s, preset)
             keys.append(key)
         self.touch()
         return keys
+
+    def remove_sample(self, key: str) -> SampleState:
+        """Take a sample out of view (the user asked); kept in :attr:`removed` for :meth:`restore_sample`."""
+        st = self.state(key)
+        del self.samples[key]
+        self.removed[key] = st
+        self.touch()
+        return st
+
+    def restore_sample(self, key: str | None = None) -> str | None:
+        """Bring back a removed sample (the last removed one by default); returns its key."""
+        if key is None:
+            key = next(reversed(self.removed), None) if self.removed else None
+        if key is None or key not in self.removed:
+            return None
+        self.samples[key] = self.removed.pop(key)
+        self.touch()
+        return key
 
     def state(self, key: str) -> SampleState:
         try:

@@ -107,6 +107,8 @@ COLUMN_DESCRIPTIONS = {
     "items": "the item names, as a JSON list",
     "continuation": "the generated text after the prompt",
     "n_generations": "generations aggregated",
+    "pairs_zeroed_mean": "(feature, position) pairs zeroed per generation, averaged; 0 for an SAE ablation means it "
+    "ablated nothing (its changes are not a measured 'no effect')",
     "n_topics": "topics aggregated",
     "n_saes": "SAE ablations aggregated",
     "reached_end_base_rate": "share of base lists that reached the end token",
@@ -173,6 +175,21 @@ def paired_changes(generations: pd.DataFrame) -> pd.DataFrame:
     return merged
 
 
+def _pairs_zeroed(ablated_pairs: pd.Series) -> pd.Series:
+    """How many (feature, position) pairs each generation zeroed (``ablated_pairs`` is "f@p f@p …")."""
+    return ablated_pairs.fillna("").astype(str).str.split().str.len().astype("float64")
+
+
+def conditions_that_zeroed_nothing(by_condition_frame: pd.DataFrame) -> list[str]:
+    """SAE ablations whose rows zeroed no pair at all: their changes are not a measured "no effect"
+    (e.g. at the last layer act×grad is exactly 0 before the attribution position, so the
+    top-k pairs in the regeneration prefix are empty)."""
+    if "pairs_zeroed_mean" not in by_condition_frame.columns:  # a sweep folder from before the column
+        return []
+    rows = by_condition_frame[(by_condition_frame["method"] == SAE_ABLATION) & (by_condition_frame["pairs_zeroed_mean"] == 0)]
+    return list(dict.fromkeys(str(c) for c in rows["condition"]))
+
+
 def _pooled_diversity(items_json: pd.Series) -> float:
     return topic_diversity(json.loads(s) for s in items_json)
 
@@ -185,6 +202,7 @@ def by_condition_and_topic(generations: pd.DataFrame) -> pd.DataFrame:
     for key, group in pairs.groupby(keys, sort=False, dropna=False):
         row = dict(zip(keys, key))
         row["n_generations"] = len(group)
+        row["pairs_zeroed_mean"] = _pairs_zeroed(group["ablated_pairs"]).mean()
         for m in METRICS:
             row[f"{m}_base_mean"] = group[f"{m}_base"].astype("float64").mean()
             row[f"{m}_mean"] = group[m].astype("float64").mean()
@@ -196,7 +214,7 @@ def by_condition_and_topic(generations: pd.DataFrame) -> pd.DataFrame:
         row["topic_diversity"] = _pooled_diversity(group["items"])
         row["topic_diversity_change"] = row["topic_diversity"] - row["topic_diversity_base"]
         out.append(row)
-    columns = keys + ["n_generations"]
+    columns = keys + ["n_generations", "pairs_zeroed_mean"]
     columns += [f"{m}_{s}" for m in METRICS for s in ("base_mean", "mean", "change_mean", "change_variance")]
     columns += ["reached_end_base_rate", "reached_end_rate", "topic_diversity_base", "topic_diversity", "topic_diversity_change"]
     return _fix_sae(pd.DataFrame(out, columns=columns))
@@ -214,10 +232,11 @@ def by_condition(per_topic: pd.DataFrame, faithfulness: pd.DataFrame | None = No
         row = dict(zip(keys, key))
         row["n_topics"] = len(group)
         row["n_generations"] = int(group["n_generations"].sum())
+        row["pairs_zeroed_mean"] = group["pairs_zeroed_mean"].mean()
         for column in study + others + means + rates:
             row[column if column != "topic_diversity_change" else "topic_diversity_change_mean"] = group[column].mean()
         out.append(row)
-    columns = keys + ["n_topics", "n_generations"] + study + means + others
+    columns = keys + ["n_topics", "n_generations", "pairs_zeroed_mean"] + study + means + others
     columns += ["reached_end_base_rate", "reached_end_rate", "topic_diversity_change_mean"]
     frame = pd.DataFrame(out, columns=columns)
     frame["faithfulness_pearson_r"] = np.nan

@@ -103,6 +103,16 @@ class ExplorerController(Widget):
     def changed(self, *parts: str) -> None:
         self.post_message(ExplorerChanged(frozenset(parts) or EVERYTHING))
 
+    def no_sample(self) -> bool:
+        """True (and a notification) when there is no sample to work on: still sampling, or none."""
+        if self.state.current is not None:
+            return False
+        if self.state.busy:
+            self.notify(f"loading…: {self.state.busy}; the first sample shows when it is done", timeout=3)
+        else:
+            self.notify("no sample selected; generate some with g", severity="warning")
+        return True
+
     def needs_model(self, what: str) -> bool:
         """True (and a notification) when the model is not here to ``what``."""
         if self.app.can_compute:
@@ -126,15 +136,20 @@ class ExplorerController(Widget):
         self.state.current = key
         self.state.streaming = None
         self.state.regen_state = ""
+        self.state.run_hidden = False
         st = self.ws.state(key)
-        self.state.compare = bool(st.runs)
         if st.curve is None and self.app.can_compute:
             self.curve_worker(key, st.sample.tokens)
         self.changed()
 
     def set_compare(self, on: bool) -> None:
+        """The compare mode, the user's choice: kept across runs and samples, and said."""
         self.state.compare = on
-        self.changed("tokens")
+        self.notify(
+            "compare view on: base and ablated side by side (d hides)" if on else "compare view off: the sample alone (d shows base and ablated)",
+            timeout=3,
+        )
+        self.changed("tokens", "status")
 
     # --- samples -----------------------------------------------------------------------
 
@@ -147,7 +162,7 @@ class ExplorerController(Widget):
         self.last_request = request
         self.state.busy = f"generating {len(specs)} samples"
         self.post_message(GenerationProgress(0.0, 100.0))
-        self.changed("status")
+        self.changed("status", "tokens")
         self.generate_worker(specs, request.preset)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="generate", description="Generating samples")
@@ -180,6 +195,32 @@ class ExplorerController(Widget):
             self.select(target)
         self.changed("samples")  # after select: the browser's cursor goes to the selected sample
 
+    def remove_sample(self, key: str) -> None:
+        """Remove ``key`` (the user confirmed); the workspace keeps it for :meth:`undo_remove`."""
+        if key not in self.ws.samples:
+            return
+        keys = list(self.ws.samples)
+        index = keys.index(key)
+        self.ws.remove_sample(key)
+        rest = list(self.ws.samples)
+        if key == self.state.current:
+            self.state.current = None
+            self.state.streaming = None
+            self.state.regen_state = ""
+            if rest:
+                self.select(rest[min(index, len(rest) - 1)])
+        self.notify(f"removed {key}; u brings it back", timeout=4)
+        self.changed("samples", *EVERYTHING)
+
+    def undo_remove(self) -> None:
+        key = self.ws.restore_sample()
+        if key is None:
+            self.notify("nothing removed to bring back", severity="warning", timeout=3)
+            return
+        self.notify(f"brought back {key}", timeout=3)
+        self.select(key)
+        self.changed("samples", *EVERYTHING)
+
     def end_busy(self) -> None:
         self.state.busy = ""
         self.changed("status", "progress")
@@ -203,10 +244,7 @@ class ExplorerController(Widget):
     # --- attribution --------------------------------------------------------------------
 
     def attribute(self, method: str = "grad") -> None:
-        if self.needs_model("attribute"):
-            return
-        if self.state.current is None:
-            self.notify("no sample selected; generate some with g", severity="warning")
+        if self.needs_model("attribute") or self.no_sample():
             return
         sample = self.ws.state(self.state.current).sample
         if sample.structure.attribution_pos is None:
@@ -265,9 +303,14 @@ class ExplorerController(Widget):
             self.notify("dataset ranking needs the batch attributed: press A", severity="warning")
         self.changed("features")
 
-    def next_sae(self) -> None:
+    def next_sae(self) -> str | None:
+        """The next SAE choice (all, then each SAE); the screen writes it into the filter as sae:NAME."""
         self.state.sae_filter = (self.state.sae_filter + 1) % (len(self.sae_ids) + 1)
-        self.changed("features")
+        return self.sae_ids[self.state.sae_filter - 1] if self.state.sae_filter else None
+
+    def set_query_sae(self, sae: str | None) -> None:
+        """The filter text names ``sae`` (typed, or written by s): it is the SAE choice K uses."""
+        self.state.sae_filter = self.sae_ids.index(sae) + 1 if sae in self.sae_ids else 0
 
     def next_sort(self) -> None:
         self.state.sort_index = (self.state.sort_index + 1) % len(SORT_KEYS)
@@ -287,17 +330,32 @@ class ExplorerController(Widget):
         n = self.prefix_len()
         return n is not None and 0 <= pos < n
 
+    def beyond_prefix(self, choice: AblationChoice) -> bool:
+        """An at-position choice outside the regeneration prefix: its ablation would act on nothing."""
+        return choice.mode == "position" and choice.pos >= 0 and not self.in_prefix(choice.pos)
+
+    def say_every(self, switched: list[AblationChoice]) -> None:
+        """The one toast for pairs that the prefix rule switched to every position (∀)."""
+        if not switched:
+            return
+        one = len(switched) == 1
+        positions = ", ".join(str(c.pos) for c in switched)
+        features = ", ".join(f"{c.sae_id} f{c.feature}" for c in switched)
+        self.notify(
+            f"pos {positions} {'is' if one else 'are'} not in the regeneration prefix ({self.prefix_text()}), so {features} "
+            f"{'is' if one else 'are'} ablated at every position (∀)",
+            severity="warning",
+            timeout=6,
+        )
+
     def toggle_feature(self, choice: AblationChoice) -> None:
         key = self.state.current
-        if choice.mode == "position" and self.ws.find_choice(key, choice.ident) is None and not self.in_prefix(choice.pos):
+        switched = []
+        if self.ws.find_choice(key, choice.ident) is None and self.beyond_prefix(choice):
             choice = AblationChoice(choice.sae_id, choice.feature, choice.pos, "every")
-            self.notify(
-                f"pos {choice.pos} is not in the regeneration prefix ({self.prefix_text()}), so {choice.sae_id} f{choice.feature} "
-                "is ablated at every position (∀)",
-                severity="warning",
-                timeout=6,
-            )
+            switched.append(choice)
         self.ws.toggle(key, choice)
+        self.say_every(switched)
         self.after_toggle()
 
     def toggle_mode(self, choice: AblationChoice) -> None:
@@ -307,6 +365,14 @@ class ExplorerController(Widget):
             self.ws.toggle(key, AblationChoice(choice.sae_id, choice.feature, choice.pos, "every"))
         elif existing.pos < 0:
             self.notify("a dataset-ranked feature is ablated at every position", severity="warning")
+            return
+        elif existing.mode == "every" and self.beyond_prefix(AblationChoice(existing.sae_id, existing.feature, existing.pos, "position")):
+            self.notify(
+                f"pos {existing.pos} is not in the regeneration prefix ({self.prefix_text()}): {existing.sae_id} f{existing.feature} "
+                "stays ablated at every position (∀)",
+                severity="warning",
+                timeout=6,
+            )
             return
         else:
             self.ws.set_mode(key, existing.ident, "position" if existing.mode == "every" else "every")
@@ -320,15 +386,23 @@ class ExplorerController(Widget):
             return
         sae = self.sae_ids[self.state.sae_filter - 1] if self.state.sae_filter else self.sae_ids[0]
         ablation = top_k_ablation(st.attribution[sae], 0, TOP_K)
+        switched = []
         for fa in ablation.features:
             choice = AblationChoice(fa.sae_id, fa.feature, fa.positions[0], "position")
             if self.ws.find_choice(key, choice.ident) is None:
+                if self.beyond_prefix(choice):
+                    choice = AblationChoice(choice.sae_id, choice.feature, choice.pos, "every")
+                    switched.append(choice)
                 self.ws.toggle(key, choice)
         self.notify(f"added the study's top-{TOP_K} pairs of {sae}", timeout=2)
+        self.say_every(switched)
         self.after_toggle()
 
     def clear_ablation(self) -> None:
         self.ws.clear_choices(self.state.current)
+        # a clean slate: the old deltas and a failed run's status go too (the runs stay in the session)
+        self.state.regen_state = ""
+        self.state.run_hidden = True
         self.after_toggle()
 
     def after_toggle(self) -> None:
@@ -350,6 +424,15 @@ class ExplorerController(Widget):
     def toggle_regen_from(self) -> None:
         self.state.from_attr = not self.state.from_attr
         self.notify("regenerate from " + ("the attribution position (the study's choice)" if self.state.from_attr else "the prompt"), timeout=3)
+        key = self.state.current
+        if key is not None:
+            # the prefix changed: chosen pairs now outside it switch to every position, as space does
+            switched = [c for c in self.ws.state(key).choices if self.beyond_prefix(c)]
+            for c in switched:
+                self.ws.set_mode(key, c.ident, "every")
+            if switched:
+                self.say_every([AblationChoice(c.sae_id, c.feature, c.pos, "every") for c in switched])
+                self.changed("features", "ablation", "tokens")
         self.changed("status", "ablation")
 
     def toggle_live(self) -> None:
@@ -371,10 +454,7 @@ class ExplorerController(Widget):
     # --- regeneration ----------------------------------------------------------------------
 
     def regenerate(self) -> None:
-        if self.needs_model("regenerate"):
-            return
-        if self.state.current is None:
-            self.notify("no sample selected", severity="warning")
+        if self.needs_model("regenerate") or self.no_sample():
             return
         st = self.ws.state(self.state.current)
         if self.state.from_attr and st.sample.structure.attribution_pos is None:
@@ -386,7 +466,7 @@ class ExplorerController(Widget):
         self.state.streaming = None
         self.state.stream_prefix = st.sample.structure.attribution_pos if self.state.from_attr else st.sample.prompt_len
         self.state.regen_state = "regenerating…"
-        self.state.compare = True
+        self.state.run_hidden = False
         self.changed("status", "tokens")
         self.regenerate_worker(self.state.current, rid, st.sample, tuple(st.choices), st.preset, self.state.from_attr)
 
@@ -453,9 +533,10 @@ class ExplorerController(Widget):
             return
         self.latency.setdefault(message.run_id, {})["done"] = time.perf_counter()
         self.state.streaming = None
-        self.state.regen_state = f"regenerated ({len(message.run.choices)} features)"
+        n = len(message.run.choices)
+        self.state.regen_state = f"regenerated ({n} feature{'' if n == 1 else 's'})" + ("" if self.state.compare else " · d shows it")
+        self.state.run_hidden = False
         if message.key == self.state.current:
-            self.state.compare = True
             self.changed()
 
     def on_regeneration_cancelled(self, message: RegenerationCancelled) -> None:

@@ -14,7 +14,8 @@ class ExplorerState:
     """The main screen's state; the controller changes it, the views read it."""
 
     current: str | None = None  # the selected sample's key
-    compare: bool = False  # base and ablated regenerations side by side
+    compare: bool = True  # the compare mode (d): a run's base and ablated regenerations side by side
+    run_hidden: bool = False  # c cleared the view: the latest run's deltas and tokens are not shown
     live: bool = False  # every toggle regenerates at once
     from_attr: bool = True  # regenerate from the attribution position (the study's choice), else from the prompt
     dataset_mode: bool = False  # features table: the batch's dataset ranking instead of this sample's pairs

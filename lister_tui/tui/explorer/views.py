@@ -22,6 +22,10 @@ from lister_tui.tui.widgets.metric_strip import Curve
 from lister_tui.tui.widgets.token_view import TokenDoc
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 class TokenStrings:
     """Token ids → their strings, asked of the model's tokenizer once per id."""
 
@@ -61,7 +65,7 @@ def streaming_doc(lab: LoadedModel, st: SampleState, tokens: tuple[int, ...], pr
     structure = parse_structure(tokens, lab.ids, st.sample.prompt_len - 1)
     marks, every = choice_marks(st.choices)
     return TokenDoc(
-        f"ablated · {len(st.choices)} features", tokens, strings(tokens), st.sample.prompt_len, structure, None, marks, every,
+        f"ablated · {plural(len(st.choices), 'feature')}", tokens, strings(tokens), st.sample.prompt_len, structure, None, marks, every,
         prefix, streaming=True,
     )
 
@@ -81,35 +85,39 @@ def run_docs(
         marks, _ = choice_marks(st.choices)
         base = None if cached_base is None else _base_doc(cached_base[0], cached_base[1], strings, marks)
         return base, streaming_doc(lab, st, state.streaming, state.stream_prefix, strings)
-    run = st.runs[-1] if st.runs else None
+    run = shown_run(st, state)
     if run is None:
         return None, None
     b, a = run.base, run.ablated
     marks, every = choice_marks(run.choices)
     base_doc = _base_doc(b, run.base_curve, strings, marks, a.tokens)
     ablated_doc = TokenDoc(
-        f"ablated · {len(run.choices)} features" + (" (stale: toggles changed)" if tuple(st.choices) != run.choices else ""),
+        f"ablated · {plural(len(run.choices), 'feature')}" + (" (stale: toggles changed)" if tuple(st.choices) != run.choices else ""),
         a.tokens, strings(a.tokens), a.prompt_len, a.structure, run.ablated_curve, marks, every, a.prefix_len, b.tokens,
         info=delta_summary(run),
     )
     return base_doc, ablated_doc
 
 
+def shown_run(st: SampleState, state: ExplorerState):
+    """The run the screen shows: the latest, unless c cleared the view since."""
+    return st.runs[-1] if st.runs and not state.run_hidden else None
+
+
 def metric_curves(st: SampleState, state: ExplorerState) -> list[Curve]:
-    run = st.runs[-1] if st.runs else None
+    run = shown_run(st, state)
     if state.compare and run is not None and state.streaming is None:
         return [Curve("base", run.base_curve), Curve("abl", run.ablated_curve)]
     return [Curve("metr", st.curve or ())]
 
 
 def status_text(lab: LoadedModel, ws: Workspace, state: ExplorerState, preset: str, session: str) -> str:
-    parts = [lab.entry.name, f"{len(ws.samples)} samples", f"preset {preset}", "regen from " + state.regen_from_text(short=True)]
+    # the session first: at 80 columns the line's end is what gets cut
+    parts = [session or "not saved", lab.entry.name, f"preset {preset}", "from " + state.regen_from_text(short=True)]
     if state.live:
         parts.append("live")
     if state.busy:
         parts.append(state.busy)
-    if session:
-        parts.append(session)
     if state.regen_state:
         parts.append(state.regen_state)
     return " · ".join(parts)
@@ -188,26 +196,36 @@ class FeaturesView:
 
 
 def features_view(lab: LoadedModel, ws: Workspace, state: ExplorerState, rows_of: FeatureRows, query: str) -> FeaturesView:
-    sae = "all SAEs" if state.sae_filter == 0 else rows_of.sae_ids[state.sae_filter - 1]
+    # the SAE choice (s) lives in the filter text as sae:NAME: one visible query, nothing hidden
     if state.dataset_mode:
         rows = rows_of.of_dataset(ws)
         n = len(ws.batch.keys) if ws.batch else 0
-        what = f"dataset ranking over {n} samples (top-{TOP_K} each)" if ws.batch else "dataset: attribute the batch (A)"
+        what = f"dataset top-{TOP_K} × {n}" if ws.batch else "dataset: press A"
     else:
         st = ws.state(state.current) if state.current else None
         rows = rows_of.of_sample(st, state.current) if st else []
-        what = "this sample's top pairs" if rows else "not attributed (a, or I for integrated gradients)"
+        what = "sample pairs · grad" if rows else "not attributed: a (or I)"
         if rows and st.attribution and any(a.method == "ig" for a in st.attribution.values()):
-            what = "this sample's top pairs (IG)"
-    if state.sae_filter:
-        rows = [r for r in rows if r.sae_id == sae]
+            what = "sample pairs · IG"
     rows = sort_rows(filter_rows(rows, query), state.sort_key)
     modes = {}
     if state.current is not None:
         for c in ws.state(state.current).choices:
             modes[f"{c.sae_id}:{c.feature}:{c.pos}"] = "∀" if c.mode == "every" else "@"
-    header = f"[b]{what}[/b] · {escape(sae)} (s) · by {state.sort_key} (o)"
+    short = {"attribution": "attr", "activation": "act"}.get(state.sort_key, state.sort_key)  # fits 80 columns
+    header = f"[b]{what}[/b] · by {escape(short)} (o)"
     return FeaturesView(rows, header, modes, state.dataset_mode, lab.entry.feature_url is not None, dict(ws.labels))
+
+
+def tokens_title(ws: Workspace, state: ExplorerState, compare_shown: bool) -> str:
+    """The token pane's title: which sample, and what it shows (sample, or base | ablated and from where)."""
+    if state.current is None:
+        return "tokens · sampling the first batch…" if state.busy else "tokens"
+    if compare_shown:
+        mode = "base | ablated" + (" (streaming)" if state.streaming is not None else "") + f" · from {state.regen_from_text(short=True)}"
+    else:
+        mode = "sample" + (" · compare off (d)" if not state.compare else "")
+    return f"{state.current.split('@')[0]} · {mode}"  # the seed is on the sample's own title line
 
 
 def ablation_status(state: ExplorerState, st: SampleState) -> str:

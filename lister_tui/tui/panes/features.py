@@ -18,7 +18,7 @@ class FeaturesPane(Vertical):
     DEFAULT_CSS = """
     FeaturesPane { height: 1fr; }
     FeaturesPane #feature-bar { height: 1; }
-    FeaturesPane #feature-mode { width: auto; max-width: 60%; height: 1; padding: 0 1 0 0; }
+    FeaturesPane #feature-mode { width: auto; max-width: 70%; height: 1; padding: 0 1 0 0; }
     FeaturesPane #filter { width: 1fr; }
     """
 

@@ -27,6 +27,10 @@ a filler blank, blue (−) a line break. Base and ablated curves share columns (
 error node's share. 'ab' shows @ (ablated at its position) or ∀ (at every position).
 [b]Regenerate[/b]  as the study: from tokens[:attribution position] with the sample's own seed; the base is the
 same regeneration without the ablation. R switches to regenerating from the prompt.
+[b]Deltas[/b]  (Ablation tab) base = the regeneration without the ablation, abl = with it. items, tokens: of the
+regenerated list; m@last: the metric at the regenerated list's own last item (the plain model's reading, not the
+ablation's effect); m@attr: the metric at the sample's attribution position on its own tokens, without and with
+the ablation (the ablation's direct effect); rep: repeated items; div: distinct items / items; end: reached the end token.
 Over SSH, set COLORTERM=truecolor (or TEXTUAL_COLOR_SYSTEM=256) if colours look wrong; y copies via OSC 52."""
 # one paragraph per [b]section[/b], wrapped by the terminal rather than at fixed columns
 LEGEND = re.sub(r"\n(?!\[b\]|Over SSH)", " ", _LEGEND)

@@ -7,6 +7,9 @@ workspace and the state, runs the work in a worker, and posts
 :class:`~lister_tui.tui.messages.ExplorerChanged`; the screen then hands each named pane
 what :mod:`lister_tui.tui.explorer.views` computes from the new state. Every number shown
 comes from the engine (:mod:`lister_tui.core`).
+
+Long because it holds one small action per key of the explorer (each forwards to the
+controller); the logic of each lives in the controller and the views.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from lister_tui.tui.panes import FeaturesPane, InspectorPane, TokensPane
 from lister_tui.tui.screens.error import ErrorScreen
 from lister_tui.tui.screens.generate import GenerateRequest, GenerateScreen
 from lister_tui.tui.widgets.ablation_panel import AblationPanel, ChoiceTable
+from lister_tui.tui.widgets.feature_table import query_sae, with_sae
 from lister_tui.tui.widgets.sample_table import SampleTable
 from lister_tui.tui.widgets.token_view import TokenView
 
@@ -41,7 +45,8 @@ class MainScreen(Screen):
     MainScreen #progress { width: 30; height: 1; display: none; }
     MainScreen #progress.-busy { display: block; }
     MainScreen #body { height: 1fr; }
-    MainScreen #samples { width: 30; scrollbar-size-vertical: 1; }
+    MainScreen #samples { width: 30; scrollbar-size-vertical: 1; border-top: solid $primary-darken-2; border-title-color: $text; }
+    MainScreen TokensPane { border-top: solid $primary-darken-2; border-title-color: $text; }
     MainScreen.-wide #samples { width: 36; }
     MainScreen #main { width: 1fr; }
     MainScreen #tabs { height: 10; }
@@ -107,6 +112,7 @@ class MainScreen(Screen):
             self.refresh_status()
         if "samples" in parts:
             self.query_one("#samples", SampleTable).show(self.ws.samples, self.state.current)
+            self.refresh_sample_title()
         if "runs" in parts:
             table = self.query_one("#samples", SampleTable)
             for key, st in self.ws.samples.items():
@@ -123,6 +129,10 @@ class MainScreen(Screen):
         if "ablation" in parts:
             self.refresh_ablation()
 
+    def refresh_sample_title(self) -> None:
+        removed = len(self.ws.removed)
+        self.query_one("#samples", SampleTable).border_title = f"samples {len(self.ws.samples)}" + (f" · {removed} removed (u)" if removed else "")
+
     def refresh_banner(self) -> None:
         banner = self.query_one("#banner", Static)
         text = getattr(self.app, "banner", None)
@@ -137,21 +147,25 @@ class MainScreen(Screen):
 
     def refresh_tokens(self) -> None:
         key = self.state.current
+        compare_shown = False
         if key is None:
+            self.tokens.base.placeholder = "Sampling the first batch…" if self.state.busy else "No sample yet: press g to generate."
             self.tokens.show(None, None, False)
         else:
             st = self.ws.state(key)
             sample = views.sample_doc(st, self.controller.strings)
-            if self.state.compare:
+            if self.state.compare and (views.shown_run(st, self.state) is not None or self.state.streaming is not None):
                 cached = self.controller.base_cache.get((key, self.state.from_attr, st.preset))
                 base, ablated = views.run_docs(self.app.lab, st, self.state, self.controller.strings, cached)
                 self.tokens.show(base or sample, ablated, True)
+                compare_shown = True
             else:
                 self.tokens.show(sample, None, False)
+        self.tokens.border_title = views.tokens_title(self.ws, self.state, compare_shown)
         self.refresh_metric()
 
     def refresh_stream(self) -> None:
-        if self.state.streaming is None or self.state.current is None:
+        if self.state.streaming is None or self.state.current is None or not self.state.compare:
             return
         view = self.tokens.ablated
         if view.doc is None or not view.doc.streaming or not self.tokens.has_class("-compare"):
@@ -177,11 +191,14 @@ class MainScreen(Screen):
 
     def refresh_ablation(self) -> None:
         panel = self.query_one("#ablation-panel", AblationPanel)
+        n = len(self.ws.state(self.state.current).choices) if self.state.current else 0
+        # the active count shows on the tab itself, so the features tab says it too
+        self.query_one("#tabs", TabbedContent).get_tab("ablation").label = f"Ablation {n}" if n else "Ablation"
         if self.state.current is None:
             panel.show([], [], None, "no sample")
             return
         st = self.ws.state(self.state.current)
-        panel.show(st.choices, self.controller.strings(st.sample.tokens), st.runs[-1] if st.runs else None, views.ablation_status(self.state, st), self.ws.labels)
+        panel.show(st.choices, self.controller.strings(st.sample.tokens), views.shown_run(st, self.state), views.ablation_status(self.state, st), self.ws.labels)
 
     # --- what the panes and workers report ------------------------------------------
 
@@ -195,6 +212,7 @@ class MainScreen(Screen):
             self.refresh_metric()
 
     def on_features_pane_query_changed(self, event: FeaturesPane.QueryChanged) -> None:
+        self.controller.set_query_sae(query_sae(event.query))
         self.refresh_features()
 
     def on_generation_progress(self, message: GenerationProgress) -> None:
@@ -240,7 +258,9 @@ class MainScreen(Screen):
         self.controller.toggle_ranking()
 
     def action_next_sae(self) -> None:
-        self.controller.next_sae()
+        sae = self.controller.next_sae()
+        box = self.features.query_one("#filter", Input)
+        box.value = with_sae(box.value, sae)  # Input.Changed redraws the table from the one query
 
     def action_sort(self) -> None:
         self.controller.next_sort()
@@ -262,7 +282,7 @@ class MainScreen(Screen):
         return None if row is None else views.choice_for_row(row)
 
     def action_toggle_feature(self) -> None:
-        if self.state.current is None:
+        if self.controller.no_sample():
             return
         choice = self._highlighted_choice()
         if choice is None:
@@ -278,7 +298,7 @@ class MainScreen(Screen):
             self.controller.toggle_mode(choice)
 
     def action_top_k(self) -> None:
-        if self.state.current is not None:
+        if not self.controller.no_sample():
             self.controller.add_top_k()
 
     def action_clear_ablation(self) -> None:
@@ -299,6 +319,25 @@ class MainScreen(Screen):
 
     def action_regenerate(self) -> None:
         self.controller.regenerate()
+
+    def action_remove_sample(self) -> None:
+        from lister_tui.tui.screens.confirm import ConfirmScreen
+
+        key = self.state.current
+        if key is None:
+            self.notify("no sample selected", severity="warning")
+            return
+        st = self.ws.state(key)
+        what = f"{len(st.runs)} ablation run(s)" + (", its attribution" if st.attribution else "") + (", its note" if st.note else "")
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.controller.remove_sample(key)
+
+        self.app.push_screen(ConfirmScreen(f"Remove sample {key} with {what}?\nIt stays in the session: u brings it back."), done)
+
+    def action_undo_remove(self) -> None:
+        self.controller.undo_remove()
 
     # --- actions: notes ---------------------------------------------------------------
 

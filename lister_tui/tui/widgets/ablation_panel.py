@@ -12,13 +12,16 @@ from lister_tui.core.sessions.workspace import AblationChoice, AblationRun
 from lister_tui.tui.widgets.feature_table import LABEL_WIDTH, label_cell
 from lister_tui.tui.widgets.token_view import visible
 
+# Short enough never to wrap in the delta table at 80 columns; the help screen (?) has the legend.
 LABELS = {
     "n_items": "items",
     "n_tokens": "tokens",
-    "repeated_items": "repeats",
-    "diversity": "diversity",
-    "metric_at_attribution": "m@attr",
+    "repeated_items": "rep",
+    "diversity": "div",
+    "metric_at_attribution": "m@last",
 }
+DIRECT_LABEL = "m@attr"  # the metric at the sample's own attribution position, without / with the ablation
+END_LABEL = "end"
 
 
 def _fmt(v, signed: bool = False) -> str:
@@ -43,10 +46,10 @@ def delta_summary(run: AblationRun) -> str:
 
 def delta_table(run: AblationRun) -> Table:
     table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
-    table.add_column("")
-    table.add_column("base", justify="right")
-    table.add_column("ablated", justify="right")
-    table.add_column("Δ", justify="right")
+    table.add_column("", no_wrap=True)
+    table.add_column("base", justify="right", no_wrap=True)
+    table.add_column("abl", justify="right", no_wrap=True)
+    table.add_column("Δ", justify="right", no_wrap=True)
     deltas = run.deltas()
 
     def add(name: str) -> None:
@@ -60,10 +63,10 @@ def delta_table(run: AblationRun) -> Table:
     if run.metric_under_ablation is not None and run.metric_before is not None:
         d = run.metric_under_ablation - run.metric_before
         style = "" if not d else ("bold green" if d > 0 else "bold red")
-        table.add_row("m@attr orig", _fmt(run.metric_before), _fmt(run.metric_under_ablation), Text(_fmt(d, True), style=style))
+        table.add_row(DIRECT_LABEL, _fmt(run.metric_before), _fmt(run.metric_under_ablation), Text(_fmt(d, True), style=style))
     add("repeated_items")
     add("diversity")
-    table.add_row("reached end", _fmt(run.base.metrics.reached_end), _fmt(run.ablated.metrics.reached_end), "")
+    table.add_row(END_LABEL, _fmt(run.base.metrics.reached_end), _fmt(run.ablated.metrics.reached_end), "")
     return table
 
 

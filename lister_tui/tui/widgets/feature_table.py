@@ -79,9 +79,25 @@ def sort_rows(rows: list[FeatureRow], key: str) -> list[FeatureRow]:
 
 
 def filter_rows(rows: list[FeatureRow], query: str) -> list[FeatureRow]:
-    """Keep rows whose every word of ``query`` occurs in their text (``pos:37``, ``f277``, ``res_0``)."""
+    """Keep rows whose every word of ``query`` occurs in their text (``pos:37``, ``f277``, ``res_0``).
+
+    ``sae:NAME`` keeps one SAE exactly (what ``s`` writes into the filter, so that the SAE
+    choice and the typed words are one visible query)."""
     words = query.lower().split()
-    return [r for r in rows if all(w in r.haystack() for w in words)]
+    saes = {w[4:] for w in words if w.startswith("sae:")}
+    words = [w for w in words if not w.startswith("sae:")]
+    return [r for r in rows if (not saes or r.sae_id.lower() in saes) and all(w in r.haystack() for w in words)]
+
+
+def with_sae(query: str, sae: str | None) -> str:
+    """``query`` with its ``sae:`` word replaced by ``sae:NAME`` (or dropped for every SAE)."""
+    words = [w for w in query.split() if not w.lower().startswith("sae:")]
+    return " ".join(([f"sae:{sae}"] if sae else []) + words) + (" " if words or sae else "")
+
+
+def query_sae(query: str) -> str | None:
+    """The SAE a query names with ``sae:NAME`` (the first), else None."""
+    return next((w[4:] for w in query.split() if w.lower().startswith("sae:")), None)
 
 
 class FeatureTable(DataTable):
