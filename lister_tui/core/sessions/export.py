@@ -27,6 +27,7 @@ import pandas as pd
 from lister_tui.core.errors import ListerError
 from lister_tui.core.sessions.format import sample_identity
 from lister_tui.core.sessions.workspace import DELTA_METRICS, AblationChoice, Workspace
+from lister_tui.core.study.circuits.graph import Edge, Node
 
 FORMATS = {"csv": "csv", "parquet": "parquet", "markdown": "md", "latex": "tex"}
 TABLES = ("generations", "attributions", "ablations", "labels", "sae_summary", "circuits", "circuit_nodes", "circuit_edges")
@@ -173,6 +174,12 @@ def sae_summary(ws: Workspace, k: int = 5) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+CIRCUIT_COLUMNS = [
+    "circuit", "samples", "level", "sites", "nodes_per_site", "method", "ablation", "n_nodes", "n_edges",
+    "metric", "metric_empty", "recovered", "completeness", "n_for_0_8", "faithfulness",
+]
+
+
 def circuit_tables(ws: Workspace) -> dict[str, pd.DataFrame]:
     """Every circuit of the session: one summary row each, and its nodes and edges (with the circuit's index)."""
     summary, nodes, edges = [], [], []
@@ -199,10 +206,11 @@ def circuit_tables(ws: Workspace) -> dict[str, pd.DataFrame]:
         )
         nodes += [{"circuit": i, **n.to_dict()} for n in c.nodes]
         edges += [{"circuit": i, **e.to_dict()} for e in c.edges]
+    # explicit columns: a session without circuits still exports each table with its header
     return {
-        "circuits": pd.DataFrame(summary),
-        "circuit_nodes": pd.DataFrame(nodes),
-        "circuit_edges": pd.DataFrame(edges),
+        "circuits": pd.DataFrame(summary, columns=CIRCUIT_COLUMNS),
+        "circuit_nodes": pd.DataFrame(nodes, columns=["circuit", *Node.__dataclass_fields__]),
+        "circuit_edges": pd.DataFrame(edges, columns=["circuit", *Edge.__dataclass_fields__]),
     }
 
 
