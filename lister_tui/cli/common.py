@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
+
+from lister_tui.safe_text import text, visible
 
 from lister_tui.core.errors import ListerError
 
@@ -26,9 +28,16 @@ err_console = Console(stderr=True)
 
 
 def fail(exc: Exception) -> None:
+    """Print ``exc``'s message (untrusted text: names and values from files or the user) and exit 2."""
     # soft_wrap: download commands in the message must stay copyable, one per line
-    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+    err_console.print(Text.assemble(("error: ", "bold red"), visible(exc, keep_newlines=True)), soft_wrap=True, highlight=False)
     raise typer.Exit(code=2)
+
+
+def say(message: object, style: str = "", *, err: bool = False) -> None:
+    """Print a line that holds untrusted text (a session's name, a folder, a model's name): never as markup,
+    control characters shown as markers."""
+    (err_console if err else console).print(text(message, style, keep_newlines=True), soft_wrap=True, highlight=False)
 
 
 def split_values(values: Optional[list[str]]) -> list[str]:

@@ -16,10 +16,12 @@ from lister_tui.cli.common import (
     entry_with_adhoc_saes,
     err_console,
     fail,
+    say,
     split_values,
     use_user_files,
 )
 from lister_tui.core.errors import ListerError
+from lister_tui.safe_text import text
 
 SWEEP_HELP = """Run the study headless: every SAE's top-k ablation, the baselines, the faithfulness check.
 
@@ -297,13 +299,13 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
     )
 
     def on_progress(p) -> None:
-        progress.update(task, completed=p.done, total=p.total or None, description=p.detail[:60])
+        progress.update(task, completed=p.done, total=p.total or None, description=text(p.detail[:60]).markup)
 
     def ready(model, runtime: dict) -> None:
         (writer.resume if resume else writer.start)(model, settings, runtime=runtime)
         where = f"{model.device}" if loaded is not None else f"{len(runtime['ray']['workers'])} Ray workers"
         verb = "resuming the sweep" if resume else "sweep"
-        progress.console.print(f"{verb} of {entry.name} on {where} -> {out}", highlight=False)
+        progress.console.print(text(f"{verb} of {entry.name} on {where} -> {out}"), highlight=False)
 
     try:
         with progress:
@@ -328,10 +330,10 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
                 writer.write(result, status="interrupted")
             except OSError:
                 writer.fail("interrupted")
-        err_console.print(
+        say(
             f"interrupted after {result.units_done} of {result.units_total} units; the tables so far are in {out} "
             f"(manifest.json says complete: false); go on with: lister-tui sweep --resume {out}",
-            highlight=False,
+            err=True,
         )
         raise typer.Exit(code=130)
     except ListerError as exc:
@@ -347,7 +349,7 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
     table = read_table(out, "by_condition")
     from rich.table import Table
 
-    view = Table(title=f"ablated - base, averaged across topics ({entry.name}, {len(result.samples)} lists)")
+    view = Table(title=text(f"ablated - base, averaged across topics ({entry.name}, {len(result.samples)} lists)"))
     columns = {
         "condition": "condition",
         "n_items_change_mean": "items",
@@ -361,19 +363,19 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
     for column, header in columns.items():
         view.add_column(header, justify="left" if column == "condition" else "right", no_wrap=column == "condition")
     for _, row in table.iterrows():
-        cells = [str(row["condition"])]
+        cells = [text(row["condition"])]
         cells += ["" if row[c] != row[c] else f"{row[c]:.2f}" for c in list(columns)[1:]]
         view.add_row(*cells)
     console.print(view)
     from lister_tui.core.sweep.tables import conditions_that_zeroed_nothing
 
     for condition in conditions_that_zeroed_nothing(table):
-        err_console.print(
+        say(
             f"warning: {condition} zeroed 0 pairs in every list (pairs_zeroed_mean 0): its row is not a measured "
             "'no effect'; at the last layer act×grad is 0 before the attribution position",
-            highlight=False, markup=False,
+            err=True,
         )
-    console.print(f"tables and manifest in {out}", highlight=False)
+    say(f"tables and manifest in {out}")
 
 
 def bare_ray(argv: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ from lister_tui.core.errors import ListerError
 from lister_tui.core.sessions.catalog import SessionInfo, session_info
 from lister_tui.core.sessions.export import FORMATS
 from lister_tui.core.sessions.store import check_name
+from lister_tui.safe_text import text
 
 _MODAL_CSS = """
 {name} {{ align: center middle; }}
@@ -43,7 +44,7 @@ class SaveAsScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Save the exploration as a new session in {self.folder}  ·  enter saves · esc cancels")
+            yield Label(text(f"Save the exploration as a new session in {self.folder}  ·  enter saves · esc cancels"))
             yield Input(self.suggestion, id="name", compact=True)
             with Horizontal(id="buttons"):
                 yield Button("Save", variant="primary", id="save", compact=True)
@@ -106,7 +107,7 @@ class OpenSessionScreen(ModalScreen[Path | None]):
             mark = "current" if self.current is not None and info.path.resolve() == self.current.resolve() else (info.kind if info.kind != "session" else "")
             if info.problem:
                 mark = "unreadable"
-            table.add_row(
+            cells = (
                 info.name,
                 (info.updated or "")[:16].replace("T", " "),
                 info.model or "?",
@@ -114,8 +115,9 @@ class OpenSessionScreen(ModalScreen[Path | None]):
                 "" if info.runs is None else str(info.runs),
                 _size(info.size_bytes),
                 mark,
-                key=str(i),
             )
+            # Text cells: a plain string in a DataTable is parsed as markup
+            table.add_row(*(text(c) for c in cells), key=str(i))
         if self.infos:
             table.focus()
         else:
@@ -202,7 +204,7 @@ class NoteScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"{self.title_text}  ·  ctrl+s keeps · esc cancels")
+            yield Label(text(f"{self.title_text}  ·  ctrl+s keeps · esc cancels"))
             yield TextArea(self.text, id="note", soft_wrap=True)
             with Horizontal(id="buttons"):
                 yield Button("Keep", variant="primary", id="keep", compact=True)

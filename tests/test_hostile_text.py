@@ -1,0 +1,80 @@
+"""Untrusted text is text: hostile strings in every string field of a session reach the shell as
+visible markers, never as markup or terminal escapes, and never as a traceback."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+from typer.testing import CliRunner
+
+from lister_tui.cli import app
+from lister_tui.safe_text import is_safe, text, visible, visible_token
+
+from hostile import HOSTILE, hostile_session, unsafe_chars
+
+
+@given(st.text(alphabet=st.characters(codec=None, min_codepoint=0, max_codepoint=0x2FFFF), max_size=60))
+@settings(max_examples=400, deadline=None)
+def test_visible_leaves_nothing_unsafe_and_renders_without_markup(s):
+    for shown in (visible(s), visible_token(s), visible(s, keep_newlines=True)):
+        assert is_safe(shown), unsafe_chars(shown)
+    console = Console(record=True, width=80, file=open("/dev/null", "w"), color_system=None)
+    console.print(text(s))  # a Text is never parsed as markup: "[/]" cannot raise
+    assert unsafe_chars(console.export_text()) == []
+
+
+def test_markers_name_what_was_there():
+    assert visible("\x1b]52;c;AAAA\x07") == "␛]52;c;AAAA␇"
+    assert visible("a\rb\u202ec\u2028d\x7f\x9b") == "a␍b⟨U+202E⟩c⟨U+2028⟩d␡⟨U+009B⟩"
+    assert visible_token(" \n\t\u00a0") == "·↵⇥⍽" and visible_token("") == "∅"
+    assert str(text("[/][bold]x")) == "[/][bold]x"
+
+
+def _clean(result) -> None:
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert unsafe_chars(result.output) == [], result.output[:400]
+
+
+@pytest.mark.parametrize("evil", HOSTILE, ids=range(len(HOSTILE)))
+def test_listing_export_open_and_replay_show_hostile_strings_as_text(evil, tmp_path, monkeypatch):
+    folder = tmp_path / "sessions"
+    hostile_session(folder / "evil", evil)
+    runner = CliRunner()
+
+    listed = runner.invoke(app, ["sessions", "--sessions-dir", str(folder)])
+    _clean(listed)
+    assert listed.exit_code == 0 and "evil" in listed.output
+    # the model's name is shown as it is (markup as brackets, escapes as markers), folded in its column
+    flat = "".join(ch for ch in listed.output if not ch.isspace() and ch not in "│┃")
+    assert "".join(visible(f"fake{evil}").split())[:8] in flat
+
+    for fmt in ("csv", "markdown"):
+        exported = runner.invoke(app, ["export", "evil", "--sessions-dir", str(folder), "-f", fmt, "-o", str(tmp_path / fmt)])
+        _clean(exported)
+        assert exported.exit_code == 0, exported.output
+
+    # the model is not here: open says so (with the model's hostile name as text) and opens read-only
+    from lister_tui.tui import app as tui_app
+
+    started = []
+    monkeypatch.setattr(tui_app.ListerApp, "run", lambda self: started.append(self))
+    monkeypatch.setenv("LISTER_TUI_CONFIG_DIR", str(tmp_path / "config"))
+    opened = runner.invoke(app, ["open", "evil", "--sessions-dir", str(folder), "--device", "cpu"])
+    _clean(opened)
+    assert opened.exit_code == 0 and len(started) == 1
+
+    replayed = runner.invoke(app, ["replay", "evil", "--sessions-dir", str(folder)])
+    _clean(replayed)
+    assert replayed.exit_code == 2 and "fake" in replayed.output  # the model is not in the registry
+
+
+@pytest.mark.parametrize("evil", HOSTILE[:4], ids=range(4))
+def test_replay_on_the_shipped_model_reports_hostile_topics_as_text(evil, tmp_path):
+    folder = tmp_path / "sessions"
+    hostile_session(folder / "evil", evil, model_name="lister-tiny")
+    replayed = CliRunner().invoke(app, ["replay", "evil", "--sessions-dir", str(folder)])
+    _clean(replayed)
+    assert replayed.exit_code in (0, 1, 2), replayed.output
