@@ -97,8 +97,11 @@ def open_command(
     from lister_tui.core.sessions.opening import is_sweep, open_sweep, view_session
     from lister_tui.core.sessions.store import read_session
 
+    from lister_tui.core.engine.loading import check_device_name
+
     folder = resolve_sessions_dir(sessions_dir)
     try:
+        check_device_name(device)  # also when the session's model is not here and it opens read-only
         path = resolve_target(target, sessions_dir)
         if is_sweep(path):
             from lister_tui.core.engine.loading import load_model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -124,6 +125,10 @@ def sweep_command(
         use_user_files(registry, templates_file)
         if ray is None and (workers is not None or gpus_per_worker is not None):
             raise ListerError("--workers and --gpus-per-worker set up Ray workers; add --ray")
+        if workers is not None and workers < 1:
+            raise ListerError(f"--workers must be 1 or more, got {workers}")
+        if gpus_per_worker is not None and not (math.isfinite(gpus_per_worker) and 0 <= gpus_per_worker <= 64):
+            raise ListerError(f"--gpus-per-worker must be a number in [0, 64], got {gpus_per_worker}")
         if ray is not None:
             from lister_tui.core.sweep.ray_cluster import RayOptions
 
@@ -150,6 +155,7 @@ def _new_settings(v: dict, out: Optional[Path], overwrite: bool):
     from lister_tui.core.sweep.output import check_out_folder
     from lister_tui.core.sweep.settings import SweepSettings
 
+    _given_but_empty(v)
     entry, sae_ids = entry_with_adhoc_saes(v["model"], [s for s in split_values(v["sae"]) if s != "preset"])
     if v["preset"] not in SAMPLING_PRESETS:
         raise ListerError(f"unknown sampling preset {v['preset']!r}; valid: {', '.join(SAMPLING_PRESETS)}")
@@ -179,6 +185,16 @@ def _new_settings(v: dict, out: Optional[Path], overwrite: bool):
         out = Path("sweeps") / f"{v['model']}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     check_out_folder(out, overwrite)
     return settings, entry, out
+
+
+def _given_but_empty(values: dict) -> None:
+    """``--topic ""`` is a mistake, not a request for the default (every topic): refuse it."""
+    from lister_tui.core.engine.prompts import TEMPLATES, TOPICS
+
+    valid = {"sae": "the model's SAE ids, e.g. res_0", "template": ", ".join(TEMPLATES), "topic": ", ".join(TOPICS)}
+    for name, hint in valid.items():
+        if values.get(name) and not split_values(values[name]):  # not given: None or an empty list
+            raise ListerError(f"--{name} was given but names no {name}; leave it out for the default, or give one of: {hint}")
 
 
 # sweep options -> the SweepSettings fields they set (--resume checks the ones given)
@@ -224,6 +240,7 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
     if "sae" in given:
         saes = split_values(values["sae"])
         updates["saes"] = () if saes in ([], ["preset"]) else tuple(saes)
+    _given_but_empty({n: values[n] for n in ("sae", "template", "topic") if n in given})
     if "template" in given:
         updates["templates"] = tuple(split_values(values["template"]))
     if "topic" in given:
@@ -268,6 +285,7 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
         TimeRemainingColumn,
     )
 
+    from lister_tui.core.engine.generation import check_prompts_fit
     from lister_tui.core.engine.loading import load_model
     from lister_tui.core.study.baselines import check_layer
     from lister_tui.core.sweep.output import SweepWriter, read_table
@@ -281,6 +299,8 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
             loaded = load_model(entry, device=settings.device, dtype=settings.dtype)
             if settings.steering:
                 check_layer(loaded, settings.resolved_steering_layer(entry))
+            # tokenizer work only: every prompt plus --max-new-tokens must fit the model's context
+            check_prompts_fit(loaded, settings.templates, settings.topics, settings.sampling.max_new_tokens)
         except ListerError as exc:
             fail(exc)
     writer = SweepWriter(out, overwrite=overwrite, command=["lister-tui", *sys.argv[1:]])
