@@ -345,26 +345,24 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
                     on_progress=on_progress, on_checkpoint=writer.write,
                 )  # fmt: skip
     except KeyboardInterrupt:
-        if writer.manifest:
-            try:
-                writer.write(result, status="interrupted")
-            except OSError:
-                writer.fail("interrupted")
+        _record_stop(writer, result, "interrupted", "interrupted (Ctrl-C)")
         say(
             f"interrupted after {result.units_done} of {result.units_total} units; the tables so far are in {out} "
-            f"(manifest.json says complete: false); go on with: lister-tui sweep --resume {out}",
+            f"(manifest.json says complete: false, status: interrupted); go on with: lister-tui sweep --resume {out}",
             err=True,
         )
-        raise typer.Exit(code=130)
+        raise typer.Exit(code=130) from None
     except ListerError as exc:
-        writer.fail("failed", str(exc))
+        _record_stop(writer, None, "failed", str(exc))
+        _resume_hint(writer, out)
         fail(exc)
     except OSError as exc:
-        try:
-            writer.fail("failed", str(exc))
-        except OSError:
-            pass
+        _record_stop(writer, None, "failed", str(exc))
         fail(ListerError(f"could not write the sweep to {out} ({exc}); files written before stay valid, manifest complete: false"))
+    except Exception as exc:  # noqa: BLE001 - a fault of a library (torch, ray): recorded and shown, never a traceback
+        _record_stop(writer, None, "failed", f"{type(exc).__name__}: {exc}")
+        _resume_hint(writer, out)
+        fail(ListerError(f"the sweep failed: {type(exc).__name__}: {exc}"))
 
     table = read_table(out, "by_condition")
     from rich.table import Table
@@ -396,6 +394,37 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
             err=True,
         )
     say(f"tables and manifest in {out}")
+
+
+def _record_stop(writer, result, status: str, reason: str) -> None:
+    """Write ``status`` and ``reason`` into the manifest (with the tables so far, given ``result``); a
+    second Ctrl-C while this runs is ignored, so the manifest never stays "running"."""
+    import signal
+    import threading
+
+    if not writer.manifest:
+        return
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+    try:
+        try:
+            if result is not None:
+                writer.write(result, status=status, error=reason)
+                return
+        except (OSError, KeyboardInterrupt):  # a full disk; a second Ctrl-C that came before SIGINT was ignored
+            pass
+        try:
+            writer.fail(status, reason)
+        except OSError:
+            pass
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _resume_hint(writer, out: Path) -> None:
+    if writer.manifest:
+        say(f"the tables so far are in {out} (manifest.json says status: failed); once fixed, go on with: lister-tui sweep --resume {out}", err=True)
 
 
 def bare_ray(argv: list[str]) -> list[str]:

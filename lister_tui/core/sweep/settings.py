@@ -108,11 +108,16 @@ class SweepSettings:
         if unknown:
             raise ListerError(f"unknown sweep settings {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
         out = dict(values)
-        if isinstance(out.get("sampling"), Mapping):
-            out["sampling"] = SamplingSettings(**out["sampling"])
-        for key in ("saes", "templates", "topics"):
-            if key in out:
-                out[key] = tuple(out[key])
+        try:
+            if isinstance(out.get("sampling"), Mapping):
+                out["sampling"] = SamplingSettings(**out["sampling"])
+            for key in ("saes", "templates", "topics"):
+                if key in out:
+                    if not isinstance(out[key], (list, tuple)) or not all(isinstance(v, str) for v in out[key]):
+                        raise ListerError(f"settings.{key} must be a list of names, got {out[key]!r:.80}")
+                    out[key] = tuple(out[key])
+        except TypeError as exc:
+            raise ListerError(f"settings.sampling is invalid ({exc})") from exc
         return cls(**out)
 
     def conditions(self, entry: ModelEntry) -> list[str]:
