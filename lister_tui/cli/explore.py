@@ -93,11 +93,10 @@ def open_command(
     The session's model is loaded; without it here, the session opens read-only and
     the explorer says so in a banner. A sweep folder becomes a new session (its lists
     sampled again from their seeds), or reopens the one made from it before."""
+    from lister_tui.core.engine.loading import check_device_name
     from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
     from lister_tui.core.sessions.opening import is_sweep, open_sweep, view_session
     from lister_tui.core.sessions.store import read_session
-
-    from lister_tui.core.engine.loading import check_device_name
 
     folder = resolve_sessions_dir(sessions_dir)
     try:
@@ -105,7 +104,10 @@ def open_command(
         path = resolve_target(target, sessions_dir)
         if is_sweep(path):
             from lister_tui.core.engine.loading import load_model
-            from lister_tui.core.sessions.from_sweep import read_sweep_manifest, sweep_model_name
+            from lister_tui.core.sessions.from_sweep import (
+                read_sweep_manifest,
+                sweep_model_name,
+            )
 
             from lister_tui.cli.sweep import recorded_entry
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
 
 from lister_tui.core.engine.sampling import SamplingSettings
 from lister_tui.core.errors import ListerError

@@ -38,9 +38,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lister_tui.core.errors import ListerError
-from lister_tui.core.files.atomic import atomic_write_bytes
+from lister_tui.core.files.atomic import atomic_write_bytes, exclusive_file
 from lister_tui.core.files.clock import now
-from lister_tui.core.sessions.checks import check_rows, check_session_manifest, parse_json
+from lister_tui.core.sessions.checks import (
+    check_rows,
+    check_session_manifest,
+    parse_json,
+)
 from lister_tui.core.sessions.format import (
     ADDED_COLUMNS,
     MIGRATIONS,
@@ -338,9 +342,7 @@ class SessionStore:
     def _prepare_folder(self) -> None:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / f".probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            exclusive_file(self.path, "probe").unlink()  # O_EXCL, unpredictable name: never a planted symlink
         except OSError as exc:
             raise _writable_error(self.path.parent, exc) from exc
 

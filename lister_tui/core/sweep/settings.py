@@ -25,7 +25,6 @@ from lister_tui.core.study.experiment import (
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 from lister_tui.core.sweep.tables import BASE
 
-
 MAX_K = 1000  # (position, feature) pairs zeroed per sample
 MAX_STEERING_SCALE = 1000.0  # |scale| times the long-minus-short vector
 

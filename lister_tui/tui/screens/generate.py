@@ -20,7 +20,6 @@ from lister_tui.core.engine.prompts import FREE_TEMPLATE, TEMPLATES, TOPICS, Pro
 from lister_tui.core.errors import ListerError
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 
-
 # One batch of the explorer: templates x topics x samples per topic lists at most (each list is kept in
 # memory with its metrics, and a batch attribution holds every SAE's activations for each).
 MAX_LISTS_PER_BATCH = 1000
