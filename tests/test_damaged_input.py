@@ -191,3 +191,37 @@ def test_a_missing_table_of_a_settled_session_is_reported_without_advising_delet
     with pytest.raises(ListerError) as err:
         read_session(folder)
     assert "is missing" in str(err.value) and "delete" not in str(err.value)
+
+
+def test_a_flipped_byte_in_a_table_without_its_sha256_never_changes_the_export_silently(tmp_path):
+    """With the manifest's checksum removed, Parquet's page checksums still catch a flipped byte in
+    the data; a flip that reads at all must give the same exported text as the intact session."""
+    from lister_tui.core.sessions.export import export_tables
+
+    folder = saved(tmp_path)
+    m = json.loads((folder / "manifest.json").read_text())
+    del m["tables"]["samples"]["sha256"]
+    (folder / "manifest.json").write_text(json.dumps(m))
+    path = folder / m["tables"]["samples"]["file"]
+    data = path.read_bytes()
+
+    def exported() -> dict:
+        opened = read_session(folder)
+        decode = lambda ids: "".join(opened.vocab.get(i, "") for i in ids)  # noqa: E731
+        return {k: v.to_csv() for k, v in export_tables(opened.workspace, decode, lambda i: opened.vocab.get(i, "")).items()}
+
+    intact = exported()
+    detected = same = 0
+    positions = range(4, len(data) - 8, max(1, (len(data) - 12) // 80))  # ~80 bytes across the file
+    for pos in positions:
+        flipped = bytearray(data)
+        flipped[pos] ^= 0x10
+        path.write_bytes(bytes(flipped))
+        try:
+            now = exported()
+        except ListerError:
+            detected += 1
+            continue
+        assert now == intact, f"byte {pos} changed the export silently"
+        same += 1
+    assert detected > 0 and detected + same == len(positions)

@@ -78,3 +78,41 @@ def test_replay_on_the_shipped_model_reports_hostile_topics_as_text(evil, tmp_pa
     replayed = CliRunner().invoke(app, ["replay", "evil", "--sessions-dir", str(folder)])
     _clean(replayed)
     assert replayed.exit_code in (0, 1, 2), replayed.output
+
+
+@given(st.lists(st.text(alphabet=st.characters(codec="utf-8"), max_size=30), min_size=1, max_size=5))
+@settings(max_examples=300, deadline=None)
+def test_markdown_export_round_trips_every_string(notes):
+    """Notes with \\r, U+2028, U+0085, '|', backslashes or escapes read back as they were written."""
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from lister_tui.core.sessions.export import read_markdown, to_markdown
+
+    frame = pd.DataFrame({"key": [f"k{i}" for i in range(len(notes))], "note": ["x" + n for n in notes]})
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "t.md"
+        path.write_text(to_markdown(frame, "notes"), encoding="utf-8")
+        back = read_markdown(path)
+    assert list(back["note"]) == list(frame["note"])
+
+
+def test_the_listed_hard_cases_round_trip_through_markdown(tmp_path):
+    import pandas as pd
+
+    from lister_tui.core.sessions.export import read_markdown, to_markdown
+
+    hard = ["a\rb", "a\u2028b", "a|b", "a\\nb", "a\\u2028b", "a\r\nb", "a\x85b\x1c", "tail\\"]
+    frame = pd.DataFrame({"note": hard})
+    (tmp_path / "t.md").write_text(to_markdown(frame, "notes"), encoding="utf-8")
+    assert list(read_markdown(tmp_path / "t.md")["note"]) == hard
+
+
+@pytest.mark.parametrize("folder,name", [("my sweep", "sweep-my-sweep"), ("Übersicht", "sweep-Ubersicht"), ("日本", "sweep-folder"), ("a/../b", "sweep-a-..-b")])
+def test_a_sweep_folder_of_any_name_gets_a_valid_session_name(folder, name):
+    from lister_tui.core.sessions.opening import session_name_for
+    from lister_tui.core.sessions.store import check_name
+
+    assert session_name_for(folder) == name and check_name(name) == name

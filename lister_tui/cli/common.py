@@ -45,6 +45,18 @@ def split_values(values: Optional[list[str]]) -> list[str]:
     return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
 
 
+def refuse_given_but_empty(values: dict) -> None:
+    """``--topic ""`` (or ``--template ""``, ``--sae ,``) is a mistake, not a request for the default
+    (every topic): refuse it, with what would be valid."""
+    from lister_tui.core.engine.prompts import TEMPLATES, TOPICS
+    from lister_tui.core.errors import ListerError
+
+    valid = {"sae": "the model's SAE ids, e.g. res_0", "template": ", ".join(TEMPLATES), "topic": ", ".join(TOPICS)}
+    for name, hint in valid.items():
+        if values.get(name) and not split_values(values[name]):  # not given: None or an empty list
+            raise ListerError(f"--{name} was given but names no {name}; leave it out for the default, or give one of: {hint}")
+
+
 SESSIONS_DIR_OPTION = typer.Option(
     None, "--sessions-dir", help="Sessions folder (default: $LISTER_TUI_SESSIONS, else the checkout's sessions/; `lister-tui locate`).", show_default=False
 )

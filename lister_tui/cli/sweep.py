@@ -17,6 +17,7 @@ from lister_tui.cli.common import (
     entry_with_adhoc_saes,
     err_console,
     fail,
+    refuse_given_but_empty,
     say,
     split_values,
     use_user_files,
@@ -107,9 +108,10 @@ def sweep_command(
         None,
         "--ray",
         metavar="[ADDRESS]",
-        help="Run the shards on a Ray cluster: --ray HOST:PORT (its `ray start --head` node), or --ray alone for $RAY_ADDRESS, the cluster this machine joined, else a new local one. Needs pip install 'lister-tui[ray]'.",
+        help="Run the shards on a Ray cluster: --ray HOST:PORT (its `ray start --head` node), or --ray alone for $RAY_ADDRESS, the cluster this machine joined, else a new local one (listening on 127.0.0.1 only). Needs pip install 'lister-tui[ray]'.",
         show_default=False,
     ),
+    ray_dashboard: bool = typer.Option(False, "--ray-dashboard", help="Start Ray's dashboard (on 127.0.0.1) with a local cluster started here."),
     workers: Optional[int] = typer.Option(
         None, "--workers", help="Ray workers (default: as many as the cluster's GPUs, or CPUs, hold).", show_default=False
     ),
@@ -132,7 +134,7 @@ def sweep_command(
         if ray is not None:
             from lister_tui.core.sweep.ray_cluster import RayOptions
 
-            ray_options = RayOptions(address=ray or None, workers=workers, gpus_per_worker=gpus_per_worker, threads=threads)
+            ray_options = RayOptions(address=ray or None, workers=workers, gpus_per_worker=gpus_per_worker, threads=threads, dashboard=ray_dashboard)
         if threads is not None and threads < 1:
             raise ListerError(f"threads must be >= 1, got {threads}")
         if resume is not None:
@@ -155,7 +157,7 @@ def _new_settings(v: dict, out: Optional[Path], overwrite: bool):
     from lister_tui.core.sweep.output import check_out_folder
     from lister_tui.core.sweep.settings import SweepSettings
 
-    _given_but_empty(v)
+    refuse_given_but_empty(v)
     entry, sae_ids = entry_with_adhoc_saes(v["model"], [s for s in split_values(v["sae"]) if s != "preset"])
     if v["preset"] not in SAMPLING_PRESETS:
         raise ListerError(f"unknown sampling preset {v['preset']!r}; valid: {', '.join(SAMPLING_PRESETS)}")
@@ -185,16 +187,6 @@ def _new_settings(v: dict, out: Optional[Path], overwrite: bool):
         out = Path("sweeps") / f"{v['model']}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
     check_out_folder(out, overwrite)
     return settings, entry, out
-
-
-def _given_but_empty(values: dict) -> None:
-    """``--topic ""`` is a mistake, not a request for the default (every topic): refuse it."""
-    from lister_tui.core.engine.prompts import TEMPLATES, TOPICS
-
-    valid = {"sae": "the model's SAE ids, e.g. res_0", "template": ", ".join(TEMPLATES), "topic": ", ".join(TOPICS)}
-    for name, hint in valid.items():
-        if values.get(name) and not split_values(values[name]):  # not given: None or an empty list
-            raise ListerError(f"--{name} was given but names no {name}; leave it out for the default, or give one of: {hint}")
 
 
 # sweep options -> the SweepSettings fields they set (--resume checks the ones given)
@@ -240,7 +232,7 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
     if "sae" in given:
         saes = split_values(values["sae"])
         updates["saes"] = () if saes in ([], ["preset"]) else tuple(saes)
-    _given_but_empty({n: values[n] for n in ("sae", "template", "topic") if n in given})
+    refuse_given_but_empty({n: values[n] for n in ("sae", "template", "topic") if n in given})
     if "template" in given:
         updates["templates"] = tuple(split_values(values["template"]))
     if "topic" in given:
@@ -353,15 +345,13 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
         )
         raise typer.Exit(code=130) from None
     except ListerError as exc:
-        _record_stop(writer, None, "failed", str(exc))
-        _resume_hint(writer, out)
+        _record_stop(writer, None, "failed", str(exc), hint=out)
         fail(exc)
     except OSError as exc:
         _record_stop(writer, None, "failed", str(exc))
         fail(ListerError(f"could not write the sweep to {out} ({exc}); files written before stay valid, manifest complete: false"))
     except Exception as exc:  # noqa: BLE001 - a fault of a library (torch, ray): recorded and shown, never a traceback
-        _record_stop(writer, None, "failed", f"{type(exc).__name__}: {exc}")
-        _resume_hint(writer, out)
+        _record_stop(writer, None, "failed", f"{type(exc).__name__}: {exc}", hint=out)
         fail(ListerError(f"the sweep failed: {type(exc).__name__}: {exc}"))
 
     table = read_table(out, "by_condition")
@@ -396,9 +386,10 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
     say(f"tables and manifest in {out}")
 
 
-def _record_stop(writer, result, status: str, reason: str) -> None:
+def _record_stop(writer, result, status: str, reason: str, hint: Path | None = None) -> None:
     """Write ``status`` and ``reason`` into the manifest (with the tables so far, given ``result``); a
-    second Ctrl-C while this runs is ignored, so the manifest never stays "running"."""
+    second Ctrl-C while this runs is ignored, so the manifest never stays "running". With ``hint``
+    (the output folder), print how to go on."""
     import signal
     import threading
 
@@ -420,11 +411,8 @@ def _record_stop(writer, result, status: str, reason: str) -> None:
     finally:
         if main_thread:
             signal.signal(signal.SIGINT, previous)
-
-
-def _resume_hint(writer, out: Path) -> None:
-    if writer.manifest:
-        say(f"the tables so far are in {out} (manifest.json says status: failed); once fixed, go on with: lister-tui sweep --resume {out}", err=True)
+        if hint is not None:
+            say(f"the tables so far are in {hint} (manifest.json says status: {status}); once fixed, go on with: lister-tui sweep --resume {hint}", err=True)
 
 
 def bare_ray(argv: list[str]) -> list[str]:

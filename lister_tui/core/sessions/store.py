@@ -16,6 +16,9 @@ sessions/README.md). Saving is safe against crashes and against a second writer:
   processes never interleave their writes; a process that finds the session saved
   by another since it last read it gets a :class:`SessionConflict` (or overwrites,
   if it asks to).
+
+Long because saving and reading share the file layout, the lock and the revision rules (a
+reader that meets a save re-reads the new manifest), which stay together in one place.
 """
 
 from __future__ import annotations
@@ -111,7 +114,8 @@ def default_name(model: str) -> str:
 
 def parquet_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
+    # page checksums: a flipped byte in a table is caught on reading even where the manifest's sha256 is gone
+    pq.write_table(table, buf, compression="zstd", write_page_checksum=True)
     return buf.getvalue()
 
 
@@ -209,7 +213,7 @@ def _read_table(folder: Path, name: str, info: dict) -> list[dict]:
     if info.get("sha256") and hashlib.sha256(data).hexdigest() != info["sha256"]:
         raise ListerError(f"table file {path} (table {name!r}) does not match its checksum in {MANIFEST}: it is corrupt; restore it from a backup")
     try:
-        table = pq.read_table(io.BytesIO(data))
+        table = pq.read_table(io.BytesIO(data), page_checksum_verification=True)
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise ListerError(f"table file {path} (table {name!r}) is not readable Parquet ({exc}); restore it from a backup") from exc
     if name in SCHEMAS:
