@@ -225,3 +225,17 @@ def test_a_flipped_byte_in_a_table_without_its_sha256_never_changes_the_export_s
         assert now == intact, f"byte {pos} changed the export silently"
         same += 1
     assert detected > 0 and detected + same == len(positions)
+
+
+@pytest.mark.parametrize("token", [999_999, 2**31 - 1])
+def test_replay_refuses_a_token_outside_the_models_vocabulary_before_sampling(tmp_path, token):
+    """Without a vocab table to check against, replay checks the saved ids against the model's."""
+    from hostile import hostile_session
+
+    folder = hostile_session(tmp_path / "s", "", model_name="lister-tiny")
+    edit_table(folder, "vocab", lambda rows: rows.clear())
+    edit_table(folder, "samples", lambda rows: rows[0]["tokens"].__setitem__(2, token))
+    result = CliRunner().invoke(app, ["replay", str(folder)])
+    flat = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"token id {token} is outside lister-tiny's vocabulary" in flat, result.output
+    assert "Traceback" not in result.output

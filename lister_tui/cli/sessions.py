@@ -109,8 +109,11 @@ def replay_command(
 
     if saved_version and saved_version != lister_version():
         say(f"note: saved with lister-tui {saved_version}, replayed with {lister_version()}", err=True)
-    with err_console.status("replaying…") as status:
-        report = replay(loaded, opened.workspace, opened.manifest.get("sampling"), on_progress=lambda d, t, w: status.update(text(f"replaying {d}/{t}: {w}")))
+    try:
+        with err_console.status("replaying…") as status:
+            report = replay(loaded, opened.workspace, opened.manifest.get("sampling"), on_progress=lambda d, t, w: status.update(text(f"replaying {d}/{t}: {w}")))
+    except ListerError as exc:
+        fail(exc)
     to_str = loaded.to_str_tokens
     for m in report.mismatches:
         console.print(text("mismatch ", "red") + text(m.describe(to_str), keep_newlines=True), highlight=False)
