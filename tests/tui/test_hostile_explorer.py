@@ -51,8 +51,11 @@ def test_explorer_shows_a_hostile_session_as_text(evil, tmp_path, monkeypatch):
             await look("escape")
             await look("question_mark")
             await look("escape")
+            await look("N")  # the session's notes in the note editor
+            await look("escape")
+            await look("2")  # the ablation tab
             assert app.is_running
         return seen
 
     seen = asyncio.run(go())
-    assert len(seen) == 9
+    assert len(seen) == 12

@@ -9,13 +9,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Input, Label, Select, TextArea
+from textual.widgets import Button, DataTable, Input, Label, Select, Static, TextArea
 
 from lister_tui.core.errors import ListerError
 from lister_tui.core.sessions.catalog import SessionInfo, session_info
 from lister_tui.core.sessions.export import FORMATS
 from lister_tui.core.sessions.store import check_name
-from lister_tui.safe_text import text
+from lister_tui.safe_text import is_safe, text, visible
 
 _MODAL_CSS = """
 {name} {{ align: center middle; }}
@@ -187,7 +187,11 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
 
 
 class NoteScreen(ModalScreen[str | None]):
-    """Edit a note; ctrl+s keeps it, esc discards the edit."""
+    """Edit a note; ctrl+s keeps it, esc discards the edit.
+
+    A note from a session made elsewhere may hold control characters, which a text editor would
+    send to the terminal: they are shown as their markers (ESC as ␛), and a kept note keeps the
+    markers; esc leaves the note as it was."""
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="lister.note.cancel"),
@@ -200,11 +204,14 @@ class NoteScreen(ModalScreen[str | None]):
     def __init__(self, title: str, text: str) -> None:
         super().__init__()
         self.title_text = title
-        self.text = text
+        self.marked = any(not is_safe(ch) for ch in text if ch != "\t")
+        self.text = "".join(ch if ch in "\n\t" else visible(ch) for ch in text) if self.marked else text
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(text(f"{self.title_text}  ·  ctrl+s keeps · esc cancels"))
+            if self.marked:
+                yield Static("control characters are shown as markers (␛ …); keeping the note keeps the markers", id="marked")
             yield TextArea(self.text, id="note", soft_wrap=True)
             with Horizontal(id="buttons"):
                 yield Button("Keep", variant="primary", id="keep", compact=True)
