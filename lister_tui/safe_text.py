@@ -9,11 +9,13 @@ which never parses markup). The CLI, the explorer's notifications, dialogs and t
 
 The markers extend the token view's whitespace vocabulary: C0 controls and DEL become their
 Unicode Control Pictures (``␛`` for ESC, ``␇`` for BEL, ``␍`` for CR, ``␡`` for DEL); C1 controls,
-bidi controls, line/paragraph separators, zero-width characters and lone surrogates become
-``⟨U+XXXX⟩``.
+bidi controls, line/paragraph separators, other invisible format characters (tag characters,
+zero-width space; not the joiners) and lone surrogates become ``⟨U+XXXX⟩``.
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 from rich.text import Text
 
@@ -31,6 +33,9 @@ _FORMAT = frozenset(
 )
 
 
+_KEEP_FORMAT = frozenset([0x00AD, 0x200C, 0x200D])
+
+
 def _code_mark(code: int) -> str:
     return f"⟨U+{code:04X}⟩"
 
@@ -43,6 +48,10 @@ def _control_mark(ch: str) -> str | None:
     if code == 0x7F:
         return DEL_MARK
     if 0x80 <= code <= 0x9F or code in _FORMAT or 0xD800 <= code <= 0xDFFF:
+        return _code_mark(code)
+    # every other invisible format character (tag characters can hide text, U+2060.., U+FFF9..),
+    # except the joiners that emoji and some scripts need and the soft hyphen
+    if code > 0x7F and code not in _KEEP_FORMAT and unicodedata.category(ch) == "Cf":
         return _code_mark(code)
     return None
 

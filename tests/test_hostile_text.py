@@ -18,8 +18,15 @@ from hostile import HOSTILE, hostile_session, unsafe_chars
 @given(st.text(alphabet=st.characters(codec=None, min_codepoint=0, max_codepoint=0x2FFFF), max_size=60))
 @settings(max_examples=400, deadline=None)
 def test_visible_leaves_nothing_unsafe_and_renders_without_markup(s):
+    import unicodedata
+
     for shown in (visible(s), visible_token(s), visible(s, keep_newlines=True)):
         assert is_safe(shown), unsafe_chars(shown)
+        # checked independently of the helper's own rule: no control, format, separator or surrogate
+        # character is left but a kept line break
+        left = [ch for ch in shown if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp") and ch != "\n"]
+        left += [ch for ch in shown if unicodedata.category(ch) == "Cf" and ch not in "\u00ad\u200c\u200d"]
+        assert left == [], left
     console = Console(record=True, width=80, file=open("/dev/null", "w"), color_system=None)
     console.print(text(s))  # a Text is never parsed as markup: "[/]" cannot raise
     assert unsafe_chars(console.export_text()) == []
@@ -116,3 +123,31 @@ def test_a_sweep_folder_of_any_name_gets_a_valid_session_name(folder, name):
     from lister_tui.core.sessions.store import check_name
 
     assert session_name_for(folder) == name and check_name(name) == name
+
+
+# any character UTF-8 can store (control characters, bidi controls, markup brackets included)
+_ANY = st.text(alphabet=st.characters(codec="utf-8", categories=("Cc", "Cf", "Zl", "Zp", "Ps", "Pe", "Po", "L")), min_size=1, max_size=12)
+
+
+@given(evil=_ANY)
+@settings(max_examples=15, deadline=None)
+def test_drawn_hostile_strings_in_a_session_reach_the_shell_as_text(evil):
+    """Hypothesis draws the string put into every field; `sessions` and `export` show it as text."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d) / "sessions"
+        hostile_session(folder / "evil", evil)
+        runner = CliRunner()
+        listed = runner.invoke(app, ["sessions", "--sessions-dir", str(folder)])
+        _clean(listed)
+        assert listed.exit_code == 0 and "evil" in listed.output
+        exported = runner.invoke(app, ["export", "evil", "--sessions-dir", str(folder), "-f", "markdown", "-o", str(Path(d) / "md")])
+        _clean(exported)
+        assert exported.exit_code == 0
+
+
+def test_invisible_format_characters_are_marked_but_joiners_kept():
+    assert visible("a\U000e0041b\u2060c") == "a⟨U+E0041⟩b⟨U+2060⟩c"  # a tag character, a word joiner
+    assert visible("👩\u200d💻 می\u200cخواهم") == "👩\u200d💻 می\u200cخواهم"  # ZWJ emoji, ZWNJ in Persian
