@@ -59,3 +59,27 @@ def test_explorer_shows_a_hostile_session_as_text(evil, tmp_path, monkeypatch):
 
     seen = asyncio.run(go())
     assert len(seen) == 12
+
+
+def test_the_export_dialog_shows_a_hostile_folder_as_markers_and_exports_to_it(tmp_path):
+    from textual.app import App
+
+    from lister_tui.tui.screens.sessions import ExportScreen
+
+    folder = tmp_path / "s\x1b]52;c;AAAA\x07" / "exports"
+    chosen = []
+
+    class Host(App):
+        def on_mount(self) -> None:
+            self.push_screen(ExportScreen(folder), chosen.append)
+
+    async def go():
+        app = Host()
+        async with app.run_test(size=(100, 20)) as pilot:
+            await pilot.pause()
+            assert unsafe_chars(screen_text(app)) == [] and "␛]52" in screen_text(app)
+            await pilot.press("tab", "enter")  # from the format select to the folder box; enter exports
+            await pilot.pause()
+
+    asyncio.run(go())
+    assert len(chosen) == 1 and chosen[0].folder == folder

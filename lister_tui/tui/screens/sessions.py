@@ -155,13 +155,16 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
         super().__init__()
         self.folder = folder
         self.fmt = fmt
+        # a session opened by path may live in a folder whose name holds control characters:
+        # the box shows their markers, and the folder itself is used when the box is left as shown
+        self.shown = visible(str(folder))
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label("Export tables: generations, attributions, ablations (with deltas), per-SAE summary")
             yield Select([(f, f) for f in FORMATS], value=self.fmt, allow_blank=False, id="format", compact=True)
             yield Label("folder")
-            yield Input(str(self.folder), id="folder", compact=True)
+            yield Input(self.shown, id="folder", compact=True)
             with Horizontal(id="buttons"):
                 yield Button("Export", variant="primary", id="go", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
@@ -174,7 +177,8 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
         if not folder:
             self.notify("give a folder to export to", severity="error")
             return
-        self.dismiss(ExportRequest(str(self.query_one("#format", Select).value), Path(folder).expanduser()))
+        path = self.folder if folder == self.shown.strip() else Path(folder).expanduser()
+        self.dismiss(ExportRequest(str(self.query_one("#format", Select).value), path))
 
     def on_input_submitted(self) -> None:
         self._submit()
