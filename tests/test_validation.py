@@ -36,7 +36,7 @@ BAD_SWEEP_OPTIONS = [
     (["--template", ""], "--template was given but names no template"),
     (["--sae", ","], "--sae was given but names no sae"),
     (["--topic", "Fruits", "--topic", "Fruits"], "'Fruits' is given twice"),
-    (["--topic", "Nope"], "unknown topic 'Nope'"),
+    (["--topic", "a\x1b]52;c;AAAA\x07b"], "holds the control character"),  # topics are free text, but not control characters
     (["--ray=", "--workers", "0"], "--workers must be 1 or more"),
     (["--ray=", "--gpus-per-worker", "inf"], "[0, 64]"),
 ]

@@ -387,32 +387,11 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
 
 
 def _record_stop(writer, result, status: str, reason: str, hint: Path | None = None) -> None:
-    """Write ``status`` and ``reason`` into the manifest (with the tables so far, given ``result``); a
-    second Ctrl-C while this runs is ignored, so the manifest never stays "running". With ``hint``
-    (the output folder), print how to go on."""
-    import signal
-    import threading
-
-    if not writer.manifest:
-        return
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
-    try:
-        try:
-            if result is not None:
-                writer.write(result, status=status, error=reason)
-                return
-        except (OSError, KeyboardInterrupt):  # a full disk; a second Ctrl-C that came before SIGINT was ignored
-            pass
-        try:
-            writer.fail(status, reason)
-        except OSError:
-            pass
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGINT, previous)
-        if hint is not None:
-            say(f"the tables so far are in {hint} (manifest.json says status: {status}); once fixed, go on with: lister-tui sweep --resume {hint}", err=True)
+    """The manifest says ``status`` and ``reason`` (:meth:`SweepWriter.stop`); with ``hint`` (the output
+    folder), print how to go on."""
+    writer.stop(result, status, reason)
+    if hint is not None and writer.manifest:
+        say(f"the tables so far are in {hint} (manifest.json says status: {status}); once fixed, go on with: lister-tui sweep --resume {hint}", err=True)
 
 
 def bare_ray(argv: list[str]) -> list[str]:

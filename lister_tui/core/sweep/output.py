@@ -12,6 +12,7 @@ resumed (``lister-tui sweep --resume``) by running only the shards missing there
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -349,6 +350,30 @@ class SweepWriter:
         m["tables"] = written
         m["columns"] = {c: describe(c) for frame in tables.values() for c in frame.columns}
         self._write_manifest()
+
+    def stop(self, result: SweepResult | None, status: str, reason: str) -> None:
+        """Record a stop (``"failed"`` or ``"interrupted"``) and its reason, with the tables so far when
+        ``result`` is given. A second Ctrl-C meanwhile is ignored (or, if it came first, the manifest
+        alone is written), so the manifest never stays "running"; a full disk leaves the tables as they were."""
+        import signal
+        import threading
+
+        if not self.manifest:
+            return
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            try:
+                if result is not None:
+                    self.write(result, status=status, error=reason)
+                    return
+            except (OSError, KeyboardInterrupt):
+                pass
+            with contextlib.suppress(OSError):
+                self.fail(status, reason)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, previous)
 
     def fail(self, status: str, error: str | None = None) -> None:
         """Mark the run as not complete (interrupted or failed) without touching the tables."""
