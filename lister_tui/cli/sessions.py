@@ -68,7 +68,7 @@ def sessions_command(sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION) -> None
             "size": human_size(i.size_bytes), "kind": kind, "problem": i.problem,
         })
     name_width = min(30, max(len(i.name) for i in infos)) + 2
-    columns = fitting_columns(rows, console.width, name_width)
+    columns = fitting_columns(rows, console.width - 4, name_width)  # slack: Rich squeezes the name column first
     view = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     view.add_column("name", min_width=name_width - 2, overflow="fold")
     for column in columns:

@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, ProgressBar, Static, TabbedContent, TabPane
 
 from lister_tui.core.sessions.workspace import AblationChoice
+from lister_tui.safe_text import text as text_of
 from lister_tui.safe_text import visible
 from lister_tui.tui.explorer import views
 from lister_tui.tui.explorer.controller import ExplorerController
@@ -162,7 +163,8 @@ class MainScreen(Screen):
                 compare_shown = True
             else:
                 self.tokens.show(sample, None, False)
-        self.tokens.border_title = views.tokens_title(self.ws, self.state, compare_shown)
+        # the title holds the sample key (its topic comes from the session): text, never markup
+        self.tokens.border_title = text_of(views.tokens_title(self.ws, self.state, compare_shown))
         self.refresh_metric()
 
     def refresh_stream(self) -> None:
