@@ -7,7 +7,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
+
+from lister_tui.safe_text import text, visible
 
 from lister_tui.core.errors import ListerError
 
@@ -26,14 +28,33 @@ err_console = Console(stderr=True)
 
 
 def fail(exc: Exception) -> None:
+    """Print ``exc``'s message (untrusted text: names and values from files or the user) and exit 2."""
     # soft_wrap: download commands in the message must stay copyable, one per line
-    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True, highlight=False)
+    err_console.print(Text.assemble(("error: ", "bold red"), visible(exc, keep_newlines=True)), soft_wrap=True, highlight=False)
     raise typer.Exit(code=2)
+
+
+def say(message: object, style: str = "", *, err: bool = False) -> None:
+    """Print a line that holds untrusted text (a session's name, a folder, a model's name): never as markup,
+    control characters shown as markers."""
+    (err_console if err else console).print(text(message, style, keep_newlines=True), soft_wrap=True, highlight=False)
 
 
 def split_values(values: Optional[list[str]]) -> list[str]:
     """Repeated options, each possibly comma-separated: ["a,b", "c"] -> ["a", "b", "c"]."""
     return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+def refuse_given_but_empty(values: dict) -> None:
+    """``--topic ""`` (or ``--template ""``, ``--sae ,``) is a mistake, not a request for the default
+    (every topic): refuse it, with what would be valid."""
+    from lister_tui.core.engine.prompts import TEMPLATES, TOPICS
+    from lister_tui.core.errors import ListerError
+
+    valid = {"sae": "the model's SAE ids, e.g. res_0", "template": ", ".join(TEMPLATES), "topic": ", ".join(TOPICS)}
+    for name, hint in valid.items():
+        if values.get(name) and not split_values(values[name]):  # not given: None or an empty list
+            raise ListerError(f"--{name} was given but names no {name}; leave it out for the default, or give one of: {hint}")
 
 
 SESSIONS_DIR_OPTION = typer.Option(

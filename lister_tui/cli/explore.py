@@ -16,10 +16,12 @@ from lister_tui.cli.common import (
     err_console,
     fail,
     resolve_target,
+    say,
     split_values,
     use_user_files,
 )
 from lister_tui.core.errors import ListerError
+from lister_tui.safe_text import text
 
 
 @app.callback(invoke_without_command=True)
@@ -51,7 +53,7 @@ def main_callback(
         entry, _ids = entry_with_adhoc_saes(model, split_values(sae))
         register_templates(entry.templates)  # the generate dialog offers the entry's own templates
         # Loaded before the app starts, so a missing or bad model fails fast with a plain message.
-        with err_console.status(f"loading {model}…"):
+        with err_console.status(text(f"loading {model}…")):
             loaded = load_model(entry, device=device, dtype=dtype)
     except ListerError as exc:
         fail(exc)
@@ -63,7 +65,7 @@ def main_callback(
     store = SessionStore(folder / default_name(loaded.entry.name)) if autosave else None
     ListerApp(loaded, session=store, sessions_dir=folder, persist=True).run()
     if store is not None and (store.path / "manifest.json").exists():
-        err_console.print(f"session saved in {store.path} (reopen: {reopen_command(store.name, folder)})", highlight=False, markup=False)
+        say(f"session saved in {store.path} (reopen: {reopen_command(store.name, folder)})", err=True)
 
 
 def reopen_command(name: str, folder: Path) -> str:
@@ -91,33 +93,38 @@ def open_command(
     The session's model is loaded; without it here, the session opens read-only and
     the explorer says so in a banner. A sweep folder becomes a new session (its lists
     sampled again from their seeds), or reopens the one made from it before."""
+    from lister_tui.core.engine.loading import check_device_name
     from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
     from lister_tui.core.sessions.opening import is_sweep, open_sweep, view_session
     from lister_tui.core.sessions.store import read_session
 
     folder = resolve_sessions_dir(sessions_dir)
     try:
+        check_device_name(device)  # also when the session's model is not here and it opens read-only
         path = resolve_target(target, sessions_dir)
         if is_sweep(path):
             from lister_tui.core.engine.loading import load_model
-            from lister_tui.core.sessions.from_sweep import read_sweep_manifest, sweep_model_name
+            from lister_tui.core.sessions.from_sweep import (
+                read_sweep_manifest,
+                sweep_model_name,
+            )
 
             from lister_tui.cli.sweep import recorded_entry
 
             manifest = read_sweep_manifest(path)
             name = sweep_model_name(manifest)
-            with err_console.status(f"loading {name} and sampling the sweep's lists again…"):
+            with err_console.status(text(f"loading {name} and sampling the sweep's lists again…")):
                 loaded = load_model(recorded_entry(manifest), device=device, dtype=dtype)
                 opened = open_sweep(path, loaded, folder)
             view = view_session(opened, loaded, read_only=read_only)
         else:
             opened = read_session(path)
-            with err_console.status(f"loading {opened.model.name}…"):
+            with err_console.status(text(f"loading {opened.model.name}…")):
                 view = view_session(opened, device=device, dtype=dtype, read_only=read_only)
     except ListerError as exc:
         fail(exc)
     if view.banner:
-        err_console.print(view.banner, highlight=False)
+        say(view.banner, err=True)
     from lister_tui.tui.app import ListerApp
 
     ListerApp(

@@ -8,8 +8,9 @@ from typing import Optional
 
 import typer
 
-from lister_tui.cli.common import SESSIONS_DIR_OPTION, app, console, err_console, fail, resolve_target
+from lister_tui.cli.common import SESSIONS_DIR_OPTION, app, console, err_console, fail, resolve_target, say
 from lister_tui.core.errors import ListerError
+from lister_tui.safe_text import text as visible_text
 
 
 def _shipped_width(entry, sae_id: str) -> int | None:
@@ -71,7 +72,7 @@ def feature_command(
         from lister_tui.core.files.atomic import atomic_write_bytes
 
         atomic_write_bytes(json_out, (json.dumps(card.to_dict(), indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-        err_console.print(f"card written to {json_out}", highlight=False, markup=False)
+        say(f"card written to {json_out}", err=True)
 
 
 def _compute(model: str, site: str, feature: int, corpus: Optional[Path], opened, k: int, device: str, cache: bool):
@@ -82,7 +83,7 @@ def _compute(model: str, site: str, feature: int, corpus: Optional[Path], opened
     from lister_tui.core.study.corpus import check_feature, default_corpus
 
     try:
-        with err_console.status(f"loading {model}…"):
+        with err_console.status(visible_text(f"loading {model}…")):  # a session's model name: text, not markup
             lab = load_model(model, device=device)
             check_feature(lab, site, feature)
             samples = {key: st.sample for key, st in opened.workspace.samples.items()} if opened is not None else None

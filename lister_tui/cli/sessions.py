@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 
 from lister_tui.cli.common import (
     SESSIONS_DIR_OPTION,
@@ -16,8 +15,10 @@ from lister_tui.cli.common import (
     fail,
     human_size,
     resolve_target,
+    say,
 )
 from lister_tui.core.errors import ListerError
+from lister_tui.safe_text import text
 
 
 # the columns after the name, in the order they are dropped when the terminal is narrow
@@ -31,7 +32,8 @@ def fitting_columns(rows: list[dict], width: int, name_width: int = 32) -> list[
     from rich.text import Text
 
     def need(column: str) -> int:
-        return max([len(column)] + [Text.from_markup(r[column]).cell_len for r in rows]) + 2  # + the cell padding
+        cells = [r[column] if isinstance(r[column], Text) else Text.from_markup(r[column]) for r in rows]
+        return max([len(column)] + [c.cell_len for c in cells]) + 2  # + the cell padding
 
     columns = list(_SESSION_COLUMNS)
     for drop in _DROP_ORDER:
@@ -53,19 +55,20 @@ def sessions_command(sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION) -> None
     folder = resolve_sessions_dir(sessions_dir)
     infos = list_sessions(folder)
     if not infos:
-        console.print(f"no sessions in {folder} (run lister-tui to start one)", highlight=False)
+        say(f"no sessions in {folder} (run lister-tui to start one)")
         return
     rows = []
     for i in infos:
         updated = (i.updated or "")[:16].replace("T", " ")
-        kind = i.kind if i.problem is None else f"[red]{escape(i.problem[:60])}[/]"
+        # a session's name, model and problem are untrusted text: Text cells, never markup
+        kind = text(i.kind) if i.problem is None else text(i.problem[:60], "red")
         rows.append({
-            "name": escape(i.name), "updated": updated, "model": escape(i.model or "?"),
+            "name": text(i.name), "updated": updated, "model": text(i.model or "?"),
             "samples": "" if i.samples is None else str(i.samples), "runs": "" if i.runs is None else str(i.runs),
             "size": human_size(i.size_bytes), "kind": kind, "problem": i.problem,
         })
     name_width = min(30, max(len(i.name) for i in infos)) + 2
-    columns = fitting_columns(rows, console.width, name_width)
+    columns = fitting_columns(rows, console.width - 4, name_width)  # slack: Rich squeezes the name column first
     view = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     view.add_column("name", min_width=name_width - 2, overflow="fold")
     for column in columns:
@@ -73,9 +76,9 @@ def sessions_command(sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION) -> None
     for row in rows:
         name = row["name"]
         if "kind" not in columns and row["problem"] is not None:
-            name += f" [red]({escape(row['problem'][:40])})[/]"  # a damaged session says so even when the kind column is dropped
+            name = name + text(f" ({row['problem'][:40]})", "red")  # a damaged session says so even when the kind column is dropped
         view.add_row(name, *(row[c] for c in columns))
-    console.print(f"sessions in {folder}", highlight=False, markup=False, soft_wrap=True)  # never wrapped: copyable
+    say(f"sessions in {folder}")  # never wrapped: copyable
     console.print(view)
 
 
@@ -94,27 +97,30 @@ def replay_command(
 
     try:
         opened = read_session(resolve_target(target, sessions_dir))
-        with err_console.status(f"loading {opened.model.name}…"):
+        with err_console.status(text(f"loading {opened.model.name}…")):
             loaded = load_model(opened.model.name, device=device, dtype=dtype)
     except ListerError as exc:
         fail(exc)
     differs = fingerprint_differences(opened.model.fingerprint, weights_fingerprint(loaded.entry))
     if differs:
-        err_console.print(f"warning: the weights differ from the session's ({', '.join(differs)}); expect mismatches", highlight=False)
+        say(f"warning: the weights differ from the session's ({', '.join(differs)}); expect mismatches", err=True)
     saved_version = opened.manifest.get("lister_tui_version")
     from lister_tui.core.sessions.store import lister_version
 
     if saved_version and saved_version != lister_version():
-        err_console.print(f"note: saved with lister-tui {saved_version}, replayed with {lister_version()}", highlight=False)
-    with err_console.status("replaying…") as status:
-        report = replay(loaded, opened.workspace, opened.manifest.get("sampling"), on_progress=lambda d, t, w: status.update(f"replaying {d}/{t}: {w}"))
+        say(f"note: saved with lister-tui {saved_version}, replayed with {lister_version()}", err=True)
+    try:
+        with err_console.status("replaying…") as status:
+            report = replay(loaded, opened.workspace, opened.manifest.get("sampling"), on_progress=lambda d, t, w: status.update(text(f"replaying {d}/{t}: {w}")))
+    except ListerError as exc:
+        fail(exc)
     to_str = loaded.to_str_tokens
     for m in report.mismatches:
-        console.print(f"[red]mismatch[/] {escape(m.describe(to_str))}")
+        console.print(text("mismatch ", "red") + text(m.describe(to_str), keep_newlines=True), highlight=False)
     if report.ok:
-        console.print(f"[green]ok[/]: {report.checked} lists replayed, every token identical ({opened.name})")
+        console.print(text("ok", "green") + text(f": {report.checked} lists replayed, every token identical ({opened.name})"), highlight=False)
         return
-    console.print(f"[red]{len(report.mismatches)} of {report.checked} lists differ[/] ({opened.name})")
+    console.print(text(f"{len(report.mismatches)} of {report.checked} lists differ", "red") + text(f" ({opened.name})"), highlight=False)
     raise typer.Exit(code=1)
 
 
@@ -140,7 +146,7 @@ def export_command(
     except ListerError as exc:
         fail(exc)
     for f, (name, frame) in zip(files, tables.items()):
-        console.print(f"{f}  ({len(frame)} rows)", highlight=False)
+        say(f"{f}  ({len(frame)} rows)")
 
 
 @app.command("locate")
@@ -162,7 +168,7 @@ def locate_command(what: str = typer.Argument("all", help="sessions, themes, con
         key = {"themes": "themes", "sessions": "sessions", "config": "config", "cache": "cache", "registry": "registry"}.get(what)
         if key is None:
             fail(ListerError(f"unknown place {what!r}; valid: sessions, themes, config, cache, registry, all"))
-        console.print(str(places[key]), highlight=False, soft_wrap=True)
+        say(places[key])
         return
     for name, path in places.items():
-        console.print(f"{name}: {path}", highlight=False, soft_wrap=True)
+        say(f"{name}: {path}")

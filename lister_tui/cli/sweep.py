@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -16,10 +17,13 @@ from lister_tui.cli.common import (
     entry_with_adhoc_saes,
     err_console,
     fail,
+    refuse_given_but_empty,
+    say,
     split_values,
     use_user_files,
 )
 from lister_tui.core.errors import ListerError
+from lister_tui.safe_text import text
 
 SWEEP_HELP = """Run the study headless: every SAE's top-k ablation, the baselines, the faithfulness check.
 
@@ -104,9 +108,10 @@ def sweep_command(
         None,
         "--ray",
         metavar="[ADDRESS]",
-        help="Run the shards on a Ray cluster: --ray HOST:PORT (its `ray start --head` node), or --ray alone for $RAY_ADDRESS, the cluster this machine joined, else a new local one. Needs pip install 'lister-tui[ray]'.",
+        help="Run the shards on a Ray cluster: --ray HOST:PORT (its `ray start --head` node), or --ray alone for $RAY_ADDRESS, the cluster this machine joined, else a new local one (listening on 127.0.0.1 only). Needs pip install 'lister-tui[ray]'.",
         show_default=False,
     ),
+    ray_dashboard: bool = typer.Option(False, "--ray-dashboard", help="Start Ray's dashboard (on 127.0.0.1) with a local cluster started here."),
     workers: Optional[int] = typer.Option(
         None, "--workers", help="Ray workers (default: as many as the cluster's GPUs, or CPUs, hold).", show_default=False
     ),
@@ -122,10 +127,14 @@ def sweep_command(
         use_user_files(registry, templates_file)
         if ray is None and (workers is not None or gpus_per_worker is not None):
             raise ListerError("--workers and --gpus-per-worker set up Ray workers; add --ray")
+        if workers is not None and workers < 1:
+            raise ListerError(f"--workers must be 1 or more, got {workers}")
+        if gpus_per_worker is not None and not (math.isfinite(gpus_per_worker) and 0 <= gpus_per_worker <= 64):
+            raise ListerError(f"--gpus-per-worker must be a number in [0, 64], got {gpus_per_worker}")
         if ray is not None:
             from lister_tui.core.sweep.ray_cluster import RayOptions
 
-            ray_options = RayOptions(address=ray or None, workers=workers, gpus_per_worker=gpus_per_worker, threads=threads)
+            ray_options = RayOptions(address=ray or None, workers=workers, gpus_per_worker=gpus_per_worker, threads=threads, dashboard=ray_dashboard)
         if threads is not None and threads < 1:
             raise ListerError(f"threads must be >= 1, got {threads}")
         if resume is not None:
@@ -148,6 +157,7 @@ def _new_settings(v: dict, out: Optional[Path], overwrite: bool):
     from lister_tui.core.sweep.output import check_out_folder
     from lister_tui.core.sweep.settings import SweepSettings
 
+    refuse_given_but_empty(v)
     entry, sae_ids = entry_with_adhoc_saes(v["model"], [s for s in split_values(v["sae"]) if s != "preset"])
     if v["preset"] not in SAMPLING_PRESETS:
         raise ListerError(f"unknown sampling preset {v['preset']!r}; valid: {', '.join(SAMPLING_PRESETS)}")
@@ -222,6 +232,7 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
     if "sae" in given:
         saes = split_values(values["sae"])
         updates["saes"] = () if saes in ([], ["preset"]) else tuple(saes)
+    refuse_given_but_empty({n: values[n] for n in ("sae", "template", "topic") if n in given})
     if "template" in given:
         updates["templates"] = tuple(split_values(values["template"]))
     if "topic" in given:
@@ -266,6 +277,7 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
         TimeRemainingColumn,
     )
 
+    from lister_tui.core.engine.generation import check_prompts_fit
     from lister_tui.core.engine.loading import load_model
     from lister_tui.core.study.baselines import check_layer
     from lister_tui.core.sweep.output import SweepWriter, read_table
@@ -279,6 +291,8 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
             loaded = load_model(entry, device=settings.device, dtype=settings.dtype)
             if settings.steering:
                 check_layer(loaded, settings.resolved_steering_layer(entry))
+            # tokenizer work only: every prompt plus --max-new-tokens must fit the model's context
+            check_prompts_fit(loaded, settings.templates, settings.topics, settings.sampling.max_new_tokens)
         except ListerError as exc:
             fail(exc)
     writer = SweepWriter(out, overwrite=overwrite, command=["lister-tui", *sys.argv[1:]])
@@ -297,13 +311,13 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
     )
 
     def on_progress(p) -> None:
-        progress.update(task, completed=p.done, total=p.total or None, description=p.detail[:60])
+        progress.update(task, completed=p.done, total=p.total or None, description=text(p.detail[:60]).markup)
 
     def ready(model, runtime: dict) -> None:
         (writer.resume if resume else writer.start)(model, settings, runtime=runtime)
         where = f"{model.device}" if loaded is not None else f"{len(runtime['ray']['workers'])} Ray workers"
         verb = "resuming the sweep" if resume else "sweep"
-        progress.console.print(f"{verb} of {entry.name} on {where} -> {out}", highlight=False)
+        progress.console.print(text(f"{verb} of {entry.name} on {where} -> {out}"), highlight=False)
 
     try:
         with progress:
@@ -323,31 +337,27 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
                     on_progress=on_progress, on_checkpoint=writer.write,
                 )  # fmt: skip
     except KeyboardInterrupt:
-        if writer.manifest:
-            try:
-                writer.write(result, status="interrupted")
-            except OSError:
-                writer.fail("interrupted")
-        err_console.print(
+        _record_stop(writer, result, "interrupted", "interrupted (Ctrl-C)")
+        say(
             f"interrupted after {result.units_done} of {result.units_total} units; the tables so far are in {out} "
-            f"(manifest.json says complete: false); go on with: lister-tui sweep --resume {out}",
-            highlight=False,
+            f"(manifest.json says complete: false, status: interrupted); go on with: lister-tui sweep --resume {out}",
+            err=True,
         )
-        raise typer.Exit(code=130)
+        raise typer.Exit(code=130) from None
     except ListerError as exc:
-        writer.fail("failed", str(exc))
+        _record_stop(writer, None, "failed", str(exc), hint=out)
         fail(exc)
     except OSError as exc:
-        try:
-            writer.fail("failed", str(exc))
-        except OSError:
-            pass
+        _record_stop(writer, None, "failed", str(exc))
         fail(ListerError(f"could not write the sweep to {out} ({exc}); files written before stay valid, manifest complete: false"))
+    except Exception as exc:  # noqa: BLE001 - a fault of a library (torch, ray): recorded and shown, never a traceback
+        _record_stop(writer, None, "failed", f"{type(exc).__name__}: {exc}", hint=out)
+        fail(ListerError(f"the sweep failed: {type(exc).__name__}: {exc}"))
 
     table = read_table(out, "by_condition")
     from rich.table import Table
 
-    view = Table(title=f"ablated - base, averaged across topics ({entry.name}, {len(result.samples)} lists)")
+    view = Table(title=text(f"ablated - base, averaged across topics ({entry.name}, {len(result.samples)} lists)"))
     columns = {
         "condition": "condition",
         "n_items_change_mean": "items",
@@ -361,19 +371,27 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
     for column, header in columns.items():
         view.add_column(header, justify="left" if column == "condition" else "right", no_wrap=column == "condition")
     for _, row in table.iterrows():
-        cells = [str(row["condition"])]
+        cells = [text(row["condition"])]
         cells += ["" if row[c] != row[c] else f"{row[c]:.2f}" for c in list(columns)[1:]]
         view.add_row(*cells)
     console.print(view)
     from lister_tui.core.sweep.tables import conditions_that_zeroed_nothing
 
     for condition in conditions_that_zeroed_nothing(table):
-        err_console.print(
+        say(
             f"warning: {condition} zeroed 0 pairs in every list (pairs_zeroed_mean 0): its row is not a measured "
             "'no effect'; at the last layer act×grad is 0 before the attribution position",
-            highlight=False, markup=False,
+            err=True,
         )
-    console.print(f"tables and manifest in {out}", highlight=False)
+    say(f"tables and manifest in {out}")
+
+
+def _record_stop(writer, result, status: str, reason: str, hint: Path | None = None) -> None:
+    """The manifest says ``status`` and ``reason`` (:meth:`SweepWriter.stop`); with ``hint`` (the output
+    folder), print how to go on."""
+    writer.stop(result, status, reason)
+    if hint is not None and writer.manifest:
+        say(f"the tables so far are in {hint} (manifest.json says status: {status}); once fixed, go on with: lister-tui sweep --resume {hint}", err=True)
 
 
 def bare_ray(argv: list[str]) -> list[str]:

@@ -9,3 +9,7 @@ class ListerError(ValueError):
 
 class ModelNotAvailable(ListerError):
     """A registry entry's weights are not on this machine (or are unreadable)."""
+
+
+class Cancelled(Exception):
+    """Long work stopped because its caller asked it to (a progress callback returned True)."""

@@ -19,6 +19,7 @@ from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.prompts import TEMPLATES, TOPICS
 from lister_tui.core.errors import ListerError
 from lister_tui.core.sessions.workspace import Workspace
+from lister_tui.safe_text import visible
 from lister_tui.tui.autosave import CHECK_INTERVAL_S, Autosaver
 from lister_tui.tui.commands import ExplorerCommands
 from lister_tui.tui.keymap import APP_KEYS, bindings
@@ -72,6 +73,12 @@ class ListerApp(App):
         self._model_info = None
         self.settings = None
         self.theme_problems: list = []
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None, markup: bool = False) -> None:
+        """Every notification of the explorer (screens' and widgets' ``notify`` come here): its text holds
+        names, paths and errors from files or the user, so it is shown as text, with control characters
+        as markers, never as markup (``markup`` is accepted and ignored)."""
+        super().notify(visible(message, keep_newlines=True), title=visible(title), severity=severity, timeout=timeout, markup=False)
 
     # --- start --------------------------------------------------------------------
 

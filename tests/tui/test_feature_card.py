@@ -121,7 +121,7 @@ def test_the_matrix_shows_labels_next_to_features(make_app, tiny, setting):
             await pilot.pause()
             labels = screen.query_one(Heatmap).row_labels
             row = list(screen.matrix.features).index(top.feature)
-            assert labels[row] == f"f{top.feature} a\\x1b[31m very …"  # 16 characters of label, control shown
+            assert labels[row] == f"f{top.feature} a␛[31m very lon…"  # 16 characters of label, ESC shown as its marker
             assert all(label == f"f{f}" for f, label in zip(screen.matrix.features, labels) if f != top.feature)
 
     try:

@@ -378,10 +378,13 @@ def _zeroed_cpu(values: Tensor, padding: Tensor) -> Tensor:
     return values.float().cpu()
 
 
+MAX_IG_STEPS = 1000  # each step is a forward and backward pass per SAE
+
+
 def check_ig_steps(steps: object) -> None:
-    """Refuse anything but an integer number of integrated-gradient steps >= 1."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ListerError(f"integrated-gradient steps must be an integer >= 1, got {steps!r}")
+    """Refuse anything but an integer number of integrated-gradient steps in [1, MAX_IG_STEPS]."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_IG_STEPS:
+        raise ListerError(f"integrated-gradient steps must be an integer in [1, {MAX_IG_STEPS}], got {steps!r}")
 
 
 def attribute_integrated(

@@ -17,6 +17,7 @@ from lister_tui.core.engine.listing import ListMetrics, ListStructure, list_metr
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.prompts import PromptSpec, prompt_ids
 from lister_tui.core.engine.sampling import SamplingSettings, generate
+from lister_tui.core.errors import ListerError
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,29 @@ def _sae_map(loaded: LoadedModel, ablation: Ablation | None) -> dict:
     return {sae_id: loaded.load_sae(sae_id, cache=True) for sae_id in {f.sae_id for f in ablation.features}}
 
 
+def context_length(loaded: LoadedModel) -> int | None:
+    """The longest sequence the model takes (None when it does not say)."""
+    cfg = getattr(getattr(loaded, "model", None), "cfg", None)
+    n_ctx = getattr(cfg, "n_ctx", None)
+    return n_ctx if isinstance(n_ctx, int) and n_ctx > 0 else None
+
+
+def check_context(loaded: LoadedModel, longest_start: int, max_new_tokens: int) -> None:
+    """Refuse a generation that would run past the model's context (before any sampling)."""
+    n_ctx = context_length(loaded)
+    if n_ctx is not None and longest_start + max_new_tokens > n_ctx:
+        raise ListerError(
+            f"max_new_tokens {max_new_tokens} is too large for {loaded.entry.name}: its context is {n_ctx} tokens and the "
+            f"longest prompt takes {longest_start}; valid: 1 to {max(n_ctx - longest_start, 0)}"
+        )
+
+
+def check_prompts_fit(loaded: LoadedModel, templates: Sequence[str], topics: Sequence[str], max_new_tokens: int) -> None:
+    """:func:`check_context` for every template x topic prompt (tokenizer work only)."""
+    longest = max(len(prompt_ids(loaded, t, topic)) for t in templates for topic in topics)
+    check_context(loaded, longest, max_new_tokens)
+
+
 def sample_lists(
     loaded: LoadedModel,
     specs: Sequence[PromptSpec],
@@ -64,6 +88,8 @@ def sample_lists(
     """
     prompts = [prompt_ids(loaded, s.template, s.topic) for s in specs]
     starts = [list(p) for p in (prefixes if prefixes is not None else prompts)]
+    if starts and prefixes is None:  # a regeneration's prefix was itself sampled within the cap
+        check_context(loaded, max(len(s) for s in starts), settings.max_new_tokens)
     saes = _sae_map(loaded, ablation)
     hook_factory = None
     if saes:

@@ -8,6 +8,7 @@ message that lists what to download when they are absent.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,11 +33,30 @@ def resolve_dtype(dtype: str | torch.dtype | None, entry: ModelEntry) -> torch.d
     return DTYPES[name]
 
 
+DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)$")
+DEVICE_FORMS = "cpu, cuda, cuda:N, mps or auto"
+
+
+def check_device_name(device: object) -> str:
+    """Refuse a device that is not written as one of DEVICE_FORMS (no torch needed)."""
+    if not isinstance(device, str) or not DEVICE_RE.match(device):
+        raise ListerError(f"device {device!r} is not valid; use {DEVICE_FORMS}")
+    return device
+
+
 def resolve_device(device: str | None) -> str:
+    """``device`` checked against this machine (cuda:N with N below the device count), "auto" resolved."""
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ListerError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu")
+    check_device_name(device)
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ListerError(f"device {device!r} asked for, but torch sees no CUDA device; use --device cpu")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ListerError(f"device {device!r} does not exist: torch sees {torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ListerError("device 'mps' asked for, but torch sees no MPS device; use --device cpu")
     return device
 
 

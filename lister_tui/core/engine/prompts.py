@@ -76,6 +76,9 @@ TOPICS: tuple[str, ...] = (
 )
 
 
+MAX_SAMPLES_PER_TOPIC = 1000  # per template and topic, in one batch or sweep
+
+
 def check_topic(topic: str) -> None:
     """A topic is free text: non-empty, at most MAX_TOPIC_CHARS, no control characters but line breaks."""
     if not isinstance(topic, str) or not topic.strip():
@@ -157,8 +160,12 @@ def build_prompts(
         raise ListerError(f"no templates given; valid: {', '.join(known)}")
     if not topics:
         raise ListerError("no topics given; give at least one topic (the study's 23 are the default)")
-    if isinstance(samples_per_topic, bool) or not isinstance(samples_per_topic, int) or samples_per_topic < 1:
-        raise ListerError(f"samples per topic must be >= 1, got {samples_per_topic}")
+    if isinstance(samples_per_topic, bool) or not isinstance(samples_per_topic, int) or not 1 <= samples_per_topic <= MAX_SAMPLES_PER_TOPIC:
+        raise ListerError(f"samples per topic must be an integer in [1, {MAX_SAMPLES_PER_TOPIC}], got {samples_per_topic!r}")
+    for kind, values in (("template", templates), ("topic", topics)):
+        twice = sorted({v for v in values if list(values).count(v) > 1})
+        if twice:  # the same sample keys twice: one list would silently replace the other
+            raise ListerError(f"{kind} {twice[0]!r} is given twice; give each {kind} once")
     for t in templates:
         get_template(t, entry)
     for topic in topics:

@@ -13,6 +13,7 @@ batch: no padding, so every row sees exactly what it would see alone.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,6 +22,21 @@ import torch
 from torch import Tensor
 
 from lister_tui.core.errors import ListerError
+
+# Stated bounds of a sampling setting (checked before any model runs).
+MAX_TEMPERATURE = 100.0
+MAX_NEW_TOKENS = 4096  # and at most the model's context minus the prompt (checked once the model is loaded)
+MAX_TOP_K = 1_000_000
+
+
+def _number(name: str, value: object, *, integer: bool = False) -> float:
+    """``value`` as a finite number (an int if ``integer``), else a ListerError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):
+        kind = "an integer" if integer else "a number"
+        raise ListerError(f"{name} must be {kind}, got {value!r}")
+    if not math.isfinite(value):
+        raise ListerError(f"{name} must be a finite number, got {value!r}")
+    return value
 
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer
@@ -36,14 +52,15 @@ class SamplingSettings:
     max_new_tokens: int = 100
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ListerError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if not 0 < self.top_p <= 1:
+        # Types are checked too: these values also come from a session's or a sweep's manifest.
+        if not 0 <= _number("temperature", self.temperature) <= MAX_TEMPERATURE:
+            raise ListerError(f"temperature must be in [0, {MAX_TEMPERATURE:g}] (0 = greedy), got {self.temperature}")
+        if not 0 < _number("top_p", self.top_p) <= 1:
             raise ListerError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ListerError(f"top_k must be >= 1 or None, got {self.top_k}")
-        if self.max_new_tokens < 1:
-            raise ListerError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.top_k is not None and not 1 <= _number("top_k", self.top_k, integer=True) <= MAX_TOP_K:
+            raise ListerError(f"top_k must be in [1, {MAX_TOP_K}] or None, got {self.top_k}")
+        if not 1 <= _number("max_new_tokens", self.max_new_tokens, integer=True) <= MAX_NEW_TOKENS:
+            raise ListerError(f"max_new_tokens must be in [1, {MAX_NEW_TOKENS}], got {self.max_new_tokens}")
 
 
 ForwardHook = tuple[str, Callable]

@@ -2,11 +2,17 @@
 
 Write to a temporary file in the same folder, fsync it, ``os.replace`` it over the
 target, then fsync the folder so the rename itself survives a power cut.
+
+The temporary file gets an unpredictable name and is created with ``O_CREAT | O_EXCL |
+O_NOFOLLOW``: a symlink planted at the temporary path is never followed (the create fails and
+another name is drawn), and ``os.replace`` replaces a symlink at the target instead of writing
+through it. The name ends in ``.tmp-<pid>`` so a later save can remove a dead writer's leftovers.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,17 +30,34 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+_EXCL = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+def exclusive_file(folder: Path, stem: str, attempts: int = 16) -> Path:
+    """A new empty file ``folder/.<stem>.<random>.tmp-<pid>`` that this call created (never an
+    existing file or a symlink), closed; the caller writes to it by name and removes it."""
+    for _ in range(attempts):
+        path = Path(folder) / f".{stem}.{secrets.token_hex(6)}.tmp-{os.getpid()}"
+        try:
+            fd = os.open(path, _EXCL, 0o644)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return path
+    raise FileExistsError(f"could not create a temporary file in {folder} after {attempts} tries")
+
+
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """``write(tmp)`` then move ``tmp`` over ``path``; ``path`` is never left half-written."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = exclusive_file(path.parent, path.name)
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if os.path.lexists(tmp):
             tmp.unlink()
     fsync_dir(path.parent)
 

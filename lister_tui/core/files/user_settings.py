@@ -8,10 +8,10 @@ atomic. ``$LISTER_TUI_CONFIG_DIR`` moves it (tests use a temporary folder).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lister_tui.core.files.atomic import atomic_write
 from lister_tui.core.files.locations import config_dir
 
 SETTINGS_FILE = "settings.json"
@@ -44,9 +44,8 @@ class UserSettings:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps({"theme": self.theme, "recent": self.recent}, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        text = json.dumps({"theme": self.theme, "recent": self.recent}, indent=2) + "\n"
+        atomic_write(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
     def add_recent(self, folder: str | Path) -> None:
         text = str(Path(folder).resolve())

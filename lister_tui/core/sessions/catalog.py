@@ -3,12 +3,12 @@ contents, and resolve a name or a path to a session folder."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from lister_tui.core.errors import ListerError
+from lister_tui.core.sessions.checks import parse_json
 from lister_tui.core.sessions.schema import (
     FORMAT_VERSION,
     MANIFEST,
@@ -36,27 +36,49 @@ class SessionInfo:
 
 
 def folder_size(folder: Path) -> int:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+    try:
+        return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+    except OSError:  # a file removed by a save while counting, or an unreadable subfolder
+        return 0
 
 
 def is_sweep_folder(folder: Path) -> bool:
+    path = Path(folder) / MANIFEST
     try:
-        m = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        m = parse_json(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, ValueError):  # ListerError is a ValueError
         return False
     return isinstance(m, dict) and m.get("tool") == "lister-tui sweep"
 
 
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 def session_info(folder: Path) -> SessionInfo:
+    """What the listing shows of ``folder``; a damaged folder is listed with its problem (one bad
+    folder never breaks the listing of the others)."""
     folder = Path(folder)
     size = folder_size(folder)
     try:
         m = read_manifest(folder)
     except ListerError as exc:
-        return SessionInfo(folder, "session", None, None, None, None, None, size, None, str(exc))
+        return SessionInfo(folder, "session", None, None, None, None, None, size, None, f"damaged: {exc}")
+    try:
+        return _info_of(folder, m, size)
+    except (AttributeError, TypeError, ValueError, KeyError) as exc:
+        return SessionInfo(folder, "session", None, None, None, None, None, size, None, f"damaged: {MANIFEST} has a field of the wrong type ({exc})")
+
+
+def _info_of(folder: Path, m: dict, size: int) -> SessionInfo:
     if m.get("tool") == "lister-tui sweep":
         n = len((m.get("seeds") or {}).get("per_sample", []))
-        return SessionInfo(folder, "sweep", (m.get("model") or {}).get("name"), m.get("started"), m.get("finished") or m.get("started"), n, None, size, m.get("format_version"))
+        started = _text(m.get("started"))
+        return SessionInfo(folder, "sweep", _text((m.get("model") or {}).get("name")), started, _text(m.get("finished")) or started, n, None, size, _count(m.get("format_version")))
     version = manifest_version(m)
     model = m.get("model")
     model_name = model.get("name") if isinstance(model, dict) else model
@@ -65,7 +87,9 @@ def session_info(folder: Path) -> SessionInfo:
     if version > FORMAT_VERSION:
         problem = f"format {version} is newer than this lister-tui reads ({FORMAT_VERSION})"
     samples = counts.get("samples", len(m.get("samples", [])) if version == 0 else None)
-    return SessionInfo(folder, "session", model_name, m.get("created"), m.get("updated"), samples, counts.get("runs"), size, version, problem)
+    return SessionInfo(
+        folder, "session", _text(model_name), _text(m.get("created")), _text(m.get("updated")), _count(samples), _count(counts.get("runs")), size, version, problem
+    )
 
 
 def list_sessions(sessions_dir: str | Path) -> list[SessionInfo]:

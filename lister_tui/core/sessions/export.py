@@ -247,12 +247,18 @@ def sweep_tables(manifest: dict) -> dict[str, pd.DataFrame]:
 # --- writing ----------------------------------------------------------------------------------
 
 
+# Characters that end a line for str.splitlines (and for many editors) besides "\n": written as
+# \r or \uXXXX, so a note holding one reads back as it was.
+_LINE_BREAKS = frozenset("\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "|": "\\|"}
+
+
 def _cell(value) -> str:
     if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
         return repr(value)
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace("|", "\\|")
+    return "".join(_ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ch in _LINE_BREAKS else ch) for ch in str(value))
 
 
 def to_markdown(frame: pd.DataFrame, title: str) -> str:
@@ -309,14 +315,20 @@ def _unpad(cell: str) -> str:
 def read_markdown(path: str | Path) -> pd.DataFrame:
     """A table written by :func:`to_markdown`, back as a DataFrame (numbers parsed)."""
     rows = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    # split on "\n" alone: every other line break inside a cell was written escaped
+    for line in Path(path).read_text(encoding="utf-8").split("\n"):
         if line.startswith("|") and not line.startswith("|---"):
-            cells, cur, i, body = [], "", 0, line.strip()[1:-1]
+            cells, cur, i, body = [], "", 0, line.rstrip("\r ")[1:-1]  # a CRLF copy of the file reads too
             while i < len(body):
                 ch = body[i]
                 if ch == "\\" and i + 1 < len(body):
                     nxt = body[i + 1]
-                    cur += {"n": "\n", "|": "|", "\\": "\\"}.get(nxt, "\\" + nxt)
+                    code = body[i + 2 : i + 6]
+                    if nxt == "u" and len(code) == 4 and all(c in "0123456789abcdef" for c in code):
+                        cur += chr(int(code, 16))
+                        i += 6
+                        continue
+                    cur += {"n": "\n", "r": "\r", "|": "|", "\\": "\\"}.get(nxt, "\\" + nxt)
                     i += 2
                     continue
                 if ch == "|":

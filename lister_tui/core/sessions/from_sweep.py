@@ -10,7 +10,6 @@ the sweep's own tables come with the session's exports (``sweep_*``).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from lister_tui.core.engine.fingerprint import fingerprint_differences, weights_fingerprint
@@ -19,6 +18,7 @@ from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.prompts import PromptSpec
 from lister_tui.core.engine.sampling import SamplingSettings
 from lister_tui.core.errors import ListerError
+from lister_tui.core.files.json_read import parse_json
 from lister_tui.core.sessions.schema import MANIFEST
 from lister_tui.core.sessions.workspace import Workspace
 from lister_tui.core.study.settings import SAMPLING_PRESETS
@@ -27,7 +27,9 @@ from lister_tui.core.study.settings import SAMPLING_PRESETS
 def read_sweep_manifest(folder: str | Path) -> dict:
     path = Path(folder) / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = parse_json(path.read_text(encoding="utf-8"), str(path))
+    except ListerError:
+        raise
     except (OSError, ValueError) as exc:
         raise ListerError(f"cannot read the sweep manifest {path} ({exc})") from exc
     if not isinstance(manifest, dict) or manifest.get("tool") != "lister-tui sweep":
@@ -46,6 +48,8 @@ def _preset_of(settings: dict) -> str:
     values = settings.get("sampling") or {}
     try:
         sampling = SamplingSettings(**values)
+    except ListerError as exc:
+        raise ListerError(f"sweep {MANIFEST}: field settings.sampling: {exc}") from exc
     except TypeError as exc:
         raise ListerError(f"sweep {MANIFEST}: field settings.sampling is invalid ({exc})") from exc
     preferred = settings.get("sampling_preset")
@@ -69,6 +73,8 @@ def sweep_to_workspace(loaded: LoadedModel, folder: str | Path) -> tuple[Workspa
     if name != loaded.entry.name:
         raise ListerError(f"the sweep in {folder} ran on {name}, but {loaded.entry.name} is loaded; open it with --model {name}")
     settings = manifest.get("settings") or {}
+    if not isinstance(settings, dict) or not isinstance(settings.get("sampling") or {}, dict):
+        raise ListerError(f"sweep {folder / MANIFEST}: field settings (or settings.sampling) is not an object; the manifest is damaged")
     preset = _preset_of(settings)
     try:
         per_sample = manifest["seeds"]["per_sample"]

@@ -111,7 +111,7 @@ def open_sweep(folder: Path, loaded, sessions_dir: Path) -> OpenedSession:
             if (opened.manifest.get("source") or {}).get("path") == str(folder):
                 return opened
     ws, extra = sweep_to_workspace(loaded, folder)
-    base = check_name(f"sweep-{folder.name}"[:90])
+    base = check_name(session_name_for(folder.name))
     name, n = base, 1
     while (Path(sessions_dir) / name).exists():
         n += 1
@@ -119,6 +119,17 @@ def open_sweep(folder: Path, loaded, sessions_dir: Path) -> OpenedSession:
     store = SessionStore(Path(sessions_dir) / name, extra=extra)
     store.save(ws, model_info(loaded), decode=loaded.tokenizer.decode, token_string=lambda i: loaded.tokenizer.decode([i]))
     return read_session(store.path)
+
+
+def session_name_for(folder_name: str) -> str:
+    """A valid session name for the session made from a sweep folder of any name ("my sweep",
+    "Übersicht" → "sweep-my-sweep", "sweep-Ubersicht")."""
+    import re
+    import unicodedata
+
+    ascii_name = unicodedata.normalize("NFKD", folder_name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_name).strip("-.") or "folder"
+    return f"sweep-{slug}"[:90]
 
 
 def is_sweep(path: Path) -> bool:

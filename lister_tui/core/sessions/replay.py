@@ -74,6 +74,25 @@ def _compare(report: ReplayReport, key: str, what: str, saved: ListSample, repla
         report.mismatches.append(Mismatch(key, what, _first_difference(saved.tokens, replayed.tokens), saved.tokens, replayed.tokens))
 
 
+def check_replayable(loaded: LoadedModel, ws: Workspace, recorded_sampling: dict | None = None) -> None:
+    """Before any sampling: every saved token id within the model's vocabulary, every template known,
+    every preset's sampling values valid (a session from elsewhere may hold anything)."""
+    from lister_tui.core.engine.prompts import template_text
+
+    d_vocab = getattr(getattr(loaded.model, "cfg", None), "d_vocab", None)
+    for key, st in ws.samples.items():
+        template_text(st.sample.spec.template, "")  # "unknown template ..."
+        settings_for(st.preset, recorded_sampling)
+        sides = [("sample", st.sample)] + [(f"run {i} {side}", getattr(r, side)) for i, r in enumerate(st.runs) for side in ("base", "ablated")]
+        for what, s in sides:
+            bad = [t for t in s.tokens if d_vocab is not None and not 0 <= t < d_vocab]
+            if bad:
+                raise ListerError(
+                    f"{key} {what}: token id {bad[0]} is outside {loaded.entry.name}'s vocabulary (0 to {d_vocab - 1}); "
+                    "the session was made with another model or is damaged"
+                )
+
+
 def replay(
     loaded: LoadedModel,
     ws: Workspace,
@@ -81,6 +100,7 @@ def replay(
     on_progress: Callable[[int, int, str], None] | None = None,
 ) -> ReplayReport:
     """Regenerate every list of ``ws`` and compare; ``on_progress(done, total, what)``."""
+    check_replayable(loaded, ws, recorded_sampling)
     report = ReplayReport()
     total = sum(1 + 2 * len(st.runs) for st in ws.samples.values())
     done = 0

@@ -16,6 +16,9 @@ sessions/README.md). Saving is safe against crashes and against a second writer:
   processes never interleave their writes; a process that finds the session saved
   by another since it last read it gets a :class:`SessionConflict` (or overwrites,
   if it asks to).
+
+Long because saving and reading share the file layout, the lock and the revision rules (a
+reader that meets a save re-reads the new manifest), which stay together in one place.
 """
 
 from __future__ import annotations
@@ -38,8 +41,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lister_tui.core.errors import ListerError
-from lister_tui.core.files.atomic import atomic_write_bytes
+from lister_tui.core.files.atomic import atomic_write_bytes, exclusive_file
 from lister_tui.core.files.clock import now
+from lister_tui.core.sessions.checks import (
+    check_rows,
+    check_session_manifest,
+    parse_json,
+)
 from lister_tui.core.sessions.format import (
     ADDED_COLUMNS,
     MIGRATIONS,
@@ -106,7 +114,8 @@ def default_name(model: str) -> str:
 
 def parquet_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd")
+    # page checksums: a flipped byte in a table is caught on reading even where the manifest's sha256 is gone
+    pq.write_table(table, buf, compression="zstd", write_page_checksum=True)
     return buf.getvalue()
 
 
@@ -170,7 +179,7 @@ def read_manifest(folder: Path) -> dict:
     if not text.strip():
         raise ListerError(f"{path} is empty (truncated); the session is damaged: restore the folder from a backup or delete it")
     try:
-        manifest = json.loads(text)
+        manifest = parse_json(text, str(path))
     except json.JSONDecodeError as exc:
         raise ListerError(
             f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); it is corrupt or truncated: "
@@ -180,21 +189,31 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
+class _TableGone(ListerError):
+    """A table file the manifest names is not there: damage, or a save that moved on during the read."""
+
+
+READ_ATTEMPTS = 5
+
+
 def _read_table(folder: Path, name: str, info: dict) -> list[dict]:
     where = f"{folder / MANIFEST}: tables.{name}"
     if not isinstance(info, dict) or "file" not in info:
         raise ListerError(f"{where} has no field 'file'; the manifest is damaged")
     path = folder / str(info["file"])
-    if not path.is_file():
-        raise ListerError(
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise _TableGone(
             f"table file {path} (table {name!r}, listed in {MANIFEST}) is missing; the session is incomplete: restore the "
-            "file from a backup (or delete the session)"
-        )
-    data = path.read_bytes()
+            "file from a backup"
+        ) from None
+    except OSError as exc:
+        raise ListerError(f"cannot read table file {path} ({exc.strerror or exc})") from exc
     if info.get("sha256") and hashlib.sha256(data).hexdigest() != info["sha256"]:
         raise ListerError(f"table file {path} (table {name!r}) does not match its checksum in {MANIFEST}: it is corrupt; restore it from a backup")
     try:
-        table = pq.read_table(io.BytesIO(data))
+        table = pq.read_table(io.BytesIO(data), page_checksum_verification=True)
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise ListerError(f"table file {path} (table {name!r}) is not readable Parquet ({exc}); restore it from a backup") from exc
     if name in SCHEMAS:
@@ -226,8 +245,27 @@ class OpenedSession:
 
 
 def read_session(folder: str | Path) -> OpenedSession:
-    """Read a session folder (migrating an older format in memory; refusing a newer one)."""
+    """Read a session folder (migrating an older format in memory; refusing a newer one).
+
+    A save that lands during the read deletes the table files its new manifest no longer names; a
+    table file found missing is therefore read again from the manifest then current, and reported as
+    missing only when the manifest has not moved on."""
     folder = Path(folder)
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return _read_session_once(folder)
+        except _TableGone as gone:
+            try:
+                moved = read_manifest(folder).get("revision") != gone.revision
+            except ListerError:
+                moved = False
+            if not moved or attempt == READ_ATTEMPTS - 1:
+                raise ListerError(str(gone)) from None
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _read_session_once(folder: Path) -> OpenedSession:
     manifest = read_manifest(folder)
     version = manifest_version(manifest, str(folder / MANIFEST))
     check_version(version, str(folder / MANIFEST))
@@ -237,16 +275,25 @@ def read_session(folder: str | Path) -> OpenedSession:
         manifest, tables = MIGRATIONS[version](manifest)
         migrated_from = version if migrated_from is None else migrated_from
         version = manifest_version(manifest)
+    where = str(folder / MANIFEST)
     if tables is None:
-        required_fields(manifest, str(folder / MANIFEST))
-        tables = {name: _read_table(folder, name, info) for name, info in manifest["tables"].items() if name in SCHEMAS}
+        required_fields(manifest, where)
+        check_session_manifest(manifest, where)
+        try:
+            tables = {name: _read_table(folder, name, info) for name, info in manifest["tables"].items() if name in SCHEMAS}
+        except _TableGone as gone:
+            gone.revision = manifest.get("revision")
+            raise
+    else:
+        check_session_manifest(manifest, where, with_tables=False)
     for name in SCHEMAS:
         tables.setdefault(name, [])
+    check_rows(tables, f"session {folder}")
     try:
         ws = workspace_from_rows(manifest, tables)
     except ListerError as exc:
         raise ListerError(f"session {folder}: {exc}") from exc
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         raise ListerError(f"session {folder}: a table row lacks a valid field ({exc!r}); the session is damaged") from exc
     model = ModelInfo.from_dict(manifest["model"], str(folder / MANIFEST))
     vocab = {int(r["id"]): str(r["string"]) for r in tables.get("vocab", [])}
@@ -299,9 +346,7 @@ class SessionStore:
     def _prepare_folder(self) -> None:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            probe = self.path / f".probe-{os.getpid()}"
-            probe.write_bytes(b"")
-            probe.unlink()
+            exclusive_file(self.path, "probe").unlink()  # O_EXCL, unpredictable name: never a planted symlink
         except OSError as exc:
             raise _writable_error(self.path.parent, exc) from exc
 

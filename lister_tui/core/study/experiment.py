@@ -19,7 +19,7 @@ from lister_tui.core.engine.attribution import attribute, attribute_integrated, 
 from lister_tui.core.engine.generation import ListSample, metric_curve, sample_lists, with_metric
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.sampling import SamplingSettings
-from lister_tui.core.errors import ListerError
+from lister_tui.core.errors import Cancelled, ListerError
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def attribute_lists(
     *,
     keep: int = 50,
     batch_size: int = 16,
-    on_progress: Callable[[str, int, int], None] | None = None,
+    on_progress: Callable[[str, int, int], bool | None] | None = None,
     method: str = "grad",
     ig_steps: int = DEFAULT_IG_STEPS,
 ) -> dict[str, SAEListAttribution]:
@@ -90,6 +90,9 @@ def attribute_lists(
     pass, so memory holds one SAE at once. With ``method="ig"`` each SAE gets
     ``ig_steps`` passes of integrated gradients
     (:func:`lister_tui.core.engine.attribution.attribute_integrated`).
+
+    ``on_progress(sae_id, samples_done, n)`` is called after each SAE of each batch; returning
+    True from it stops the work there with :class:`~lister_tui.core.errors.Cancelled`.
     """
     if not sae_ids:
         raise ListerError(f"no SAE given; valid: {', '.join(s.id for s in loaded.entry.sites)}")
@@ -150,8 +153,8 @@ def attribute_lists(
                 agg.feature_total[i] = float(result.attribution[b, : lengths[b]].sum())
                 agg.error_total[i] = float(result.error_attribution[b, : lengths[b]].sum())
                 agg.metric[i] = float(result.metric[b])
-            if on_progress is not None:
-                on_progress(result.sae_id, min(start + batch_size, n), n)
+            if on_progress is not None and on_progress(result.sae_id, min(start + batch_size, n), n):
+                raise Cancelled(f"attribution stopped after {result.sae_id} on samples {start}..{min(start + batch_size, n) - 1}")
     return results
 
 

@@ -12,6 +12,8 @@ resumed (``lister-tui sweep --resume``) by running only the shards missing there
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import platform
@@ -29,6 +31,7 @@ from lister_tui.core.engine.registry_file import entry_record
 from lister_tui.core.errors import ListerError
 from lister_tui.core.files.atomic import atomic_write
 from lister_tui.core.files.clock import now
+from lister_tui.core.files.json_read import parse_json
 from lister_tui.core.sweep.run import SweepResult
 from lister_tui.core.sweep.settings import SweepSettings
 from lister_tui.core.sweep.shards import Shard
@@ -151,10 +154,12 @@ def read_manifest(out: Path) -> dict:
     if not path.is_file():
         raise ListerError(f"no sweep to resume in {str(out)!r}: {MANIFEST} is missing")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = parse_json(path.read_text(encoding="utf-8"), str(path))
+    except ListerError:
+        raise
     except (OSError, ValueError) as exc:
         raise ListerError(f"cannot read {path} ({exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("tool") != "lister-tui sweep" or "settings" not in manifest:
+    if not isinstance(manifest, dict) or manifest.get("tool") != "lister-tui sweep" or not isinstance(manifest.get("settings"), dict):
         raise ListerError(f"{path} is not a sweep's manifest")
     return manifest
 
@@ -170,39 +175,62 @@ def settings_differences(recorded: Mapping, settings: SweepSettings, entry: Mode
     ]
 
 
+def settings_hash(settings: SweepSettings, entry: ModelEntry | None = None) -> str:
+    """SHA-256 of the settings as the manifest records them (a shard belongs to one set of settings)."""
+    return hashlib.sha256(json.dumps(settings.to_dict(entry), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _record_digest(record: Mapping) -> str:
+    body = {k: v for k, v in record.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
 class ShardFiles:
     """Finished shards as ``<out>/shards/<shard id>.json``: its output rows and where it ran.
 
     JSON keeps every value of a row exactly (floats round-trip by their repr), so rows
-    read back give the same tables as rows just computed.
+    read back give the same tables as rows just computed. Each file carries the SHA-256 of its
+    own contents and of the sweep's settings: ``--resume`` refuses a shard that was edited or that
+    belongs to other settings, naming it, rather than putting its numbers into the tables.
     """
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, settings_sha256: str | None = None):
         self.folder = Path(out) / SHARDS
+        self.settings_sha256 = settings_sha256  # set by the writer once the settings are known
 
     def path(self, shard: Shard) -> Path:
         return self.folder / f"{shard.id}.json"
 
     def save(self, shard: Shard, output: dict, meta: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        record = {"format_version": FORMAT_VERSION, "shard": asdict(shard), "meta": meta, "output": output}
+        record = {"format_version": FORMAT_VERSION, "shard": asdict(shard), "settings_sha256": self.settings_sha256, "meta": meta, "output": output}
+        # the digest covers the record as JSON reads it back (floats by their repr)
+        record = json.loads(json.dumps(record, ensure_ascii=False))
+        record["sha256"] = _record_digest(record)
         text = json.dumps(record, ensure_ascii=False)
         atomic_write(self.path(shard), lambda p: p.write_text(text, encoding="utf-8"))
 
     def load(self, plan: Sequence[Shard]) -> dict[str, tuple[dict, dict]]:
-        """The saved shards of ``plan``: id -> (output, meta). A file that cannot be read, or that
-        belongs to another shard, counts as missing (the shard runs again)."""
+        """The saved shards of ``plan``: id -> (output, meta). A shard file whose checksum or settings
+        do not match is refused with a ListerError naming it (its numbers would go into the tables)."""
         found = {}
         for shard in plan:
             path = self.path(shard)
             if not path.is_file():
                 continue
             try:
-                record = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
+                record = parse_json(path.read_text(encoding="utf-8"), str(path))
+            except (OSError, ValueError) as exc:
+                raise ListerError(f"shard file {path} cannot be read ({exc}); delete it to run that shard again") from None
             if not isinstance(record, dict) or record.get("shard") != asdict(shard) or "output" not in record:
-                continue
+                raise ListerError(f"shard file {path} does not hold shard {shard.id}; delete it to run that shard again")
+            if record.get("sha256") != _record_digest(record):
+                raise ListerError(
+                    f"shard file {path} does not match its checksum: it was changed after the sweep wrote it. "
+                    "Delete it to run that shard again (or start a new sweep)"
+                )
+            if self.settings_sha256 is not None and record.get("settings_sha256") != self.settings_sha256:
+                raise ListerError(f"shard file {path} was written with other settings than this sweep's; delete it to run that shard again")
             found[shard.id] = (record["output"], record.get("meta") or {})
         return found
 
@@ -264,6 +292,7 @@ class SweepWriter:
             "seeds": {"base_seed": settings.seed, "per_sample": []},
             "runs": [_run(runtime, resumed=False)],
         }
+        self.shards.settings_sha256 = settings_hash(settings, entry)
         self._write_manifest()
 
     def resume(self, model: LoadedModel | dict, settings: SweepSettings, runtime: dict | None = None) -> None:
@@ -283,6 +312,7 @@ class SweepWriter:
                 f"cannot resume the sweep in {str(self.out)!r}: the weights differ from the ones it ran with "
                 f"({', '.join(weights)}); start a new sweep"
             )
+        self.shards.settings_sha256 = settings_hash(settings, entry)
         manifest.update(complete=False, status="running", finished=None, command=self.command, runtime=runtime or {})
         manifest.pop("error", None)
         manifest.setdefault("runs", []).append(_run(runtime, resumed=True))
@@ -320,6 +350,30 @@ class SweepWriter:
         m["tables"] = written
         m["columns"] = {c: describe(c) for frame in tables.values() for c in frame.columns}
         self._write_manifest()
+
+    def stop(self, result: SweepResult | None, status: str, reason: str) -> None:
+        """Record a stop (``"failed"`` or ``"interrupted"``) and its reason, with the tables so far when
+        ``result`` is given. A second Ctrl-C meanwhile is ignored (or, if it came first, the manifest
+        alone is written), so the manifest never stays "running"; a full disk leaves the tables as they were."""
+        import signal
+        import threading
+
+        if not self.manifest:
+            return
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main_thread else None
+        try:
+            try:
+                if result is not None:
+                    self.write(result, status=status, error=reason)
+                    return
+            except (OSError, KeyboardInterrupt):
+                pass
+            with contextlib.suppress(OSError):
+                self.fail(status, reason)
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, previous)
 
     def fail(self, status: str, error: str | None = None) -> None:
         """Mark the run as not complete (interrupted or failed) without touching the tables."""

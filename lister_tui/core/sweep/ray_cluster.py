@@ -15,7 +15,13 @@ worker, up to ``max_attempts`` runs; the manifest records each shard's worker,
 attempts and failures. Finished shards stay in ``shards/`` when the driver stops, so
 ``--resume`` runs only the missing ones.
 
-Ray is an optional extra (``pip install 'lister-tui[ray]'``), imported only here.
+A cluster that lister-tui starts itself listens on 127.0.0.1 only, without Ray's dashboard
+unless asked (:func:`init_ray`); a cluster for several machines is started on purpose with
+``ray start --head`` and named with ``--ray HOST:PORT``.
+
+Ray is an optional extra (``pip install 'lister-tui[ray]'``), imported only here. Long because
+the worker actor, the driver's scheduling loop with its fault handling, and the cluster's start
+belong together: each depends on the others' handling of a dead worker.
 """
 
 from __future__ import annotations
@@ -70,6 +76,7 @@ class RayOptions:
     max_attempts: int = 3  # runs of one shard before the sweep fails
     max_restarts: int = 4  # restarts of one worker after its process died
     init: dict = field(default_factory=dict)  # more ray.init arguments (e.g. num_cpus of a local cluster)
+    dashboard: bool = False  # a local cluster started here gets Ray's dashboard (on 127.0.0.1) only if asked
     worker_env: dict = field(default_factory=dict)  # environment variables of the workers' processes
 
 
@@ -242,16 +249,11 @@ def run_sweep_ray(
     started_here = not ray.is_initialized()
     if started_here and options.address:
         check_reachable(options.address)
+    restore_env = None
     if started_here:
         where = options.address or "$RAY_ADDRESS, the cluster this machine joined, or a new local one"
         report(SweepProgress("shards", 0, len(state.plan), f"connecting to Ray ({where})"))
-        try:
-            ray.init(address=options.address or None, log_to_driver=False, **options.init)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ListerError(
-                f"cannot reach a Ray cluster at {where} ({exc}); start one with `ray start --head`, "
-                "or give no address to start one here"
-            ) from exc
+        restore_env = init_ray(ray, options)
     slots: list[_Slot] = []
     try:
         n, cpus, gpus = worker_shape(ray.cluster_resources(), settings, options)
@@ -299,7 +301,58 @@ def run_sweep_ray(
                 ray.kill(slot.actor, no_restart=True)
         if started_here:
             ray.shutdown()
+        if restore_env is not None:
+            restore_env()
     return result
+
+
+# Ray's own switch for a single-machine instance: every server of the cluster (GCS, raylet, object
+# manager, workers) then binds 127.0.0.1 instead of every interface.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def starts_local_cluster(ray, address: str | None) -> bool:
+    """True when ``ray.init(address)`` would start a new cluster here (no address, no $RAY_ADDRESS,
+    no cluster this machine joined)."""
+    try:
+        return ray._private.services.canonicalize_bootstrap_address(address) is None
+    except (ConnectionError, ValueError, AttributeError):
+        return False  # an address of a cluster elsewhere (ray.init says what is wrong with it)
+
+
+def init_ray(ray, options: RayOptions) -> Callable[[], None]:
+    """``ray.init`` for a sweep; a cluster it starts here listens on 127.0.0.1 only, with no dashboard
+    unless ``options.dashboard``. Returns what undoes its changes to the environment (call it after
+    ``ray.shutdown``). To offer a cluster to other machines, start it yourself (``ray start --head
+    --node-ip-address=<this machine's address>``) and give its address to ``--ray``."""
+    kwargs = dict(options.init)
+    previous = os.environ.get(LOOPBACK_ENV)
+    local = starts_local_cluster(ray, options.address)
+    if local:
+        os.environ[LOOPBACK_ENV] = "0"
+        constants = ray._private.ray_constants
+        was = constants.ENABLE_RAY_CLUSTER
+        constants.ENABLE_RAY_CLUSTER = False  # read at import; the child processes read the variable
+        kwargs.setdefault("include_dashboard", options.dashboard)
+    where = options.address or "$RAY_ADDRESS, the cluster this machine joined, or a new local one"
+
+    def restore() -> None:
+        if local:
+            constants.ENABLE_RAY_CLUSTER = was
+            if previous is None:
+                os.environ.pop(LOOPBACK_ENV, None)
+            else:
+                os.environ[LOOPBACK_ENV] = previous
+
+    try:
+        ray.init(address=options.address or None, log_to_driver=False, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        restore()
+        raise ListerError(
+            f"cannot reach a Ray cluster at {where} ({exc}); start one with `ray start --head`, "
+            "or give no address to start one here"
+        ) from exc
+    return restore
 
 
 def _drive(

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 from lister_tui.core.engine.attribution import check_ig_steps
+from lister_tui.core.engine.loading import check_device_name
 from lister_tui.core.engine.prompts import TOPICS, available_templates, build_prompts
 from lister_tui.core.engine.registry import ModelEntry
 from lister_tui.core.engine.sampling import SamplingSettings
@@ -23,6 +24,9 @@ from lister_tui.core.study.experiment import (
 )
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 from lister_tui.core.sweep.tables import BASE
+
+MAX_K = 1000  # (position, feature) pairs zeroed per sample
+MAX_STEERING_SCALE = 1000.0  # |scale| times the long-minus-short vector
 
 
 @dataclass(frozen=True)
@@ -68,19 +72,23 @@ class SweepSettings:
             entry.site(sae_id)  # "unknown SAE 'x' for model ...; valid: ..."
         if not self.templates:
             raise ListerError(f"no templates given; valid: {', '.join(available_templates(entry))}")
-        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
-            raise ListerError(f"k must be >= 1, got {self.k}")
-        if isinstance(self.samples_per_topic, bool) or not isinstance(self.samples_per_topic, int) or self.samples_per_topic < 1:
-            raise ListerError(f"samples per topic must be >= 1, got {self.samples_per_topic}")
-        build_prompts(self.templates, self.topics, self.samples_per_topic, self.seed, entry=entry)  # unknown template/topic
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
+            raise ListerError(f"k must be an integer in [1, {MAX_K}], got {self.k!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ListerError(f"seed must be an integer, got {self.seed!r}")
+        check_device_name(self.device)
+        if not isinstance(self.sampling, SamplingSettings):
+            raise ListerError(f"sampling must be a temperature, top_p, top_k and max_new_tokens, got {self.sampling!r}")
+        build_prompts(self.templates, self.topics, self.samples_per_topic, self.seed, entry=entry)  # unknown template/topic, counts
         if self.attribution not in ATTRIBUTION_METHODS:
             raise ListerError(f"unknown attribution method {self.attribution!r}; valid: {', '.join(ATTRIBUTION_METHODS)}")
         check_ig_steps(self.ig_steps)
         if self.steering:
-            if self.steering_layer is not None and (isinstance(self.steering_layer, bool) or self.steering_layer < 0):
+            if self.steering_layer is not None and (isinstance(self.steering_layer, bool) or not isinstance(self.steering_layer, int) or self.steering_layer < 0):
                 raise ListerError(f"steering layer {self.steering_layer!r} is out of range; valid: 0 or more")
-            if not math.isfinite(self.steering_scale):
-                raise ListerError(f"steering scale {self.steering_scale!r} is not a finite number")
+            scale = self.steering_scale
+            if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or abs(scale) > MAX_STEERING_SCALE:
+                raise ListerError(f"steering scale must be a finite number in [-{MAX_STEERING_SCALE:g}, {MAX_STEERING_SCALE:g}], got {scale!r}")
 
     def to_dict(self, entry: ModelEntry | None = None) -> dict:
         """JSON-ready settings, with the SAE list and steering layer resolved when ``entry`` is given."""
@@ -99,11 +107,16 @@ class SweepSettings:
         if unknown:
             raise ListerError(f"unknown sweep settings {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
         out = dict(values)
-        if isinstance(out.get("sampling"), Mapping):
-            out["sampling"] = SamplingSettings(**out["sampling"])
-        for key in ("saes", "templates", "topics"):
-            if key in out:
-                out[key] = tuple(out[key])
+        try:
+            if isinstance(out.get("sampling"), Mapping):
+                out["sampling"] = SamplingSettings(**out["sampling"])
+            for key in ("saes", "templates", "topics"):
+                if key in out:
+                    if not isinstance(out[key], (list, tuple)) or not all(isinstance(v, str) for v in out[key]):
+                        raise ListerError(f"settings.{key} must be a list of names, got {out[key]!r:.80}")
+                    out[key] = tuple(out[key])
+        except TypeError as exc:
+            raise ListerError(f"settings.sampling is invalid ({exc})") from exc
         return cls(**out)
 
     def conditions(self, entry: ModelEntry) -> list[str]:

@@ -22,7 +22,7 @@ from textual.widget import Widget
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from lister_tui.core.engine.generation import ListSample, metric_curve, sample_lists
-from lister_tui.core.errors import ListerError
+from lister_tui.core.errors import Cancelled, ListerError
 from lister_tui.core.sessions.runs import ablation_run, regeneration_prefix
 from lister_tui.core.sessions.workspace import AblationChoice
 from lister_tui.core.study.experiment import DEFAULT_IG_STEPS, attributable, attribute_lists, top_k_ablation
@@ -270,18 +270,23 @@ class ExplorerController(Widget):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="attribute", description="Attributing")
     def attribute_worker(self, keys: list[str], samples: list[ListSample], batch: bool, method: str = "grad") -> None:
+        worker = get_current_worker()
         done: dict[str, int] = {}
 
-        def on_progress(sae: str, n_done: int, n: int) -> None:
+        def on_progress(sae: str, n_done: int, n: int) -> bool:
             done[sae] = n_done
             self.post_message(GenerationProgress(float(sum(done.values())), float(n * len(self.sae_ids))))
+            return worker.is_cancelled  # escape: stop after this SAE (the work so far is dropped)
 
         try:
             by_sae = attribute_lists(self.lab, samples, self.sae_ids, on_progress=on_progress, method=method)
+        except Cancelled:
+            return
         except Exception as exc:
             self.post_message(TaskFailed.of("attribute", exc))
             return
-        self.post_message(AttributionReady(keys, by_sae, batch))
+        if not worker.is_cancelled:
+            self.post_message(AttributionReady(keys, by_sae, batch))
 
     def on_attribution_ready(self, message: AttributionReady) -> None:
         # not stopped: the screen also shows the features tab or opens the matrix

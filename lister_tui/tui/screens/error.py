@@ -8,6 +8,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from lister_tui.safe_text import text
+
 
 class ErrorScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,enter,q", "dismiss", "Close", id="lister.error.close")]
@@ -25,8 +27,8 @@ class ErrorScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.title_text, id="error-title", markup=False)
-            yield Static(self.message, markup=False)
+            yield Static(text(self.title_text), id="error-title", markup=False)
+            yield Static(text(self.message, keep_newlines=True), markup=False)
             yield Button("Close", variant="error", id="close")
 
     def on_button_pressed(self) -> None:

@@ -20,6 +20,10 @@ from lister_tui.core.engine.prompts import FREE_TEMPLATE, TEMPLATES, TOPICS, Pro
 from lister_tui.core.errors import ListerError
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 
+# One batch of the explorer: templates x topics x samples per topic lists at most (each list is kept in
+# memory with its metrics, and a batch attribution holds every SAE's activations for each).
+MAX_LISTS_PER_BATCH = 1000
+
 
 @dataclass(frozen=True)
 class GenerateRequest:
@@ -30,7 +34,13 @@ class GenerateRequest:
     preset: str = "code"
 
     def specs(self) -> list[PromptSpec]:
-        return build_prompts(list(self.templates), list(self.topics), self.samples_per_topic, self.base_seed)
+        specs = build_prompts(list(self.templates), list(self.topics), self.samples_per_topic, self.base_seed)
+        if len(specs) > MAX_LISTS_PER_BATCH:
+            raise ListerError(
+                f"{len(self.templates)} templates x {len(self.topics)} topics x {self.samples_per_topic} samples is {len(specs)} lists; "
+                f"one batch holds at most {MAX_LISTS_PER_BATCH}: choose fewer samples per topic or fewer topics"
+            )
+        return specs
 
 
 class GenerateScreen(ModalScreen[GenerateRequest | None]):

@@ -21,6 +21,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, ProgressBar, Static, TabbedContent, TabPane
 
 from lister_tui.core.sessions.workspace import AblationChoice
+from lister_tui.safe_text import text as text_of
+from lister_tui.safe_text import visible
 from lister_tui.tui.explorer import views
 from lister_tui.tui.explorer.controller import ExplorerController
 from lister_tui.tui.keymap import MAIN_KEYS, bindings
@@ -38,7 +40,7 @@ class MainScreen(Screen):
     BINDINGS = bindings(MAIN_KEYS)
 
     DEFAULT_CSS = """
-    MainScreen #banner { height: auto; background: $warning; color: $background; text-style: bold; padding: 0 1; display: none; }
+    MainScreen #banner { height: auto; max-height: 4; background: $warning; color: $background; text-style: bold; padding: 0 1; display: none; }
     MainScreen #banner.-shown { display: block; }
     MainScreen #statusbar { height: 1; background: $panel; }
     MainScreen #status { width: 1fr; height: 1; padding: 0 1; }
@@ -136,13 +138,13 @@ class MainScreen(Screen):
     def refresh_banner(self) -> None:
         banner = self.query_one("#banner", Static)
         text = getattr(self.app, "banner", None)
-        banner.update(text or "")
+        banner.update(visible(text or "", keep_newlines=True))  # a banner names the session's model
         banner.set_class(bool(text), "-shown")
 
     def refresh_status(self) -> None:
         session = self.app.session_status() if hasattr(self.app, "session_status") else ""
         text = views.status_text(self.app.lab, self.ws, self.state, self.controller.preset, session)
-        self.query_one("#status", Static).update(text)
+        self.query_one("#status", Static).update(visible(text))  # model, session and topic names
         self.query_one("#progress", ProgressBar).set_class(bool(self.state.busy), "-busy")
 
     def refresh_tokens(self) -> None:
@@ -161,7 +163,8 @@ class MainScreen(Screen):
                 compare_shown = True
             else:
                 self.tokens.show(sample, None, False)
-        self.tokens.border_title = views.tokens_title(self.ws, self.state, compare_shown)
+        # the title holds the sample key (its topic comes from the session): text, never markup
+        self.tokens.border_title = text_of(views.tokens_title(self.ws, self.state, compare_shown))
         self.refresh_metric()
 
     def refresh_stream(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -9,6 +10,7 @@ from textual.widgets import Footer, Static
 from lister_tui.core.sessions.workspace import BatchAttribution, SampleState
 from lister_tui.core.study.features import ExpressionMatrix, expression_matrix
 from lister_tui.tui.card_render import shown
+from lister_tui.safe_text import visible
 from lister_tui.tui.keymap import MATRIX_KEYS, bindings
 from lister_tui.tui.widgets.heatmap import Heatmap
 
@@ -49,7 +51,7 @@ class MatrixScreen(Screen[str | None]):
         self.matrix = expression_matrix(self.batch.by_sae[sae], samples, top_n=TOP_N)
         m = self.matrix
         self.query_one("#matrix-title", Static).update(
-            f"Expression matrix · {sae} ({self.sae_index + 1}/{len(self.sae_ids)}, [ ] switch) · "
+            f"Expression matrix · {escape(visible(sae))} ({self.sae_index + 1}/{len(self.sae_ids)}, [ ] switch) · "
             f"{len(m.features)} features × {len(m.samples)} samples · max activation, clustered"
         )
         self.query_one(Heatmap).show(m.values, [self._row_label(sae, int(f)) for f in m.features])
@@ -107,7 +109,9 @@ class MatrixScreen(Screen[str | None]):
         key = self.batch.keys[int(m.samples[event.col])]
         spec = self.states[key].sample.spec
         self.query_one("#matrix-info", Static).update(
-            f"feature [b]{self.sae_ids[self.sae_index]} f{feature}[/b] × sample [b]{spec.template}/{spec.topic}/{spec.sample}[/b] "
+            # the SAE id, template and topic come from the session: text, not markup
+            f"feature [b]{escape(visible(self.sae_ids[self.sae_index]))} f{feature}[/b] × sample "
+            f"[b]{escape(visible(f'{spec.template}/{spec.topic}/{spec.sample}'))}[/b] "
             f"(seed {spec.seed}): max activation {m.values[event.row, event.col]:.3f}\n"
             f"row {event.row + 1}/{m.values.shape[0]}, column {event.col + 1}/{m.values.shape[1]} · enter: the feature's card · o: open the sample"
         )

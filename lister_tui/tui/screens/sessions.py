@@ -9,12 +9,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Input, Label, Select, TextArea
+from textual.widgets import Button, DataTable, Input, Label, Select, Static, TextArea
 
 from lister_tui.core.errors import ListerError
 from lister_tui.core.sessions.catalog import SessionInfo, session_info
 from lister_tui.core.sessions.export import FORMATS
 from lister_tui.core.sessions.store import check_name
+from lister_tui.safe_text import is_safe, text, visible
 
 _MODAL_CSS = """
 {name} {{ align: center middle; }}
@@ -43,7 +44,7 @@ class SaveAsScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Save the exploration as a new session in {self.folder}  ·  enter saves · esc cancels")
+            yield Label(text(f"Save the exploration as a new session in {self.folder}  ·  enter saves · esc cancels"))
             yield Input(self.suggestion, id="name", compact=True)
             with Horizontal(id="buttons"):
                 yield Button("Save", variant="primary", id="save", compact=True)
@@ -106,7 +107,7 @@ class OpenSessionScreen(ModalScreen[Path | None]):
             mark = "current" if self.current is not None and info.path.resolve() == self.current.resolve() else (info.kind if info.kind != "session" else "")
             if info.problem:
                 mark = "unreadable"
-            table.add_row(
+            cells = (
                 info.name,
                 (info.updated or "")[:16].replace("T", " "),
                 info.model or "?",
@@ -114,8 +115,9 @@ class OpenSessionScreen(ModalScreen[Path | None]):
                 "" if info.runs is None else str(info.runs),
                 _size(info.size_bytes),
                 mark,
-                key=str(i),
             )
+            # Text cells: a plain string in a DataTable is parsed as markup
+            table.add_row(*(text(c) for c in cells), key=str(i))
         if self.infos:
             table.focus()
         else:
@@ -153,13 +155,16 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
         super().__init__()
         self.folder = folder
         self.fmt = fmt
+        # a session opened by path may live in a folder whose name holds control characters:
+        # the box shows their markers, and the folder itself is used when the box is left as shown
+        self.shown = visible(str(folder))
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label("Export tables: generations, attributions, ablations (with deltas), per-SAE summary")
             yield Select([(f, f) for f in FORMATS], value=self.fmt, allow_blank=False, id="format", compact=True)
             yield Label("folder")
-            yield Input(str(self.folder), id="folder", compact=True)
+            yield Input(self.shown, id="folder", compact=True)
             with Horizontal(id="buttons"):
                 yield Button("Export", variant="primary", id="go", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
@@ -172,7 +177,8 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
         if not folder:
             self.notify("give a folder to export to", severity="error")
             return
-        self.dismiss(ExportRequest(str(self.query_one("#format", Select).value), Path(folder).expanduser()))
+        path = self.folder if folder == self.shown.strip() else Path(folder).expanduser()
+        self.dismiss(ExportRequest(str(self.query_one("#format", Select).value), path))
 
     def on_input_submitted(self) -> None:
         self._submit()
@@ -185,7 +191,11 @@ class ExportScreen(ModalScreen[ExportRequest | None]):
 
 
 class NoteScreen(ModalScreen[str | None]):
-    """Edit a note; ctrl+s keeps it, esc discards the edit."""
+    """Edit a note; ctrl+s keeps it, esc discards the edit.
+
+    A note from a session made elsewhere may hold control characters, which a text editor would
+    send to the terminal: they are shown as their markers (ESC as ␛), and a kept note keeps the
+    markers; esc leaves the note as it was."""
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="lister.note.cancel"),
@@ -198,11 +208,14 @@ class NoteScreen(ModalScreen[str | None]):
     def __init__(self, title: str, text: str) -> None:
         super().__init__()
         self.title_text = title
-        self.text = text
+        self.marked = any(not is_safe(ch) for ch in text if ch != "\t")
+        self.text = "".join(ch if ch in "\n\t" else visible(ch) for ch in text) if self.marked else text
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"{self.title_text}  ·  ctrl+s keeps · esc cancels")
+            yield Label(text(f"{self.title_text}  ·  ctrl+s keeps · esc cancels"))
+            if self.marked:
+                yield Static("control characters are shown as markers (␛ …); keeping the note keeps the markers", id="marked")
             yield TextArea(self.text, id="note", soft_wrap=True)
             with Horizontal(id="buttons"):
                 yield Button("Keep", variant="primary", id="keep", compact=True)

@@ -9,6 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
 from lister_tui.core.sessions.workspace import AblationChoice, AblationRun
+from lister_tui.safe_text import visible as visible_text
 from lister_tui.tui.widgets.feature_table import LABEL_WIDTH, label_cell
 from lister_tui.tui.widgets.token_view import visible
 
@@ -100,7 +101,8 @@ class ChoiceTable(DataTable):
             mode = Text(" every", style="bold") if c.mode == "every" else Text(" @pos")
             pos = f"{c.pos:>5}" if c.pos >= 0 else "  all"
             label = (label_cell(labels.get((c.sae_id, c.feature), "")),) if with_labels else ()
-            self.add_row(" " + c.sae_id, f"{c.feature:>5}", pos, tok, mode, *label, key=f"{c.sae_id}:{c.feature}:{c.pos}")
+            # Text cells: the SAE id comes from the session (a plain str cell is parsed as markup)
+            self.add_row(Text(" " + visible_text(c.sae_id)), f"{c.feature:>5}", pos, Text(tok), mode, *label, key=f"{c.sae_id}:{c.feature}:{c.pos}")
 
     def highlighted(self) -> AblationChoice | None:
         i = self.cursor_row

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import DataTable
 
+from lister_tui.safe_text import visible as visible_text
 from lister_tui.tui.widgets.token_view import visible
 
 
@@ -138,9 +139,9 @@ class FeatureTable(DataTable):
             mark_text = Text(f" {mark}", style="bold reverse") if mark else Text("")
             tok = " " + visible(r.token)
             if dataset:
-                cells = (mark_text, f"{r.rank:>3}", " " + r.sae_id, f"{r.feature:>5}", f"{r.attribution:>+8.3f}", f"{r.mean:>+7.3f}", f"{r.count:>3}", f"{r.samples:>5}", tok)
+                cells = (mark_text, f"{r.rank:>3}", " " + visible_text(r.sae_id), f"{r.feature:>5}", f"{r.attribution:>+8.3f}", f"{r.mean:>+7.3f}", f"{r.count:>3}", f"{r.samples:>5}", tok)
             else:
-                cells = (mark_text, f"{r.rank:>3}", " " + r.sae_id, f"{r.feature:>5}", f"{r.pos:>4}", tok, f"{r.attribution:>+7.3f}", f"{r.activation:>6.2f}", f"{r.error_share:>5.2f}")
+                cells = (mark_text, f"{r.rank:>3}", " " + visible_text(r.sae_id), f"{r.feature:>5}", f"{r.pos:>4}", tok, f"{r.attribution:>+7.3f}", f"{r.activation:>6.2f}", f"{r.error_share:>5.2f}")
             if with_labels:
                 cells += (label_cell(labels.get((r.sae_id, r.feature), "")),)
             # Text cells: a plain string would be parsed as markup, which dominates a redraw of hundreds of rows

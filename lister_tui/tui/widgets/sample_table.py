@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from lister_tui.core.sessions.workspace import SampleState
+from lister_tui.safe_text import text
 
 TEMPLATE_SHORT = {"short": "S", "long": "L", "unspecified": "U"}
 
@@ -30,8 +31,9 @@ class SampleTable(DataTable):
             m = s.metrics
             end = Text("   ✓", style="green") if m.reached_end else Text(" cap", style="yellow")
             self.add_row(
-                " " + TEMPLATE_SHORT.get(s.spec.template, s.spec.template[:1]),
-                " " + s.spec.topic,
+                # a session's template and topic are untrusted text (a plain str cell is parsed as markup)
+                text(" " + TEMPLATE_SHORT.get(s.spec.template, s.spec.template[:1])),
+                text(" " + s.spec.topic),
                 f"{s.spec.sample:>2}",
                 f"{m.n_items:>3}",
                 f"{m.n_tokens:>4}",

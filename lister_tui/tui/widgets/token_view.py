@@ -11,29 +11,14 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from lister_tui.core.engine.listing import ListStructure
+
+# The marker vocabulary (whitespace and control characters) lives with the one rule for untrusted
+# text: token strings come from a model's or a session's vocabulary and may hold terminal escapes.
+from lister_tui.safe_text import BLANK, EMPTY, NEWLINE, OTHER_SPACE, TAB  # noqa: F401
+from lister_tui.safe_text import visible as visible_text
+from lister_tui.safe_text import visible_token as visible
 from lister_tui.tui.keymap import TOKEN_KEYS, bindings
 from lister_tui.tui.theme import colour, metric_colour, metric_scale
-
-BLANK, NEWLINE, TAB, OTHER_SPACE, EMPTY = "·", "↵", "⇥", "⍽", "∅"
-
-
-def visible(s: str) -> str:
-    """``s`` with every whitespace character replaced by its marker."""
-    if s == "":
-        return EMPTY
-    out = []
-    for ch in s:
-        if ch == " ":
-            out.append(BLANK)
-        elif ch == "\n":
-            out.append(NEWLINE)
-        elif ch == "\t":
-            out.append(TAB)
-        elif ch.isspace():
-            out.append(OTHER_SPACE)
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 @dataclass
@@ -277,12 +262,12 @@ class TokenView(Widget, can_focus=True):
             return Text(self.placeholder, style="italic")
         width = self._text_width()
         height = max(self.content_region.height, 1)
-        header = Text(doc.title[:width], style="bold")
+        header = Text(visible_text(doc.title)[:width], style="bold")
         if doc.streaming:
             header.append(" ▸ streaming", style="bold italic")
         head_lines = [header]
         if doc.info:
-            head_lines.append(Text(doc.info[:width], style="italic"))
+            head_lines.append(Text(visible_text(doc.info)[:width], style="italic"))
         layout = self._get_layout(width)
         room = max(height - len(head_lines), 1)
         cursor_line = layout.where.get(self.cursor, (0, 0))[0]
