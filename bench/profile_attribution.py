@@ -43,13 +43,13 @@ def main(batch: int, length: int, rounds: int) -> None:
     ids = list(bench.saes)
     hooks = [bench.saes[s].cfg.metadata.hook_name for s in ids]
     target = [length - 1] * batch
-    acts, grads, metric = engine._activations_and_gradients(
+    acts, grads, metric = engine.activations_and_gradients(
         bench.model, tokens, target, hooks, blank_id=bench.blank_id, newline_id=bench.newline_id
     )
     real = torch.ones(batch, length, dtype=torch.bool)
 
     def the_pass():
-        engine._activations_and_gradients(bench.model, tokens, target, hooks, blank_id=bench.blank_id, newline_id=bench.newline_id)
+        engine.activations_and_gradients(bench.model, tokens, target, hooks, blank_id=bench.blank_id, newline_id=bench.newline_id)
 
     def per_sae_work():
         for sid in ids:

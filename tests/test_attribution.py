@@ -259,5 +259,5 @@ def test_integrated_gradients_are_complete(model, saes, tokens):
 
 def test_integrated_gradients_reject_bad_steps(model, saes, tokens):
     for steps in (0, -1, 2.5, True):
-        with pytest.raises(ListerError, match="steps must be an integer >= 1"):
+        with pytest.raises(ListerError, match="steps must be an integer in \\[1, 1000\\]"):
             attribute_integrated(model, tokens, TARGETS, "s", saes["res1-standard"], steps=steps, blank_id=1, newline_id=2)

@@ -140,7 +140,7 @@ def _attribute_stream(
     blank_id: int,
     newline_id: int,
 ) -> Iterator[SAEAttribution]:
-    activations, gradients, metric = _activations_and_gradients(
+    activations, gradients, metric = activations_and_gradients(
         model, tokens, target_pos, hook_names, blank_id=blank_id, newline_id=newline_id
     )
     # [batch, pos] True at real (non-padding) positions
@@ -187,7 +187,7 @@ def _check_inputs(
     return lengths
 
 
-def _activations_and_gradients(
+def activations_and_gradients(
     model: HookedTransformer,
     tokens: Tensor,  # [batch, pos]
     target_pos: Sequence[int],
@@ -197,7 +197,8 @@ def _activations_and_gradients(
     newline_id: int,
 ) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
     """x and d(Σ_b metric[b, target_pos[b]])/dx at each hook, and the metric itself
-    ([batch]), from one plain forward+backward.
+    ([batch]), from one plain forward+backward: the shared first step of attribution and
+    of circuits (REFERENCE §4).
 
     Only these tensors are kept (no full activation cache). Shapes as at the hook:
     [batch, pos, d] or, for hook_z, [batch, pos, n_heads, d_head].
@@ -218,7 +219,7 @@ def _activations_and_gradients(
         tokens = tokens.clone().to(model.cfg.device)
         fwd_hooks = [(name, capture) for name in hook_names]
         with model.hooks(fwd_hooks=fwd_hooks):
-            metric = _metric_at(model, tokens, target_pos, blank_id, newline_id)  # [batch]
+            metric = metric_at(model, tokens, target_pos, blank_id, newline_id)  # [batch]
         grads = torch.autograd.grad(
             metric.sum(), [captured[name] for name in hook_names], allow_unused=True
         )
@@ -230,28 +231,7 @@ def _activations_and_gradients(
     return activations, gradients, metric.detach().float().cpu()
 
 
-def activations_and_gradients(
-    model: HookedTransformer,
-    tokens: Tensor,  # [batch, pos]
-    target_pos: Sequence[int],
-    hook_names: Sequence[str],
-    *,
-    blank_id: int,
-    newline_id: int,
-) -> tuple[dict[str, Tensor], dict[str, Tensor], Tensor]:
-    """x and the metric's gradient at each hook of the plain model, and the metric (one pass).
-
-    The shared first step of attribution and of circuits (REFERENCE §4).
-    """
-    return _activations_and_gradients(model, tokens, target_pos, hook_names, blank_id=blank_id, newline_id=newline_id)
-
-
-def metric_at(model: HookedTransformer, tokens: Tensor, target_pos: Sequence[int], blank_id: int, newline_id: int) -> Tensor:
-    """metric[b, target_pos[b]] ([batch]) under whatever hooks are active."""
-    return _metric_at(model, tokens, target_pos, blank_id, newline_id)
-
-
-def _metric_at(
+def metric_at(
     model: HookedTransformer,
     tokens: Tensor,  # [batch, pos]
     target_pos: Sequence[int],
@@ -420,7 +400,7 @@ def attribute_integrated(
     check_ig_steps(steps)
     hook_name = sae.cfg.metadata.hook_name
     lengths = _check_inputs(model, tokens, target_pos, lengths, [hook_name])
-    activations, gradients, metric = _activations_and_gradients(
+    activations, gradients, metric = activations_and_gradients(
         model, tokens, target_pos, [hook_name], blank_id=blank_id, newline_id=newline_id
     )
     real = torch.arange(tokens.shape[1]).unsqueeze(0) < torch.tensor(list(lengths)).unsqueeze(1)
@@ -442,7 +422,7 @@ def attribute_integrated(
                 return activation - reconstruction.to(activation.dtype) + sae.decode(scaled).to(activation.dtype)
 
             with model.hooks(fwd_hooks=[(hook_name, splice)]):
-                path_metric = _metric_at(model, run_tokens, target_pos, blank_id, newline_id)
+                path_metric = metric_at(model, run_tokens, target_pos, blank_id, newline_id)
             (grad,) = torch.autograd.grad(path_metric.sum(), [scaled])
             grad_sum += grad.detach()
     with torch.no_grad():
