@@ -38,6 +38,8 @@ from pathlib import Path
 
 import torch
 
+from lister_tui.organism.build import cpu_model
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -377,7 +379,7 @@ def machine(device: str) -> dict:
 
     info = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.machine()}, {_cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
+        "machine": f"{platform.machine()}, {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
         "load average at the start (1 min)": f"{load_average():.2f}",
         "python": platform.python_version(),
         "versions": ", ".join(f"{name} {version(name)}" for name in ("lister-tui", "torch", "transformer-lens", "sae-lens")),
@@ -386,16 +388,6 @@ def machine(device: str) -> dict:
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def ratio_row(

@@ -133,7 +133,8 @@ def deterministic_torch(threads: int, seed: int) -> Iterator[None]:
             np.random.set_state(saved_numpy)
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (for build records and benchmark reports)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -146,7 +147,7 @@ def _cpu_model() -> str:
 def machine_record(threads: int) -> dict:
     """What a bit-identical rebuild must match: CPU, instruction set torch dispatches to, threads."""
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
