@@ -121,6 +121,11 @@ def test_card_is_the_one_the_build_wrote_from_its_record():
         assert f"{q['explained_variance']:.3f}" in card
     for template in TEMPLATES:
         assert f"| {template} |" in card
+    # one build wrote it: the record says on what machine and under what load its timings were taken
+    machine = build["machine"]
+    assert machine["threads"] == build["settings"]["threads"] and machine["torch_cpu_capability"]
+    assert len(build["load_average"]["start"]) == len(build["load_average"]["end"]) == 3
+    assert "load average" in card and machine["cpu"] in card
 
 
 def test_weights_dir_variable_points_the_registry_at_another_folder(tmp_path, monkeypatch):

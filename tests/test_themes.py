@@ -96,7 +96,7 @@ def test_app_uses_a_user_theme_falls_back_from_a_bad_one_and_persists_the_choice
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.pause()
             assert app.theme == DEFAULT_THEME  # the chosen theme was bad: the default instead
-            messages = [n.message for n in app._notifications]
+            messages = [m.text for m in app.messages]
             bad = [m for m in messages if "broken.toml" in m]
             assert len(bad) == 1 and "'colors.filler'" in bad[0]
             assert "mine" in app.available_themes and "lister-colorblind" in app.available_themes

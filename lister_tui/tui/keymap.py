@@ -67,6 +67,7 @@ MAIN_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.undo_remove", "u", "undo_remove", "Undo remove", "Bring back the last removed sample with its attributions and runs"),
     KeySpec("lister.note", "n", "note", "Note", "Write a note on this sample (saved with the session)"),
     KeySpec("lister.session_notes", "N", "session_notes", "Session notes", "Write the session's own notes"),
+    KeySpec("lister.messages", "M", "app.messages", "Messages", "Every message shown so far, newest first (the message line under the panes shows each for a few seconds)"),
 )
 
 TOKEN_KEYS: tuple[KeySpec, ...] = (

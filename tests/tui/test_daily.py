@@ -91,7 +91,7 @@ def test_remove_asks_and_undo_brings_it_back_after_a_save(tiny, tmp_path, monkey
 
 
 def _messages(app) -> list[str]:
-    return [str(n.message) for n in app._notifications]
+    return [m.text for m in app.messages]
 
 
 def test_top5_regenerates_from_the_prompt(make_app):
@@ -225,5 +225,49 @@ def test_startup_says_it_is_sampling_and_answers_keys(make_app, monkeypatch):
             gate.set()
             await settle(app, pilot)
             assert app.main.state.current is not None and base.doc is not None
+
+    run(go())
+
+
+def test_messages_show_in_one_line_under_the_panes_and_m_lists_them(make_app):
+    """At 80×24 a message never covers the features table: no toast, one line under the panes, which
+    c clears; M lists every message; the ablation list keeps SAE, feature, position and mode in view."""
+    from textual.widgets import Toast
+
+    from lister_tui.tui.screens.messages import MessagesScreen
+    from lister_tui.tui.widgets.message_line import MessageLine
+
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            screen = app.main
+            await pilot.press("a")
+            await settle(app, pilot)
+            await pilot.press("K")
+            await pilot.pause()
+            line = screen.query_one(MessageLine)
+            assert line.display and "top-5" in line.text
+            assert not list(app.screen.query(Toast)), "a toast covers the panes"
+            table = screen.features.table
+            assert not line.region.overlaps(table.region) and line.region.y > table.region.y
+            assert table.region.height >= 5  # the features table keeps its rows
+            # the ablation list at 80 columns: the pairs' positions and modes stay visible
+            await pilot.press("2")
+            await pilot.pause()
+            choices = screen.query_one("#choices")
+            rendered = [strip.text for strip in choices.render_lines(choices.region.reset_offset)]
+            header = rendered[0].split()
+            assert header[:4] == ["SAE", "feat", "pos", "m"]
+            first = app.workspace.state(screen.state.current).choices[0]
+            assert rendered[1].split()[:4] == [first.sae_id, str(first.feature), str(first.pos), "@"]
+            await pilot.press("c")
+            await pilot.pause()
+            assert not line.display and not line.text
+            await pilot.press("M")
+            await pilot.pause()
+            assert isinstance(app.screen, MessagesScreen)
+            shown = " ".join(strip.text for strip in app.screen.query_one("VerticalScroll").render_lines(app.screen.region.reset_offset))
+            assert "top-5" in " ".join(m.text for m in app.screen.entries) and "Messages" in shown
 
     run(go())

@@ -214,7 +214,7 @@ def test_keys_have_ids_and_the_palette_offers_every_action(make_app):
             screen = app.screen
             await pilot.press("f5")  # remapped: runs (and reports there is no sample), no crash
             await pilot.pause()
-            assert any("no sample" in n.message for n in app._notifications)
+            assert any("no sample" in m.text for m in app.messages)
             await pilot.press("question_mark")
             await pilot.pause()
             assert type(app.screen).__name__ == "HelpScreen"

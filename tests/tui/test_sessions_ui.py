@@ -123,7 +123,7 @@ def test_read_only_session_shows_a_banner_and_computes_nothing(tmp_path):
             assert app.screen.query_one("#base-view", TokenView).doc.strings[:4] == ["<bos>", "w6", "w7", "-"]
             await pilot.press("g", "a", "r")
             await pilot.pause()
-            messages = [n.message for n in app._notifications]
+            messages = [m.text for m in app.messages]
             assert sum("read-only" in m for m in messages) == 3
             assert "(read-only)" in str(app.screen.query_one("#status").render())
 

@@ -23,6 +23,7 @@ before a line break is yellow, the [white on #d700af] attribution position [/] (
 starts. In the compare view, tokens that differ from the base are orange.
 [b]Metric[/b]  logit(blank) − logit(↵) at each position, i.e. for the token that follows: red bars (+) favour
 a filler blank, blue (−) a line break. Base and ablated curves share columns (absolute positions).
+[b]Messages[/b]  appear in one line under the panes for a few seconds; M lists every message so far.
 [b]Features[/b]  attribution = activation × gradient of the metric at the attribution position; err = the SAE
 error node's share. 'ab' shows @ (ablated at its position) or ∀ (at every position).
 [b]Regenerate[/b]  as the study: from tokens[:attribution position] with the sample's own seed; the base is the
@@ -30,7 +31,7 @@ same regeneration without the ablation. R switches to regenerating from the prom
 [b]Deltas[/b]  (Ablation tab) base = the regeneration without the ablation, abl = with it. items, tokens: of the
 regenerated list; m@last: the metric at the regenerated list's own last item (the plain model's reading, not the
 ablation's effect); m@attr: the metric at the sample's attribution position on its own tokens, without and with
-the ablation (the ablation's direct effect); rep: repeated items; div: distinct items / items; end: reached the end token.
+the ablation (the ablation's direct effect); rep: repeated items; div: the Shannon index −Σ p ln p of the list's item names (ln of the count when all differ); end: reached the end token.
 Over SSH, set COLORTERM=truecolor (or TEXTUAL_COLOR_SYSTEM=256) if colours look wrong; y copies via OSC 52."""
 # one paragraph per [b]section[/b], wrapped by the terminal rather than at fixed columns
 LEGEND = re.sub(r"\n(?!\[b\]|Over SSH)", " ", _LEGEND)

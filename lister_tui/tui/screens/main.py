@@ -32,6 +32,7 @@ from lister_tui.tui.screens.error import ErrorScreen
 from lister_tui.tui.screens.generate import GenerateRequest, GenerateScreen
 from lister_tui.tui.widgets.ablation_panel import AblationPanel, ChoiceTable
 from lister_tui.tui.widgets.feature_table import query_sae, with_sae
+from lister_tui.tui.widgets.message_line import MessageLine
 from lister_tui.tui.widgets.sample_table import SampleTable
 from lister_tui.tui.widgets.token_view import TokenView
 
@@ -42,8 +43,8 @@ class MainScreen(Screen):
     DEFAULT_CSS = """
     MainScreen #banner { height: auto; max-height: 4; background: $warning; color: $background; text-style: bold; padding: 0 1; display: none; }
     MainScreen #banner.-shown { display: block; }
-    MainScreen #statusbar { height: 1; background: $panel; }
-    MainScreen #status { width: 1fr; height: 1; padding: 0 1; }
+    MainScreen #statusbar { height: auto; max-height: 2; background: $panel; }
+    MainScreen #status { width: 1fr; height: auto; max-height: 2; padding: 0 1; }
     MainScreen #progress { width: 30; height: 1; display: none; }
     MainScreen #progress.-busy { display: block; }
     MainScreen #body { height: 1fr; }
@@ -79,6 +80,7 @@ class MainScreen(Screen):
                         yield FeaturesPane(id="features-pane")
                     with TabPane("Ablation", id="ablation"):
                         yield AblationPanel(id="ablation-panel")
+        yield MessageLine(id="message-line")
         yield Footer()
 
     @property
@@ -88,6 +90,11 @@ class MainScreen(Screen):
     @property
     def features(self) -> FeaturesPane:
         return self.query_one(FeaturesPane)
+
+    @property
+    def message_line(self) -> MessageLine:
+        """Where the app shows this screen's notifications (see ``ListerApp.notify``)."""
+        return self.query_one(MessageLine)
 
     @property
     def ws(self):
@@ -305,6 +312,7 @@ class MainScreen(Screen):
             self.controller.add_top_k()
 
     def action_clear_ablation(self) -> None:
+        self.message_line.clear()  # c clears: the ablation, its deltas, the status and the message
         if self.state.current is not None:
             self.controller.clear_ablation()
 

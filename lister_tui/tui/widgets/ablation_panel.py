@@ -83,7 +83,9 @@ class ChoiceTable(DataTable):
         self._columns(False)
 
     def _columns(self, with_labels: bool) -> None:
-        cols = ((" SAE", 7), (" feat", 5), (" pos", 5), (" token", 9), (" mode", 6)) + (((" label", LABEL_WIDTH),) if with_labels else ())
+        # the token last: at 80 columns the deltas beside this table leave about 24 columns, and
+        # SAE, feature, position and mode must stay in view (the token is on screen above)
+        cols = ((" SAE", 7), (" feat", 5), (" pos", 5), (" m", 2), (" token", 9)) + (((" label", LABEL_WIDTH),) if with_labels else ())
         for label, w in cols:
             self.add_column(label, width=w, key=label.strip())
         self.with_labels = with_labels
@@ -98,11 +100,11 @@ class ChoiceTable(DataTable):
         self.choices = list(choices)
         for c in choices:
             tok = " " + visible(strings[c.pos]) if 0 <= c.pos < len(strings) else ""
-            mode = Text(" every", style="bold") if c.mode == "every" else Text(" @pos")
+            mode = Text(" ∀", style="bold") if c.mode == "every" else Text(" @")
             pos = f"{c.pos:>5}" if c.pos >= 0 else "  all"
             label = (label_cell(labels.get((c.sae_id, c.feature), "")),) if with_labels else ()
             # Text cells: the SAE id comes from the session (a plain str cell is parsed as markup)
-            self.add_row(Text(" " + visible_text(c.sae_id)), f"{c.feature:>5}", pos, Text(tok), mode, *label, key=f"{c.sae_id}:{c.feature}:{c.pos}")
+            self.add_row(Text(" " + visible_text(c.sae_id)), f"{c.feature:>5}", pos, mode, Text(tok), *label, key=f"{c.sae_id}:{c.feature}:{c.pos}")
 
     def highlighted(self) -> AblationChoice | None:
         i = self.cursor_row
@@ -114,7 +116,7 @@ class AblationPanel(Vertical):
     AblationPanel { height: 1fr; }
     AblationPanel #ablation-status { height: 1; }
     AblationPanel Horizontal { height: 1fr; }
-    AblationPanel #deltas { width: 36; padding: 0 1; }
+    AblationPanel #deltas { width: auto; max-width: 40; padding: 0 1; }
     """
 
     def compose(self) -> ComposeResult:
