@@ -28,10 +28,14 @@ from lister_tui.core.errors import ListerError
 from lister_tui.core.sessions.format import sample_identity
 from lister_tui.core.sessions.workspace import DELTA_METRICS, AblationChoice, Workspace
 from lister_tui.core.study.circuits.graph import Edge, Node
+from lister_tui.core.study.columns import current_name, migrate_frame
 
 FORMATS = {"csv": "csv", "parquet": "parquet", "markdown": "md", "latex": "tex"}
 TABLES = ("generations", "attributions", "ablations", "labels", "sae_summary", "circuits", "circuit_nodes", "circuit_edges")
 _LIST_METRICS = ("n_items", "n_tokens", "repeated_items", "diversity", "filler_count", "reached_end", "metric_at_attribution")
+# a metric's column: the workspace's field name under the tables' name (metric_at_attribution is the
+# plain model's metric at the list's own last item: plain_metric_at_last_item)
+_COLUMN = {name: current_name(name) for name in (*_LIST_METRICS, *DELTA_METRICS)}
 
 
 def _choice_text(c: AblationChoice, ws: Workspace | None = None) -> str:
@@ -44,12 +48,12 @@ def _choice_text(c: AblationChoice, ws: Workspace | None = None) -> str:
 # header-less, 1-byte CSV is one that pandas and spreadsheets refuse).
 _ID_COLUMNS = ["key", "template", "topic", "sample", "seed"]
 EMPTY_COLUMNS: dict[str, list[str]] = {
-    "generations": _ID_COLUMNS + ["preset", "kind", "run", "prompt_len", "regenerated_from", *_LIST_METRICS, "stopped", "token_ids", "text", "note"],
+    "generations": _ID_COLUMNS + ["preset", "kind", "run", "prompt_len", "regenerated_from", *(_COLUMN[m] for m in _LIST_METRICS), "stopped", "token_ids", "text", "note"],
     "attributions": _ID_COLUMNS
     + ["sae", "hook_name", "rank", "pos", "token", "feature", "label", "attribution", "activation", "attribution_pos", "metric", "error_share"],
     "ablations": _ID_COLUMNS
     + ["run", "preset", "regenerated_from", "from_attribution_pos", "n_features", "saes", "features", "metric_before", "metric_under_ablation", "direct_metric_change"]
-    + [f"{p}_{name}" for name in DELTA_METRICS for p in ("base", "ablated", "delta")],
+    + [f"{p}_{_COLUMN[name]}" for name in DELTA_METRICS for p in ("base", "ablated", "delta")],
 }
 
 
@@ -67,7 +71,7 @@ def _gen(kind: str, key: str, st, s, run: int | None, decode) -> dict:
         "run": run,
         "prompt_len": s.prompt_len,
         "regenerated_from": s.prefix_len,
-        **{name: getattr(m, name) for name in _LIST_METRICS},
+        **{_COLUMN[name]: getattr(m, name) for name in _LIST_METRICS},
         "stopped": s.stopped,
         "token_ids": " ".join(str(t) for t in s.tokens),
         "text": decode(list(s.continuation)) if decode else None,
@@ -100,7 +104,8 @@ def export_tables(ws: Workspace, decode: Callable[[list[int]], str] | None = Non
                 else run.metric_under_ablation - run.metric_before,
             }
             for name, (b, a, d) in run.deltas().items():
-                row[f"base_{name}"], row[f"ablated_{name}"], row[f"delta_{name}"] = b, a, d
+                column = _COLUMN[name]
+                row[f"base_{column}"], row[f"ablated_{column}"], row[f"delta_{column}"] = b, a, d
             abls.append(row)
         for sae_id, attr in (st.attribution or {}).items():
             share = attr.error_share(0)
@@ -165,12 +170,12 @@ def sae_summary(ws: Workspace, k: int = 5) -> pd.DataFrame:
             "runs_only_this_sae": len(only),
         }
         for name in DELTA_METRICS:
-            row[f"delta_{name}_mean"] = _mean([r.deltas()[name][2] for r in only])
+            row[f"delta_{_COLUMN[name]}_mean"] = _mean([r.deltas()[name][2] for r in only])
         rows.append(row)
     if not rows:  # the header of an empty summary
         columns = ["sae", "samples_attributed", "metric_mean", "feature_total_mean", "error_total_mean", "error_share_mean"]
         columns += [f"most_frequent_top{k}_feature", f"most_frequent_top{k}_feature_samples", "runs_using", "runs_only_this_sae"]
-        return pd.DataFrame(columns=columns + [f"delta_{name}_mean" for name in DELTA_METRICS])
+        return pd.DataFrame(columns=columns + [f"delta_{_COLUMN[name]}_mean" for name in DELTA_METRICS])
     return pd.DataFrame(rows)
 
 
@@ -240,7 +245,7 @@ def sweep_tables(manifest: dict) -> dict[str, pd.DataFrame]:
     for name in ("by_condition", "by_condition_and_topic", "by_topic", "faithfulness_by_sae"):
         path = folder / f"{name}.parquet"
         if path.is_file():
-            out[f"sweep_{name}"] = pd.read_parquet(path)
+            out[f"sweep_{name}"] = migrate_frame(pd.read_parquet(path))
     return out
 
 
