@@ -52,7 +52,8 @@ EMPTY_COLUMNS: dict[str, list[str]] = {
     "attributions": _ID_COLUMNS
     + ["sae", "hook_name", "rank", "pos", "token", "feature", "label", "attribution", "activation", "attribution_pos", "metric", "error_share"],
     "ablations": _ID_COLUMNS
-    + ["run", "preset", "regenerated_from", "from_attribution_pos", "n_features", "saes", "features", "metric_before", "metric_under_ablation", "direct_metric_change"]
+    + ["run", "preset", "regenerated_from", "from_attribution_pos", "n_features", "saes", "features", "activations_zeroed"]
+    + ["metric_before", "metric_under_ablation", "direct_metric_change"]
     + [f"{p}_{_COLUMN[name]}" for name in DELTA_METRICS for p in ("base", "ablated", "delta")],
 }
 
@@ -97,6 +98,8 @@ def export_tables(ws: Workspace, decode: Callable[[list[int]], str] | None = Non
                 "n_features": len(run.choices),
                 "saes": " ".join(dict.fromkeys(c.sae_id for c in run.choices)),
                 "features": "; ".join(_choice_text(c, ws) for c in run.choices),
+                # non-zero activations the ablation switched off (0: it changed nothing; None: not recorded)
+                "activations_zeroed": run.activations_zeroed,
                 "metric_before": run.metric_before,
                 "metric_under_ablation": run.metric_under_ablation,
                 "direct_metric_change": None

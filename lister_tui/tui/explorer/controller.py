@@ -540,6 +540,18 @@ class ExplorerController(Widget):
         self.state.streaming = None
         n = len(message.run.choices)
         self.state.regen_state = f"regenerated ({n} feature{'' if n == 1 else 's'})" + ("" if self.state.compare else " · d shows it")
+        if message.run.zeroed_nothing:
+            # not a measured "no effect": nothing was switched off (e.g. a feature chosen where it is 0)
+            self.state.regen_state = f"regenerated ({n} feature{'' if n == 1 else 's'}) · the ablation zeroed nothing"
+            self.notify(
+                "the ablation zeroed nothing: every chosen feature's activation is already 0 at the positions it is "
+                "ablated, so the ablated list is the base's and its deltas are no measured effect; choose features "
+                "active in the prefix (the Features tab's activation column), or ablate one at every position (e)",
+                title="Ablation zeroed nothing",
+                severity="warning",
+                timeout=8,
+                markup=False,
+            )
         self.state.run_hidden = False
         if message.key == self.state.current:
             self.changed()
