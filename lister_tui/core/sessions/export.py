@@ -9,10 +9,15 @@
 - ``labels``: the user's name of each labelled feature;
 - ``sae_summary``: per SAE: attribution averages, the most frequent top feature, and
   the mean change of the runs that ablated only that SAE's features;
-- ``sweep_*``: for a session opened from a sweep folder, the sweep's own tables.
+- ``sweep_*``: for a session opened from a sweep folder, the sweep's own tables (and
+  all an export of a sweep folder itself writes).
 
 Floats are written at full precision (Markdown and LaTeX too), so every format
-loads back to the same values.
+loads back to the same values. :func:`session_export` and :func:`sweep_export` are the
+one definition of what an export holds, for the explorer's **E** and ``lister-tui export``.
+
+Long because the tables, every format's writer and the Markdown reader live together, so
+that the explorer and the CLI cannot write different files.
 """
 
 from __future__ import annotations
@@ -238,18 +243,58 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+# The sweep's tables, in the order a sweep writes them; exported as ``sweep_<name>``.
+SWEEP_TABLES = ("by_condition", "by_condition_and_topic", "by_topic", "generations", "faithfulness_by_sae", "faithfulness_pairs")
+
+
+def sweep_folder_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
+    """A sweep output folder's tables as ``sweep_<name>`` (read from its Parquet files, old column
+    names migrated); a table the sweep did not write (e.g. no faithfulness check) is left out."""
+    folder = Path(folder)
+    out = {}
+    for name in SWEEP_TABLES:
+        path = folder / f"{name}.parquet"
+        if path.is_file():
+            try:
+                out[f"sweep_{name}"] = migrate_frame(pd.read_parquet(path))
+            except Exception as exc:  # pyarrow raises several types for a bad file
+                raise ListerError(f"sweep table {path} is not readable Parquet ({exc}); run the sweep again (or --resume it)") from exc
+    return out
+
+
 def sweep_tables(manifest: dict) -> dict[str, pd.DataFrame]:
     """The tables of the sweep a session was opened from (if its folder is still there)."""
     source = manifest.get("source") or {}
     if source.get("kind") != "sweep":
         return {}
     folder = Path(source.get("path", ""))
-    out = {}
-    for name in ("by_condition", "by_condition_and_topic", "by_topic", "faithfulness_by_sae"):
-        path = folder / f"{name}.parquet"
-        if path.is_file():
-            out[f"sweep_{name}"] = migrate_frame(pd.read_parquet(path))
-    return out
+    return sweep_folder_tables(folder) if folder.is_dir() else {}
+
+
+def session_export(
+    ws: Workspace,
+    manifest: dict | None,
+    decode: Callable[[list[int]], str] | None = None,
+    token_string: Callable[[int], str] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Every table an export of a session writes, the explorer's **E** and ``lister-tui export`` alike:
+    the workspace's tables, and for a session opened from a sweep (``manifest["source"]``) the
+    sweep's own tables as ``sweep_*``."""
+    tables = export_tables(ws, decode, token_string)
+    tables.update(sweep_tables(manifest or {}))
+    return tables
+
+
+def sweep_export(folder: str | Path) -> dict[str, pd.DataFrame]:
+    """What ``lister-tui export SWEEP_FOLDER`` writes: the sweep's tables under the names a session
+    opened from that sweep exports them (``sweep_*``), without sampling anything again."""
+    tables = sweep_folder_tables(folder)
+    if not tables:
+        raise ListerError(
+            f"the sweep in {folder} has no tables yet (no by_condition.parquet or the like); "
+            f"go on with it with lister-tui sweep --resume {folder}"
+        )
+    return tables
 
 
 # --- writing ----------------------------------------------------------------------------------
