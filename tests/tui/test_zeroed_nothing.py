@@ -81,3 +81,30 @@ def test_a_normal_ablation_does_not_warn_and_records_what_it_zeroed(make_app, ti
             assert export_tables(opened)["ablations"]["activations_zeroed"].tolist() == [2]
 
     asyncio.run(go())
+
+
+def test_the_last_layers_top_k_adds_nothing_and_says_so_then_the_run_warns(make_app):
+    """res_3 (the last layer): act×grad is 0 before the attribution position, so K adds no pair;
+    regenerating anyway zeroes nothing, and both say so."""
+
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(100, 32)) as pilot:
+            await settle(app, pilot)
+            screen = app.main
+            key = screen.state.current
+            await pilot.press("a")
+            await settle(app, pilot)
+            await pilot.press(*["s"] * (screen.controller.sae_ids.index("res_3") + 1))  # the SAE filter: res_3
+            assert screen.controller.sae_ids[screen.state.sae_filter - 1] == "res_3"
+            await pilot.press("K")
+            await settle(app, pilot)
+            assert app.workspace.state(key).choices == []
+            assert any("res_3 has no pair with a positive attribution" in str(n.message) for n in app._notifications)
+            await pilot.press("r")
+            await settle(app, pilot)
+            run = app.workspace.latest_run(key)
+            assert run is not None and run.choices == () and run.activations_zeroed == 0
+            assert [w for w in _warnings(app) if "no feature is chosen" in w]
+
+    asyncio.run(go())

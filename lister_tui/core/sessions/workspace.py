@@ -82,7 +82,8 @@ class AblationRun:
 
     @property
     def zeroed_nothing(self) -> bool:
-        return self.activations_zeroed == 0 and bool(self.choices)
+        """The ablation switched nothing off (no choice, or every chosen feature 0 where it applied)."""
+        return self.activations_zeroed == 0
 
     @property
     def ablation(self) -> Ablation:
