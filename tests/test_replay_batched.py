@@ -80,3 +80,25 @@ def test_replay_still_catches_a_changed_token(tiny, workspace):
     finally:
         st.runs[1] = run
     assert [(m.key, m.what, m.position) for m in report.mismatches] == [(key, "run 1 ablated", pos)]
+
+
+def test_a_list_that_differs_only_in_its_batch_is_not_reported(tiny, workspace, monkeypatch):
+    """If batch-size rounding (a GPU's kernels) tipped a draw in the batch, the list alone decides."""
+    import lister_tui.core.sessions.replay as replay_module
+
+    real = replay_module.sample_lists
+    calls = []
+
+    def tipped(loaded, specs, settings, **kw):
+        out = real(loaded, specs, settings, **kw)
+        calls.append(len(specs))
+        if len(specs) > 1:  # a batch: pretend its first list came out one token different
+            first = out[0]
+            tokens = list(first.tokens)
+            tokens[-1] += 1
+            out[0] = replace(first, tokens=tuple(tokens))
+        return out
+
+    monkeypatch.setattr(replay_module, "sample_lists", tipped)
+    report = replay(tiny, workspace)
+    assert report.ok and max(calls) > 1 and 1 in calls  # batched, then that list alone
