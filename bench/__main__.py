@@ -3,6 +3,7 @@
     python -m bench                         # lister-tiny and the Gemma-2-2B shape at ×0.25 (CPU)
     python -m bench --gpu                   # full-size Gemma-2-2B shape on one GPU, bf16 and fp32, time-boxed
     python -m bench --smoke                 # tiny sizes, one round (what CI runs, so it can't rot)
+    python -m bench --only replay           # one comparison (see COMPARISONS)
 
 How times and ratios are estimated, and when a verdict is "unresolved": bench/harness.py.
 """
@@ -22,7 +23,7 @@ from bench.harness import Report, Row, Target, Timing, load_average, machine, va
 from bench.memory import measure, measure_in_subprocess
 from bench.shapes import gemma_like_bench, tiny_bench
 
-COMPARISONS = ("attribution", "ablation", "sampling", "memory", "latency", "scaling", "cards")
+COMPARISONS = ("attribution", "ablation", "sampling", "memory", "latency", "scaling", "cards", "replay")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -191,6 +192,12 @@ def main(argv=None) -> Path:
         from bench.cards import compare_cards
 
         compare_cards(report, 1 if args.smoke else args.repeats, args.smoke)
+    if "replay" in only:
+        from bench.replay import compare_replay
+
+        # replay of a 24-list session vs sampling it (tiny sizes in the smoke run)
+        compare_replay(report, 1 if args.smoke else args.repeats, args.smoke)
+        progress("replay done")
     if args.smoke:
         from bench.gpu import gpu_plan
 

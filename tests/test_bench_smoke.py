@@ -54,6 +54,9 @@ def test_bench_smoke_writes_every_comparison(tmp_path):
     ablations = table[(table.comparison == "2 ablated generation") & table.note.notna()]
     ablation_notes = ablations[~ablations.setting.str.contains("bfloat16")]["note"]
     assert len(ablation_notes) == 3 and ablation_notes.str.endswith("True").all(), ablation_notes.tolist()
+    # the replay of a (tiny) session next to sampling it: batched, and every token identical
+    replays = table[(table.comparison == "10 replay") & (table.variant == "ratio")]
+    assert len(replays) == 2 and replays.note.str.contains("replay ok: True", regex=False).any(), replays.to_dict("records")
     report = (out / "report.md").read_text()
     assert "targets are not assessed" in report and "| 1 attribution |" in report
 

@@ -19,6 +19,7 @@ from lister_tui.core.sessions.store import SessionStore, read_session
 from lister_tui.core.sessions.export import FORMATS, export_tables, read_markdown
 from lister_tui.core.sessions.opening import model_info, open_sweep, view_session
 from lister_tui.core.study.settings import SAMPLING_PRESETS
+from lister_tui.core.study.columns import current_name
 from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, Workspace
 
 from session_fixtures import MODEL, VOCAB, small_workspace
@@ -110,7 +111,10 @@ def test_exports_load_back_to_the_same_values(sessions, tiny):
     run = opened.workspace.latest_run(list(opened.workspace.samples)[0])
     row = expected["ablations"].iloc[0]
     for name, (b, a, d) in run.deltas().items():
+        name = current_name(name)  # the workspace's metric_at_attribution is the tables' plain_metric_at_last_item
         assert row[f"base_{name}"] == b and row[f"ablated_{name}"] == a and row[f"delta_{name}"] == d
+    assert "delta_plain_metric_at_last_item" in expected["ablations"].columns
+    assert "plain_metric_at_last_item" in expected["generations"].columns
     for fmt in FORMATS:
         out = sessions / "exports" / fmt
         result = CliRunner().invoke(app, ["export", "fresh", "--format", fmt, "--out", str(out), "--sessions-dir", str(sessions)])

@@ -69,7 +69,7 @@ def changes(generations: pd.DataFrame) -> pd.DataFrame:
     keys = ["template", "topic", "sample"]
     base = generations[generations["condition"] == "base"].set_index(keys)
     rows = generations[generations["condition"] != "base"].join(base, on=keys, rsuffix="_base")
-    for m in ["n_items", "diversity", "n_tokens", "repeated_items", "filler_count", "metric_at_attribution"]:
+    for m in ["n_items", "diversity", "n_tokens", "repeated_items", "filler_count", "plain_metric_at_last_item"]:
         rows[f"{m}_change"] = rows[m].astype(float) - rows[f"{m}_base"].astype(float)
     return rows
 
@@ -97,7 +97,7 @@ def test_by_condition_has_a_row_per_sae_and_the_studys_columns(swept):
     assert saes["sae"].tolist() == list(SAES)
     assert saes["condition"].tolist() == [f"ablate {s}" for s in SAES]
     for column in STUDY_COLUMNS + ["n_tokens_change_mean", "repeated_items_change_mean", "reached_end_rate",
-                                   "metric_at_attribution_change_mean", "faithfulness_pearson_r"]:  # fmt: skip
+                                   "plain_metric_at_last_item_change_mean", "faithfulness_pearson_r"]:  # fmt: skip
         assert column in by_condition.columns, column
     baselines = by_condition[by_condition["method"] != "sae ablation"]
     assert sorted(baselines["method"]) == ["restricted sampling", "restricted sampling", "steering"]
@@ -116,7 +116,7 @@ def test_by_condition_recomputes_from_the_generations(swept):
         diversity_var=("diversity_change", lambda s: s.var(ddof=1)),
         n_tokens_mean=("n_tokens_change", "mean"),
         repeated_mean=("repeated_items_change", "mean"),
-        metric_mean=("metric_at_attribution_change", "mean"),
+        metric_mean=("plain_metric_at_last_item_change", "mean"),
         ended=("reached_end", "mean"),
         ended_base=("reached_end_base", "mean"),
     )
@@ -129,7 +129,7 @@ def test_by_condition_recomputes_from_the_generations(swept):
         "diversity_change_variance": "diversity_var",
         "n_tokens_change_mean": "n_tokens_mean",
         "repeated_items_change_mean": "repeated_mean",
-        "metric_at_attribution_change_mean": "metric_mean",
+        "plain_metric_at_last_item_change_mean": "metric_mean",
         "reached_end_rate": "ended",
         "reached_end_base_rate": "ended_base",
     }

@@ -126,23 +126,30 @@ def replay_command(
 
 @app.command("export")
 def export_command(
-    target: str = typer.Argument(..., help="A session's name or folder."),
+    target: str = typer.Argument(..., help="A session's name or folder, or a sweep's output folder."),
     fmt: str = typer.Option("csv", "--format", "-f", help="csv, parquet, markdown or latex."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: <session>/exports).", show_default=False),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: <session or sweep>/exports).", show_default=False),
     sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION,
 ) -> None:
-    """Write a session's tables (generations, attributions, ablations with deltas, per-SAE summary) for pandas or a paper."""
-    from lister_tui.core.sessions.export import export_tables, sweep_tables, write_exports
+    """Write a session's tables (generations, attributions, ablations with deltas, per-SAE summary), or a sweep
+    folder's tables (sweep_*, as the explorer's E writes them for a session opened from that sweep)."""
+    from lister_tui.core.sessions.catalog import is_sweep_folder
+    from lister_tui.core.sessions.export import FORMATS, session_export, sweep_export, write_exports
     from lister_tui.core.sessions.store import read_session
 
+    if fmt not in FORMATS:  # before reading anything
+        fail(ListerError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}"))
     try:
-        opened = read_session(resolve_target(target, sessions_dir))
-        vocab = opened.vocab
-        decode = (lambda ids: "".join(vocab.get(i, "") for i in ids)) if vocab else None
-        token_string = (lambda i: vocab.get(i, "")) if vocab else None
-        tables = export_tables(opened.workspace, decode, token_string)
-        tables.update(sweep_tables(opened.manifest))
-        files = write_exports(tables, out or opened.path / "exports", fmt)
+        folder = resolve_target(target, sessions_dir)
+        if is_sweep_folder(folder):
+            tables = sweep_export(folder)
+        else:
+            opened = read_session(folder)
+            vocab = opened.vocab
+            decode = (lambda ids: "".join(vocab.get(i, "") for i in ids)) if vocab else None
+            token_string = (lambda i: vocab.get(i, "")) if vocab else None
+            tables = session_export(opened.workspace, opened.manifest, decode, token_string)
+        files = write_exports(tables, out or folder / "exports", fmt)
     except ListerError as exc:
         fail(exc)
     for f, (name, frame) in zip(files, tables.items()):

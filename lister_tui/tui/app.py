@@ -402,12 +402,14 @@ class ListerApp(App):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="export", description="Exporting tables")
     def export_worker(self, fmt: str, folder: Path) -> None:
-        from lister_tui.core.sessions.export import export_tables, write_exports
+        from lister_tui.core.sessions.export import session_export, write_exports
         from lister_tui.core.sessions.store import snapshot
 
         try:
             decode, token_string = self._token_text()
-            tables = export_tables(snapshot(self.workspace), decode, token_string)
+            # the same tables as `lister-tui export` (a session opened from a sweep adds the sweep's)
+            manifest = self.session.extra if self.session is not None else None
+            tables = session_export(snapshot(self.workspace), manifest, decode, token_string)
             files = write_exports(tables, folder, fmt)
         except Exception as exc:
             self.post_message(TaskFailed.of("export", exc))

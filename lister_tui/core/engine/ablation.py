@@ -87,13 +87,15 @@ def validate(ablation: Ablation, saes: Mapping[str, SAE], seq_len: int | None) -
                 )
 
 
-def ablation_hooks(ablation: Ablation, saes: Mapping[str, SAE], prefix_len: int) -> list[ForwardHook]:
+def ablation_hooks(ablation: Ablation, saes: Mapping[str, SAE], prefix_len: int, *, count: bool = False) -> list[ForwardHook]:
     """Fresh forward hooks for one generation (or one forward pass) from position 0.
 
     Explicit positions must lie in the prefix (``< prefix_len``). The hooks keep a
     position counter, so make new ones for every generation batch (e.g. pass
     ``lambda n: ablation_hooks(ablation, saes, n)`` as ``generate``'s hook_factory).
-    An empty ablation gives no hooks.
+    An empty ablation gives no hooks. With ``count``, the hooks also count the
+    activations they zeroed (non-zero before, per feature and position):
+    :func:`zeroed_activations` reads the total after the pass.
     """
     validate(ablation, saes, prefix_len)
     # hook name -> sae id -> feature -> positions ("every" absorbs explicit positions)
@@ -109,8 +111,19 @@ def ablation_hooks(ablation: Ablation, saes: Mapping[str, SAE], prefix_len: int)
     hooks: list[ForwardHook] = []
     for hook_name, by_sae in plan.items():
         groups = [_FeatureGroup(saes[sae_id], features, prefix_len) for sae_id, features in by_sae.items()]
-        hooks.append((hook_name, _PositionTrackingAblation(groups)))
+        hooks.append((hook_name, _PositionTrackingAblation(groups, count)))
     return hooks
+
+
+def zeroed_activations(hooks: list[ForwardHook]) -> int:
+    """How many non-zero feature activations hooks made with ``count=True`` zeroed (summed over
+    batch, positions and features). 0 means the ablation changed nothing: every chosen feature
+    was already 0 wherever it was ablated."""
+    total = 0
+    for _, hook in hooks:
+        if isinstance(hook, _PositionTrackingAblation) and hook.zeroed is not None:
+            total += int(hook.zeroed)  # one read-back per pass, after it
+    return total
 
 
 class _FeatureGroup:
@@ -158,10 +171,11 @@ class _FeatureGroup:
         mask = explicit | self.every
         return mask if bool(mask.any()) else None
 
-    def delta(self, activation: Tensor, mask: Tensor) -> Tensor:
-        """What zeroing the masked features removes from ``activation`` (same shape)."""
+    def delta(self, activation: Tensor, mask: Tensor, counts: list[Tensor] | None = None) -> Tensor:
+        """What zeroing the masked features removes from ``activation`` (same shape); with
+        ``counts``, appends how many non-zero activations that zeroes (a device tensor: no sync)."""
         if not self.fast:
-            return self._delta_through_sae(activation, mask)
+            return self._delta_through_sae(activation, mask, counts)
         x = activation.flatten(-2) if self.is_hook_z else activation  # [batch, n, d_in]
         sae_in = x.to(self.W_enc_S.device, self.W_enc_S.dtype) - self.input_bias
         pre = sae_in @ self.W_enc_S + self.b_enc_S  # [batch, n, n_S]
@@ -169,10 +183,13 @@ class _FeatureGroup:
         if self.threshold_S is not None:
             # sae-lens JumpReLUSAE.encode: relu(pre) * (pre > threshold)
             acts = acts * (pre > self.threshold_S).to(acts.dtype)
-        removed = (acts * mask) @ self.W_dec_S  # [batch, n, d_in]
+        zeroed = acts * mask  # [batch, n, n_S]
+        if counts is not None:
+            counts.append((zeroed != 0).sum())
+        removed = zeroed @ self.W_dec_S  # [batch, n, d_in]
         return removed.reshape(activation.shape)
 
-    def _delta_through_sae(self, activation: Tensor, mask: Tensor) -> Tensor:
+    def _delta_through_sae(self, activation: Tensor, mask: Tensor, counts: list[Tensor] | None = None) -> Tensor:
         """Any architecture: decode(a) − decode(a with S zeroed), as a splice would do.
 
         encode runs before each decode because stateful normalisers keep the input's
@@ -184,15 +201,19 @@ class _FeatureGroup:
         acts = sae.encode(x)  # [batch, n, d_sae]
         keep = torch.ones(acts.shape[-2:], dtype=acts.dtype, device=acts.device)  # [n, d_sae]
         keep[:, self.feature_ids] = (~mask).to(acts.dtype)
+        if counts is not None:
+            counts.append(((acts[..., self.feature_ids] * mask) != 0).sum())
         return full - sae.decode(acts * keep)
 
 
 class _PositionTrackingAblation:
     """A forward hook for one hook point that knows which absolute positions it sees."""
 
-    def __init__(self, groups: list[_FeatureGroup]):
+    def __init__(self, groups: list[_FeatureGroup], count: bool = False):
         self.groups = groups
         self.offset = 0  # absolute position of the next call's first position
+        self.count = count
+        self.zeroed: Tensor | None = None  # with count: non-zero activations zeroed so far
 
     def __call__(self, activation: Tensor, hook) -> Tensor:
         # activation: [batch, n, d] or hook_z [batch, n, n_heads, d_head]
@@ -203,7 +224,10 @@ class _PositionTrackingAblation:
             mask = group.mask(start, n)
             if mask is None:
                 continue  # e.g. new tokens when only prefix positions are ablated
-            delta = group.delta(activation, mask)
+            counts: list[Tensor] | None = [] if self.count else None
+            delta = group.delta(activation, mask, counts)
+            if counts:
+                self.zeroed = counts[0] if self.zeroed is None else self.zeroed + counts[0]
             total = delta if total is None else total + delta
         if total is None:
             return activation

@@ -12,7 +12,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from lister_tui.core.engine.ablation import Ablation, ablation_hooks, validate
+from lister_tui.core.engine.ablation import Ablation, ablation_hooks, validate, zeroed_activations
 from lister_tui.core.engine.listing import ListMetrics, ListStructure, list_metrics, parse_structure
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.prompts import PromptSpec, prompt_ids
@@ -140,6 +140,12 @@ def metric_curve(loaded: LoadedModel, tokens: Sequence[int], ablation: Ablation 
     With ``ablation``, its features are zeroed during the forward pass (a real
     measurement of the ablation's effect, not the linear estimate).
     """
+    return metric_curve_and_zeroed(loaded, tokens, ablation)[0]
+
+
+def metric_curve_and_zeroed(loaded: LoadedModel, tokens: Sequence[int], ablation: Ablation | None = None) -> tuple[torch.Tensor, int]:
+    """:func:`metric_curve`, and how many non-zero feature activations the ablation zeroed in
+    that pass (0 without an ablation, or when every chosen feature is already 0 where it applies)."""
     from lister_tui.core.engine.attribution import metric_logit_diff
 
     seq = list(tokens)
@@ -147,10 +153,11 @@ def metric_curve(loaded: LoadedModel, tokens: Sequence[int], ablation: Ablation 
     hooks = []
     if saes:
         validate(ablation, saes, len(seq))
-        hooks = ablation_hooks(ablation, saes, len(seq))
+        hooks = ablation_hooks(ablation, saes, len(seq), count=True)
     with torch.inference_mode(), loaded.model.hooks(fwd_hooks=hooks):
         logits = loaded.model(torch.tensor([seq], device=loaded.device))  # [1, pos, d_vocab]
-        return metric_logit_diff(logits, loaded.ids.blank, loaded.ids.newline)[0].float().cpu()
+        curve = metric_logit_diff(logits, loaded.ids.blank, loaded.ids.newline)[0].float().cpu()
+    return curve, zeroed_activations(hooks)
 
 
 def with_metric(loaded: LoadedModel, sample: ListSample) -> ListSample:

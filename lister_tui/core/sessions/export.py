@@ -9,10 +9,15 @@
 - ``labels``: the user's name of each labelled feature;
 - ``sae_summary``: per SAE: attribution averages, the most frequent top feature, and
   the mean change of the runs that ablated only that SAE's features;
-- ``sweep_*``: for a session opened from a sweep folder, the sweep's own tables.
+- ``sweep_*``: for a session opened from a sweep folder, the sweep's own tables (and
+  all an export of a sweep folder itself writes).
 
 Floats are written at full precision (Markdown and LaTeX too), so every format
-loads back to the same values.
+loads back to the same values. :func:`session_export` and :func:`sweep_export` are the
+one definition of what an export holds, for the explorer's **E** and ``lister-tui export``.
+
+Long because the tables, every format's writer and the Markdown reader live together, so
+that the explorer and the CLI cannot write different files.
 """
 
 from __future__ import annotations
@@ -28,10 +33,14 @@ from lister_tui.core.errors import ListerError
 from lister_tui.core.sessions.format import sample_identity
 from lister_tui.core.sessions.workspace import DELTA_METRICS, AblationChoice, Workspace
 from lister_tui.core.study.circuits.graph import Edge, Node
+from lister_tui.core.study.columns import current_name, migrate_frame
 
 FORMATS = {"csv": "csv", "parquet": "parquet", "markdown": "md", "latex": "tex"}
 TABLES = ("generations", "attributions", "ablations", "labels", "sae_summary", "circuits", "circuit_nodes", "circuit_edges")
 _LIST_METRICS = ("n_items", "n_tokens", "repeated_items", "diversity", "filler_count", "reached_end", "metric_at_attribution")
+# a metric's column: the workspace's field name under the tables' name (metric_at_attribution is the
+# plain model's metric at the list's own last item: plain_metric_at_last_item)
+_COLUMN = {name: current_name(name) for name in (*_LIST_METRICS, *DELTA_METRICS)}
 
 
 def _choice_text(c: AblationChoice, ws: Workspace | None = None) -> str:
@@ -44,12 +53,13 @@ def _choice_text(c: AblationChoice, ws: Workspace | None = None) -> str:
 # header-less, 1-byte CSV is one that pandas and spreadsheets refuse).
 _ID_COLUMNS = ["key", "template", "topic", "sample", "seed"]
 EMPTY_COLUMNS: dict[str, list[str]] = {
-    "generations": _ID_COLUMNS + ["preset", "kind", "run", "prompt_len", "regenerated_from", *_LIST_METRICS, "stopped", "token_ids", "text", "note"],
+    "generations": _ID_COLUMNS + ["preset", "kind", "run", "prompt_len", "regenerated_from", *(_COLUMN[m] for m in _LIST_METRICS), "stopped", "token_ids", "text", "note"],
     "attributions": _ID_COLUMNS
     + ["sae", "hook_name", "rank", "pos", "token", "feature", "label", "attribution", "activation", "attribution_pos", "metric", "error_share"],
     "ablations": _ID_COLUMNS
-    + ["run", "preset", "regenerated_from", "from_attribution_pos", "n_features", "saes", "features", "metric_before", "metric_under_ablation", "direct_metric_change"]
-    + [f"{p}_{name}" for name in DELTA_METRICS for p in ("base", "ablated", "delta")],
+    + ["run", "preset", "regenerated_from", "from_attribution_pos", "n_features", "saes", "features", "activations_zeroed"]
+    + ["metric_before", "metric_under_ablation", "direct_metric_change"]
+    + [f"{p}_{_COLUMN[name]}" for name in DELTA_METRICS for p in ("base", "ablated", "delta")],
 }
 
 
@@ -67,7 +77,7 @@ def _gen(kind: str, key: str, st, s, run: int | None, decode) -> dict:
         "run": run,
         "prompt_len": s.prompt_len,
         "regenerated_from": s.prefix_len,
-        **{name: getattr(m, name) for name in _LIST_METRICS},
+        **{_COLUMN[name]: getattr(m, name) for name in _LIST_METRICS},
         "stopped": s.stopped,
         "token_ids": " ".join(str(t) for t in s.tokens),
         "text": decode(list(s.continuation)) if decode else None,
@@ -93,6 +103,8 @@ def export_tables(ws: Workspace, decode: Callable[[list[int]], str] | None = Non
                 "n_features": len(run.choices),
                 "saes": " ".join(dict.fromkeys(c.sae_id for c in run.choices)),
                 "features": "; ".join(_choice_text(c, ws) for c in run.choices),
+                # non-zero activations the ablation switched off (0: it changed nothing; None: not recorded)
+                "activations_zeroed": run.activations_zeroed,
                 "metric_before": run.metric_before,
                 "metric_under_ablation": run.metric_under_ablation,
                 "direct_metric_change": None
@@ -100,7 +112,8 @@ def export_tables(ws: Workspace, decode: Callable[[list[int]], str] | None = Non
                 else run.metric_under_ablation - run.metric_before,
             }
             for name, (b, a, d) in run.deltas().items():
-                row[f"base_{name}"], row[f"ablated_{name}"], row[f"delta_{name}"] = b, a, d
+                column = _COLUMN[name]
+                row[f"base_{column}"], row[f"ablated_{column}"], row[f"delta_{column}"] = b, a, d
             abls.append(row)
         for sae_id, attr in (st.attribution or {}).items():
             share = attr.error_share(0)
@@ -165,12 +178,12 @@ def sae_summary(ws: Workspace, k: int = 5) -> pd.DataFrame:
             "runs_only_this_sae": len(only),
         }
         for name in DELTA_METRICS:
-            row[f"delta_{name}_mean"] = _mean([r.deltas()[name][2] for r in only])
+            row[f"delta_{_COLUMN[name]}_mean"] = _mean([r.deltas()[name][2] for r in only])
         rows.append(row)
     if not rows:  # the header of an empty summary
         columns = ["sae", "samples_attributed", "metric_mean", "feature_total_mean", "error_total_mean", "error_share_mean"]
         columns += [f"most_frequent_top{k}_feature", f"most_frequent_top{k}_feature_samples", "runs_using", "runs_only_this_sae"]
-        return pd.DataFrame(columns=columns + [f"delta_{name}_mean" for name in DELTA_METRICS])
+        return pd.DataFrame(columns=columns + [f"delta_{_COLUMN[name]}_mean" for name in DELTA_METRICS])
     return pd.DataFrame(rows)
 
 
@@ -230,18 +243,58 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+# The sweep's tables, in the order a sweep writes them; exported as ``sweep_<name>``.
+SWEEP_TABLES = ("by_condition", "by_condition_and_topic", "by_topic", "generations", "faithfulness_by_sae", "faithfulness_pairs")
+
+
+def sweep_folder_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
+    """A sweep output folder's tables as ``sweep_<name>`` (read from its Parquet files, old column
+    names migrated); a table the sweep did not write (e.g. no faithfulness check) is left out."""
+    folder = Path(folder)
+    out = {}
+    for name in SWEEP_TABLES:
+        path = folder / f"{name}.parquet"
+        if path.is_file():
+            try:
+                out[f"sweep_{name}"] = migrate_frame(pd.read_parquet(path))
+            except Exception as exc:  # pyarrow raises several types for a bad file
+                raise ListerError(f"sweep table {path} is not readable Parquet ({exc}); run the sweep again (or --resume it)") from exc
+    return out
+
+
 def sweep_tables(manifest: dict) -> dict[str, pd.DataFrame]:
     """The tables of the sweep a session was opened from (if its folder is still there)."""
     source = manifest.get("source") or {}
     if source.get("kind") != "sweep":
         return {}
     folder = Path(source.get("path", ""))
-    out = {}
-    for name in ("by_condition", "by_condition_and_topic", "by_topic", "faithfulness_by_sae"):
-        path = folder / f"{name}.parquet"
-        if path.is_file():
-            out[f"sweep_{name}"] = pd.read_parquet(path)
-    return out
+    return sweep_folder_tables(folder) if folder.is_dir() else {}
+
+
+def session_export(
+    ws: Workspace,
+    manifest: dict | None,
+    decode: Callable[[list[int]], str] | None = None,
+    token_string: Callable[[int], str] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Every table an export of a session writes, the explorer's **E** and ``lister-tui export`` alike:
+    the workspace's tables, and for a session opened from a sweep (``manifest["source"]``) the
+    sweep's own tables as ``sweep_*``."""
+    tables = export_tables(ws, decode, token_string)
+    tables.update(sweep_tables(manifest or {}))
+    return tables
+
+
+def sweep_export(folder: str | Path) -> dict[str, pd.DataFrame]:
+    """What ``lister-tui export SWEEP_FOLDER`` writes: the sweep's tables under the names a session
+    opened from that sweep exports them (``sweep_*``), without sampling anything again."""
+    tables = sweep_folder_tables(folder)
+    if not tables:
+        raise ListerError(
+            f"the sweep in {folder} has no tables yet (no by_condition.parquet or the like); "
+            f"go on with it with lister-tui sweep --resume {folder}"
+        )
+    return tables
 
 
 # --- writing ----------------------------------------------------------------------------------

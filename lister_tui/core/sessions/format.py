@@ -32,7 +32,11 @@ from lister_tui.core.study.settings import SAMPLING_PRESETS
 
 # Columns added to format 1 after its first release: a file written before may lack
 # them, and readers fill in the default.
-ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"attribution_summary": ("method", "ig_steps"), "samples": ("removed",)}
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "attribution_summary": ("method", "ig_steps"),
+    "samples": ("removed",),
+    "runs": ("activations_zeroed",),
+}
 
 
 def sample_identity(key: str, spec) -> dict:
@@ -123,6 +127,7 @@ def workspace_rows(ws: Workspace, decode: Callable[[list[int]], str] | None = No
                     "preset": run.preset,
                     "metric_before": run.metric_before,
                     "metric_under_ablation": run.metric_under_ablation,
+                    "activations_zeroed": run.activations_zeroed,
                     **_gen_row(run.base, "base_"),
                     "base_curve": [float(v) for v in run.base_curve],
                     **_gen_row(run.ablated, "ablated_"),
@@ -290,6 +295,7 @@ def workspace_from_rows(manifest: dict, tables: dict[str, list[dict]]) -> Worksp
                     tuple(float(v) for v in r["ablated_curve"] or ()),
                     r["metric_before"],
                     r["metric_under_ablation"],
+                    r.get("activations_zeroed"),
                 )
             )
         (ws.removed if row.get("removed") else ws.samples)[key] = st

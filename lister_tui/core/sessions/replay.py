@@ -4,7 +4,9 @@ Each sample is sampled again from its prompt (or its saved prefix) with its own
 seed and the sampling values the session recorded; each run's base and ablated
 regenerations are redone from the same prefix, under the same ablation. With the
 same model weights and package versions every list must come out identical, token
-for token; anything else is reported as a :class:`Mismatch`.
+for token; anything else is reported as a :class:`Mismatch`. Lists are sampled in
+batches, as the explorer's first sampling does (``bench`` compares a replay with that
+sampling).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from lister_tui.core.engine.ablation import Ablation
 from lister_tui.core.engine.generation import ListSample, sample_lists
 from lister_tui.core.engine.loading import LoadedModel
+from lister_tui.core.engine.prompts import PromptSpec
 from lister_tui.core.engine.sampling import SamplingSettings
 from lister_tui.core.errors import ListerError
 from lister_tui.core.sessions.workspace import Workspace, to_ablation
@@ -93,38 +97,120 @@ def check_replayable(loaded: LoadedModel, ws: Workspace, recorded_sampling: dict
                 )
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One list to sample again: where its result is compared, and how it is sampled."""
+
+    key: str
+    what: str  # "sample", "run 0 base", "run 0 ablated"
+    saved: ListSample
+    spec: PromptSpec
+    settings: SamplingSettings
+    prefix: tuple[int, ...] | None  # None: from the prompt (built again from the template)
+    ablation: Ablation
+
+    @property
+    def identity(self) -> tuple:
+        """Jobs with the same identity sample the same tokens (e.g. the base of two runs of a sample)."""
+        return (self.spec, self.settings, self.prefix, self.ablation)
+
+
+def _jobs(ws: Workspace, recorded_sampling: dict | None) -> list[_Job]:
+    """Every list of ``ws`` to replay, in report order: each sample, then its runs' base and ablated."""
+    jobs = []
+    for key, st in ws.samples.items():
+        s = st.sample
+        prefix = None if s.prefix_len is None else tuple(s.tokens[: s.prefix_len])
+        jobs.append(_Job(key, "sample", s, s.spec, settings_for(st.preset, recorded_sampling), prefix, Ablation()))
+        for i, run in enumerate(st.runs):
+            settings = settings_for(run.preset, recorded_sampling)
+            start = tuple(regeneration_prefix(s, run.from_attribution_pos))
+            jobs.append(_Job(key, f"run {i} base", run.base, s.spec, settings, start, Ablation()))
+            jobs.append(_Job(key, f"run {i} ablated", run.ablated, s.spec, settings, start, to_ablation(run.choices)))
+    return jobs
+
+
+def _finished(tokens: list[int], stops: set[int], cap: int) -> bool:
+    return bool(tokens) and (tokens[-1] in stops or len(tokens) >= cap)
+
+
 def replay(
     loaded: LoadedModel,
     ws: Workspace,
     recorded_sampling: dict | None = None,
     on_progress: Callable[[int, int, str], None] | None = None,
 ) -> ReplayReport:
-    """Regenerate every list of ``ws`` and compare; ``on_progress(done, total, what)``."""
+    """Regenerate every list of ``ws`` and compare; ``on_progress(done, total, what)`` as lists finish.
+
+    Lists are sampled in batches, as the explorer samples them: one :func:`sample_lists` call per
+    (sampling values, ablation, from the prompt or from a prefix), in which lists of equal prefix
+    length share a batch. A list's tokens depend only on its prefix, seed, ablation and the model,
+    not on its batch (``generate``'s common random numbers; tests/test_sampling.py and
+    tests/test_replay_batched.py check batched against one by one), so the batches only save
+    time. A list asked for twice (the base of two runs from the same prefix) is sampled once.
+    A list that differs in its batch is sampled once more alone before it is reported, so a
+    float rounding that depends on the batch size (possible on a GPU) is never the reason.
+    """
     check_replayable(loaded, ws, recorded_sampling)
-    report = ReplayReport()
-    total = sum(1 + 2 * len(st.runs) for st in ws.samples.values())
+    jobs = _jobs(ws, recorded_sampling)
+    total = len(jobs)
+    unique: dict[tuple, list[int]] = {}  # identity -> indices of the jobs it answers
+    for i, job in enumerate(jobs):
+        unique.setdefault(job.identity, []).append(i)
+    groups: dict[tuple, list[tuple]] = {}  # (settings, ablation, from the prompt) -> identities
+    for identity in unique:
+        spec, settings, prefix, ablation = identity
+        groups.setdefault((settings, ablation, prefix is None), []).append(identity)
+    stops = set(loaded.ids.stops)
+    replayed: dict[tuple, ListSample] = {}
     done = 0
 
-    def step(what: str) -> None:
+    def report_done(indices: list[int]) -> None:
         nonlocal done
-        done += 1
-        if on_progress is not None:
-            on_progress(done, total, what)
+        for i in indices:
+            done += 1
+            if on_progress is not None:
+                on_progress(done, total, f"{jobs[i].key} {jobs[i].what}")
 
-    for key, st in ws.samples.items():
-        s = st.sample
-        settings = settings_for(st.preset, recorded_sampling)
-        prefixes = None if s.prefix_len is None else [list(s.tokens[: s.prefix_len])]
-        again = sample_lists(loaded, [s.spec], settings, prefixes=prefixes)[0]
-        _compare(report, key, "sample", s, again)
-        step(f"{key} sample")
-        for i, run in enumerate(st.runs):
-            run_settings = settings_for(run.preset, recorded_sampling)
-            prefix = regeneration_prefix(s, run.from_attribution_pos)
-            base = sample_lists(loaded, [s.spec], run_settings, prefixes=[prefix])[0]
-            _compare(report, key, f"run {i} base", run.base, base)
-            step(f"{key} run {i} base")
-            ablated = sample_lists(loaded, [s.spec], run_settings, prefixes=[prefix], ablation=to_ablation(run.choices))[0]
-            _compare(report, key, f"run {i} ablated", run.ablated, ablated)
-            step(f"{key} run {i} ablated")
+    for (settings, ablation, from_prompt), identities in groups.items():
+        reported = [False] * len(identities)
+
+        def on_step(steps: int, tokens: list[list[int]], identities=identities, reported=reported, cap=settings.max_new_tokens) -> bool:
+            # progress per list as it finishes: a batch of 24 lists is one call
+            for row, toks in enumerate(tokens):
+                if not reported[row] and _finished(toks, stops, cap):
+                    reported[row] = True
+                    report_done(unique[identities[row]])
+            return False
+
+        out = sample_lists(
+            loaded,
+            [identity[0] for identity in identities],
+            settings,
+            prefixes=None if from_prompt else [list(identity[2]) for identity in identities],
+            ablation=None if ablation.is_empty() else ablation,
+            on_step=on_step if on_progress is not None else None,
+        )
+        for row, (identity, sample) in enumerate(zip(identities, out)):
+            replayed[identity] = sample
+            if not reported[row]:  # cancelled or never stepped (max_new_tokens 0 is refused; kept for safety)
+                report_done(unique[identity])
+    report = ReplayReport()
+    for job in jobs:
+        again = replayed[job.identity]
+        if again.tokens != job.saved.tokens:
+            # Sampled again alone, as the explorer regenerates a run: on hardware whose kernels round
+            # differently by batch size, the batch must not be what makes a list differ.
+            again = _alone(loaded, job)
+        _compare(report, job.key, job.what, job.saved, again)
     return report
+
+
+def _alone(loaded: LoadedModel, job: _Job) -> ListSample:
+    return sample_lists(
+        loaded,
+        [job.spec],
+        job.settings,
+        prefixes=None if job.prefix is None else [list(job.prefix)],
+        ablation=None if job.ablation.is_empty() else job.ablation,
+    )[0]

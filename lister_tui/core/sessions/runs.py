@@ -14,7 +14,7 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import replace
 
 from lister_tui.core.engine.ablation import Ablation
-from lister_tui.core.engine.generation import ListSample, metric_curve, with_metric
+from lister_tui.core.engine.generation import ListSample, metric_curve, metric_curve_and_zeroed, with_metric
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, to_ablation
 from lister_tui.core.study.experiment import metric_under_ablation, regenerate
@@ -64,10 +64,12 @@ def ablation_run(
             base = with_metric(lab, replace(sample, prefix_len=sample.prompt_len))
         cache[cache_key] = (base, tuple(metric_curve(lab, base.tokens).tolist()))
     base, base_curve = cache[cache_key]
-    ablated_curve = tuple(metric_curve(lab, ablated.tokens, ablation).tolist())
+    # the scoring pass also counts the activations the ablation zeroed (0: it changed nothing)
+    curve, zeroed = metric_curve_and_zeroed(lab, ablated.tokens, ablation)
+    ablated_curve = tuple(curve.tolist())
     attr_pos = sample.structure.attribution_pos
     before = None if attr_pos is None else metric_under_ablation(lab, sample.tokens, Ablation(), attr_pos)
     under = None if attr_pos is None else metric_under_ablation(lab, sample.tokens, ablation, attr_pos)
     if cancelled():
         return None
-    return AblationRun(key, tuple(choices), from_attribution_pos, preset, base, ablated, base_curve, ablated_curve, before, under)
+    return AblationRun(key, tuple(choices), from_attribution_pos, preset, base, ablated, base_curve, ablated_curve, before, under, zeroed)

@@ -95,6 +95,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("preset", pa.string()),
             pa.field("metric_before", pa.float64()),
             pa.field("metric_under_ablation", pa.float64()),
+            pa.field("activations_zeroed", pa.int64()),
             *_prefixed("base_", _GEN_FIELDS),
             pa.field("base_curve", pa.list_(pa.float64())),
             *_prefixed("ablated_", _GEN_FIELDS),

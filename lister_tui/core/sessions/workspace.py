@@ -75,6 +75,15 @@ class AblationRun:
     # and with the ablation (a real forward pass each: the ablation's direct effect).
     metric_before: float | None = None
     metric_under_ablation: float | None = None
+    # Non-zero feature activations the ablation zeroed while the ablated list was scored
+    # (its prefix and, for "every" choices, its new tokens). 0: the ablation changed nothing,
+    # every chosen feature was already 0 where it applied. None: not recorded (older sessions).
+    activations_zeroed: int | None = None
+
+    @property
+    def zeroed_nothing(self) -> bool:
+        """The ablation switched nothing off (no choice, or every chosen feature 0 where it applied)."""
+        return self.activations_zeroed == 0
 
     @property
     def ablation(self) -> Ablation:

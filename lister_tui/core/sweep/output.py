@@ -32,6 +32,7 @@ from lister_tui.core.errors import ListerError
 from lister_tui.core.files.atomic import atomic_write
 from lister_tui.core.files.clock import now
 from lister_tui.core.files.json_read import parse_json
+from lister_tui.core.study.columns import migrate_frame, migrate_row
 from lister_tui.core.sweep.run import SweepResult
 from lister_tui.core.sweep.settings import SweepSettings
 from lister_tui.core.sweep.shards import Shard
@@ -109,8 +110,8 @@ def write_table(folder: Path, name: str, frame: pd.DataFrame) -> list[str]:
 
 
 def read_table(folder: Path, name: str) -> pd.DataFrame:
-    """A written table, from its Parquet file."""
-    return pd.read_parquet(Path(folder) / f"{name}.parquet")
+    """A written table, from its Parquet file (a column under an older name gets today's)."""
+    return migrate_frame(pd.read_parquet(Path(folder) / f"{name}.parquet"))
 
 
 def model_manifest(loaded: LoadedModel, sae_ids: Sequence[str]) -> dict:
@@ -231,7 +232,7 @@ class ShardFiles:
                 )
             if self.settings_sha256 is not None and record.get("settings_sha256") != self.settings_sha256:
                 raise ListerError(f"shard file {path} was written with other settings than this sweep's; delete it to run that shard again")
-            found[shard.id] = (record["output"], record.get("meta") or {})
+            found[shard.id] = (_migrate_output(record["output"]), record.get("meta") or {})
         return found
 
     def clear(self) -> None:
@@ -239,6 +240,15 @@ class ShardFiles:
         if self.folder.is_dir():
             for path in self.folder.glob("*.json"):
                 path.unlink()
+
+
+def _migrate_output(output):
+    """A saved shard's rows with today's column names (a shard saved before a rename resumes)."""
+    if isinstance(output, dict):
+        for key in ("generations", "faithfulness"):
+            if isinstance(output.get(key), list):
+                output[key] = [migrate_row(r) if isinstance(r, dict) else r for r in output[key]]
+    return output
 
 
 def _entry(model: LoadedModel | dict, settings: SweepSettings) -> ModelEntry:

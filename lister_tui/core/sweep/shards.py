@@ -36,6 +36,7 @@ from lister_tui.core.study.baselines import (
     restricted_baselines,
     steering_baseline,
 )
+from lister_tui.core.study.columns import PLAIN_METRIC
 from lister_tui.core.study.experiment import (
     attributable,
     attribute_lists,
@@ -71,7 +72,7 @@ def generation_row(loaded: LoadedModel, s: ListSample, condition: str, method: s
         "diversity": m.diversity,
         "filler_count": m.filler_count,
         "reached_end": m.reached_end,
-        "metric_at_attribution": m.metric_at_attribution,
+        PLAIN_METRIC: m.metric_at_attribution,
         "items": json.dumps(_items(loaded, s), ensure_ascii=False),
         "continuation": loaded.tokenizer.decode(list(s.continuation)),
     }

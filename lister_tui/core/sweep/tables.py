@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from lister_tui.core.engine.listing import topic_diversity
+from lister_tui.core.study.columns import ITEM_RULE, PLAIN_METRIC, PLAIN_METRIC_DESCRIPTION
 from lister_tui.core.study.faithfulness import correlation_per_sae
 
 BASE = "base"
@@ -32,7 +33,7 @@ SAE_ABLATION = "sae ablation"
 SAMPLE_KEYS = ["template", "topic", "sample"]
 CONDITION_KEYS = ["condition", "method", "sae"]
 # list metrics whose change (condition − base) is aggregated
-METRICS = ["n_items", "diversity", "n_tokens", "repeated_items", "filler_count", "metric_at_attribution"]
+METRICS = ["n_items", "diversity", "n_tokens", "repeated_items", "filler_count", PLAIN_METRIC]
 
 GENERATION_COLUMNS = [
     "condition",
@@ -51,7 +52,7 @@ GENERATION_COLUMNS = [
     "diversity",
     "filler_count",
     "reached_end",
-    "metric_at_attribution",
+    PLAIN_METRIC,
     "items",
     "continuation",
 ]
@@ -97,14 +98,14 @@ COLUMN_DESCRIPTIONS = {
     "seed": "the sample's seed (base and every condition share it)",
     "regenerated_from_position": "token position the regeneration started from (the original list's attribution position)",
     "ablated_pairs": "zeroed pairs as feature@position, strongest first",
-    "n_items": "items (lines starting with '-')",
+    "n_items": f"number of items: {ITEM_RULE}",
     "n_tokens": "generated tokens after the prompt, the stop token included",
     "repeated_items": "len(items) − len(set(items))",
     "diversity": "Shannon index of the generation's items (the study's code)",
     "filler_count": "filler blanks (a blank right before a line break)",
     "reached_end": "an end token was produced within the token cap",
-    "metric_at_attribution": "logit(blank) − logit(newline) at the list's last item's last token (plain model)",
-    "items": "the item names, as a JSON list",
+    PLAIN_METRIC: PLAIN_METRIC_DESCRIPTION,
+    "items": "the item names, as a JSON list (see n_items for what counts as an item)",
     "continuation": "the generated text after the prompt",
     "n_generations": "generations aggregated",
     "pairs_zeroed_mean": "(feature, position) pairs zeroed per generation, averaged; 0 for an SAE ablation means it "
@@ -159,7 +160,7 @@ def generations_frame(rows: Sequence[dict]) -> pd.DataFrame:
         frame[column] = frame[column].astype("int64")
     frame["regenerated_from_position"] = frame["regenerated_from_position"].astype("Int64")
     frame["reached_end"] = frame["reached_end"].astype(bool)
-    for column in ("diversity", "metric_at_attribution"):
+    for column in ("diversity", PLAIN_METRIC):
         frame[column] = frame[column].astype("float64")
     return frame
 

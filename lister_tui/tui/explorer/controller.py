@@ -391,6 +391,16 @@ class ExplorerController(Widget):
             return
         sae = self.sae_ids[self.state.sae_filter - 1] if self.state.sae_filter else self.sae_ids[0]
         ablation = top_k_ablation(st.attribution[sae], 0, TOP_K)
+        if ablation.is_empty():
+            # e.g. the last layer: act×grad is exactly 0 before the attribution position
+            self.notify(
+                f"{sae} has no pair with a positive attribution before the attribution position (at the last layer "
+                "act×grad is 0 there), so the study's top-k adds nothing; an ablation of it would zero nothing",
+                severity="warning",
+                timeout=6,
+                markup=False,
+            )
+            return
         switched = []
         for fa in ablation.features:
             choice = AblationChoice(fa.sae_id, fa.feature, fa.positions[0], "position")
@@ -540,6 +550,23 @@ class ExplorerController(Widget):
         self.state.streaming = None
         n = len(message.run.choices)
         self.state.regen_state = f"regenerated ({n} feature{'' if n == 1 else 's'})" + ("" if self.state.compare else " · d shows it")
+        if message.run.zeroed_nothing:
+            # not a measured "no effect": nothing was switched off (e.g. a feature chosen where it is 0)
+            self.state.regen_state = f"regenerated ({n} feature{'' if n == 1 else 's'}) · the ablation zeroed nothing"
+            why = (
+                "no feature is chosen"
+                if n == 0
+                else "every chosen feature's activation is already 0 at the positions it is ablated"
+            )
+            self.notify(
+                f"the ablation zeroed nothing: {why}, so the ablated list is the base's and its deltas are no "
+                "measured effect; choose features active in the prefix (the Features tab's activation column), "
+                "or ablate one at every position (e)",
+                title="Ablation zeroed nothing",
+                severity="warning",
+                timeout=8,
+                markup=False,
+            )
         self.state.run_hidden = False
         if message.key == self.state.current:
             self.changed()
