@@ -26,7 +26,7 @@ def _activations(tiny, sae_id: str, tokens) -> torch.Tensor:
 
 
 def _warnings(app) -> list[str]:
-    return [str(n.message) for n in app._notifications if WARNING in str(n.message)]
+    return [m.text for m in app.messages if WARNING in m.text]
 
 
 def test_an_ablation_of_features_that_are_zero_where_chosen_warns(make_app, tiny):
@@ -100,7 +100,7 @@ def test_the_last_layers_top_k_adds_nothing_and_says_so_then_the_run_warns(make_
             await pilot.press("K")
             await settle(app, pilot)
             assert app.workspace.state(key).choices == []
-            assert any("res_3 has no pair with a positive attribution" in str(n.message) for n in app._notifications)
+            assert any("res_3 has no pair with a positive attribution" in m.text for m in app.messages)
             await pilot.press("r")
             await settle(app, pilot)
             run = app.workspace.latest_run(key)
