@@ -1,8 +1,15 @@
-"""The feature expression matrix: features x samples of max activation, clustered, per SAE."""
+"""The feature expression matrix: features x samples of max activation, clustered, per SAE.
+
+The columns are labelled by the sample's template (``s``/``l``/``u``: short/long/unspecified)
+and topic (a letter per topic), with a legend line that spells the codes out; the heatmap's
+own legend says which value each colour stands for. Every label comes from the session and is
+shown as text, with control characters made visible.
+"""
 
 from __future__ import annotations
 
 from rich.markup import escape
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Static
@@ -12,10 +19,29 @@ from lister_tui.core.study.features import ExpressionMatrix, expression_matrix
 from lister_tui.tui.card_render import shown
 from lister_tui.safe_text import visible
 from lister_tui.tui.keymap import MATRIX_KEYS, bindings
-from lister_tui.tui.widgets.heatmap import Heatmap
+from lister_tui.tui.widgets.heatmap import ColumnHeader, Heatmap
 
 TOP_N = 300  # the study's
 LABEL_WIDTH = 16  # of a feature's label next to its row
+# The study's templates' one-letter codes; other templates get the first free letter of their name.
+TEMPLATE_CODES = {"short": "s", "long": "l", "unspecified": "u", "free": "f"}
+TOPIC_CODES = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def template_codes(names: list[str]) -> dict[str, str]:
+    """A short code for each template name: the study's letters, else a free letter of the name, else a digit."""
+    codes: dict[str, str] = {}
+    for name in dict.fromkeys(names):
+        wanted = TEMPLATE_CODES.get(name)
+        candidates = ([wanted] if wanted else []) + [ch.lower() for ch in name if ch.isalnum() and ch.isascii()] + list("0123456789")
+        codes[name] = next((c for c in candidates if c not in codes.values()), "?")
+    return codes
+
+
+def topic_codes(names: list[str]) -> dict[str, str]:
+    """A letter for each topic, in order of first appearance (``?`` past the 62nd)."""
+    unique = list(dict.fromkeys(names))
+    return {name: TOPIC_CODES[i] if i < len(TOPIC_CODES) else "?" for i, name in enumerate(unique)}
 
 
 class MatrixScreen(Screen[str | None]):
@@ -25,6 +51,7 @@ class MatrixScreen(Screen[str | None]):
     DEFAULT_CSS = """
     MatrixScreen #matrix-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
     MatrixScreen #matrix-info { height: 2; background: $panel; padding: 0 1; }
+    MatrixScreen #matrix-legend { height: auto; max-height: 3; background: $panel; padding: 0 1; }
     """
 
     def __init__(self, batch: BatchAttribution, states: dict[str, SampleState], sae_ids: list[str]) -> None:
@@ -38,6 +65,7 @@ class MatrixScreen(Screen[str | None]):
     def compose(self) -> ComposeResult:
         yield Static("", id="matrix-title")
         yield Heatmap(id="heatmap")
+        yield Static("", id="matrix-legend")
         yield Static("", id="matrix-info")
         yield Footer()
 
@@ -54,7 +82,37 @@ class MatrixScreen(Screen[str | None]):
             f"Expression matrix · {escape(visible(sae))} ({self.sae_index + 1}/{len(self.sae_ids)}, [ ] switch) · "
             f"{len(m.features)} features × {len(m.samples)} samples · max activation, clustered"
         )
-        self.query_one(Heatmap).show(m.values, [self._row_label(sae, int(f)) for f in m.features])
+        headers = self._column_headers()
+        self.query_one(Heatmap).show(m.values, [self._row_label(sae, int(f)) for f in m.features], headers)
+        self.query_one("#matrix-legend", Static).update(self._legend())
+
+    def _column_specs(self) -> list:
+        assert self.matrix is not None
+        return [self.states[self.batch.keys[int(i)]].sample.spec for i in self.matrix.samples]
+
+    def _column_headers(self) -> tuple[ColumnHeader, ...]:
+        specs = self._column_specs()
+        templates = template_codes([s.template for s in specs])
+        topics = topic_codes([s.topic for s in specs])
+        return (
+            ColumnHeader("template", tuple(visible(s.template) for s in specs), tuple(templates[s.template] for s in specs)),
+            ColumnHeader("topic", tuple(visible(s.topic) for s in specs), tuple(topics[s.topic] for s in specs)),
+        )
+
+    def _legend(self) -> Text:
+        """What the column codes stand for (names from the session: text, not markup)."""
+        specs = self._column_specs()
+        out = Text("columns · template ", style="dim")
+        for i, (name, code) in enumerate(template_codes([s.template for s in specs]).items()):
+            out.append(" · " if i else "")
+            out.append(code, style="bold")
+            out.append(" " + visible(name))
+        out.append("   topic ", style="dim")
+        for i, (name, code) in enumerate(topic_codes([s.topic for s in specs]).items()):
+            out.append(" · " if i else "")
+            out.append(code, style="bold")
+            out.append(" " + visible(name))
+        return out
 
     def _row_label(self, sae: str, feature: int) -> str:
         """``f12`` or ``f12 label`` (the user's label, shown as text, cut to LABEL_WIDTH)."""
