@@ -175,7 +175,7 @@ class BatchScreen(Screen[None]):
         s = self.summary
         n_lists = sum(len(t.lists) for t in s.per_template)
         self.query_one("#batch-title", Static).update(
-            Text(f"Batch · items per list, per template · {n_lists} lists · {s.n_runs} ablation runs", no_wrap=True, overflow="ellipsis")
+            Text(f"Batch · items per list, per template · {n_lists} lists · {s.n_runs} ablation run{'' if s.n_runs == 1 else 's'}", no_wrap=True, overflow="ellipsis")
         )
         self.query_one("#batch-summary", Static).update(summary_text(s))
         plots = self.query_one("#batch-plots", Horizontal)

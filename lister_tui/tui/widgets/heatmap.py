@@ -84,7 +84,9 @@ class Heatmap(Widget, can_focus=True):
         self.legend = legend
         self._top = 0
         self._left = 0
-        self.cell_width = 0  # of the widest cell at the last render (what the tests and the user see)
+        # the layout of the last render (what the user saw): the row labels' width and each shown column's
+        self.label_width = 0
+        self.cell_widths: list[int] = []
 
     def show(self, values: np.ndarray, row_labels: list[str], headers: tuple[ColumnHeader, ...] = ()) -> None:
         self.values = values
@@ -162,7 +164,7 @@ class Heatmap(Widget, can_focus=True):
         width = max(self.content_region.width - label_w, 1)
         height = max(self.content_region.height - len(self.headers) - 1, 1)  # the legend takes the last line
         widths = self._visible_columns(width)
-        self.cell_width = max(widths)
+        self.label_width, self.cell_widths = label_w, widths
         if self.row < self._top:
             self._top = self.row
         elif self.row >= self._top + height:
