@@ -89,8 +89,9 @@ def _shown(screen, selector: str) -> str:
 
 def test_batch_view_counts_base_then_ablated(make_app):
     async def go():
-        from lister_tui.tui.screens.batch import BatchScreen
         from textual_plotext import PlotextPlot
+
+        from lister_tui.tui.screens.batch import BatchScreen
 
         app = make_app()
         async with app.run_test(size=(160, 48)) as pilot:
@@ -179,5 +180,32 @@ def test_batch_view_says_when_the_sweep_folder_is_gone(make_app, tmp_path):
             await pilot.pause()
             assert "no lists in this session yet" in _shown(app.screen, "#batch-summary")
             assert "is not there" in _shown(app.screen, "#sweep-bars")
+
+    run(go())
+
+
+def test_matrix_leaves_out_a_sample_removed_after_the_batch_was_attributed(make_app):
+    async def go():
+        from lister_tui.tui.screens.matrix import MatrixScreen
+
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            await pilot.press("x")
+            await settle(app, pilot)
+            await pilot.press("escape")
+            gone = app.main.state.current
+            await pilot.press("delete")
+            await pilot.pause()
+            await pilot.press("y")  # removed (it stays in the session; u brings it back)
+            await settle(app, pilot)
+            assert gone not in app.workspace.samples and gone in app.workspace.batch.keys
+            await pilot.press("x")  # the batch's attribution is kept; its removed sample is not shown
+            await settle(app, pilot)
+            screen = app.screen
+            assert isinstance(screen, MatrixScreen)
+            assert screen.matrix.values.shape[1] == len(app.workspace.batch.keys) - 1
+            assert gone not in screen.keys
+            assert "1 removed sample left out" in str(screen.query_one("#matrix-title").render())
 
     run(go())

@@ -190,14 +190,14 @@ class BatchScreen(Screen[None]):
         plt = widget.plt
         plt.clear_data()
         plt.clear_figure()
-        series = [(f"base n={len(counts.lists)}", counts.lists, BASE_COLOUR)]
+        series = [("base", counts.lists, BASE_COLOUR)]  # n and means are in the lines above the plots
         if counts.ablated:
-            series.append((f"ablated n={len(counts.ablated)}", counts.ablated, ABLATED_COLOUR))
+            series.append(("ablated", counts.ablated, ABLATED_COLOUR))
         values = [v for _, group, _ in series for v in group]
         bins = list(histogram(values))  # every item count from the smallest to the largest seen
         heights = [[histogram(group).get(n, 0) for n in bins] for _, group, _ in series]
         plt.multiple_bar(bins, heights, labels=[label for label, _, _ in series], color=[c for _, _, c in series])
-        plt.title(f"{visible(counts.template)}: lists per item count")
+        plt.title(visible(counts.template))  # short: three plots side by side at 80 columns
         plt.xlabel("items")
         plt.ylabel("lists")
         top = max((max(h) for h in heights if h), default=1)

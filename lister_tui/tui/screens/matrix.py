@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from lister_tui.core.sessions.workspace import BatchAttribution, SampleState
+from lister_tui.core.study.experiment import select_samples
 from lister_tui.core.study.features import ExpressionMatrix, expression_matrix
 from lister_tui.tui.card_render import shown
 from lister_tui.safe_text import visible
@@ -61,6 +62,9 @@ class MatrixScreen(Screen[str | None]):
         self.sae_ids = [s for s in sae_ids if s in batch.by_sae]
         self.sae_index = 0
         self.matrix: ExpressionMatrix | None = None
+        # the batch's samples still in the session (one removed since the batch was attributed is left out)
+        self.kept = [i for i, k in enumerate(batch.keys) if k in states]
+        self.keys = [batch.keys[i] for i in self.kept]
 
     def compose(self) -> ComposeResult:
         yield Static("", id="matrix-title")
@@ -75,12 +79,22 @@ class MatrixScreen(Screen[str | None]):
 
     def _load(self) -> None:
         sae = self.sae_ids[self.sae_index]
-        samples = [self.states[k].sample for k in self.batch.keys]
-        self.matrix = expression_matrix(self.batch.by_sae[sae], samples, top_n=TOP_N)
+        if not self.keys:
+            self.query_one("#matrix-title", Static).update(
+                "Expression matrix · every sample of the attributed batch was removed: attribute the batch again (A)"
+            )
+            return
+        samples = [self.states[k].sample for k in self.keys]
+        attr = self.batch.by_sae[sae]
+        if len(self.kept) < len(self.batch.keys):
+            attr = select_samples(attr, self.kept)
+        self.matrix = expression_matrix(attr, samples, top_n=TOP_N)
         m = self.matrix
+        removed = len(self.batch.keys) - len(self.keys)
         self.query_one("#matrix-title", Static).update(
             f"Expression matrix · {escape(visible(sae))} ({self.sae_index + 1}/{len(self.sae_ids)}, [ ] switch) · "
             f"{len(m.features)} features × {len(m.samples)} samples · max activation, clustered"
+            + (f" · {removed} removed sample{'s' if removed > 1 else ''} left out" if removed else "")
         )
         headers = self._column_headers()
         self.query_one(Heatmap).show(m.values, [self._row_label(sae, int(f)) for f in m.features], headers)
@@ -88,7 +102,7 @@ class MatrixScreen(Screen[str | None]):
 
     def _column_specs(self) -> list:
         assert self.matrix is not None
-        return [self.states[self.batch.keys[int(i)]].sample.spec for i in self.matrix.samples]
+        return [self.states[self.keys[int(i)]].sample.spec for i in self.matrix.samples]
 
     def _column_headers(self) -> tuple[ColumnHeader, ...]:
         specs = self._column_specs()
@@ -142,7 +156,7 @@ class MatrixScreen(Screen[str | None]):
             return
         heatmap = self.query_one(Heatmap)
         feature = int(m.features[heatmap.row])
-        key = self.batch.keys[int(m.samples[heatmap.col])]
+        key = self.keys[int(m.samples[heatmap.col])]
 
         def closed(changed: bool | None) -> None:
             if changed:
@@ -157,14 +171,14 @@ class MatrixScreen(Screen[str | None]):
         if self.matrix is None or self.matrix.values.size == 0:
             return
         col = self.query_one(Heatmap).col
-        self.dismiss(self.batch.keys[int(self.matrix.samples[col])])
+        self.dismiss(self.keys[int(self.matrix.samples[col])])
 
     def on_heatmap_moved(self, event: Heatmap.Moved) -> None:
         m = self.matrix
         if m is None or m.values.size == 0:
             return
         feature = int(m.features[event.row])
-        key = self.batch.keys[int(m.samples[event.col])]
+        key = self.keys[int(m.samples[event.col])]
         spec = self.states[key].sample.spec
         self.query_one("#matrix-info", Static).update(
             # the SAE id, template and topic come from the session: text, not markup
