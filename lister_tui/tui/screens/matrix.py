@@ -183,7 +183,8 @@ class MatrixScreen(Screen[str | None]):
         self.query_one("#matrix-info", Static).update(
             # the SAE id, template and topic come from the session: text, not markup
             f"feature [b]{escape(visible(self.sae_ids[self.sae_index]))} f{feature}[/b] × sample "
-            f"[b]{escape(visible(f'{spec.template}/{spec.topic}/{spec.sample}'))}[/b] "
-            f"(seed {spec.seed}): max activation {m.values[event.row, event.col]:.3f}\n"
-            f"row {event.row + 1}/{m.values.shape[0]}, column {event.col + 1}/{m.values.shape[1]} · enter: the feature's card · o: open the sample"
+            f"[b]{escape(visible(f'{spec.template}/{spec.topic}/{spec.sample}'))}[/b]: "
+            f"max activation {m.values[event.row, event.col]:.3f}\n"
+            f"seed {spec.seed} · row {event.row + 1}/{m.values.shape[0]}, column {event.col + 1}/{m.values.shape[1]} · "
+            "enter: card · o: open sample"
         )
