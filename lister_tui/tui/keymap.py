@@ -90,7 +90,8 @@ MATRIX_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.matrix.up", "up", "move(-1,0)", "Up", "Previous feature", palette=False),
     KeySpec("lister.matrix.down", "down", "move(1,0)", "Down", "Next feature", palette=False),
     KeySpec("lister.matrix.card", "enter", "feature_card", "Card", "Open the card of the feature under the cursor (this column's sample in its strip)", True, palette=False),
-    KeySpec("lister.matrix.open", "o", "open_sample", "Open sample", "Open the sample under the cursor in the main view", True, palette=False),
+    KeySpec("lister.matrix.open", "o", "open_sample", "Open", "Open the sample under the cursor in the main view", True, palette=False),
+    KeySpec("lister.matrix.group", "g", "group", "Group", "Group the columns by template (clustered within), or back to the clustered order", True, palette=False),
 )
 
 BATCH_KEYS: tuple[KeySpec, ...] = (

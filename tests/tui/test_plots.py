@@ -209,3 +209,54 @@ def test_matrix_leaves_out_a_sample_removed_after_the_batch_was_attributed(make_
             assert "1 removed sample left out" in str(screen.query_one("#matrix-title").render())
 
     run(go())
+
+
+def test_matrix_groups_its_columns_by_template_and_back(make_app):
+    request = GenerateRequest(("short", "long"), ("Fruits", "Countries"), 1, 0, "code")
+
+    async def go():
+        from lister_tui.tui.widgets.heatmap import Heatmap
+
+        app = make_app(request)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await settle(app, pilot)
+            await pilot.press("x")
+            await settle(app, pilot)
+            screen = app.screen
+            clustered = screen.matrix
+            await pilot.press("right", "right")
+            sample = int(clustered.samples[2])
+            await pilot.press("g")
+            await pilot.pause()
+            grouped = screen.matrix
+            templates = [app.workspace.state(screen.keys[int(c)]).sample.spec.template for c in grouped.samples]
+            assert templates == sorted(templates, key=templates.index)  # each template's columns together
+            assert sorted(grouped.samples) == sorted(clustered.samples)  # the same samples, the same values
+            for j, c in enumerate(grouped.samples):
+                i = list(clustered.samples).index(c)
+                assert (grouped.values[:, j] == clustered.values[:, i]).all()
+            header = _lines(screen.query_one(Heatmap))[0]
+            assert header.count("short") == 1 and header.count("long") == 1  # one label per group
+            assert "grouped by template" in str(screen.query_one("#matrix-title").render())
+            assert int(grouped.samples[screen.query_one(Heatmap).col]) == sample  # the cursor stays on its sample
+            await pilot.press("g")
+            await pilot.pause()
+            assert list(screen.matrix.samples) == list(clustered.samples)
+
+    run(go())
+
+
+def test_group_by_template_keeps_the_clustered_order_within_each_template():
+    import numpy as np
+    from session_fixtures import make_sample
+
+    from lister_tui.core.study.features import ExpressionMatrix
+    from lister_tui.tui.screens.matrix import group_by_template
+
+    samples = [make_sample(t, "Fruits", i, i, [[6]], [False]) for i, t in enumerate(["short", "long", "short", "long"])]
+    m = ExpressionMatrix("res_0", np.array([7, 9]), np.array([3, 0, 1, 2]), np.arange(8.0).reshape(2, 4), ["Fruits"] * 4)
+    g = group_by_template(m, samples)
+    # clustered columns: samples 3 (long), 0 (short), 1 (long), 2 (short) -> long 3, 1 then short 0, 2
+    assert list(g.samples) == [3, 1, 0, 2]
+    assert g.values.tolist() == [[0.0, 2.0, 1.0, 3.0], [4.0, 6.0, 5.0, 7.0]]
+    assert list(g.features) == [7, 9]

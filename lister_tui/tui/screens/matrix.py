@@ -17,8 +17,8 @@ from textual.widgets import Footer, Static
 from lister_tui.core.sessions.workspace import BatchAttribution, SampleState
 from lister_tui.core.study.experiment import select_samples
 from lister_tui.core.study.features import ExpressionMatrix, expression_matrix
-from lister_tui.tui.card_render import shown
 from lister_tui.safe_text import visible
+from lister_tui.tui.card_render import shown
 from lister_tui.tui.keymap import MATRIX_KEYS, bindings
 from lister_tui.tui.widgets.heatmap import ColumnHeader, Heatmap
 
@@ -45,6 +45,15 @@ def topic_codes(names: list[str]) -> dict[str, str]:
     return {name: TOPIC_CODES[i] if i < len(TOPIC_CODES) else "?" for i, name in enumerate(unique)}
 
 
+def group_by_template(m: ExpressionMatrix, samples: list) -> ExpressionMatrix:
+    """``m`` with its columns grouped by template (in order of first appearance), each group
+    keeping the clustered order; rows unchanged."""
+    templates = [samples[int(c)].spec.template for c in m.samples]
+    rank = {t: i for i, t in enumerate(dict.fromkeys(templates))}
+    order = sorted(range(len(templates)), key=lambda c: rank[templates[c]])  # stable: clustered within
+    return ExpressionMatrix(m.sae_id, m.features, m.samples[order], m.values[:, order], [m.topics[c] for c in order])
+
+
 class MatrixScreen(Screen[str | None]):
     """Dismisses with the key of the sample to open, or None."""
 
@@ -65,6 +74,7 @@ class MatrixScreen(Screen[str | None]):
         # the batch's samples still in the session (one removed since the batch was attributed is left out)
         self.kept = [i for i, k in enumerate(batch.keys) if k in states]
         self.keys = [batch.keys[i] for i in self.kept]
+        self.grouped = False  # columns grouped by template (clustered within each group), else clustered
 
     def compose(self) -> ComposeResult:
         yield Static("", id="matrix-title")
@@ -88,12 +98,15 @@ class MatrixScreen(Screen[str | None]):
         attr = self.batch.by_sae[sae]
         if len(self.kept) < len(self.batch.keys):
             attr = select_samples(attr, self.kept)
-        self.matrix = expression_matrix(attr, samples, top_n=TOP_N)
-        m = self.matrix
+        m = expression_matrix(attr, samples, top_n=TOP_N)
+        if self.grouped:
+            m = group_by_template(m, samples)
+        self.matrix = m
         removed = len(self.batch.keys) - len(self.keys)
         self.query_one("#matrix-title", Static).update(
             f"Expression matrix · {escape(visible(sae))} ({self.sae_index + 1}/{len(self.sae_ids)}, [ ] switch) · "
-            f"{len(m.features)} features × {len(m.samples)} samples · max activation, clustered"
+            f"{len(m.features)} features × {len(m.samples)} samples · max activation, "
+            + ("grouped by template (g)" if self.grouped else "clustered (g: group by template)")
             + (f" · {removed} removed sample{'s' if removed > 1 else ''} left out" if removed else "")
         )
         headers = self._column_headers()
@@ -136,6 +149,16 @@ class MatrixScreen(Screen[str | None]):
             return f"f{feature}"
         label = shown(label).replace("·", " ")
         return f"f{feature} " + (label if len(label) <= LABEL_WIDTH else label[: LABEL_WIDTH - 1] + "…")
+
+    def action_group(self) -> None:
+        """Group the columns by template (the cursor stays on its sample), or back to the clustered order."""
+        m = self.matrix
+        sample = int(m.samples[self.query_one(Heatmap).col]) if m is not None and m.values.size else None
+        self.grouped = not self.grouped
+        self._load()
+        if sample is not None and self.matrix is not None:
+            heatmap = self.query_one(Heatmap)
+            heatmap.move(0, list(self.matrix.samples).index(sample) - heatmap.col)
 
     def action_sae(self, step: int) -> None:
         self.sae_index = (self.sae_index + step) % len(self.sae_ids)
