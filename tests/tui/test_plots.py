@@ -224,6 +224,7 @@ def test_matrix_groups_its_columns_by_template_and_back(make_app):
             await settle(app, pilot)
             screen = app.screen
             clustered = screen.matrix
+            legend = str(screen.query_one("#matrix-legend").render())
             await pilot.press("right", "right")
             sample = int(clustered.samples[2])
             await pilot.press("g")
@@ -238,6 +239,7 @@ def test_matrix_groups_its_columns_by_template_and_back(make_app):
             header = _lines(screen.query_one(Heatmap))[0]
             assert header.count("short") == 1 and header.count("long") == 1  # one label per group
             assert "grouped by template" in str(screen.query_one("#matrix-title").render())
+            assert str(screen.query_one("#matrix-legend").render()) == legend  # the codes do not change
             assert int(grouped.samples[screen.query_one(Heatmap).col]) == sample  # the cursor stays on its sample
             await pilot.press("g")
             await pilot.pause()

@@ -117,10 +117,15 @@ class MatrixScreen(Screen[str | None]):
         assert self.matrix is not None
         return [self.states[self.keys[int(i)]].sample.spec for i in self.matrix.samples]
 
+    def _codes(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The codes of templates and topics, in the session's order of the samples: the same
+        whichever order the columns are in (clustered or grouped)."""
+        specs = [self.states[k].sample.spec for k in self.keys]
+        return template_codes([s.template for s in specs]), topic_codes([s.topic for s in specs])
+
     def _column_headers(self) -> tuple[ColumnHeader, ...]:
         specs = self._column_specs()
-        templates = template_codes([s.template for s in specs])
-        topics = topic_codes([s.topic for s in specs])
+        templates, topics = self._codes()
         return (
             ColumnHeader("template", tuple(visible(s.template) for s in specs), tuple(templates[s.template] for s in specs)),
             ColumnHeader("topic", tuple(visible(s.topic) for s in specs), tuple(topics[s.topic] for s in specs)),
@@ -128,14 +133,14 @@ class MatrixScreen(Screen[str | None]):
 
     def _legend(self) -> Text:
         """What the column codes stand for (names from the session: text, not markup)."""
-        specs = self._column_specs()
         out = Text("columns · template ", style="dim")
-        for i, (name, code) in enumerate(template_codes([s.template for s in specs]).items()):
+        templates, topics = self._codes()
+        for i, (name, code) in enumerate(templates.items()):
             out.append(" · " if i else "")
             out.append(code, style="bold")
             out.append(" " + visible(name))
         out.append("   topic ", style="dim")
-        for i, (name, code) in enumerate(topic_codes([s.topic for s in specs]).items()):
+        for i, (name, code) in enumerate(topics.items()):
             out.append(" · " if i else "")
             out.append(code, style="bold")
             out.append(" " + visible(name))
