@@ -33,7 +33,8 @@ regenerated list; m@last: the metric at the regenerated list's own last item (th
 ablation's effect); m@attr: the metric at the sample's attribution position on its own tokens, without and with
 the ablation (the ablation's direct effect); rep: repeated items; div: the Shannon index −Σ p ln p of the list's item names (ln of the count when all differ); end: reached the end token.
 [b]Matrix[/b]  (x) columns are samples, labelled by template (s short, l long, u unspecified) and topic (A, B, …:
-spelled out under the grid); the colour legend gives the max activation each colour stands for (darkest: 0).
+spelled out under the grid; g groups the columns by template); the colour legend gives the max activation each
+colour stands for (darkest: 0).
 [b]Batch[/b]  (B) per template, a histogram of items per list: the session's lists (base) and every run's ablated
 regeneration, n and means; paired Δ = ablated − the run's own base. From a sweep: its Δitems ± sd per condition.
 Over SSH, set COLORTERM=truecolor (or TEXTUAL_COLOR_SYSTEM=256) if colours look wrong; y copies via OSC 52."""
