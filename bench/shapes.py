@@ -147,6 +147,8 @@ def random_jumprelu_sae(
     from sae_lens import JumpReLUSAE, JumpReLUSAEConfig
     from sae_lens.saes.sae import SAEMetadata
 
+    from lister_tui.core.engine.loading import freed_when_released
+
     reshape = "hook_z" if hook_name.endswith("hook_z") else "none"
     sae = JumpReLUSAE(
         JumpReLUSAEConfig(
@@ -169,4 +171,4 @@ def random_jumprelu_sae(
     sae.eval()
     for p in sae.parameters():
         p.requires_grad_(False)
-    return sae
+    return freed_when_released(sae)  # as the engine loads them (no reference cycle)

@@ -19,12 +19,15 @@ from lister_tui.core.engine.registry import get_entry
 from lister_tui.core.engine.prompts import TOPICS
 
 # Steering short-template prompts along (mean long − mean short) at the earliest layer
-# must add more than this many items on average (measured: +0.75 at these settings).
+# must add more than this many items on average (measured: +0.58 at these settings; +0.75 on
+# an earlier build).
 STEERING_ITEMS_MARGIN = 0.3
 # What the study saw for Gemma's res-0 SAE: zeroing res_0's top-5 pairs lengthens short
 # lists, because " short" alone shortens them and res_0 carries the word in a few
-# features (README, "What attribution finds"); measured +2.58 items at these settings.
-RES0_ITEMS_MARGIN = 1.0
+# features (README, "What attribution finds"); measured +0.58 items at these settings on the
+# shipped build, whose top 5 hold one of the word's two features (+2.58 on an earlier build
+# that spread the word over five); 12 lists, sd 0.87.
+RES0_ITEMS_MARGIN = 0.25
 
 SMALL_TOPICS = TOPICS[:6]
 EARLIEST_RES = min((s for s in get_entry("lister-tiny").sites if s.kind == "res"), key=lambda s: s.layer).id

@@ -280,4 +280,32 @@ def _checked_site(sae: "SAE", site: SAESite, entry: ModelEntry) -> "SAE":
         # but are loaded with reshape "none"; the engine and SAELens' splicing need "hook_z".
         sae.cfg.reshape_activations = "hook_z"
         sae.turn_on_forward_pass_hook_z_reshaping()
+    return freed_when_released(sae)
+
+
+def freed_when_released(sae: "SAE") -> "SAE":
+    """``sae``, made free of SAELens's reference cycle, so that its memory goes when its last
+    reference does.
+
+    SAELens gives a hook_z SAE a ``reshape_fn_in`` closure over the SAE itself (it records
+    ``d_head`` on the first call): a cycle, freed only when Python's cycle collector next
+    runs. Streaming attribution then held up to 4 SAEs at once instead of 2 (bench/memory.py);
+    at Gemma Scope's width an attention SAE is hundreds of MB. The same function, with a
+    weak reference to the SAE, breaks the cycle.
+    """
+    if not getattr(sae, "hook_z_reshaping_mode", False):
+        return sae
+    import weakref
+
+    import einops
+
+    owner = weakref.ref(sae)
+
+    def reshape_fn_in(x):
+        sae_now = owner()
+        if sae_now is not None:
+            sae_now.d_head = x.shape[-1]
+        return einops.rearrange(x, "... n_heads d_head -> ... (n_heads d_head)")
+
+    sae.reshape_fn_in = reshape_fn_in
     return sae
