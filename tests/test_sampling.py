@@ -108,6 +108,19 @@ def test_same_seed_same_tokens_whatever_the_batch(model):
     assert generate(model, prompts, [1, 2, 1234, 3, 4], **kwargs) == batch
 
 
+def test_a_long_prefix_stops_at_the_context_not_past_it(model):
+    """A regeneration continues a sampled prefix: prefix + max_new_tokens may pass n_ctx (a list
+    that cannot end under "ban end"); it stops at the context's end, whatever its batch."""
+    n_ctx = model.cfg.n_ctx
+    long = prompt(n_ctx - 5, 20)
+    kwargs = dict(temperature=1.0, top_p=0.95, max_new_tokens=40, stop_ids=[])
+    (alone,) = generate(model, [long], [7], **kwargs)
+    assert len(alone.prompt) + len(alone.tokens) == n_ctx and not alone.stopped
+    batch = generate(model, [prompt(8, 21), long, prompt(n_ctx, 22)], [1, 7, 2], **kwargs)
+    assert batch[1].tokens == alone.tokens
+    assert len(batch[0].tokens) == 40 and batch[2].tokens == []  # a full prefix leaves no room
+
+
 def test_different_seeds_differ(model):
     target = prompt(8, 10)
     runs = generate(model, [target] * 4, [0, 1, 2, 3], temperature=1.0, max_new_tokens=N_NEW, stop_ids=[])

@@ -9,7 +9,6 @@ sessions are kept in the user's settings file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from textual import work
@@ -30,19 +29,7 @@ from lister_tui.tui.screens.help import HelpScreen
 from lister_tui.tui.screens.main import MainScreen
 from lister_tui.tui.theme import LISTER_THEME
 from lister_tui.tui.themes import DEFAULT_THEME, load_themes
-
-MESSAGES_KEPT = 200  # the history that key M lists
-
-
-@dataclass(frozen=True)
-class Message:
-    """One notification as shown: severity, title and text (already made visible), and when."""
-
-    severity: str
-    title: str
-    text: str
-    at: str
-
+from lister_tui.tui.widgets.message_line import MESSAGES_KEPT, Message
 
 # What the explorer generates when it opens: every template, four topics, two seeds each.
 DEFAULT_REQUEST = GenerateRequest(tuple(TEMPLATES), TOPICS[:4], 2, 0, "code")
@@ -94,11 +81,10 @@ class ListerApp(App):
         names, paths and errors from files or the user, so it is shown as text, with control characters
         as markers, never as markup (``markup`` is accepted and ignored)."""
         text, heading = visible(message, keep_newlines=True), visible(title)
-        self.messages.append(Message(severity, heading, text, self._clock()))
+        self.messages.append(Message.now(severity, heading, text))
         del self.messages[:-MESSAGES_KEPT]
         line = getattr(self.screen_stack[-1], "message_line", None) if self.screen_stack else None
-        if line is not None:
-            # the main screen: one line under the panes, never a toast over the features table
+        if line is not None:  # the main screen: one line under the panes, never a toast over the tables
             line.say(f"{heading}: {text}" if heading else text, severity, timeout)
         else:  # a modal screen (card, circuit, dialogs) has no message line: a toast
             super().notify(text, title=heading, severity=severity, timeout=timeout, markup=False)
@@ -109,12 +95,6 @@ class ListerApp(App):
             line = getattr(screen, "message_line", None)
             if line is not None:
                 line.clear()
-
-    @staticmethod
-    def _clock() -> str:
-        from datetime import datetime
-
-        return datetime.now().strftime("%H:%M:%S")
 
     def action_messages(self) -> None:
         from lister_tui.tui.screens.messages import MessagesScreen

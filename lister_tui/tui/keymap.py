@@ -56,6 +56,7 @@ MAIN_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.copy_link", "y", "copy_link", "Copy link", "Copy the highlighted feature's Neuronpedia link (or its id) to the clipboard (OSC 52)"),
     KeySpec("lister.copy_text", "Y", "copy_text", "Copy text", "Copy the sample's real text to the clipboard"),
     KeySpec("lister.matrix", "x", "matrix", "Matrix", "Feature expression matrix: features x samples, clustered, per SAE", True),
+    KeySpec("lister.batch", "B", "batch", "Batch", "Batch view: items per list per template, base vs ablated (and the sweep's Δitems per condition)"),
     KeySpec("lister.circuit", "C", "app.circuit", "Circuit", "Circuit of this sample: how the features connect across SAEs, and how faithful it is (a screen)"),
     KeySpec("lister.sidebar", "b", "sidebar", "Samples", "Show or hide the sample browser"),
     KeySpec("lister.focus_tokens", "T", "focus_tokens", "Tokens", "Focus the token view (arrow keys move the token cursor)"),
@@ -89,7 +90,13 @@ MATRIX_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.matrix.up", "up", "move(-1,0)", "Up", "Previous feature", palette=False),
     KeySpec("lister.matrix.down", "down", "move(1,0)", "Down", "Next feature", palette=False),
     KeySpec("lister.matrix.card", "enter", "feature_card", "Card", "Open the card of the feature under the cursor (this column's sample in its strip)", True, palette=False),
-    KeySpec("lister.matrix.open", "o", "open_sample", "Open sample", "Open the sample under the cursor in the main view", True, palette=False),
+    KeySpec("lister.matrix.open", "o", "open_sample", "Open", "Open the sample under the cursor in the main view", True, palette=False),
+    KeySpec("lister.matrix.group", "g", "group", "Group", "Group the columns by template (clustered within), or back to the clustered order", True, palette=False),
+)
+
+BATCH_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("lister.batch.close", "escape,q,B", "close", "Close", "Close the batch view", True, palette=False),
+    KeySpec("lister.batch.refresh", "f5", "refresh", "Refresh", "Count again (after new samples or runs)", True, palette=False),
 )
 
 CARD_KEYS: tuple[KeySpec, ...] = (

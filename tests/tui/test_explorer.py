@@ -12,7 +12,7 @@ from lister_tui.core.study.experiment import ablate_and_regenerate, attribute_li
 from lister_tui.core.study.features import expression_matrix
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 from lister_tui.core.sessions.workspace import DELTA_METRICS
-from lister_tui.tui.keymap import APP_KEYS, MAIN_KEYS, MATRIX_KEYS, TOKEN_KEYS
+from lister_tui.tui.keymap import APP_KEYS, BATCH_KEYS, MAIN_KEYS, MATRIX_KEYS, TOKEN_KEYS
 from lister_tui.tui.widgets import FeatureTable, TokenView
 
 from lister_tui.tui.screens.generate import GenerateRequest
@@ -198,7 +198,7 @@ def test_bad_requests_are_notifications_not_tracebacks(make_app):
 def test_keys_have_ids_and_the_palette_offers_every_action(make_app):
     from lister_tui.tui.commands import ExplorerCommands
 
-    specs = APP_KEYS + MAIN_KEYS + TOKEN_KEYS + MATRIX_KEYS
+    specs = APP_KEYS + MAIN_KEYS + TOKEN_KEYS + MATRIX_KEYS + BATCH_KEYS
     ids = [s.id for s in specs]
     assert all(ids) and len(set(ids)) == len(ids)
 

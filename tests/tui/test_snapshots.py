@@ -1,5 +1,5 @@
 """Snapshots at 80x24 and 160x48: the main screen in the compare view after the study's loop on
-one sample, the ablation tab, and the expression matrix.
+one sample, the ablation tab, the expression matrix, and the batch view after that loop.
 
 The content is deterministic for a given lister-tiny build (fixed seeds); after a
 rebuild of the organism, refresh with ``--snapshot-update`` and look at the diffs.
@@ -59,3 +59,17 @@ def test_matrix_80x24(snap_compare, make_app):
 
 def test_matrix_160x48(snap_compare, make_app):
     assert snap_compare(make_app(), terminal_size=(160, 48), run_before=_matrix)
+
+
+async def _batch(pilot) -> None:
+    await _loop(pilot)
+    await pilot.press("B")  # items per list: the four lists (base) and the one ablated regeneration
+    await pilot.pause()
+
+
+def test_batch_view_80x24(snap_compare, make_app):
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=_batch)
+
+
+def test_batch_view_160x48(snap_compare, make_app):
+    assert snap_compare(make_app(), terminal_size=(160, 48), run_before=_batch)

@@ -112,6 +112,9 @@ def generate(
     ``pad_id`` is the token fed back for rows that have already stopped (their
     outputs are ignored). ``max_batch_size`` splits large same-length groups.
 
+    A batch stops at the model's context (``model.cfg.n_ctx`` tokens, prefix included)
+    if that comes before ``max_new_tokens``; callers refuse prompts that leave no room.
+
     ``banned_ids`` are never sampled (their logits are set to -inf before the
     temperature, top-k and top-p steps): restricted sampling, e.g. banning the end
     token so that a list cannot end. Each sample still draws one uniform per step.
@@ -121,12 +124,20 @@ def generate(
     if banned and not (0 <= banned[0] and banned[-1] < model.cfg.d_vocab_out):
         raise ListerError(f"banned token ids {banned} are out of range; valid: 0..{model.cfg.d_vocab_out - 1}")
     stop_set = {int(s) for s in stop_ids}
+    n_ctx = getattr(model.cfg, "n_ctx", None)
     new_tokens: list[list[int]] = [[] for _ in prompts]
     stopped = [False] * len(prompts)
     steps_done = 0
 
     for batch_indices in _batches_by_length(prompts, max_batch_size):
         prefix_len = len(prompts[batch_indices[0]])
+        # A regeneration continues a sampled prefix, so prefix + max_new_tokens can pass the
+        # model's context (a list that never ends under "ban end"): it stops at the context's
+        # end, as at the token cap. A batch holds one prefix length, so the cap is the same
+        # whatever the batch (a sample's tokens never depend on it).
+        steps = max_new_tokens if not isinstance(n_ctx, int) or n_ctx <= 0 else max(0, min(max_new_tokens, n_ctx - prefix_len))
+        if steps == 0:
+            continue
         hooks = list(ablation_hooks or [])
         if hook_factory is not None:
             hooks += hook_factory(prefix_len)
@@ -153,7 +164,7 @@ def generate(
                 temperature=temperature,
                 top_p=top_p,
                 top_k=top_k,
-                max_new_tokens=max_new_tokens,
+                max_new_tokens=steps,
                 finished=lambda rows=batch_indices: [stopped[s] for s in rows],
                 pad_id=pad_id,
                 record_step=record_step,

@@ -12,7 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from lister_tui.tui.keymap import APP_KEYS, CARD_KEYS, MAIN_KEYS, MATRIX_KEYS, TOKEN_KEYS, key_label
+from lister_tui.tui.keymap import APP_KEYS, BATCH_KEYS, CARD_KEYS, MAIN_KEYS, MATRIX_KEYS, TOKEN_KEYS, key_label
 from lister_tui.tui.widgets.token_view import BLANK, EMPTY, NEWLINE, OTHER_SPACE, TAB
 
 _LEGEND = f"""\
@@ -32,6 +32,11 @@ same regeneration without the ablation. R switches to regenerating from the prom
 regenerated list; m@last: the metric at the regenerated list's own last item (the plain model's reading, not the
 ablation's effect); m@attr: the metric at the sample's attribution position on its own tokens, without and with
 the ablation (the ablation's direct effect); rep: repeated items; div: the Shannon index −Σ p ln p of the list's item names (ln of the count when all differ); end: reached the end token.
+[b]Matrix[/b]  (x) columns are samples, labelled by template (s short, l long, u unspecified) and topic (A, B, …:
+spelled out under the grid; g groups the columns by template); the colour legend gives the max activation each
+colour stands for (darkest: 0).
+[b]Batch[/b]  (B) per template, a histogram of items per list: the session's lists (base) and every run's ablated
+regeneration, n and means; paired Δ = ablated − the run's own base. From a sweep: its Δitems ± sd per condition.
 Over SSH, set COLORTERM=truecolor (or TEXTUAL_COLOR_SYSTEM=256) if colours look wrong; y copies via OSC 52."""
 # one paragraph per [b]section[/b], wrapped by the terminal rather than at fixed columns
 LEGEND = re.sub(r"\n(?!\[b\]|Over SSH)", " ", _LEGEND)
@@ -53,7 +58,7 @@ class HelpScreen(ModalScreen[None]):
         table.add_column("key", no_wrap=True)
         table.add_column("does")
         table.add_column("id", style="dim", no_wrap=True)
-        for group, specs in (("explorer", APP_KEYS + MAIN_KEYS), ("token view", TOKEN_KEYS), ("expression matrix", MATRIX_KEYS), ("feature card", CARD_KEYS)):
+        for group, specs in (("explorer", APP_KEYS + MAIN_KEYS), ("token view", TOKEN_KEYS), ("expression matrix", MATRIX_KEYS), ("batch view", BATCH_KEYS), ("feature card", CARD_KEYS)):
             table.add_row(Text(group, style="bold underline"), "", "")
             for s in specs:
                 table.add_row(key_label(s, self.keymap), s.help, s.id)

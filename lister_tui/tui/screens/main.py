@@ -446,3 +446,9 @@ class MainScreen(Screen):
                 self.controller.select(key)
 
         self.app.push_screen(MatrixScreen(self.ws.batch, self.ws.samples, self.controller.sae_ids), opened)
+
+    def action_batch(self) -> None:
+        from lister_tui.tui.screens.batch import BatchScreen
+
+        session = self.app.session  # its manifest's source says whether a sweep made this session
+        self.app.push_screen(BatchScreen(self.ws, session.extra if session is not None else None))

@@ -8,10 +8,28 @@ being covered). The app keeps every message (``ListerApp.messages``; key M lists
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from textual.timer import Timer
 from textual.widgets import Static
 
 DEFAULT_TIMEOUT_S = {"information": 6.0, "warning": 10.0, "error": 15.0}
+MESSAGES_KEPT = 200  # the history that key M lists
+
+
+@dataclass(frozen=True)
+class Message:
+    """One notification as shown: severity, title and text (already made visible), and when."""
+
+    severity: str
+    title: str
+    text: str
+    at: str
+
+    @classmethod
+    def now(cls, severity: str, title: str, text: str) -> Message:
+        return cls(severity, title, text, datetime.now().strftime("%H:%M:%S"))
 
 
 class MessageLine(Static):
