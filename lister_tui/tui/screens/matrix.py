@@ -18,7 +18,6 @@ from lister_tui.core.sessions.workspace import BatchAttribution, SampleState
 from lister_tui.core.study.experiment import select_samples
 from lister_tui.core.study.features import ExpressionMatrix, expression_matrix
 from lister_tui.safe_text import visible
-from lister_tui.tui.card_render import shown
 from lister_tui.tui.keymap import MATRIX_KEYS, bindings
 from lister_tui.tui.widgets.heatmap import ColumnHeader, Heatmap
 
