@@ -15,6 +15,8 @@ from lister_tui.core.study.circuits import CircuitSettings
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 from lister_tui.tui.screens.circuit import CircuitGrid, CircuitScreen
 
+from hostile import unsafe_chars
+
 from .conftest import settle
 
 SETTINGS = CircuitSettings(sites=("res_1", "attn_2", "res_2"), nodes_per_site=4)
@@ -34,15 +36,20 @@ class Host(App):
         self.push_screen(self.circuit_screen)
 
 
+def _screen(tiny, sample) -> tuple[Workspace, str, CircuitScreen]:
+    """A session holding ``sample`` and its circuit screen (not yet shown)."""
+    ws = Workspace(tiny.entry.name)
+    (key,) = ws.add_samples([sample], "code")
+    return ws, key, CircuitScreen(tiny, sample, key=key, workspace=ws, settings=SETTINGS)
+
+
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 def test_circuit_screen_shows_nodes_parents_and_the_outline(tiny, short_sample, size):
     asyncio.run(_shows_nodes(tiny, short_sample, size))
 
 
 async def _shows_nodes(tiny, short_sample, size):
-    ws = Workspace(tiny.entry.name)
-    (key,) = ws.add_samples([short_sample], "code")
-    screen = CircuitScreen(tiny, short_sample, key=key, workspace=ws, settings=SETTINGS)
+    ws, key, screen = _screen(tiny, short_sample)
     app = Host(screen)
     async with app.run_test(size=size) as pilot:
         await settle(app, pilot)
@@ -72,9 +79,7 @@ def test_a_feature_node_toggles_into_the_samples_ablation(tiny, short_sample):
 
 
 async def _toggles(tiny, short_sample):
-    ws = Workspace(tiny.entry.name)
-    (key,) = ws.add_samples([short_sample], "code")
-    screen = CircuitScreen(tiny, short_sample, key=key, workspace=ws, settings=SETTINGS)
+    ws, key, screen = _screen(tiny, short_sample)
     app = Host(screen)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
@@ -130,9 +135,7 @@ def test_enter_on_a_feature_node_opens_its_card(tiny, short_sample):
 async def _card(tiny, short_sample):
     from lister_tui.tui.screens.feature_card import FeatureCardScreen
 
-    ws = Workspace(tiny.entry.name)
-    (key,) = ws.add_samples([short_sample], "code")
-    screen = CircuitScreen(tiny, short_sample, key=key, workspace=ws, settings=SETTINGS)
+    ws, key, screen = _screen(tiny, short_sample)
     app = Host(screen)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
@@ -158,9 +161,7 @@ def test_the_curve_view_shows_the_site_report_of_the_circuit(tiny, short_sample,
 
 
 async def _site_report(tiny, short_sample, size):
-    ws = Workspace(tiny.entry.name)
-    (key,) = ws.add_samples([short_sample], "code")
-    screen = CircuitScreen(tiny, short_sample, key=key, workspace=ws, settings=SETTINGS)
+    ws, key, screen = _screen(tiny, short_sample)
     app = Host(screen)
     async with app.run_test(size=size) as pilot:
         await settle(app, pilot)
@@ -191,9 +192,7 @@ def test_the_users_labels_show_in_the_grid_where_there_is_room_and_in_the_outlin
 
 
 async def _labels(tiny, short_sample):
-    ws = Workspace(tiny.entry.name)
-    (key,) = ws.add_samples([short_sample], "code")
-    screen = CircuitScreen(tiny, short_sample, key=key, workspace=ws, settings=SETTINGS)
+    ws, key, screen = _screen(tiny, short_sample)
     app = Host(screen)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
@@ -215,3 +214,6 @@ async def _labels(tiny, short_sample):
         tree = screen.query_one(Tree)
         row = next(ch for ch in tree.root.children if ch.data == parent.id)
         assert "“fr[b]␛[31mit”" in row.label.plain
+        # a token string is untrusted too: a bidi override or an escape in the vocabulary shows as a marker
+        grid.show(c, ["\u202e\x1b[2J"] * len(screen.tokens))
+        assert unsafe_chars(grid.render().plain) == [] and "⟨U+202E⟩"[:4] in grid.render().plain

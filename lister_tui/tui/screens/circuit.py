@@ -44,7 +44,6 @@ from lister_tui.core.study.circuits import (
     CircuitSettings,
     find_circuit,
 )
-from lister_tui.core.study.circuits.export import visible
 from lister_tui.core.study.circuits.graph import ordered_sites
 from lister_tui.core.study.circuits.report import sae_memory, site_report
 from lister_tui.core.study.experiment import metric_under_ablation, regenerate
@@ -212,7 +211,7 @@ class CircuitScreen(Screen[None]):
         for edge in self.circuit.parents(node.data)[:OUTLINE_PARENTS]:
             parent = self.circuit.node(edge.source)
             text = Text(f"{edge.weight:+.3f} ← {parent.id} ", no_wrap=True)
-            text.append(visible(parent.token), style="italic")
+            text.append(visible_text(parent.token or ""), style="italic")
             name = self._label(parent)
             if name:
                 text.append(f" “{visible_text(name)}”", style="bold")
@@ -265,7 +264,7 @@ class CircuitScreen(Screen[None]):
         if node is None:
             return out
         out.append(f"{node.id}", style="bold")
-        out.append(f"  {visible(node.token)!s}", style="italic")
+        out.append("  " + visible_text(node.token or ""), style="italic")
         out.append(f"  effect {node.effect:+.3f}")
         if node.activation is not None:
             out.append(f"  activation {node.activation:.3f}")

@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from lister_tui.core.study.circuits import METRIC, Circuit
-from lister_tui.core.study.circuits.export import label, visible
+from lister_tui.core.study.circuits.export import label
 from lister_tui.core.study.circuits.graph import EMBED, Node
 from lister_tui.safe_text import visible as visible_text
 
@@ -146,7 +146,7 @@ class CircuitGrid(Widget, can_focus=True):
             out.append(f"{pos:>{w - 1}} ", style="dim")
         out.append("\n" + " " * ROW_LABEL)
         for pos in window:
-            token = visible(self.tokens[pos]) if pos < len(self.tokens) else ""
+            token = visible_text(self.tokens[pos]) if pos < len(self.tokens) else ""
             out.append(f"{token[: w - 1]:>{w - 1}} ", style="bold" if pos == self.columns[-1] else "")
         out.append("\n")
         for r, site in enumerate(self.rows):
