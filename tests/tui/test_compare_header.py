@@ -30,3 +30,6 @@ async def _header(app, size):
         assert all(len(line) <= width for line in head.splitlines()), (width, head)
         assert f"items {bi}→{ai} ({int(di):+d})" in head and f"tokens {bt}→{at}" in head, (width, head)
         assert "abl" in head.splitlines()[0]  # which side this is stays said
+        base = app.main.tokens.base
+        first = base.render().plain.splitlines()[0]
+        assert len(first) <= base.content_region.width and f"from pos {run.base.prefix_len}" in first, first

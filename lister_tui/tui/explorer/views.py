@@ -74,6 +74,8 @@ def _base_doc(b: ListSample, curve, strings: TokenStrings, marks: frozenset[int]
     return TokenDoc(
         f"base · regenerated from pos {b.prefix_len}, seed {b.spec.seed}", b.tokens, strings(b.tokens), b.prompt_len,
         b.structure, curve, marks, False, b.prefix_len, other,
+        # a narrow pane keeps where the regeneration starts (the seed is the sample's own)
+        narrow_headers=((f"base · from pos {b.prefix_len}", ""),),
     )
 
 
