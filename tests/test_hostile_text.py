@@ -152,3 +152,17 @@ def test_drawn_hostile_strings_in_a_session_reach_the_shell_as_text(evil):
 def test_invisible_format_characters_are_marked_but_joiners_kept():
     assert visible("a\U000e0041b\u2060c") == "a⟨U+E0041⟩b⟨U+2060⟩c"  # a tag character, a word joiner
     assert visible("👩\u200d💻 می\u200cخواهم") == "👩\u200d💻 می\u200cخواهم"  # ZWJ emoji, ZWNJ in Persian
+
+
+@pytest.mark.parametrize("evil", HOSTILE + ("a·b — café\u200d", "x\u00a0y\tz\n"), ids=range(len(HOSTILE) + 2))
+def test_a_card_shows_untrusted_text_by_the_one_rule(evil):
+    """The card's labels, sources and tokens go through safe_text: a label or a source as
+    ``visible`` (a literal ``·`` stays a middle dot), a token as ``visible_token``."""
+    from lister_tui.core.study.cards import Context
+    from lister_tui.tui.card_render import context_text, label_text, strip_text
+
+    label = label_text(evil)
+    assert label.plain == (visible(evil) if evil else "") and label.spans == []  # never parsed as markup
+    context = Context(1.0, "corpus", 0, ("a", evil, "b"), 1, (0.0, 1.0, 0.0))
+    assert context_text(context).plain == "a" + visible_token(evil) + "b"
+    assert strip_text(("a", evil), (0.0, 1.0)).plain == "a" + visible_token(evil)

@@ -66,6 +66,30 @@ def test_replay_of_a_fresh_session_matches(sessions):
     assert "ok: 4 lists replayed, every token identical" in result.output  # 2 samples + 1 run x (base, ablated)
 
 
+@pytest.mark.parametrize("args, expected", [([], 1), (["--threads", "2"], 2)])
+def test_replay_runs_lister_tiny_on_one_torch_thread_unless_told(sessions, args, expected):
+    """One thread by default on a CPU (lister-tiny's small matmuls are several times slower with
+    torch's spinning threads on busy cores); --threads N is used as given."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # neither the default nor the value asked for
+    try:
+        result = CliRunner().invoke(app, ["replay", "fresh", "--sessions-dir", str(sessions), *args])
+        used = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert result.exit_code == 0, result.output
+    assert used == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_replay_refuses_a_bad_thread_count_before_reading_the_session(tmp_path, value):
+    result = CliRunner().invoke(app, ["replay", "no-such-session", "--threads", value, "--sessions-dir", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    # the thread count is checked first: the missing session is not what is reported
+    assert f"threads must be >= 1, got {value} (valid: 1 or more" in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
+
+
 def test_replay_reports_an_altered_token(sessions):
     opened = read_session(sessions / "fresh")
     ws = opened.workspace

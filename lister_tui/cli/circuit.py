@@ -143,7 +143,7 @@ def _print_summary(circuit, report) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from lister_tui.core.study.circuits.export import visible
+    from lister_tui.safe_text import visible
 
     n08 = circuit.n_for(0.8)
     console.print(
@@ -163,7 +163,7 @@ def _print_summary(circuit, report) -> None:
     top = Table("node", "token", "effect", "strongest parent", title="strongest nodes")
     for n in [n for n in circuit.nodes if n.kind != "metric"][:12]:
         parents = circuit.parents(n.id)
-        top.add_row(Text(n.id), Text(visible(n.token)), f"{n.effect:+.3f}", Text(f"{parents[0].source} ({parents[0].weight:+.3f})" if parents else "—"))
+        top.add_row(Text(n.id), Text(visible(n.token or "")), f"{n.effect:+.3f}", Text(f"{parents[0].source} ({parents[0].weight:+.3f})" if parents else "—"))
     console.print(top)
     sites = Table("site", "SAE memory", "nodes", "node share", "effect share", "error share", "sweep Δ items", title="sites")
     for row in report.to_dict(orient="records"):

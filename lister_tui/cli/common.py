@@ -83,6 +83,12 @@ REGISTRY_OPTION = typer.Option(
 TEMPLATES_OPTION = typer.Option(
     None, "--templates", help="A TOML file of prompt templates: [templates.NAME] text = \"… {topic} …\", length = short|long|unspecified|neutral.", show_default=False
 )
+THREADS_OPTION = typer.Option(
+    None,
+    "--threads",
+    help="CPU threads for torch (default: 1 for lister-tiny on CPU, whose matrices are too small to gain from more; torch's default otherwise).",
+    show_default=False,
+)
 
 
 def use_user_files(registry: Optional[list[Path]], templates: Optional[list[Path]], strict: bool = True) -> None:

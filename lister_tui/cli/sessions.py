@@ -9,6 +9,7 @@ import typer
 
 from lister_tui.cli.common import (
     SESSIONS_DIR_OPTION,
+    THREADS_OPTION,
     app,
     console,
     err_console,
@@ -87,20 +88,25 @@ def replay_command(
     target: str = typer.Argument(..., help="A session's name or folder."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or auto (the session's lists were sampled on the device it ran on)."),
     dtype: Optional[str] = typer.Option(None, help="float32 or bfloat16 (default: the entry's).", show_default=False),
+    threads: Optional[int] = THREADS_OPTION,
     sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION,
 ) -> None:
     """Regenerate every saved list from its seed and report any token that differs (exit 1 on a mismatch)."""
     from lister_tui.core.engine.fingerprint import fingerprint_differences, weights_fingerprint
     from lister_tui.core.engine.loading import load_model
+    from lister_tui.core.engine.threads import check_threads, configure_torch_threads
     from lister_tui.core.sessions.replay import replay
     from lister_tui.core.sessions.store import read_session
 
     try:
+        check_threads(threads)  # before reading or loading anything
         opened = read_session(resolve_target(target, sessions_dir))
         with err_console.status(text(f"loading {opened.model.name}…")):
             loaded = load_model(opened.model.name, device=device, dtype=dtype)
     except ListerError as exc:
         fail(exc)
+    # lister-tiny's small matmuls run fastest on one thread, most of all on busy cores
+    configure_torch_threads(loaded, threads)
     differs = fingerprint_differences(opened.model.fingerprint, weights_fingerprint(loaded.entry))
     if differs:
         say(f"warning: the weights differ from the session's ({', '.join(differs)}); expect mismatches", err=True)

@@ -12,6 +12,7 @@ import typer
 from lister_tui.cli.common import (
     REGISTRY_OPTION,
     TEMPLATES_OPTION,
+    THREADS_OPTION,
     app,
     console,
     entry_with_adhoc_saes,
@@ -92,12 +93,7 @@ def sweep_command(
         help="How the top pairs are ranked: grad (the study's activation x gradient, one pass for all SAEs) or ig (integrated gradients, --ig-steps passes per SAE; finds features read through saturated switches).",
     ),
     ig_steps: int = typer.Option(10, "--ig-steps", help="Integrated-gradient steps (with --attribution ig)."),
-    threads: Optional[int] = typer.Option(
-        None,
-        "--threads",
-        help="CPU threads for torch (default: 1 for lister-tiny on CPU, whose matrices are too small to gain from more; torch's default otherwise).",
-        show_default=False,
-    ),
+    threads: Optional[int] = THREADS_OPTION,
     resume: Optional[Path] = typer.Option(
         None,
         "--resume",
@@ -122,6 +118,8 @@ def sweep_command(
         show_default=False,
     ),
 ) -> None:
+    from lister_tui.core.engine.threads import check_threads
+
     ray_options = None
     try:
         use_user_files(registry, templates_file)
@@ -135,8 +133,7 @@ def sweep_command(
             from lister_tui.core.sweep.ray_cluster import RayOptions
 
             ray_options = RayOptions(address=ray or None, workers=workers, gpus_per_worker=gpus_per_worker, threads=threads, dashboard=ray_dashboard)
-        if threads is not None and threads < 1:
-            raise ListerError(f"threads must be >= 1, got {threads}")
+        check_threads(threads)
         if resume is not None:
             settings, entry = _resumed_settings(ctx, resume, out, overwrite)
             out = resume
@@ -282,7 +279,7 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
     from lister_tui.core.study.baselines import check_layer
     from lister_tui.core.sweep.output import SweepWriter, read_table
     from lister_tui.core.sweep.run import SweepResult, run_sweep
-    from lister_tui.core.sweep.shards import configure_torch_threads
+    from lister_tui.core.engine.threads import configure_torch_threads
 
     loaded = None
     if ray_options is None:

@@ -2,39 +2,26 @@
 
 Every string of a card comes from a vocabulary, a corpus or the user (its label), so it
 is untrusted: it is built into :class:`rich.text.Text` piece by piece (never parsed as
-markup), whitespace shows as the token view's markers, and control characters show as
-escapes (``\\x1b``), so a token can neither style the terminal nor hide itself.
+markup) under :mod:`lister_tui.safe_text`'s rule: a token's whitespace and control characters show
+as the token view's markers (:func:`visible_token`, ESC as ``␛``), names, labels and sources as
+:func:`visible` text, so a token can neither style the terminal nor hide itself.
 """
 
 from __future__ import annotations
-
-import unicodedata
 
 from rich.console import Group
 from rich.text import Text
 
 from lister_tui.core.study.cards import Context, FeatureCard
-from lister_tui.tui.widgets.token_view import visible
+from lister_tui.safe_text import visible, visible_token
 
 HIGHLIGHT = "bold reverse"
 BARS = " ▁▂▃▄▅▆▇█"
 
 
-def shown(s: str) -> str:
-    """``s`` with whitespace as markers and every other control or format character as an escape."""
-    out = []
-    for ch in visible(s):
-        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-            code = ord(ch)
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 def label_text(label: str) -> Text:
     """A user's label, as plain text."""
-    return Text(shown(label).replace("·", " "), style="italic") if label else Text("")
+    return Text(visible(label), style="italic") if label else Text("")
 
 
 def feature_title(sae_id: str, feature: int, label: str = "") -> Text:
@@ -59,10 +46,10 @@ def context_text(c: Context, width: int | None = None, brackets: bool = False) -
             style = "bold" if act >= 0.5 * peak else "underline"
         else:
             style = ""
-        text.append(f"⟦{shown(token)}⟧" if brackets and i == c.index else shown(token), style=style)
+        text.append(f"⟦{visible_token(token)}⟧" if brackets and i == c.index else visible_token(token), style=style)
     if width is not None and len(text) > width:
         # keep the highlighted token in view: cut from the left first
-        before = len(shown("".join(c.tokens[: c.index])))
+        before = len(visible_token("".join(c.tokens[: c.index])))
         cut = max(0, min(before - width // 2, len(text) - width))
         text = text[cut : cut + width]
     return text
@@ -86,7 +73,7 @@ def contexts_lines(contexts, title: str, width: int = 100, brackets: bool = True
         window.pad_right(context_width - len(window))
         line.append_text(window)
         if source_width >= 8:
-            source = Text("  " + shown(c.source.split(": ", 1)[-1]).replace("·", " "), style="dim")
+            source = Text("  " + visible(c.source.split(": ", 1)[-1]), style="dim")
             source.truncate(source_width + 2, overflow="ellipsis")
             line.append_text(source)
         text.append_text(line)
@@ -97,11 +84,11 @@ def effects_text(card: FeatureCard) -> Text:
     e = card.logit_effects
     text = Text("promotes   ", style="bold")
     for token, value in e.promoted:
-        text.append(shown(token), style="green")
+        text.append(visible_token(token), style="green")
         text.append(f" {value:+.2f}  ")
     text.append("\nsuppresses ", style="bold")
     for token, value in e.suppressed:
-        text.append(shown(token), style="red")
+        text.append(visible_token(token), style="red")
         text.append(f" {value:+.2f}  ")
     text.append("\nmetric (blank − newline), direct: ", style="bold")
     text.append(f"{e.metric_direct:+.3f} per unit of activation")
@@ -115,7 +102,7 @@ def summary_text(card: FeatureCard) -> Text:
     text.append(f"  ·  {card.model} {card.hook_name}  ·  {card.d_sae} features\n")
     text.append(f"density {card.density:.3%} ({card.n_firing:,} of {card.n_tokens:,} tokens) · max activation {card.max_activation:.2f}\n")
     text.append("corpus: ")
-    text.append(shown(card.corpus).replace("·", " "))
+    text.append(visible(card.corpus))
     if card.link:
         text.append(f"\n{card.link}")
     return text
@@ -148,7 +135,7 @@ def strip_text(tokens, activations, width: int = 100) -> Text:
     peak = max(activations, default=0.0) or 1.0
     for token, act in zip(tokens, activations):
         style = HIGHLIGHT if act >= 0.999 * peak and act > 0 else ("bold" if act >= 0.5 * peak else ("underline" if act > 0 else "dim"))
-        text.append(shown(token), style=style)
+        text.append(visible_token(token), style=style)
     return text
 
 

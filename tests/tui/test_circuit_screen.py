@@ -15,6 +15,8 @@ from lister_tui.core.study.circuits import CircuitSettings
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 from lister_tui.tui.screens.circuit import CircuitGrid, CircuitScreen
 
+from hostile import unsafe_chars
+
 from .conftest import settle
 
 SETTINGS = CircuitSettings(sites=("res_1", "attn_2", "res_2"), nodes_per_site=4)
@@ -34,15 +36,20 @@ class Host(App):
         self.push_screen(self.circuit_screen)
 
 
+def _screen(tiny, sample) -> tuple[Workspace, str, CircuitScreen]:
+    """A session holding ``sample`` and its circuit screen (not yet shown)."""
+    ws = Workspace(tiny.entry.name)
+    (key,) = ws.add_samples([sample], "code")
+    return ws, key, CircuitScreen(tiny, sample, key=key, workspace=ws, settings=SETTINGS)
+
+
 @pytest.mark.parametrize("size", [(80, 24), (160, 48)])
 def test_circuit_screen_shows_nodes_parents_and_the_outline(tiny, short_sample, size):
     asyncio.run(_shows_nodes(tiny, short_sample, size))
 
 
 async def _shows_nodes(tiny, short_sample, size):
-    ws = Workspace(tiny.entry.name)
-    (key,) = ws.add_samples([short_sample], "code")
-    screen = CircuitScreen(tiny, short_sample, key=key, workspace=ws, settings=SETTINGS)
+    ws, key, screen = _screen(tiny, short_sample)
     app = Host(screen)
     async with app.run_test(size=size) as pilot:
         await settle(app, pilot)
@@ -72,9 +79,7 @@ def test_a_feature_node_toggles_into_the_samples_ablation(tiny, short_sample):
 
 
 async def _toggles(tiny, short_sample):
-    ws = Workspace(tiny.entry.name)
-    (key,) = ws.add_samples([short_sample], "code")
-    screen = CircuitScreen(tiny, short_sample, key=key, workspace=ws, settings=SETTINGS)
+    ws, key, screen = _screen(tiny, short_sample)
     app = Host(screen)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
@@ -130,9 +135,7 @@ def test_enter_on_a_feature_node_opens_its_card(tiny, short_sample):
 async def _card(tiny, short_sample):
     from lister_tui.tui.screens.feature_card import FeatureCardScreen
 
-    ws = Workspace(tiny.entry.name)
-    (key,) = ws.add_samples([short_sample], "code")
-    screen = CircuitScreen(tiny, short_sample, key=key, workspace=ws, settings=SETTINGS)
+    ws, key, screen = _screen(tiny, short_sample)
     app = Host(screen)
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
@@ -145,3 +148,72 @@ async def _card(tiny, short_sample):
         await pilot.press("escape")
         await settle(app, pilot)
         assert app.screen is screen
+
+
+def _report_lines(screen) -> dict[str, str]:
+    text = str(screen.query_one("#site-report").render())
+    return {line.split()[0]: line for line in text.splitlines() if line.split() and line.split()[0] in SETTINGS.sites}
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+def test_the_curve_view_shows_the_site_report_of_the_circuit(tiny, short_sample, size):
+    asyncio.run(_site_report(tiny, short_sample, size))
+
+
+async def _site_report(tiny, short_sample, size):
+    ws, key, screen = _screen(tiny, short_sample)
+    app = Host(screen)
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        c = screen.circuit
+        await pilot.press("v", "v")  # the curve, with the site report beside it
+        report = screen.query_one("#site-report")
+        assert report.region.width > 0 and report.region.right <= size[0]  # on screen, whole
+        lines = _report_lines(screen)
+        assert list(lines) == list(SETTINGS.sites)  # a row per site, in the circuit's order
+        grand = sum(t["features"] + t["error"] for t in c.site_totals.values())
+        for site, line in lines.items():
+            # figures from the circuit itself: nodes kept at the site, its share of them, its share of Σ|effect|
+            kept = sum(1 for n in c.nodes if n.site == site and n.kind in ("feature", "error"))
+            counted = sum(1 for n in c.nodes if n.kind in ("feature", "error"))
+            own = c.site_totals[site]["features"] + c.site_totals[site]["error"]
+            cells = line.split()
+            assert cells[1:4] == [str(kept), f"{kept / counted:.0%}", f"{own / grand:.0%}"], line
+            assert cells[-1].endswith(("K", "M"))  # the SAE was loaded to find the circuit: its memory is known
+    # a circuit reopened from the session shows the same report without recomputing
+    again = CircuitScreen(tiny, short_sample, key=key, workspace=ws, settings=SETTINGS)
+    async with Host(again).run_test(size=size) as pilot:
+        await settle(again.app, pilot)
+        assert again.circuit is c and _report_lines(again) == lines
+
+
+def test_the_users_labels_show_in_the_grid_where_there_is_room_and_in_the_outline(tiny, short_sample):
+    asyncio.run(_labels(tiny, short_sample))
+
+
+async def _labels(tiny, short_sample):
+    ws, key, screen = _screen(tiny, short_sample)
+    app = Host(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        c = screen.circuit
+        parent = next(c.node(e.source) for e in c.parents("metric") if c.node(e.source).kind == "feature")
+        ws.set_label(parent.site, parent.feature, "fr[b]\x1b[31mit")  # markup and an escape: shown as text
+        screen._relabel()  # what closing the card that set the label does
+        grid = screen.query_one(CircuitGrid)
+        grid.select("metric")  # the parent is highlighted green: its own node is the one its cell shows
+        narrow = grid.render().plain
+        assert "fr[" not in narrow  # 5 characters: no room for a label beside the id
+        await pilot.press("plus", "plus", "plus")  # wider columns (11 characters)
+        await pilot.pause()
+        wide = grid.render().plain
+        room = 11 - len(str(parent.feature)) - 1 - 1  # the id, a "+" when the cell holds more, a space
+        assert f"{parent.feature}" in wide and "fr[b]␛[31mit"[: room - 1] in wide, wide
+        assert "\x1b" not in wide
+        await pilot.press("v")  # the outline: the metric's parents with their labels
+        tree = screen.query_one(Tree)
+        row = next(ch for ch in tree.root.children if ch.data == parent.id)
+        assert "“fr[b]␛[31mit”" in row.label.plain
+        # a token string is untrusted too: a bidi override or an escape in the vocabulary shows as a marker
+        grid.show(c, ["\u202e\x1b[2J"] * len(screen.tokens))
+        assert unsafe_chars(grid.render().plain) == [] and "⟨U+202E⟩"[:4] in grid.render().plain

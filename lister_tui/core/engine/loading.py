@@ -106,6 +106,10 @@ class LoadedModel:
         for sae_id in [s for s in self._sae_cache if s not in keep]:
             del self._sae_cache[sae_id]
 
+    def cached_sae(self, sae_id: str) -> "SAE | None":
+        """The SAE ``sae_id`` if it is cached, else None (nothing is loaded)."""
+        return self._sae_cache.get(sae_id)
+
     def load_sae(self, sae_id: str, cache: bool = False) -> "SAE":
         """The SAE ``sae_id`` on the model's device and dtype (not cached unless asked)."""
         if sae_id in self._sae_cache:

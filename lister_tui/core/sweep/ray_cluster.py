@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from lister_tui.core.engine.registry import ModelEntry
+from lister_tui.core.engine.threads import configure_torch_threads
 from lister_tui.core.errors import ListerError
 from lister_tui.core.sweep.run import ShardStore, SweepProgress, SweepResult, SweepState
 from lister_tui.core.sweep.settings import SweepSettings
@@ -44,7 +45,6 @@ from lister_tui.core.sweep.shards import (
     ORIGINALS,
     Shard,
     ShardRunner,
-    configure_torch_threads,
     shard_meta,
     this_process,
 )

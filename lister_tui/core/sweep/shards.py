@@ -20,8 +20,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-import torch
-
 from lister_tui.core.engine.generation import ListSample, make_sample, sample_lists
 from lister_tui.core.engine.listing import items_from_text
 from lister_tui.core.engine.loading import LoadedModel
@@ -161,18 +159,6 @@ def originals_from_records(loaded: LoadedModel, records: Sequence[Mapping]) -> l
 
 def _output(generations: list[dict], faithfulness: list[dict] | None = None, partial: bool = False) -> dict:
     return {"generations": generations, "faithfulness": faithfulness or [], "partial": partial}
-
-
-def configure_torch_threads(loaded: LoadedModel, threads: int | None = None) -> int:
-    """Torch's CPU threads for a sweep: ``threads``, else 1 for a shipped model on CPU; returns the count.
-
-    A small model's matmuls gain nothing from more threads, and on busy cores torch's
-    spinning worker threads make every step many times slower. Every process of one
-    sweep uses the same count, so that its floats are computed the same way.
-    """
-    if loaded.device == "cpu" and (threads is not None or loaded.entry.source == "shipped"):
-        torch.set_num_threads(threads or 1)
-    return torch.get_num_threads()
 
 
 class ShardRunner:

@@ -16,7 +16,7 @@ from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.sessions.workspace import AblationChoice, SampleState, Workspace
 from lister_tui.core.study.features import dataset_ranking, pairs_table
 from lister_tui.tui.explorer.state import TOP_K, ExplorerState
-from lister_tui.tui.widgets.ablation_panel import delta_summary
+from lister_tui.tui.widgets.ablation_panel import delta_parts, delta_summary
 from lister_tui.tui.widgets.feature_table import FeatureRow, filter_rows, rows_from_pairs, rows_from_ranking, sort_rows
 from lister_tui.tui.widgets.metric_strip import Curve
 from lister_tui.tui.widgets.token_view import TokenDoc
@@ -74,6 +74,8 @@ def _base_doc(b: ListSample, curve, strings: TokenStrings, marks: frozenset[int]
     return TokenDoc(
         f"base · regenerated from pos {b.prefix_len}, seed {b.spec.seed}", b.tokens, strings(b.tokens), b.prompt_len,
         b.structure, curve, marks, False, b.prefix_len, other,
+        # a narrow pane keeps where the regeneration starts (the seed is the sample's own)
+        narrow_headers=((f"base · from pos {b.prefix_len}", ""),),
     )
 
 
@@ -91,12 +93,28 @@ def run_docs(
     b, a = run.base, run.ablated
     marks, every = choice_marks(run.choices)
     base_doc = _base_doc(b, run.base_curve, strings, marks, a.tokens)
+    stale = tuple(st.choices) != run.choices
+    title = f"ablated · {plural(len(run.choices), 'feature')}" + (" (stale: toggles changed)" if stale else "")
     ablated_doc = TokenDoc(
-        f"ablated · {plural(len(run.choices), 'feature')}" + (" (stale: toggles changed)" if tuple(st.choices) != run.choices else ""),
-        a.tokens, strings(a.tokens), a.prompt_len, a.structure, run.ablated_curve, marks, every, a.prefix_len, b.tokens,
-        info=delta_summary(run),
+        title, a.tokens, strings(a.tokens), a.prompt_len, a.structure, run.ablated_curve, marks, every, a.prefix_len, b.tokens,
+        info=delta_summary(run), narrow_headers=narrow_run_headers(run, title, stale),
     )
     return base_doc, ablated_doc
+
+
+def narrow_run_headers(run, title: str, stale: bool) -> tuple[tuple[str, str], ...]:
+    """The ablated pane's header in a narrow pane (the compare view at 80 columns): the essential
+    figures, items a→b (±d) and tokens a→b, kept whole; the other metrics, then the words, go first."""
+    full, short = delta_parts(run), delta_parts(run, with_delta=False)
+    items, tokens = full["n_items"], full["n_tokens"]
+    mark = " (stale)" if stale else ""
+    return (
+        (title, f"{items} · {tokens}"),
+        (title, f"{items} · {short['n_tokens']}"),
+        (f"ablated{mark}: {items}", tokens),
+        (f"ablated{mark}: {items}", short["n_tokens"]),
+        (f"abl{mark}: {items}", short["n_tokens"]),
+    )
 
 
 def shown_run(st: SampleState, state: ExplorerState):

@@ -4,7 +4,10 @@ Three views of one position-level circuit (``v`` switches): a grid with the site
 (the metric on top, the embeddings at the bottom, as attribution-graph viewers draw them)
 and token positions as columns, each node a short label (its feature id, ``err`` for a
 site's error node); an outline from the metric down, each node's strongest parents one
-level deeper (a Tree, expanded on demand); and the faithfulness curve. The selected node's
+level deeper (a Tree, expanded on demand); and the faithfulness curve beside the site report
+(per site: nodes kept, their share of the circuit, the site's share of the total |effect|, its
+error nodes' share, its SAE's memory). A feature's user label shows in the grid where the
+column has room, in the outline and in the details (as text, by safe_text's rule). The selected node's
 parents and children are highlighted in the grid, and listed with their weights below it.
 The circuit is computed in a cancellable thread worker and kept in the session; ``enter``
 opens a feature node's card. Long because the three views, the ablation and the cards
@@ -18,7 +21,7 @@ import math
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Static, Tree
 from textual.worker import get_current_worker
@@ -41,11 +44,11 @@ from lister_tui.core.study.circuits import (
     CircuitSettings,
     find_circuit,
 )
-from lister_tui.core.study.circuits.export import visible
 from lister_tui.core.study.circuits.graph import ordered_sites
 from lister_tui.core.study.circuits.report import sae_memory, site_report
 from lister_tui.core.study.experiment import metric_under_ablation, regenerate
 from lister_tui.core.study.settings import SAMPLING_PRESETS
+from lister_tui.safe_text import visible as visible_text
 from lister_tui.tui.keymap import CIRCUIT_KEYS, bindings
 from lister_tui.tui.messages import (
     CircuitProgress,
@@ -68,6 +71,8 @@ class CircuitScreen(Screen[None]):
     CircuitScreen #circuit-details { height: 7; background: $panel; padding: 0 1; }
     CircuitScreen #circuit-views { height: 1fr; }
     CircuitScreen Tree { height: 1fr; }
+    CircuitScreen #curve-plot { width: 1fr; }
+    CircuitScreen #site-report { width: 47; height: 1fr; padding: 0 0 0 1; }
     """
 
     def __init__(
@@ -106,8 +111,9 @@ class CircuitScreen(Screen[None]):
         with ContentSwitcher(initial="grid", id="circuit-views"):
             yield CircuitGrid(id="grid")
             yield Tree("metric", id="outline")
-            with Vertical(id="curve"):
+            with Horizontal(id="curve"):
                 yield PlotextPlot(id="curve-plot")
+                yield Static("", id="site-report")
         yield Static("", id="circuit-details")
         yield Footer()
 
@@ -116,7 +122,9 @@ class CircuitScreen(Screen[None]):
         return self.loaded.to_str_tokens(self.sample.tokens[: self.sample.structure.attribution_pos + 1])
 
     def on_mount(self) -> None:
-        self.query_one(CircuitGrid).focus()
+        grid = self.query_one(CircuitGrid)
+        grid.label_of = self.ws.label if self.ws is not None else None
+        grid.focus()
         self._sync_ablated()
         if self.circuit is not None:
             self._show()
@@ -183,6 +191,11 @@ class CircuitScreen(Screen[None]):
         grid.show(self.circuit, self.tokens)
         self._fill_outline()
         self._plot_curve()
+        if not self.report:
+            # a circuit from the session: the memory of the SAEs already loaded, no figure for the others
+            memory = {s: sae_memory(sae) for s in self.circuit.site_totals if (sae := self.loaded.cached_sae(s)) is not None}
+            self.report = site_report(self.circuit, memory).to_dict(orient="records")
+        self.query_one("#site-report", Static).update(site_report_text(self.report))
         self._refresh_text()
 
     def _fill_outline(self) -> None:
@@ -198,7 +211,10 @@ class CircuitScreen(Screen[None]):
         for edge in self.circuit.parents(node.data)[:OUTLINE_PARENTS]:
             parent = self.circuit.node(edge.source)
             text = Text(f"{edge.weight:+.3f} ← {parent.id} ", no_wrap=True)
-            text.append(visible(parent.token), style="italic")
+            text.append(visible_text(parent.token or ""), style="italic")
+            name = self._label(parent)
+            if name:
+                text.append(f" “{visible_text(name)}”", style="bold")
             text.append(f"  (effect {parent.effect:+.3f})", style="dim")
             node.add(text, data=parent.id, allow_expand=bool(self.circuit.parents(parent.id)))
 
@@ -248,13 +264,13 @@ class CircuitScreen(Screen[None]):
         if node is None:
             return out
         out.append(f"{node.id}", style="bold")
-        out.append(f"  {visible(node.token)!s}", style="italic")
+        out.append("  " + visible_text(node.token or ""), style="italic")
         out.append(f"  effect {node.effect:+.3f}")
         if node.activation is not None:
             out.append(f"  activation {node.activation:.3f}")
         name = self._label(node)
         if name:
-            out.append(f'  "{visible(name)}"', style="bold")
+            out.append(f'  "{visible_text(name)}"', style="bold")
         if node.feature is not None and node.pos is not None and (node.site, node.feature, node.pos) in self._ablated_set():
             out.append("  [ablated]", style="red")
         many = 3 if self.size.height < 36 else 8
@@ -307,7 +323,7 @@ class CircuitScreen(Screen[None]):
         """The user's label of a feature node (from its card), if any."""
         if self.ws is None or node.feature is None:
             return None
-        return self.ws.labels.get((node.site, node.feature))
+        return self.ws.label(node.site, node.feature) or None
 
     def action_open_card(self) -> None:
         from lister_tui.tui.screens.feature_card import FeatureCardScreen
@@ -325,7 +341,13 @@ class CircuitScreen(Screen[None]):
             self.loaded, node.site, node.feature, workspace=self.ws, sample_key=self.key,
             on_toggle=toggled if self.ws is not None and self.key is not None else None,
         )
-        self.app.push_screen(card, lambda _: (self._sync_ablated(), self._refresh_text()))
+        self.app.push_screen(card, lambda _: (self._sync_ablated(), self._refresh_text(), self._relabel()))
+
+    def _relabel(self) -> None:
+        """A label given in the card shows in the grid and the outline at once."""
+        self.query_one(CircuitGrid).refresh()
+        if self.circuit is not None:
+            self._fill_outline()
 
     # --- ablation ----------------------------------------------------------------
 
@@ -405,6 +427,35 @@ class CircuitScreen(Screen[None]):
         if self.ws is not None and self.key is not None:
             self.ws.record_ablation(self.key, message.run)
         self._refresh_text()
+
+
+def _share(value) -> str:
+    return "—" if value is None or value != value else f"{value:.0%}"
+
+
+def site_report_text(rows: list[dict]) -> Text:
+    """The site report (:func:`lister_tui.core.study.circuits.report.site_report`) as a small table:
+    per site, its nodes in the circuit and their share of its nodes, the site's share of the total
+    |effect| over every candidate node, its error nodes' share of its own, its SAE's memory."""
+    out = Text("site report", style="bold")
+    out.append("\nsite     nodes  share  effect  error  memory", style="dim")
+    for r in rows:
+        memory = r.get("sae_memory_bytes")
+        if memory is None or memory != memory:
+            size = "—"
+        else:
+            size = f"{memory / 2**20:.1f}M" if memory >= 2**20 else f"{memory / 2**10:.0f}K"
+        out.append("\n")
+        out.append(f"{visible_text(r['site'])[:8]:<8}")
+        out.append(f" {int(r['circuit_nodes']):>5}  {_share(r['circuit_node_share']):>5}  {_share(r['effect_share']):>6}  {_share(r['error_share']):>5}  {size:>6}")
+    if not rows:
+        out.append("\n—")
+    out.append(
+        "\nshare: of the circuit's nodes · effect: of Σ|effect| over every candidate node of every site · "
+        "error: its error nodes' share of its own · memory: its SAE's parameters (— not loaded)",
+        style="dim",
+    )
+    return out
 
 
 def circuit_screen(host, workspace: Workspace, key: str, on_close=None) -> None:

@@ -31,12 +31,12 @@ from textual_plotext import PlotextPlot
 from lister_tui.core.sessions.workspace import LABEL_MAX_CHARS, AblationChoice, Workspace
 from lister_tui.core.study.cards import FeatureCard, feature_card
 from lister_tui.core.study.corpus import Corpus, PassCancelled, default_corpus
+from lister_tui.safe_text import visible
 from lister_tui.tui.card_render import (
     contexts_lines,
     effects_text,
     feature_title,
     sample_text,
-    shown,
     summary_text,
 )
 from lister_tui.tui.keymap import CARD_KEYS, bindings
@@ -296,7 +296,7 @@ class FeatureCardScreen(Screen[bool]):
                 return
             kept = self.ws.set_label(self.sae_id, self.feature, text)
             self.changed = True
-            self.notify(f"label kept: {shown(kept)}" if kept else "label removed", timeout=3, markup=False)
+            self.notify(f"label kept: {visible(kept)}" if kept else "label removed", timeout=3, markup=False)
             if self.card is not None:
                 self.show_card()
             else:

@@ -18,7 +18,6 @@ from lister_tui.core.sessions.workspace import BatchAttribution, SampleState
 from lister_tui.core.study.experiment import select_samples
 from lister_tui.core.study.features import ExpressionMatrix, expression_matrix
 from lister_tui.safe_text import visible
-from lister_tui.tui.card_render import shown
 from lister_tui.tui.keymap import MATRIX_KEYS, bindings
 from lister_tui.tui.widgets.heatmap import ColumnHeader, Heatmap
 
@@ -152,7 +151,7 @@ class MatrixScreen(Screen[str | None]):
         label = ws.label(sae, feature) if ws is not None else ""
         if not label:
             return f"f{feature}"
-        label = shown(label).replace("·", " ")
+        label = visible(label)
         return f"f{feature} " + (label if len(label) <= LABEL_WIDTH else label[: LABEL_WIDTH - 1] + "…")
 
     def action_group(self) -> None:

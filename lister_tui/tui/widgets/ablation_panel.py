@@ -35,14 +35,18 @@ def _fmt(v, signed: bool = False) -> str:
     return str(v) if isinstance(v, int) else f"{v:.2f}"
 
 
+def delta_parts(run: AblationRun, with_delta: bool = True) -> dict[str, str]:
+    """Per metric but diversity: ``items a→b (+d)`` (without `` (+d)`` unless ``with_delta``)."""
+    return {
+        name: f"{LABELS[name]} {_fmt(b)}→{_fmt(a)}" + (f" ({_fmt(d, True)})" if with_delta else "")
+        for name, (b, a, d) in run.deltas().items()
+        if name != "diversity"
+    }
+
+
 def delta_summary(run: AblationRun) -> str:
     """One line: items a→b (+d) · tokens … · metric@attr …"""
-    parts = []
-    for name, (b, a, d) in run.deltas().items():
-        if name == "diversity":
-            continue
-        parts.append(f"{LABELS[name]} {_fmt(b)}→{_fmt(a)} ({_fmt(d, True)})")
-    return " · ".join(parts)
+    return " · ".join(delta_parts(run).values())
 
 
 def delta_table(run: AblationRun) -> Table:

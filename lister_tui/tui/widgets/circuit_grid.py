@@ -1,15 +1,20 @@
 """The circuit grid: sites as rows (the metric on top, the embeddings at the bottom), token
 positions as columns, each node a short label; the cursor is a node, and the selected
-node's parents (green) and children (magenta) are highlighted."""
+node's parents (green) and children (magenta) are highlighted. A feature the user has labelled
+shows its label after its id where the column has room (``+``/``-`` widen the columns); a label
+is untrusted text, shown by :mod:`lister_tui.safe_text`'s rule."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from rich.text import Text
 from textual.widget import Widget
 
 from lister_tui.core.study.circuits import METRIC, Circuit
-from lister_tui.core.study.circuits.export import label, visible
+from lister_tui.core.study.circuits.export import label
 from lister_tui.core.study.circuits.graph import EMBED, Node
+from lister_tui.safe_text import visible as visible_text
 
 ROW_LABEL = 8  # width of the site names left of the grid
 
@@ -24,6 +29,21 @@ def rows_of(circuit: Circuit) -> list[str]:
         return (int(layer), 0 if kind == "attn" else 1) if layer.isdigit() else (10**6, 0)
 
     return [METRIC, *sorted(sites, key=order, reverse=True), EMBED]
+
+
+def cell_text(node: Node, more: str, width: int, label_of: Callable[[str, int], str] | None = None) -> str:
+    """A node's cell, at most ``width`` characters: its short label, ``+`` when the cell holds more
+    nodes, and the user's label of a feature after a space when at least two of its characters fit."""
+    short = (label(node) if node.kind != "embed" else "emb") + more
+    name = label_of(node.site, node.feature) if label_of is not None and node.kind == "feature" and node.feature is not None else ""
+    if name:
+        name = visible_text(name)
+        room = width - len(short) - 1
+        if room >= len(name):
+            short = f"{short} {name}"
+        elif room >= 2:
+            short = f"{short} {name[: room - 1]}…"
+    return short[:width]
 
 
 class CircuitGrid(Widget, can_focus=True):
@@ -45,6 +65,7 @@ class CircuitGrid(Widget, can_focus=True):
         self.col_width = 6
         self.all_positions = False
         self.ablated: set[tuple[str, int, int]] = set()
+        self.label_of: Callable[[str, int], str] | None = None  # the user's label of (site, feature)
 
     def show(self, circuit: Circuit, tokens: list[str]) -> None:
         self.circuit = circuit
@@ -125,7 +146,7 @@ class CircuitGrid(Widget, can_focus=True):
             out.append(f"{pos:>{w - 1}} ", style="dim")
         out.append("\n" + " " * ROW_LABEL)
         for pos in window:
-            token = visible(self.tokens[pos]) if pos < len(self.tokens) else ""
+            token = visible_text(self.tokens[pos]) if pos < len(self.tokens) else ""
             out.append(f"{token[: w - 1]:>{w - 1}} ", style="bold" if pos == self.columns[-1] else "")
         out.append("\n")
         for r, site in enumerate(self.rows):
@@ -136,14 +157,13 @@ class CircuitGrid(Widget, can_focus=True):
                     out.append(f"{'·':>{w - 1}} ", style="dim")
                     continue
                 shown = nodes[self.index % len(nodes)] if (r, c) == (self.row, self.col) else nodes[0]
-                text = label(shown) if shown.kind != "embed" else "emb"
                 more = "+" if len(nodes) > 1 else ""
-                cell = f"{(text + more)[: w - 1]:>{w - 1}}"
+                cell = f"{cell_text(shown, more, w - 1, self.label_of):>{w - 1}}"
                 style = "dim" if shown.kind == "error" else ""
                 in_set = [n for n in nodes if n.id in parents or n.id in children]
                 if in_set and (r, c) != (self.row, self.col):
                     shown = in_set[0]
-                    cell = f"{(label(shown) + more)[: w - 1]:>{w - 1}}"
+                    cell = f"{cell_text(shown, more, w - 1, self.label_of):>{w - 1}}"
                     style = "bold green" if shown.id in parents else "bold magenta"
                 if shown.feature is not None and shown.pos is not None and (shown.site, shown.feature, shown.pos) in self.ablated:
                     style += " strike red"

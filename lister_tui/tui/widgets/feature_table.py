@@ -59,9 +59,7 @@ LABEL_WIDTH = 18  # the label column (the whole label is in the card and the exp
 
 def label_cell(label: str) -> Text:
     """A user's label as a table cell: text, never markup, control characters shown."""
-    from lister_tui.tui.card_render import shown
-
-    return Text(" " + shown(label).replace("·", " ") if label else "", style="italic")
+    return Text(" " + visible_text(label) if label else "", style="italic")
 
 
 SORT_KEYS: tuple[str, ...] = ("attribution", "activation", "pos", "feature", "sae")

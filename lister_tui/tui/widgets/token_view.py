@@ -37,6 +37,17 @@ class TokenDoc:
     diff_against: tuple[int, ...] | None = None  # tokens of the other side (compare view)
     streaming: bool = False
     info: str = ""  # a short line under the title (deltas, state)
+    # shorter (title, info) pairs, most complete first, for a view too narrow for title and info:
+    # the first whose lines both fit is shown (else the last, cut)
+    narrow_headers: tuple[tuple[str, str], ...] = ()
+
+    def header_for(self, width: int) -> tuple[str, str]:
+        """The (title, info) shown in ``width`` cells (as made visible), before any cutting."""
+        options = ((self.title, self.info), *self.narrow_headers)
+        for title, info in options:
+            if len(visible_text(title)) <= width and len(visible_text(info)) <= width:
+                return title, info
+        return options[-1]
 
 
 @dataclass
@@ -262,12 +273,13 @@ class TokenView(Widget, can_focus=True):
             return Text(self.placeholder, style="italic")
         width = self._text_width()
         height = max(self.content_region.height, 1)
-        header = Text(visible_text(doc.title)[:width], style="bold")
+        title, info = doc.header_for(width)
+        header = Text(visible_text(title)[:width], style="bold")
         if doc.streaming:
             header.append(" ▸ streaming", style="bold italic")
         head_lines = [header]
-        if doc.info:
-            head_lines.append(Text(visible_text(doc.info)[:width], style="italic"))
+        if info:
+            head_lines.append(Text(visible_text(info)[:width], style="italic"))
         layout = self._get_layout(width)
         room = max(height - len(head_lines), 1)
         cursor_line = layout.where.get(self.cursor, (0, 0))[0]

@@ -36,7 +36,9 @@ def site_report(
     memory: Mapping[str, int],
     sweep_effects: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
-    """One row per site of the circuit, in model order (the circuit's settings' order of sites)."""
+    """One row per site of the circuit, in model order (the circuit's settings' order of sites).
+
+    A site missing from ``memory`` (its SAE not loaded) has no memory figure (None), never 0."""
     counted = [n for n in circuit.nodes if n.kind in ("feature", "error")]
     grand = sum(t["features"] + t["error"] for t in circuit.site_totals.values())
     rows = []
@@ -47,7 +49,7 @@ def site_report(
         rows.append(
             {
                 "site": site,
-                "sae_memory_bytes": int(memory.get(site, 0)),
+                "sae_memory_bytes": int(memory[site]) if site in memory else None,
                 "circuit_nodes": n_here,
                 "circuit_node_share": n_here / len(counted) if counted else 0.0,
                 "effect_share": own / grand if grand else 0.0,
