@@ -261,3 +261,25 @@ def test_integrated_gradients_reject_bad_steps(model, saes, tokens):
     for steps in (0, -1, 2.5, True):
         with pytest.raises(ListerError, match="steps must be an integer in \\[1, 1000\\]"):
             attribute_integrated(model, tokens, TARGETS, "s", saes["res1-standard"], steps=steps, blank_id=1, newline_id=2)
+
+
+def test_a_loaded_hook_z_sae_is_freed_with_its_last_reference(tiny):
+    """Streaming attribution frees each SAE when it moves on: SAELens's hook_z reshaping made a
+    reference cycle that only the cycle collector freed (4 SAEs alive at once instead of 2)."""
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        for sae_id in ("attn_1", "res_1"):
+            sae = tiny.load_sae(sae_id)
+            freed = []
+            weakref.finalize(sae, freed.append, sae_id)
+            x = torch.randn(1, 3, tiny.model.cfg.n_heads, tiny.model.cfg.d_head) if sae_id.startswith("attn") else torch.randn(1, 3, tiny.model.cfg.d_model)
+            with torch.no_grad():
+                out = sae(x)  # the first call records d_head, as SAELens's own reshaping does
+            assert out.shape == x.shape
+            del sae
+            assert freed == [sae_id], f"{sae_id} outlived its last reference"
+    finally:
+        gc.enable()

@@ -232,8 +232,6 @@ def test_startup_says_it_is_sampling_and_answers_keys(make_app, monkeypatch):
 def test_messages_show_in_one_line_under_the_panes_and_m_lists_them(make_app):
     """At 80×24 a message never covers the features table: no toast, one line under the panes, which
     c clears; M lists every message; the ablation list keeps SAE, feature, position and mode in view."""
-    from textual.widgets import Toast
-
     from lister_tui.tui.screens.messages import MessagesScreen
     from lister_tui.tui.widgets.message_line import MessageLine
 
@@ -248,7 +246,7 @@ def test_messages_show_in_one_line_under_the_panes_and_m_lists_them(make_app):
             await pilot.pause()
             line = screen.query_one(MessageLine)
             assert line.display and "top-5" in line.text
-            assert not list(app.screen.query(Toast)), "a toast covers the panes"
+            assert not list(app.screen.query("Toast")), "a toast covers the panes"
             table = screen.features.table
             assert not line.region.overlaps(table.region) and line.region.y > table.region.y
             assert table.region.height >= 5  # the features table keeps its rows
