@@ -221,15 +221,38 @@ def _paths_through(circuit: Circuit, sources: list[str], via: list[str]) -> list
     return [(s, v) for s in sources for v in via if v in _reachable(circuit, s) and METRIC in _reachable(circuit, v)]
 
 
-def test_head_2_2_reads_the_template_word_from_the_attribution_position(tiny, short_lists):
+def test_the_template_word_reaches_the_attribution_position_through_attention_after_layer_0(tiny, short_lists):
+    # Zero the attention paid to " short" by every later position in layers 1..3 (its value no longer
+    # moves anywhere; layer 0 attends only to each token itself): the metric at the attribution position
+    # must fall, since short lists end sooner (a higher logit(blank) - logit(newline)) because of the word.
+    # Measured on the shipped organism over 23 short lists (TOPICS[:24], seed 0): it falls by 0.89..1.42
+    # (mean 1.20; swapping the word for " long" moves it by 3.7 or more, mean 4.3). Most of that arrives through the
+    # list's other positions, read in layer 2 (blocking layer 2 alone: 0.69..1.00); blocking only the
+    # attribution position's own attention to the word in layers 1..3 takes 0.09..0.51 (mean 0.20), and no
+    # single head there attends to it strongly (per-head mean weights <= 0.17).
     short_id = tiny.tokenizer.convert_tokens_to_ids(" short")
-    weights = []
+    later_layers = range(1, tiny.model.cfg.n_layers)
+    drops, direct = [], []
     for s in short_lists:
-        t = s.structure.attribution_pos
-        _, cache = tiny.model.run_with_cache(torch.tensor([s.tokens[: t + 1]]), names_filter="blocks.2.attn.hook_pattern")
-        weights.append(float(cache["blocks.2.attn.hook_pattern"][0, 2, t, s.tokens.index(short_id)]))
-    # measured on the shipped organism: 0.99997 on short/Animals/0
-    assert min(weights) >= 0.9, weights
+        t, pos = s.structure.attribution_pos, s.tokens.index(short_id)
+        tokens = torch.tensor([s.tokens[: t + 1]])
+
+        def metric(queries: slice | int | None) -> float:
+            def block(pattern, hook):
+                pattern[:, :, queries, pos] = 0.0
+                return pattern
+
+            hooks = [] if queries is None else [(f"blocks.{layer}.attn.hook_pattern", block) for layer in later_layers]
+            with torch.inference_mode(), tiny.model.hooks(fwd_hooks=hooks):
+                logits = tiny.model(tokens)[0, t]
+            return float(logits[tiny.ids.blank] - logits[tiny.ids.newline])
+
+        plain = metric(None)
+        drops.append(plain - metric(slice(pos + 1, None)))
+        direct.append(plain - metric(t))
+    assert min(drops) >= 0.3, drops
+    # the attribution position's own reading is part of that route, not all of it
+    assert all(0 <= d < a for d, a in zip(direct, drops)), (direct, drops)
 
 
 @pytest.fixture(scope="module")
