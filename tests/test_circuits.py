@@ -237,7 +237,7 @@ def test_the_template_word_reaches_the_attribution_position_through_attention_af
         t, pos = s.structure.attribution_pos, s.tokens.index(short_id)
         tokens = torch.tensor([s.tokens[: t + 1]])
 
-        def metric(queries: slice | int | None) -> float:
+        def metric(queries: slice | int | None, tokens=tokens, t=t, pos=pos) -> float:
             def block(pattern, hook):
                 pattern[:, :, queries, pos] = 0.0
                 return pattern
