@@ -269,7 +269,7 @@ def test_short_lists_circuit_runs_from_the_template_word_through_attn_2_to_the_m
         res0 = [n.id for n in circuit.nodes if n.site == "res_0" and n.kind == "feature" and n.pos == pos]
         attn2 = [n.id for n in circuit.nodes if n.site == "attn_2" and n.kind == "feature" and n.pos == t]
         found.append(bool(res0) and bool(_paths_through(circuit, res0, attn2)))
-    # measured on the shipped organism (integrated gradients, 10 nodes per site): 3 of 3 lists
+    # measured on the shipped organism (integrated gradients, 10 nodes per site): 3 of 3 lists (activation x gradient: 3 of 3)
     assert np.mean(found) >= 2 / 3, found
 
 
