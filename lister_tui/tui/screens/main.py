@@ -92,9 +92,11 @@ class MainScreen(Screen):
         return self.query_one(FeaturesPane)
 
     @property
-    def message_line(self) -> MessageLine:
-        """Where the app shows this screen's notifications (see ``ListerApp.notify``)."""
-        return self.query_one(MessageLine)
+    def message_line(self) -> MessageLine | None:
+        """Where the app shows this screen's notifications (see ``ListerApp.notify``); None
+        before the screen is composed (the app then shows a toast)."""
+        lines = self.query(MessageLine)
+        return lines.first() if lines else None
 
     @property
     def ws(self):
@@ -312,7 +314,8 @@ class MainScreen(Screen):
             self.controller.add_top_k()
 
     def action_clear_ablation(self) -> None:
-        self.message_line.clear()  # c clears: the ablation, its deltas, the status and the message
+        if self.message_line is not None:
+            self.message_line.clear()  # c clears: the ablation, its deltas, the status and the message
         if self.state.current is not None:
             self.controller.clear_ablation()
 
