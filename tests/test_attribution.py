@@ -265,21 +265,30 @@ def test_integrated_gradients_reject_bad_steps(model, saes, tokens):
 
 def test_a_loaded_hook_z_sae_is_freed_with_its_last_reference(tiny):
     """Streaming attribution frees each SAE when it moves on: SAELens's hook_z reshaping made a
-    reference cycle that only the cycle collector freed (4 SAEs alive at once instead of 2)."""
+    reference cycle that only the cycle collector freed (4 SAEs alive at once instead of 2).
+    SAELens replaces its closure on the first forward call, so the SAE is checked both unused
+    (the cycle's case) and after a call (the engine's reshaping must still work)."""
+    import dataclasses
     import gc
     import weakref
 
+    # a handle with nothing cached: an earlier test may have cached these SAEs on the shared `tiny`
+    fresh = dataclasses.replace(tiny, _sae_cache={})
+    gc.collect()
     gc.disable()
     try:
         for sae_id in ("attn_1", "res_1"):
-            sae = tiny.load_sae(sae_id)
-            freed = []
-            weakref.finalize(sae, freed.append, sae_id)
-            x = torch.randn(1, 3, tiny.model.cfg.n_heads, tiny.model.cfg.d_head) if sae_id.startswith("attn") else torch.randn(1, 3, tiny.model.cfg.d_model)
-            with torch.no_grad():
-                out = sae(x)  # the first call records d_head, as SAELens's own reshaping does
-            assert out.shape == x.shape
-            del sae
-            assert freed == [sae_id], f"{sae_id} outlived its last reference"
+            for called in (False, True):
+                sae = fresh.load_sae(sae_id)
+                freed = []
+                weakref.finalize(sae, freed.append, sae_id)
+                if called:
+                    cfg = tiny.model.cfg
+                    x = torch.randn(1, 3, cfg.n_heads, cfg.d_head) if sae_id.startswith("attn") else torch.randn(1, 3, cfg.d_model)
+                    with torch.no_grad():
+                        out = sae(x)
+                    assert out.shape == x.shape
+                del sae
+                assert freed == [sae_id], f"{sae_id} ({'after a call' if called else 'unused'}) outlived its last reference"
     finally:
         gc.enable()
