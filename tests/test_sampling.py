@@ -185,6 +185,48 @@ def test_sample_next_matches_the_filtered_distribution():
     assert observed[~kept].sum() == 0
 
 
+def _sample_next_by_stable_sort(logits, generators, *, temperature, top_p=1.0, top_k=None):
+    """The sampler as first written (a stable torch.sort with indices): the token sequences of
+    every saved session came from it, so the faster sampler must give the same ids."""
+    scaled = logits.float() / temperature
+    sorted_logits, sorted_ids = torch.sort(scaled, dim=-1, descending=True, stable=True)
+    if top_k is not None and top_k < sorted_logits.shape[-1]:
+        kth = sorted_logits[:, top_k - 1 : top_k]
+        sorted_logits = sorted_logits.masked_fill(sorted_logits < kth, float("-inf"))
+    probs = torch.softmax(sorted_logits, dim=-1)
+    if top_p < 1.0:
+        mass_before = probs.cumsum(dim=-1) - probs
+        drop = mass_before >= top_p
+        drop[:, 0] = False
+        probs = probs.masked_fill(drop, 0.0)
+    cdf = probs.double().cumsum(dim=-1)
+    uniforms = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in generators])
+    targets = (uniforms * cdf[:, -1]).unsqueeze(1)
+    last_kept = (probs > 0).sum(dim=-1, keepdim=True) - 1
+    chosen = torch.minimum(torch.searchsorted(cdf, targets, right=True), last_kept)
+    return sorted_ids.gather(1, chosen).squeeze(1)
+
+
+@pytest.mark.parametrize(("temperature", "top_p", "top_k"), [(1.0, 1.0, None), (0.8, 0.9, None), (0.7, 0.8, 40), (2.0, 1.0, 3)])
+def test_sample_next_gives_the_stable_sorts_tokens_with_ties(temperature, top_p, top_k):
+    # Coarse logits make many exact ties (the case where only a stable order fixes the id),
+    # with banned (-inf) tokens and both signs of zero, as the decoder can produce.
+    torch.manual_seed(0)
+    rows, vocab = 64, 300
+    logits = torch.randint(-6, 7, (rows, vocab)).float() / 2
+    logits[:, 5::17] = float("-inf")
+    logits[::2, 0] = -0.0
+    logits[1::3, 1:4] = logits[1::3, 10:11]  # a tie across the top of the row
+    for seed in range(5):
+        ours = sample_next(logits, [torch.Generator().manual_seed(seed * rows + r) for r in range(rows)], temperature=temperature, top_p=top_p, top_k=top_k)
+        reference = _sample_next_by_stable_sort(
+            logits, [torch.Generator().manual_seed(seed * rows + r) for r in range(rows)], temperature=temperature, top_p=top_p, top_k=top_k
+        )
+        assert ours.tolist() == reference.tolist()
+    # the ties matter: tokens drawn from inside a run of equal logits other than the run's first
+    assert any(int(torch.nonzero(logits[r] == logits[r, t])[0]) != t for r, t in enumerate(reference.tolist()))
+
+
 def test_on_step_streams_and_cancels(model):
     prompts = [prompt(5, 40), prompt(5, 41), prompt(9, 42)]
     seen: list[tuple[int, list[int]]] = []

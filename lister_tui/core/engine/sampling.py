@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -279,7 +280,7 @@ def sample_next(
     if temperature == 0:
         return logits.argmax(dim=-1)
     scaled = logits.float() / temperature  # [batch, d_vocab]
-    sorted_logits, sorted_ids = torch.sort(scaled, dim=-1, descending=True, stable=True)
+    sorted_logits = _sorted_descending(scaled)  # [batch, d_vocab], values only
     if top_k is not None and top_k < sorted_logits.shape[-1]:
         # Like HF's TopKLogitsWarper: keep everything tied with the k-th logit.
         kth = sorted_logits[:, top_k - 1 : top_k]  # [batch, 1]
@@ -301,4 +302,33 @@ def sample_next(
     # against rounding at the very top of the cdf.
     last_kept = (probs > 0).sum(dim=-1, keepdim=True) - 1  # [batch, 1]
     chosen = torch.minimum(torch.searchsorted(cdf, targets, right=True), last_kept)  # [batch, 1]
-    return sorted_ids.gather(1, chosen).squeeze(1)
+    return _ids_at_sorted_positions(scaled, sorted_logits, chosen)
+
+
+def _sorted_descending(values: Tensor) -> Tensor:  # [batch, n] -> [batch, n]
+    """Each row's values, largest first.
+
+    Only the values are needed (the one chosen token's id is found afterwards), and on a
+    CPU NumPy's vectorised sort of values alone is over 10 times faster than a stable
+    ``torch.sort`` with indices, which took a fifth of lister-tiny's sampling time.
+    Equal values are equal floats (0.0 and -0.0 aside, which give the same softmax), so
+    the result is bit for bit a stable descending sort's values.
+    """
+    if values.device.type != "cpu":
+        return torch.sort(values, dim=-1, descending=True).values
+    ascending = np.sort(values.detach().numpy(), axis=-1)
+    return torch.from_numpy(np.ascontiguousarray(ascending[:, ::-1]))
+
+
+def _ids_at_sorted_positions(values: Tensor, sorted_values: Tensor, positions: Tensor) -> Tensor:
+    """The original index of each row's element at ``positions`` [batch, 1] of a *stable*
+    descending sort of ``values`` [batch, n]: equal values keep their original order, so
+    the element is the r-th index (counting up) holding that value, where r is how far
+    ``positions`` lies into the run of that value in the sorted row.
+    """
+    value = sorted_values.gather(1, positions)  # [batch, 1]
+    run_start = (values > value).sum(dim=-1, keepdim=True)  # [batch, 1] where the value's run begins
+    rank = positions - run_start  # [batch, 1], 0 for the run's first element
+    equal = values == value  # [batch, n]
+    nth_equal = equal & (equal.cumsum(dim=-1) == rank + 1)  # exactly one True per row
+    return nth_equal.to(torch.uint8).argmax(dim=-1)  # [batch]
