@@ -167,7 +167,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 rebuild_test = pytest.mark.skipif(
     os.environ.get(RUN_REBUILD_ENV) != "1",
-    reason=f"rebuilds lister-tiny (10+ minutes on 2 cores); set {RUN_REBUILD_ENV}=1 to run",
+    reason=f"rebuilds lister-tiny (about 10 minutes on 2 idle cores); set {RUN_REBUILD_ENV}=1 to run",
 )
 
 
