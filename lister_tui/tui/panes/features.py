@@ -31,7 +31,7 @@ class FeaturesPane(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(id="feature-bar"):
             yield Static("", id="feature-mode")
-            yield Input(placeholder="/ filter: res_0 f12 pos:40", id="filter", compact=True)
+            yield Input(placeholder="/ to filter, e.g. sae:res_0 f12 pos:40", id="filter", compact=True)
         yield FeatureTable(id="feature-table")
 
     @property
