@@ -294,8 +294,8 @@ def freed_when_released(sae: "SAE") -> "SAE":
     SAELens gives a hook_z SAE a ``reshape_fn_in`` closure over the SAE itself (it records
     ``d_head`` on the first call, then replaces itself): until then, a cycle freed only when
     Python's cycle collector next runs. Streaming attribution then held up to 4 SAEs at once
-    instead of 2 (bench/memory.py); at Gemma Scope's width an attention SAE is hundreds of MB. The same function, with a
-    weak reference to the SAE, breaks the cycle.
+    instead of 2 (bench/memory.py); at Gemma Scope's width an attention SAE is hundreds of
+    MB. The same function, with a weak reference to the SAE, breaks the cycle.
     """
     if not getattr(sae, "hook_z_reshaping_mode", False):
         return sae
