@@ -227,6 +227,15 @@ def test_sample_next_gives_the_stable_sorts_tokens_with_ties(temperature, top_p,
     assert any(int(torch.nonzero(logits[r] == logits[r, t])[0]) != t for r, t in enumerate(reference.tolist()))
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_sample_next_names_rows_whose_logits_are_not_finite(bad):
+    logits = torch.randn(3, 50)
+    logits[1, 7] = bad
+    generators = [torch.Generator().manual_seed(i) for i in range(3)]
+    with pytest.raises(ListerError, match=r"batch row\(s\) \[1\]: the model's next-token logits are not finite"):
+        sample_next(logits, generators, temperature=0.8, top_p=0.9)
+
+
 def test_on_step_streams_and_cancels(model):
     prompts = [prompt(5, 40), prompt(5, 41), prompt(9, 42)]
     seen: list[tuple[int, list[int]]] = []

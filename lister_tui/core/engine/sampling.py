@@ -301,6 +301,15 @@ def sample_next(
     # are a prefix of the sorted order, so clamping to the last kept one only guards
     # against rounding at the very top of the cdf.
     last_kept = (probs > 0).sum(dim=-1, keepdim=True) - 1  # [batch, 1]
+    if bool((last_kept < 0).any()):
+        # no token has a probability: the row's logits hold a NaN or an infinity (a softmax
+        # over them is NaN everywhere), or every token was banned
+        rows = torch.nonzero(last_kept.squeeze(1) < 0).flatten().tolist()
+        raise ListerError(
+            f"nothing can be sampled for batch row(s) {rows}: the model's next-token logits are not "
+            "finite numbers (NaN or infinite) or every token is banned; run the model in float32 "
+            "(its registry entry's dtype) or check its weights and any ablation hooks"
+        )
     chosen = torch.minimum(torch.searchsorted(cdf, targets, right=True), last_kept)  # [batch, 1]
     return _ids_at_sorted_positions(scaled, sorted_logits, chosen)
 
