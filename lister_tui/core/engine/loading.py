@@ -101,6 +101,8 @@ class LoadedModel:
     dtype: torch.dtype
     ids: TokenIds
     _sae_cache: dict = field(default_factory=dict, repr=False)
+    # a Hugging Face folder's parity check (parity.Parity.record()); None for shipped weights
+    parity: dict | None = None
 
     def release_saes(self, keep: tuple[str, ...] = ()) -> None:
         """Drop cached SAEs except ``keep`` (a sweep worker holds one SAE at a time)."""
@@ -169,6 +171,7 @@ def load_model(
         entry = get_entry(entry)
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, entry)
+    parity = None
     if entry.source == "shipped":
         folder = Path(weights_dir) if weights_dir is not None else entry.weights_dir
         if folder != entry.weights_dir:
@@ -177,14 +180,16 @@ def load_model(
     else:
         from lister_tui.core.engine.pretrained import load_pretrained
 
-        model, tokenizer = load_pretrained(entry, device, torch_dtype)
+        model, tokenizer, parity = load_pretrained(entry, device, torch_dtype)
     if entry.source == "shipped":
         # HookedTransformer.to takes a device or a dtype, one at a time
         model = model.to(device, print_details=False).to(torch_dtype, print_details=False)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    return LoadedModel(entry, model, tokenizer, device, torch_dtype, _resolve_ids(entry, tokenizer))
+    loaded = LoadedModel(entry, model, tokenizer, device, torch_dtype, _resolve_ids(entry, tokenizer))
+    loaded.parity = None if parity is None else parity.record()
+    return loaded
 
 
 def _with_weights_dir(entry: ModelEntry, folder: Path) -> ModelEntry:

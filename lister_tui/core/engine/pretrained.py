@@ -1,12 +1,10 @@
 """Pretrained models and SAEs, from the local Hugging Face cache (or local folders) only.
 
-The model is built the way ``HookedTransformer.from_pretrained_no_processing`` builds
-it (TransformerLens's architecture table for the model's name, its HF-to-TransformerLens
-weight conversion, no weight processing), with one difference: the sizes (layers,
-widths, heads, vocabulary) are read from the weights' own ``config.json``. For the
-hub's models they equal TransformerLens's table; a local folder of a resized model
-of the same architecture (a pruned or distilled variant, or the small random models
-the project's offline tests use) then loads too.
+The model is built from the weights' own folder: its ``config.json`` mapped to TransformerLens's
+config architecture by architecture (:mod:`lister_tui.core.engine.hf_config`, never a model
+name's table), its weights converted by TransformerLens's conversions (no weight processing),
+and one probe forward compared with the transformers model from the same folder
+(:mod:`lister_tui.core.engine.parity`).
 
 SAEs load through SAELens (``SAE.from_pretrained`` for a release, ``SAE.load_from_disk``
 for a folder) with the hub set offline. Gemma Scope 2's SAELens loader asks the hub
@@ -19,7 +17,6 @@ download commands a missing file needs, model and SAE loading, cache sizes).
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import warnings
@@ -76,12 +73,40 @@ def cached_file(repo: str, filename: str) -> Path | None:
     return Path(hit) if isinstance(hit, str) else None
 
 
+def snapshot_folder(repo: str) -> Path | None:
+    """The cached snapshot folder of ``repo`` (refs/main), also when its config.json is absent."""
+    hit = cached_file(repo, "config.json")
+    if hit is not None:
+        return hit.parent
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        root = Path(HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+        revision = (root / "refs" / "main").read_text().strip()
+    except (OSError, ImportError):
+        return None
+    folder = root / "snapshots" / revision
+    return folder if folder.is_dir() else None
+
+
 def model_folder(entry: ModelEntry) -> Path | None:
-    """The folder holding the entry's HF weights: its local folder, or its cached snapshot."""
+    """The folder holding the entry's HF weights: its local folder, or its cached snapshot (None: absent)."""
     if entry.hf_folder is not None:
-        return Path(entry.hf_folder) if (Path(entry.hf_folder) / "config.json").is_file() else None
-    hit = cached_file(entry.hf_model_name, "config.json")
-    return hit.parent if hit is not None else None
+        return Path(entry.hf_folder) if Path(entry.hf_folder).is_dir() else None
+    return snapshot_folder(entry.hf_model_name) if entry.hf_model_name else None
+
+
+def model_state(entry: ModelEntry) -> tuple[str, list[str]]:
+    """``("yes" | "partial" | "no", problems)`` for the entry's model files (shipped entries: their folder)."""
+    from lister_tui.core.engine.presence import folder_problems
+
+    if entry.source == "shipped":
+        return ("yes", []) if entry.weights_dir and Path(entry.weights_dir).is_dir() else ("no", [f"{entry.weights_dir}: no such folder"])
+    folder = model_folder(entry)
+    if folder is None:
+        return "no", []
+    problems = folder_problems(folder)
+    return ("partial" if problems else "yes"), problems
 
 
 def _release(site: SAESite):
@@ -134,7 +159,7 @@ def model_download_command(entry: ModelEntry) -> str:
 def missing_pretrained_files(entry: ModelEntry, sites: tuple[SAESite, ...] | None = None) -> list[str]:
     """Download commands (one per line) for whatever of ``entry`` is absent."""
     missing = []
-    if entry.source == "pretrained" and model_folder(entry) is None:
+    if entry.source == "pretrained" and model_state(entry)[0] != "yes":
         missing.append(model_download_command(entry))
     for site in entry.sites if sites is None else sites:
         try:
@@ -146,11 +171,16 @@ def missing_pretrained_files(entry: ModelEntry, sites: tuple[SAESite, ...] | Non
     return missing
 
 
+GATED_HINT = "gated repos (Gemma, Llama) need `hf auth login` (or HF_TOKEN set) after accepting the licence on huggingface.co"
+
+
 def not_available_message(entry: ModelEntry, missing: list[str]) -> str:
     where = os.environ.get("HF_HOME", "~/.cache/huggingface")
+    _state, problems = model_state(entry) if entry.source == "pretrained" else ("", [])
+    found = "".join(f"\n  {model_folder(entry)}: {p}" for p in problems)
     return (
-        f"{entry.name} needs files that are not here (Hugging Face cache: {where}). Download them on a machine "
-        f"with access{' (' + entry.needs + ')' if entry.needs else ''}:\n" + "\n".join(missing) + f"\n{LEGACY_HINT}"
+        f"{entry.name} needs files that are not here (Hugging Face cache: {where}).{found}\nDownload them on a machine "
+        f"with access{' (' + entry.needs + ')' if entry.needs else ''}:\n" + "\n".join(missing) + f"\n{LEGACY_HINT}\n({GATED_HINT})"
     )
 
 
@@ -189,80 +219,75 @@ def cached_size(entry: ModelEntry) -> int | None:
 
 # --- the model -------------------------------------------------------------------------
 
-_SIZE_FIELDS = {
-    "hidden_size": "d_model",
-    "num_hidden_layers": "n_layers",
-    "num_attention_heads": "n_heads",
-    "num_key_value_heads": "n_key_value_heads",
-    "head_dim": "d_head",
-    "intermediate_size": "d_mlp",
-    "vocab_size": "d_vocab",
-    "sliding_window": "window_size",
-}
-
-
-def config_with_sizes(cfg, hf_config: dict):
-    """TransformerLens's config for the architecture, with the sizes of ``hf_config`` (a config.json)."""
-    from transformer_lens import HookedTransformerConfig
-
-    hf = hf_config.get("text_config") or hf_config  # multimodal Gemma 3 keeps the text model's sizes there
-    values = dict(cfg.to_dict())  # to_dict hands out the config's own dict
-    old_d_head, old_layers = values["d_head"], values["n_layers"]
-    for hf_key, tl_key in _SIZE_FIELDS.items():
-        if hf.get(hf_key) is not None and (tl_key != "window_size" or values.get("use_local_attn")):
-            values[tl_key] = int(hf[hf_key])
-    if hf.get("head_dim") is None:
-        values["d_head"] = values["d_model"] // values["n_heads"]
-    if values.get("rotary_dim") == old_d_head:
-        values["rotary_dim"] = values["d_head"]
-    if values.get("attn_types") and values["n_layers"] != old_layers:
-        layer_types = hf.get("layer_types")
-        if layer_types and len(layer_types) == values["n_layers"]:
-            values["attn_types"] = ["local" if "sliding" in t else "global" for t in layer_types]
-        else:
-            pattern = values["attn_types"]
-            values["attn_types"] = [pattern[i % len(pattern)] for i in range(values["n_layers"])]
-    values["d_vocab_out"] = -1
-    values["n_params"] = None
-    return HookedTransformerConfig.from_dict(values)
-
-
 def load_pretrained(entry: ModelEntry, device: str, dtype: torch.dtype):
-    """The entry's HookedSAETransformer and tokenizer, from its local folder or the local cache."""
+    """The entry's HookedSAETransformer, tokenizer and parity check, from its local folder or the local cache.
+
+    The architecture and every setting come from the folder's config.json (:mod:`hf_config`);
+    TransformerLens converts the weights; one probe forward through both models checks the result
+    (:mod:`parity`), unless this folder and dtype passed before."""
+    from lister_tui.core.engine.hf_config import tl_config
+    from lister_tui.core.engine.parity import cached_parity, measure_parity, refusal
+
     missing = missing_pretrained_files(entry)
     if missing:
         raise ModelNotAvailable(not_available_message(entry, missing))
+    folder = model_folder(entry)
+    cfg = tl_config(folder, device, dtype)  # refused here, before any weights are read
     from sae_lens import HookedSAETransformer
     from transformer_lens import loading_from_pretrained as tl_loading
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-    folder = model_folder(entry)
-    try:
-        official = tl_loading.get_official_model_name(entry.tl_name)
-    except ValueError as exc:
-        raise ListerError(
-            f"model {entry.name!r}: {entry.tl_name!r} is not a TransformerLens model name; set model to one "
-            "(TransformerLens' list: transformer_lens.loading_from_pretrained.OFFICIAL_MODEL_NAMES)"
-        ) from exc
-    hf_config = json.loads((folder / "config.json").read_text())
+    tokenizer = load_folder_tokenizer(folder)
     with offline(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        cfg = tl_loading.get_pretrained_model_config(
-            official, fold_ln=False, device=device, dtype=dtype, default_prepend_bos=False
-        )
-        cfg = config_with_sizes(cfg, hf_config)
-        auto = AutoModel if cfg.original_architecture == "Gemma3ForConditionalGeneration" else AutoModelForCausalLM
-        hf_model = auto.from_pretrained(str(folder), dtype=dtype)
-        state_dict = tl_loading.get_pretrained_state_dict(official, cfg, hf_model, dtype=dtype)
-        del hf_model
+        auto = AutoModelForImageTextToText if cfg.original_architecture == "Gemma3ForConditionalGeneration" else AutoModelForCausalLM
+        try:
+            hf_model = auto.from_pretrained(str(folder), dtype=dtype)
+        except Exception as exc:  # transformers raises OSError, ValueError, safetensors errors for a bad folder
+            raise ModelNotAvailable(f"model {entry.name!r}: transformers cannot read the weights in {folder} "
+                                    f"({type(exc).__name__}: {str(exc)[:300]})") from exc  # fmt: skip
+        hf_model.eval()
+        try:
+            state_dict = tl_loading.get_pretrained_state_dict(str(folder), cfg, hf_model, dtype=dtype)
+        except Exception as exc:  # the conversion asserts or misses a module for a config it does not handle
+            raise ListerError(f"model {entry.name!r}: TransformerLens cannot convert the {cfg.original_architecture} weights in "
+                              f"{folder} ({type(exc).__name__}: {str(exc)[:300]})") from exc  # fmt: skip
         model = HookedSAETransformer(cfg, tokenizer, move_to_device=False, default_padding_side="right")
         model.load_and_process_state_dict(
             state_dict, fold_ln=False, center_writing_weights=False, center_unembed=False,
             fold_value_biases=False, refactor_factored_attn_matrices=False,
         )  # fmt: skip
+        del state_dict
+        model.eval()
+        parity = cached_parity(folder, dtype)
+        if parity is None or not parity.ok:
+            try:
+                parity = measure_parity(model, hf_model, tokenizer, folder, dtype, cfg.original_architecture)
+            except ListerError:
+                raise
+            except Exception as exc:  # a forward that TransformerLens cannot run for this config
+                raise ListerError(f"model {entry.name!r}: the parity probe failed to run on {folder} ({type(exc).__name__}: "
+                                  f"{str(exc)[:300]}); TransformerLens cannot run this {cfg.original_architecture} config") from exc  # fmt: skip
+        del hf_model
+        if not parity.ok:
+            raise refusal(parity, entry.name, folder)
         model.move_model_modules_to_device()
-    return model, tokenizer
+    return model, tokenizer, parity
+
+
+def load_folder_tokenizer(folder: Path):
+    """The tokenizer of a model folder, offline; a clear error naming the folder when it is absent or broken."""
+    from transformers import AutoTokenizer
+
+    with offline(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return AutoTokenizer.from_pretrained(str(folder))
+        except Exception as exc:  # transformers raises OSError/ValueError/ImportError (sentencepiece advice) here
+            raise ModelNotAvailable(
+                f"the tokenizer in {folder} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+                "it needs tokenizer.json (or tokenizer.model) and tokenizer_config.json from the model's repository"
+            ) from exc
 
 
 # --- SAEs ------------------------------------------------------------------------------

@@ -4,9 +4,9 @@ Files read: ``<config>/registry.toml``, every ``<config>/models/*.toml`` (``list
 locate config``), and each ``--registry FILE`` (``$LISTER_TUI_REGISTRY``). Format::
 
     [models.my-model]
-    model = "google/gemma-2-2b-it"       # a TransformerLens model name (weights: HF cache)
-    # folder = "/data/my-finetune"        # or a local folder: HF weights (with `model` as the
-    #                                     # architecture) or a lister-tiny style folder
+    model = "google/gemma-2-2b-it"       # a Hugging Face repo id (weights: the local HF cache)
+    # folder = "/data/my-finetune"        # or a local folder: HF weights (architecture and every
+    #                                     # setting from its config.json) or a lister-tiny style folder
     dtype = "bfloat16"
     chat_template = true                  # the tokenizer's; or chat_prefix / chat_suffix
     list_marker = "-"                     # "-", "*" or "1."
@@ -224,11 +224,9 @@ def parse_entry(name: str, table, path: Path, templates: tuple[Template, ...] = 
     model = _string(table, "model", path, name)
     folder = _string(table, "folder", path, name)
     if model is None and folder is None:
-        raise _error(path, name, "model", "give model (a TransformerLens model name) or folder (local weights)")
+        raise _error(path, name, "model", "give model (a Hugging Face repo id, read from the local cache) or folder (local weights)")
     folder_path = _folder(folder, path) if folder is not None else None
     shipped = folder_path is not None and (folder_path / "model_config.json").is_file()
-    if folder_path is not None and not shipped and model is None:
-        raise _error(path, name, "model", "a folder of Hugging Face weights needs model = the TransformerLens name of its architecture")
     dtype = _string(table, "dtype", path, name, "float32" if shipped else "bfloat16")
     if dtype not in DTYPES:
         raise _error(path, name, "dtype", f"{dtype!r} is not one of {', '.join(DTYPES)}")
