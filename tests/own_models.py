@@ -29,6 +29,7 @@ def configs() -> dict:
         "mistral": T.MistralConfig(**_COMMON, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-4, rope_theta=2e4, sliding_window=5),
         "qwen2": T.Qwen2Config(**_COMMON, num_key_value_heads=2, rms_norm_eps=1e-4, rope_theta=3e4, tie_word_embeddings=True),
         "qwen3": T.Qwen3Config(**_COMMON, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-4, rope_theta=3e4),
+        "gemma": T.GemmaConfig(**_COMMON, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-4, rope_theta=3e4),
         "gemma2": T.Gemma2Config(**_COMMON, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-4, rope_theta=3e4, query_pre_attn_scalar=24,
                                  sliding_window=5, final_logit_softcapping=3.0, attn_logit_softcapping=5.0, tie_word_embeddings=False),
         "gemma3": T.Gemma3TextConfig(**_COMMON, num_key_value_heads=1, head_dim=16, rms_norm_eps=1e-4, query_pre_attn_scalar=24, sliding_window=5,
@@ -40,12 +41,12 @@ def configs() -> dict:
 
 ARCHITECTURE_OF = {
     "gpt2": "GPT2LMHeadModel", "neox": "GPTNeoXForCausalLM", "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
-    "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM", "gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM",
+    "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM", "gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM", "gemma3": "Gemma3ForCausalLM",
 }  # fmt: skip
 
 
 @torch.no_grad()
-def write_model(folder: Path, name: str, config=None, seed: int = 0, chat_template: bool = True) -> Path:
+def write_model(folder: Path, name: str, config=None, seed: int = 0, chat_template: bool = True, max_shard_size: str = "5GB") -> Path:
     """A random model of architecture ``name`` saved to ``folder`` with a tokenizer (weights perturbed off their init)."""
     from transformers import AutoModelForCausalLM
 
@@ -59,7 +60,7 @@ def write_model(folder: Path, name: str, config=None, seed: int = 0, chat_templa
         model = AutoModelForCausalLM.from_config(config)
         for p in model.parameters():  # norms and biases start at 1 / 0: move them so every weight matters
             p.add_(torch.randn_like(p) * 0.05)
-        model.save_pretrained(str(folder))
+        model.save_pretrained(str(folder), max_shard_size=max_shard_size)
     shutil.copytree(weights_dir() / "tokenizer", folder, dirs_exist_ok=True)
     import json
 

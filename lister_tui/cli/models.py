@@ -28,14 +28,17 @@ def sites_summary(entry) -> str:
 
 
 def _status(entry) -> tuple[str, str]:
-    from lister_tui.core.engine.pretrained import cached_size, missing_pretrained_files
+    """("yes" | "partial" | "no" | "?", size): the model's files whole (every shard, tokenizer, config) and every SAE here."""
+    from lister_tui.core.engine.pretrained import cached_size, missing_pretrained_files, model_state
 
     try:
+        state, _problems = model_state(entry)
         missing = missing_pretrained_files(entry)
         size = cached_size(entry)
     except ListerError:
         return "?", ""
-    state = "yes" if not missing else ("part" if size is not None else "no")
+    if state == "yes" and missing:
+        state = "partial"  # the model is here, an SAE is not
     return state, "" if size is None else human_size(size)
 
 
@@ -43,6 +46,8 @@ def _status(entry) -> tuple[str, str]:
 def models_command(
     name: Optional[str] = typer.Argument(None, help="One entry to show in full: its sites, what it needs and the download commands.", show_default=False),
     registry: Optional[list[Path]] = REGISTRY_OPTION,
+    check: bool = typer.Option(False, "--check", help="Load NAME's Hugging Face weights on the CPU and compare one probe forward with transformers' model from the same folder."),
+    dtype: str = typer.Option("float32", "--dtype", help="The dtype of --check: float32 (the exact check), bfloat16 or float16."),
 ) -> None:
     """List the models lister-tui can load: built-in entries and your own (TOML in `lister-tui locate config`
     as registry.toml or models/*.toml, or --registry FILE); whether their weights are here, and their size."""
@@ -52,8 +57,13 @@ def models_command(
 
     try:
         use_user_files(registry, None, strict=False)
+        if check and name is None:
+            raise ListerError("--check needs a model: lister-tui models NAME --check")
         if name is not None:
-            _show_entry(get_entry(name))
+            entry = get_entry(name)
+            _show_entry(entry)
+            if check:
+                _check(entry, dtype)
             return
     except ListerError as exc:
         fail(exc)
@@ -70,7 +80,8 @@ def models_command(
         table.add_row(label, state, size, Text(sites_summary(entry)))
     console.print(table, width=min(console.width, 80))
     console.print(
-        Text("here: weights and SAEs in the local Hugging Face cache (yes / part / no); * your entry. "
+        Text("here: model (every weights shard, tokenizer, config) and SAEs in the local Hugging Face cache or folder "
+             "(yes / partial / no); * your entry. "
              "`lister-tui models NAME` shows one entry and its download commands.", style="dim"),  # fmt: skip
         width=min(console.width, 80),
     )
@@ -88,7 +99,7 @@ def _show_entry(entry) -> None:
         ("entry", entry.name),
         ("from", entry.origin),
         ("about", entry.description),
-        ("model", str(entry.weights_dir) if entry.source == "shipped" else f"{entry.tl_name}" + (f" (weights: {entry.hf_folder})" if entry.hf_folder else "")),
+        ("model", str(entry.weights_dir) if entry.source == "shipped" else (f"{entry.hf_folder} (architecture from its config.json)" if entry.hf_folder else f"{entry.hf_model_name} (the local Hugging Face cache)")),
         ("dtype", entry.default_dtype),
         ("chat", "the tokenizer's chat template" if entry.use_tokenizer_chat_template else f"{entry.chat_prefix!r} … {entry.chat_suffix!r}"),
         ("list marker", repr(entry.item_marker)),
@@ -103,9 +114,31 @@ def _show_entry(entry) -> None:
         console.print(Text.assemble(("    template  ", "bold"), plain(f"{t.name} ({t.length}): {t.text}")), soft_wrap=True)
     for s in entry.sites:
         console.print(Text.assemble((f"{s.id:>12}  ", "bold"), plain(f"{s.hook_name}  {s.source_text}")), soft_wrap=True)
+    from lister_tui.core.engine.pretrained import GATED_HINT, model_folder, model_state
+
+    _state, problems = model_state(entry)
+    for problem in problems:
+        console.print(Text.assemble(("     missing  ", "bold"), plain(f"{model_folder(entry)}: {problem}")), soft_wrap=True)
     missing = missing_pretrained_files(entry)
     if missing:
         console.print(Text("missing; download on a machine with access:", style="bold"))
         for line in missing:
             console.print(Text(plain(line.strip())), soft_wrap=True)  # one command per line, never wrapped
         console.print(Text(LEGACY_HINT, style="dim"), soft_wrap=True)
+        console.print(Text(GATED_HINT, style="dim"), soft_wrap=True)
+
+
+def _check(entry, dtype_name: str) -> None:
+    """``--check``: the parity of the entry's Hugging Face weights with transformers, measured here (or cached)."""
+    from lister_tui.core.engine.loading import DTYPES
+    from lister_tui.core.engine.pretrained import load_pretrained
+
+    if dtype_name not in DTYPES:
+        raise ListerError(f"--dtype {dtype_name!r} is not one of {', '.join(DTYPES)}")
+    if entry.source != "pretrained":
+        console.print(Text("parity: shipped TransformerLens weights; there is no transformers model to compare with"))
+        return
+    _model, _tokenizer, parity = load_pretrained(entry, "cpu", DTYPES[dtype_name])
+    del _model
+    when = "measured before for these files" if parity.cached else "measured now"
+    console.print(Text.assemble(("parity  ", "bold"), plain(f"ok: {parity.line()}; {when}")), soft_wrap=True)

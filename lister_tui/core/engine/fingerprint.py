@@ -42,6 +42,9 @@ def weights_fingerprint(entry: ModelEntry, sae_ids: Sequence[str] | None = None)
         for sae_id in sae_ids:
             files += sorted((folder / "saes" / sae_id).glob("*.safetensors"))
         return {"sha256": {str(p.relative_to(folder)): file_sha256(p) for p in files if p.is_file()}}
+    if entry.hf_folder is not None:
+        folder = Path(entry.hf_folder)
+        return {"hf_folder": str(folder), "folder_key": model_folder_key(folder) if folder.is_dir() else None}
     try:
         from huggingface_hub import try_to_load_from_cache
 
@@ -61,7 +64,7 @@ def fingerprint_differences(saved: dict | None, current: dict | None) -> list[st
         a, b = saved["sha256"], current["sha256"]
         return sorted(name for name in set(a) & set(b) if a[name] != b[name])
     out = []
-    for key in ("hf_model_name", "hf_revision"):
+    for key in ("hf_model_name", "hf_revision", "folder_key"):
         if saved.get(key) and current.get(key) and saved[key] != current[key]:
             out.append(key)
     return out
@@ -74,3 +77,19 @@ def folder_fingerprint(folder: Path) -> dict:
         return {"missing": str(folder)}
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".json", ".safetensors", ".npz"))
     return {"sha256": {p.name: file_sha256(p) for p in files}}
+
+
+def model_folder_key(folder: Path) -> str:
+    """A fingerprint of a Hugging Face model folder without reading its weights: config.json's bytes
+    and every file's name, size and modification time (a changed or re-downloaded file changes it)."""
+    folder = Path(folder)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file() or p.is_symlink()):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        digest.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        if path.name == "config.json":
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:32]

@@ -16,13 +16,13 @@ The result is cached per folder fingerprint and dtype (``<cache>/parity/``), so 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from lister_tui.core.engine.fingerprint import model_folder_key as folder_key
 from lister_tui.core.errors import ListerError
 from lister_tui.core.files.atomic import atomic_write_bytes
 from lister_tui.core.files.locations import cache_dir
@@ -69,21 +69,6 @@ class Parity:
 
 def _dtype(name: str) -> torch.dtype:
     return {v: k for k, v in DTYPE_NAMES.items()}[name]
-
-
-def folder_key(folder: Path) -> str:
-    """A fingerprint of a model folder: config.json's bytes and every file's name, size and mtime."""
-    folder = Path(folder)
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.iterdir() if p.is_file() or p.is_symlink()):
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        digest.update(f"{path.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        if path.name == "config.json":
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:32]
 
 
 def _cache_file(key: str, dtype: torch.dtype) -> Path:

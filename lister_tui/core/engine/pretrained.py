@@ -238,6 +238,9 @@ def load_pretrained(entry: ModelEntry, device: str, dtype: torch.dtype):
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     tokenizer = load_folder_tokenizer(folder)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars: the explorer and the CLI say what loads
     with offline(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         auto = AutoModelForImageTextToText if cfg.original_architecture == "Gemma3ForConditionalGeneration" else AutoModelForCausalLM

@@ -202,6 +202,8 @@ class ModelInfo:
     # The registry entry in full (registry_file.entry_record): sites' releases and sae_ids or folder
     # fingerprints, chat format, list style, metric tokens, templates. None in older sessions.
     entry: dict | None = None
+    # the load's parity check against transformers (engine.parity.Parity.record()); None: shipped weights
+    parity: dict | None = None
 
     def to_dict(self) -> dict:
         token_ids = {
@@ -224,6 +226,8 @@ class ModelInfo:
         }
         if self.entry is not None:
             out["entry"] = self.entry
+        if self.parity is not None:
+            out["parity"] = self.parity
         return out
 
     @classmethod
@@ -237,7 +241,8 @@ class ModelInfo:
             )  # fmt: skip
             entry = d.get("entry") if isinstance(d.get("entry"), dict) else None
             sites = tuple(SiteInfo(str(s["id"]), str(s["kind"]), int(s["layer"]), str(s["hook_name"])) for s in d.get("saes", []))
-            return cls(str(d["name"]), str(d.get("source", "unknown")), ids, sites, d.get("fingerprint"), d.get("hf_model_name"), entry)
+            parity = d.get("parity") if isinstance(d.get("parity"), dict) else None
+            return cls(str(d["name"]), str(d.get("source", "unknown")), ids, sites, d.get("fingerprint"), d.get("hf_model_name"), entry, parity)
         except (KeyError, TypeError, ValueError) as exc:
             raise ListerError(f"{where}: field model.{_field_of(exc)} is missing or invalid ({exc!r}); the manifest is damaged") from exc
 
@@ -247,7 +252,7 @@ class ModelInfo:
         sites = tuple(SiteInfo(s.id, s.kind, s.layer, s.hook_name) for s in entry.sites)
         from lister_tui.core.engine.registry_file import entry_record
 
-        return cls(entry.name, entry.source, loaded.ids, sites, fingerprint, entry.hf_model_name, entry_record(entry))
+        return cls(entry.name, entry.source, loaded.ids, sites, fingerprint, entry.hf_model_name, entry_record(entry), getattr(loaded, "parity", None))
 
 
 def _field_of(exc: Exception) -> str:
