@@ -139,8 +139,7 @@ def model_manifest(loaded: LoadedModel, sae_ids: Sequence[str]) -> dict:
         # the entry in full (sites' releases and sae_ids or folder fingerprints, chat format, metric
         # tokens), so the sweep can be resumed or read where its registry file is absent
         "entry": entry_record(entry),
-        # a Hugging Face folder's parity check against transformers (engine.parity); None for shipped weights
-        "parity": loaded.parity,
+        "parity": loaded.parity,  # a Hugging Face folder's check against transformers (engine.parity)
     }
 
 
