@@ -105,6 +105,9 @@ def _run(model, device, dtype, specs, settings, sampling, faithfulness, json_out
     try:
         with err_console.status(f"loading {model}…"):
             loaded = load_model(model, device=device, dtype=dtype)
+            from lister_tui.core.engine.preflight import preflight
+
+            preflight(loaded, settings.sites, template=specs[0].template)  # before the first sample
         with err_console.status("sampling the lists…"):
             drawn = sample_lists(loaded, specs, sampling)
         usable = [s for s in drawn if s.structure.attribution_pos is not None]

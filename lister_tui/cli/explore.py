@@ -55,6 +55,10 @@ def main_callback(
         # Loaded before the app starts, so a missing or bad model fails fast with a plain message.
         with err_console.status(text(f"loading {model}…")):
             loaded = load_model(entry, device=device, dtype=dtype)
+        from lister_tui.core.engine.preflight import preflight
+
+        with err_console.status(text(f"checking {model}'s chat template and SAEs…")):
+            preflight(loaded, [s.id for s in loaded.entry.sites])  # each setup mistake named before the first sample
     except ListerError as exc:
         fail(exc)
     from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir

@@ -286,6 +286,9 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
         try:
             # Fails fast (with the download commands for a pretrained entry) before any work.
             loaded = load_model(entry, device=settings.device, dtype=settings.dtype)
+            from lister_tui.core.engine.preflight import preflight
+
+            preflight(loaded, settings.sae_ids(entry), template=settings.templates[0])  # every SAE opened, nothing sampled yet
             if settings.steering:
                 check_layer(loaded, settings.resolved_steering_layer(entry))
             # tokenizer work only: every prompt plus --max-new-tokens must fit the model's context
