@@ -41,7 +41,10 @@ def use_registry_files(paths) -> None:
     """Add registry files for this process and the workers it starts (``--registry FILE``)."""
     current = [p for p in os.environ.get(REGISTRY_ENV, "").split(os.pathsep) if p]
     for p in paths or ():
-        path = str(Path(p).expanduser().resolve())
+        try:
+            path = str(Path(p).expanduser().resolve())
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11)
+            raise ListerError(f"registry file {p} cannot be resolved ({exc}); give a TOML file") from exc
         if not Path(path).is_file():
             raise ListerError(f"registry file {p} does not exist; give a TOML file (see docs/own-models.md)")
         if path not in current:

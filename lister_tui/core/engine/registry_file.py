@@ -59,7 +59,7 @@ MODEL_KEYS = {
 SITE_KEYS = {"id", "release", "sae_id", "path", "hook", "kind", "layer"}
 LIST_MARKERS = ("-", "*", "1.")
 DTYPES = ("float32", "bfloat16", "float16")
-SITE_ID = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+SITE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")  # a plain name: never "." or "..", never a path
 
 
 def registry_files() -> list[Path]:
@@ -108,6 +108,10 @@ def read_toml(path: Path) -> dict:
         raise ListerError(f"registry file {path}: cannot be read ({exc.strerror or exc})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ListerError(f"registry file {path}: not valid TOML ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ListerError(f"registry file {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
+    except RecursionError as exc:
+        raise ListerError(f"registry file {path}: nested too deeply to read; a registry file needs two levels of tables") from exc
     unknown = sorted(set(data) - {"models", "templates"})
     if unknown:
         raise ListerError(f"registry file {path}: unknown table {unknown[0]!r}; valid: models, templates")
@@ -129,9 +133,14 @@ def _string(table: dict, key: str, path: Path, entry: str, default=None, allow_e
     return value
 
 
-def _folder(value: str, path: Path) -> Path:
+def _folder(value: str, path: Path, entry: str = "?", field: str = "folder") -> Path:
     folder = Path(value).expanduser()
-    return folder if folder.is_absolute() else (path.parent / folder).resolve()
+    if folder.is_absolute():
+        return folder
+    try:
+        return (path.parent / folder).resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11)
+        raise _error(path, entry, field, f"{value!r} cannot be resolved ({exc})") from exc
 
 
 def parse_templates(data: dict, path: Path) -> tuple[Template, ...]:
@@ -173,7 +182,7 @@ def parse_site(table, path: Path, entry: str, index: int) -> SAESite:
         raise _error(path, entry, f"{field}.{unknown[0]}", f"unknown; valid: {', '.join(sorted(SITE_KEYS))}")
     site_id = table.get("id")
     if not isinstance(site_id, str) or not SITE_ID.match(site_id):
-        raise _error(path, entry, f"{field}.id", f"must be a short id such as res_20 (letters, digits, _ . -), got {site_id!r}")
+        raise _error(path, entry, f"{field}.id", f"must be a short id such as res_20 (a letter or digit, then letters, digits, _ . -), got {site_id!r}")
     release, sae_id, folder = table.get("release"), table.get("sae_id"), table.get("path")
     if (release is None) != (sae_id is None):
         raise _error(path, entry, f"{field}.{'sae_id' if release else 'release'}", "release and sae_id go together")
@@ -197,7 +206,7 @@ def parse_site(table, path: Path, entry: str, index: int) -> SAESite:
         raise _error(path, entry, f"{field}.hook", str(exc)) from exc
     return SAESite(
         site_id, kind, layer, release=release, sae_id=sae_id,
-        path=_folder(folder, path) if folder is not None else None, hook=hook,
+        path=_folder(folder, path, entry, f"{field}.path") if folder is not None else None, hook=hook,
     )  # fmt: skip
 
 
@@ -225,7 +234,7 @@ def parse_entry(name: str, table, path: Path, templates: tuple[Template, ...] = 
     folder = _string(table, "folder", path, name)
     if model is None and folder is None:
         raise _error(path, name, "model", "give model (a Hugging Face repo id, read from the local cache) or folder (local weights)")
-    folder_path = _folder(folder, path) if folder is not None else None
+    folder_path = _folder(folder, path, name) if folder is not None else None
     shipped = folder_path is not None and (folder_path / "model_config.json").is_file()
     dtype = _string(table, "dtype", path, name, "float32" if shipped else "bfloat16")
     if dtype not in DTYPES:
