@@ -11,13 +11,13 @@ from typing import Optional
 
 import typer
 
-from lister_tui.cli.common import app, console, err_console, fail, split_values
+from lister_tui.cli.common import TEMPLATES_OPTION, app, console, err_console, fail, split_values, use_user_files
 from lister_tui.core.errors import ListerError
 
 
 @app.command("circuit")
 def circuit_command(
-    template: str = typer.Option("short", "--template", "-t", help="Prompt template: short, long or unspecified."),
+    template: str = typer.Option("short", "--template", "-t", help="Prompt template: short, long, unspecified, the entry's own or one of --templates."),
     topic: Optional[list[str]] = typer.Option(None, "--topic", help="Topic (one; with --batch repeatable, default: the study's 23)."),
     sample: int = typer.Option(0, "--sample", "-i", help="Which sample of the template and topic (0-based)."),
     batch: bool = typer.Option(False, "--batch", help="A feature-level circuit over the template's samples (effects summed over positions and samples)."),
@@ -39,23 +39,24 @@ def circuit_command(
     model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry to load."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
     dtype: Optional[str] = typer.Option(None, help="float32 or bfloat16 (default: the entry's).", show_default=False),
+    templates: Optional[list[Path]] = TEMPLATES_OPTION,
 ) -> None:
     """Find the circuit of the metric (logit(blank) − logit(newline)) at a list's attribution position."""
-    from lister_tui.core.engine.prompts import TEMPLATES, TOPICS, build_prompts
+    from lister_tui.core.engine.prompts import TOPICS, build_prompts, get_template
     from lister_tui.core.engine.registry import get_entry
     from lister_tui.core.study.circuits import CircuitSettings
     from lister_tui.core.study.circuits.export import FORMATS
     from lister_tui.core.study.settings import SAMPLING_PRESETS
 
     try:
+        use_user_files(None, templates)
         entry = get_entry(model)
         topics = split_values(topic) if batch else list(topic or [])
         if not batch and len(topics) != 1:
             raise ListerError(f"give exactly one --topic for a one-sample circuit (got {len(topics)}); valid: {', '.join(TOPICS)}")
         if batch and not topics:
             topics = list(TOPICS)
-        if template not in TEMPLATES:
-            raise ListerError(f"unknown template {template!r}; valid: {', '.join(TEMPLATES)}")
+        get_template(template, entry)  # the study's, the entry's own, --templates' (unknown: the valid names)
         if sample < 0:
             raise ListerError(f"--sample must be >= 0, got {sample}")
         if samples < 1:
@@ -82,7 +83,7 @@ def circuit_command(
             ablation=ablation,
         )
         settings.check([s.id for s in entry.sites])
-        specs = build_prompts([template], topics, samples_per_topic=samples if batch else sample + 1, base_seed=seed)
+        specs = build_prompts([template], topics, samples_per_topic=samples if batch else sample + 1, base_seed=seed, entry=entry)
         if not batch:
             specs = [specs[sample]]
     except ListerError as exc:

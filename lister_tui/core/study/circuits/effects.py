@@ -41,7 +41,6 @@ from torch import Tensor
 from lister_tui.core.engine.attribution import (
     activations_and_gradients,
     attribute_integrated,
-    has_plain_decoder,
     metric_at,
 )
 from lister_tui.core.engine.registry import SAESite
@@ -88,6 +87,20 @@ class SampleState:
     metric: float
 
 
+def has_linear_decoder(sae: SAE) -> bool:
+    """True when ``sae.decode(a)`` is ``a @ W_dec + b_dec`` (reshaped for hook_z), whatever its encoder:
+    circuits encode through the SAE's own ``encode`` and need only the decoder to be linear. SAELens's
+    inference Standard, JumpReLU and TopK SAEs (BatchTopK loads as JumpReLU) without a run-time
+    normaliser; TopK's optional decoder-norm rescaling is not linear in W_dec's rows and is refused."""
+    from sae_lens import JumpReLUSAE, StandardSAE, TopKSAE  # imported late: sae-lens takes seconds to import
+
+    return (
+        type(sae) in (StandardSAE, JumpReLUSAE, TopKSAE)
+        and sae.cfg.normalize_activations in ("none", "expected_average_only_in")
+        and not getattr(sae.cfg, "rescale_acts_by_decoder_norm", False)
+    )
+
+
 def _flat(t: Tensor, site: SAESite) -> Tensor:
     return t.flatten(-2) if site.kind == "attn" else t
 
@@ -106,10 +119,10 @@ def sample_state(
 ) -> SampleState:
     """Activations, gradients and node effects of every chosen site on ``tokens[: target + 1]``."""
     for site in sites:
-        if not has_plain_decoder(saes[site.id]):
+        if not has_linear_decoder(saes[site.id]):
             raise ListerError(
-                f"SAE {site.id} does not decode as a @ W_dec + b_dec; circuits need a plain decoder "
-                "(Standard or JumpReLU SAEs without run-time normalisation)"
+                f"SAE {site.id} does not decode as a @ W_dec + b_dec; circuits need a linear decoder "
+                "(Standard, JumpReLU or TopK SAEs without run-time normalisation or decoder-norm rescaling)"
             )
     if not 0 <= target < len(tokens):
         raise ListerError(f"target position {target} is out of range; valid: 0..{len(tokens) - 1}")
