@@ -52,3 +52,22 @@ def test_a_session_without_a_recorded_entry_still_opens(tmp_path):
     assert opened.model.entry is None and opened.model.ids.style == "-"
     view = view_session(opened, device="cpu")  # fake-model is unknown here: read-only, nothing missing to list
     assert view.banner.startswith("READ-ONLY: fake-model is not available here") and "Missing" not in view.banner
+
+
+def test_replay_reopens_the_recorded_entry_as_open_does(tmp_path, monkeypatch):
+    """A session of a registry-file entry replays without --registry (the entry comes from the session)."""
+    from typer.testing import CliRunner
+
+    from lister_tui.cli import app
+    from lister_tui.core.engine import registry
+    from lister_tui.organism.paths import weights_dir
+
+    monkeypatch.setenv("LISTER_TUI_CONFIG_DIR", str(tmp_path / "config"))  # no registry file here
+    monkeypatch.delenv(REGISTRY_ENV, raising=False)
+    monkeypatch.setattr(registry, "_registered", {})
+    entry = ModelEntry(name="my-tiny", description="", source="shipped", sites=(), weights_dir=weights_dir(), origin="/elsewhere/registry.toml")
+    _save(tmp_path / "s", replace(MODEL, name="my-tiny", source="shipped", entry=entry_record(entry)))
+    result = CliRunner().invoke(app, ["replay", str(tmp_path / "s"), "--device", "cpu"])
+    assert "unknown model" not in result.output and result.exit_code != 2, result.output
+    # the recorded entry's weights loaded and were compared with the session's (fake) fingerprint
+    assert "the weights differ from the session's (model.safetensors)" in result.output

@@ -101,8 +101,11 @@ def replay_command(
     try:
         check_threads(threads)  # before reading or loading anything
         opened = read_session(resolve_target(target, sessions_dir))
+        from lister_tui.core.sessions.opening import session_entry
+
         with err_console.status(text(f"loading {opened.model.name}…")):
-            loaded = load_model(opened.model.name, device=device, dtype=dtype)
+            # as `open` does: the registry's entry, or the one the session recorded (no --registry needed)
+            loaded = load_model(session_entry(opened.model), device=device, dtype=dtype)
     except ListerError as exc:
         fail(exc)
     # lister-tiny's small matmuls run fastest on one thread, most of all on busy cores

@@ -242,7 +242,7 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
         start = SAMPLING_PRESETS[values["preset"]] if "preset" in given else recorded.sampling
         updates["sampling"] = replace(start, **{n: values[n] for n in _SAMPLING_OPTIONS if n in given})
     settings = replace(recorded, **updates)
-    entry = recorded_entry(manifest)
+    entry = resumed_entry(manifest, folder, settings)
     settings.validate(entry)
     differs = settings_differences(manifest["settings"], settings, entry)
     if differs:
@@ -251,6 +251,22 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
             "Leave those options out (--resume takes the sweep's own settings)"
         )
     return settings, entry
+
+
+def resumed_entry(manifest: dict, folder: Path, settings):
+    """The registry's entry as it is now (a fixed registry file counts), and a line per change since the
+    sweep ran; a change that would mix incompatible rows is refused once the sweep has rows."""
+    from lister_tui.core.engine.registry import resumed_entry as resume
+    from lister_tui.core.sweep.output import SHARDS
+
+    model = manifest.get("model") or {}
+    record = model.get("entry") if isinstance(model.get("entry"), dict) else None
+    name = str(model.get("name") or manifest["settings"]["model"])
+    has_rows = any((Path(folder) / SHARDS).glob("*.json")) or (Path(folder) / "generations.parquet").exists()
+    entry, changes = resume(name, record, settings.saes or [s["id"] for s in (record or {}).get("sites", [])], has_rows)
+    for line in changes:
+        say(f"since the sweep ran, the registry entry changed: {line}", err=True)
+    return entry
 
 
 def recorded_entry(manifest: dict):

@@ -101,3 +101,59 @@ def entry_for(name: str, record: dict | None) -> ModelEntry:
             entry = entry_from_record(record)
             register_entry(entry)
     return entry
+
+
+# What decides a sampled row: a change to one of these between a sweep's record and the registry
+# would mix rows of two set-ups in one table.
+ROW_FIELDS = ("source", "hf_model_name", "folder", "dtype", "chat_template", "chat_prefix", "chat_suffix", "list_marker",
+              "metric_tokens", "stop_tokens", "bos_token")  # fmt: skip
+_SITE_SOURCE = ("hook_name", "release", "sae_id", "path", "fingerprint")
+
+
+def entry_changes(recorded: dict, current: dict, used_sites) -> tuple[list[str], list[str]]:
+    """What changed from a recorded entry to the registry's: ``(changes, incompatible)``, each a line.
+    Incompatible: a field of :data:`ROW_FIELDS`, or the source of a site in ``used_sites``."""
+    changes, incompatible = [], []
+    for key in sorted(set(recorded) | set(current)):
+        if key in ("sites", "origin", "name") or recorded.get(key) == current.get(key):
+            continue
+        line = f"{key}: {recorded.get(key)!r} -> {current.get(key)!r}"
+        (incompatible if key in ROW_FIELDS else changes).append(line)
+    old = {s["id"]: s for s in recorded.get("sites", [])}
+    new = {s["id"]: s for s in current.get("sites", [])}
+    for site_id in sorted(set(old) | set(new)):
+        a, b = old.get(site_id), new.get(site_id)
+        if a is None or b is None:
+            changes.append(f"site {site_id}: {'added' if a is None else 'no longer in the registry (the recorded one is kept)'}")
+            continue
+        moved = [f"{k} {a.get(k)!r} -> {b.get(k)!r}" for k in _SITE_SOURCE if a.get(k) != b.get(k)]
+        if moved:
+            (incompatible if site_id in used_sites else changes).append(f"site {site_id}: {', '.join(moved)}")
+    return changes, incompatible
+
+
+def resumed_entry(name: str, record: dict | None, used_sites, has_rows: bool) -> tuple[ModelEntry, list[str]]:
+    """The entry a resumed sweep goes on with: the registry's as it is now (a fixed TOML counts), with
+    recorded sites it no longer has kept; and what changed. A change that would mix incompatible rows
+    is refused when the sweep already has rows; before any row, every change is taken."""
+    from lister_tui.core.engine.registry_file import entry_record
+
+    try:
+        current = get_entry(name)
+    except ListerError:
+        return entry_for(name, record), []
+    if record is None:
+        return current, []
+    recorded_sites = {s["id"]: s for s in record.get("sites", [])}
+    missing = [entry_from_record(record).site(i) for i in recorded_sites if i not in {s.id for s in current.sites}]
+    if missing:
+        current = current.with_sites(tuple(missing))
+    changes, incompatible = entry_changes(record, entry_record(current), set(used_sites))
+    if incompatible and has_rows:
+        raise ListerError(
+            f"the registry entry {name!r} changed since the sweep ran, and its rows would not compare: "
+            f"{'; '.join(incompatible)}. Start a new sweep (--overwrite, or another --out) with the new entry"
+        )
+    if missing:
+        register_entry(current)
+    return current, changes + incompatible
