@@ -1,4 +1,8 @@
-"""`lister-tui sweep`: the study headless, locally or on Ray, resumable."""
+"""`lister-tui sweep`: the study headless, locally or on Ray, resumable.
+
+Long because it holds the sweep's whole command line in one place: its options and their help,
+the checks of --resume against the sweep's own settings and entry, and the local and Ray runs.
+"""
 
 from __future__ import annotations
 
@@ -214,6 +218,7 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
 
     from lister_tui.core.study.settings import SAMPLING_PRESETS
     from lister_tui.core.sweep.output import read_manifest, settings_differences
+    from lister_tui.core.sweep.resume import entry_to_resume
     from lister_tui.core.sweep.settings import SweepSettings
 
     if overwrite:
@@ -242,7 +247,9 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
         start = SAMPLING_PRESETS[values["preset"]] if "preset" in given else recorded.sampling
         updates["sampling"] = replace(start, **{n: values[n] for n in _SAMPLING_OPTIONS if n in given})
     settings = replace(recorded, **updates)
-    entry = resumed_entry(manifest, folder, settings)
+    entry, changes = entry_to_resume(manifest, folder, settings)
+    for line in changes:  # a fixed registry file counts; what would mix rows was refused
+        say(f"since the sweep ran, the registry entry changed: {line}", err=True)
     settings.validate(entry)
     differs = settings_differences(manifest["settings"], settings, entry)
     if differs:
@@ -251,22 +258,6 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
             "Leave those options out (--resume takes the sweep's own settings)"
         )
     return settings, entry
-
-
-def resumed_entry(manifest: dict, folder: Path, settings):
-    """The registry's entry as it is now (a fixed registry file counts), and a line per change since the
-    sweep ran; a change that would mix incompatible rows is refused once the sweep has rows."""
-    from lister_tui.core.engine.registry import resumed_entry as resume
-    from lister_tui.core.sweep.output import SHARDS
-
-    model = manifest.get("model") or {}
-    record = model.get("entry") if isinstance(model.get("entry"), dict) else None
-    name = str(model.get("name") or manifest["settings"]["model"])
-    has_rows = any((Path(folder) / SHARDS).glob("*.json")) or (Path(folder) / "generations.parquet").exists()
-    entry, changes = resume(name, record, settings.saes or [s["id"] for s in (record or {}).get("sites", [])], has_rows)
-    for line in changes:
-        say(f"since the sweep ran, the registry entry changed: {line}", err=True)
-    return entry
 
 
 def recorded_entry(manifest: dict):
@@ -292,6 +283,7 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
 
     from lister_tui.core.engine.generation import check_prompts_fit
     from lister_tui.core.engine.loading import load_model
+    from lister_tui.core.engine.preflight import preflight
     from lister_tui.core.study.baselines import check_layer
     from lister_tui.core.sweep.output import SweepWriter, read_table
     from lister_tui.core.sweep.run import SweepResult, run_sweep
@@ -302,8 +294,6 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
         try:
             # Fails fast (with the download commands for a pretrained entry) before any work.
             loaded = load_model(entry, device=settings.device, dtype=settings.dtype)
-            from lister_tui.core.engine.preflight import preflight
-
             preflight(loaded, settings.sae_ids(entry), template=settings.templates[0])  # every SAE opened, nothing sampled yet
             if settings.steering:
                 check_layer(loaded, settings.resolved_steering_layer(entry))
