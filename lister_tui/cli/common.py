@@ -101,12 +101,12 @@ def use_user_files(registry: Optional[list[Path]], templates: Optional[list[Path
     use_registry_files(registry or [])
     for path in registry or []:
         try:
-            register_templates(parse_templates(read_toml(Path(path)), Path(path)))
+            register_templates(parse_templates(read_toml(Path(path)), Path(path)), ("--registry", str(Path(path).resolve())))
         except ListerError:
             if strict:
                 raise
     for path in templates or []:
-        register_templates(read_templates_file(Path(path)))
+        register_templates(read_templates_file(Path(path)), ("--templates", str(Path(path).resolve())))
 
 
 def entry_with_adhoc_saes(model: str, values: list[str]):

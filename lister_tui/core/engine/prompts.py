@@ -19,12 +19,21 @@ TEMPLATES: dict[str, str] = {name: t.text for name, t in STUDY_TEMPLATES.items()
 FREE_TEMPLATE = Template("free", "{topic}", "neutral")
 MAX_TOPIC_CHARS = 2000
 _user_templates: dict[str, Template] = {}
+_template_sources: dict[str, tuple[str, str]] = {}  # name -> ("--templates" | "--registry", absolute path)
 
 
-def register_templates(templates: Sequence[Template]) -> None:
-    """Make user templates (``--templates FILE``, a registry file's) known in this process."""
+def register_templates(templates: Sequence[Template], source: tuple[str, str] | None = None) -> None:
+    """Make user templates (``--templates FILE``, a registry file's) known in this process; ``source``
+    (the option and the file) lets a repeat command load them again."""
     for t in templates:
         _user_templates[t.name] = t
+        if source is not None:
+            _template_sources[t.name] = source
+
+
+def template_source(name: str) -> tuple[str, str] | None:
+    """The option and file a user template came from (None: the study's, an entry's own, or "free")."""
+    return _template_sources.get(name) if name in _user_templates else None
 
 
 def available_templates(entry: ModelEntry | None = None) -> dict[str, Template]:

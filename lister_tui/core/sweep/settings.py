@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, fields
 
 from lister_tui.core.engine.attribution import check_ig_steps
 from lister_tui.core.engine.loading import check_device_name
-from lister_tui.core.engine.prompts import TOPICS, available_templates, build_prompts
+from lister_tui.core.engine.prompts import TOPICS, available_templates, build_prompts, template_source
 from lister_tui.core.engine.registry import ModelEntry
 from lister_tui.core.engine.sampling import SamplingSettings
 from lister_tui.core.errors import ListerError
@@ -133,6 +133,9 @@ class SweepSettings:
         s = self.sampling
         origin = entry.extra.get("base_origin", entry.origin)
         args = [] if origin == "built-in" or not origin.endswith(".toml") else ["--registry", origin]
+        for option, path in dict.fromkeys(filter(None, map(template_source, self.templates))):  # the files they came from
+            if [option, path] != args[:2]:
+                args += [option, path]
         args += ["--model", self.model]
         adhoc = entry.extra.get("adhoc", {})
         for sae_id in self.sae_ids(entry):
