@@ -24,7 +24,7 @@ from lister_tui.tui.autosave import CHECK_INTERVAL_S, Autosaver
 from lister_tui.tui.commands import ExplorerCommands
 from lister_tui.tui.keymap import APP_KEYS, bindings
 from lister_tui.tui.messages import ExportDone, SessionOpened, SessionSaved, SessionSaveFailed, TaskFailed
-from lister_tui.tui.screens.generate import GenerateRequest
+from lister_tui.tui.screens.generate import GenerateRequest, entry_first_request
 from lister_tui.tui.screens.help import HelpScreen
 from lister_tui.tui.screens.main import MainScreen
 from lister_tui.tui.theme import LISTER_THEME
@@ -60,7 +60,7 @@ class ListerApp(App):
         super().__init__()
         self.lab = lab
         self.workspace = workspace or Workspace(lab.entry.name)
-        self.initial = initial
+        self.initial = entry_first_request(lab.entry) if initial is DEFAULT_REQUEST and lab.entry.templates else initial
         self.keymap_overrides = dict(keymap or {})
         self.sessions_dir = Path(sessions_dir) if sessions_dir is not None else None
         self.banner = banner

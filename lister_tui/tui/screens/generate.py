@@ -43,6 +43,14 @@ class GenerateRequest:
         return specs
 
 
+def entry_first_request(entry, topics=TOPICS[:4]) -> GenerateRequest:
+    """The explorer's first batch for an entry whose registry file defines templates: those templates."""
+    from lister_tui.core.engine.prompts import register_templates
+
+    register_templates(entry.templates)
+    return GenerateRequest(tuple(t.name for t in entry.templates), tuple(topics), 2, 0, "code")
+
+
 class GenerateScreen(ModalScreen[GenerateRequest | None]):
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="lister.generate.cancel"),
