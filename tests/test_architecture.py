@@ -94,3 +94,27 @@ def test_long_modules_say_why_at_their_top():
             if "Long because" not in doc:
                 offenders.append(f"{path.relative_to(ROOT)}: {text.count(chr(10))} lines")
     assert offenders == []
+
+
+def test_the_registry_has_no_import_circle():
+    """entries (types) ← builtins, registry_file ← registry (lookup) ← loading ← prompts: no module
+    imports one above it, also not inside a function (registry_file's ``__getattr__`` shim, which keeps
+    ``entry_for``'s old import path, is the one marked exception)."""
+    engine = ROOT / "core" / "engine"
+    level = {"entries": 0, "fingerprint": 1, "builtins": 1, "registry_file": 2, "pretrained": 2, "registry": 3, "loading": 4, "prompts": 5}
+    offenders = []
+    for name, mine in level.items():
+        tree = ast.parse((engine / f"{name}.py").read_text())
+        shim = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "__getattr__"]
+        skip = {id(x) for s in shim for x in ast.walk(s)}
+        for node in ast.walk(tree):
+            if id(node) in skip or not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            if isinstance(node, ast.ImportFrom) and node.module == "lister_tui.core.engine":
+                mods = [f"lister_tui.core.engine.{a.name}" for a in node.names]
+            for m in mods:
+                other = m.removeprefix("lister_tui.core.engine.")
+                if other in level and other != name and level[other] >= mine:
+                    offenders.append(f"{name} imports {other}")
+    assert offenders == []

@@ -47,8 +47,8 @@ def models_command(
     """List the models lister-tui can load: built-in entries and your own (TOML in `lister-tui locate config`
     as registry.toml or models/*.toml, or --registry FILE); whether their weights are here, and their size."""
     from lister_tui.core.engine.builtins import BUILTINS
-    from lister_tui.core.engine.registry import get_entry
-    from lister_tui.core.engine.registry_file import registry_files, user_entries
+    from lister_tui.core.engine.registry import get_entry, user_entries
+    from lister_tui.core.engine.registry_file import registry_files
 
     try:
         use_user_files(registry, None, strict=False)

@@ -255,7 +255,7 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
 
 def recorded_entry(manifest: dict):
     """The entry a sweep was made with: the registry's, or its manifest's record (a user entry or ad-hoc sites)."""
-    from lister_tui.core.engine.registry_file import entry_for
+    from lister_tui.core.engine.registry import entry_for
 
     model = manifest.get("model") or {}
     record = model.get("entry") if isinstance(model.get("entry"), dict) else None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lister_tui.core.engine.registry import ModelEntry, SAESite
+from lister_tui.core.engine.entries import ModelEntry, SAESite
 from lister_tui.core.errors import ListerError
 
 GEMMA_RES_LAYERS = (0, 5, 10, 15, 20)

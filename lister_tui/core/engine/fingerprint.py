@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from lister_tui.core.engine.registry import ModelEntry
+from lister_tui.core.engine.entries import ModelEntry
 
 _CACHE: dict[tuple[str, int, int], str] = {}
 

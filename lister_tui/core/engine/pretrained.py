@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lister_tui.core.engine.registry import ModelEntry, SAESite
+from lister_tui.core.engine.entries import ModelEntry, SAESite
 from lister_tui.core.errors import ListerError, ModelNotAvailable
 
 if TYPE_CHECKING:

@@ -11,14 +11,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from lister_tui.core.engine.loading import LoadedModel
-from lister_tui.core.engine.registry import ModelEntry, Template
+from lister_tui.core.engine.entries import STUDY_TEMPLATES, ModelEntry, Template
 from lister_tui.core.errors import ListerError
 
-STUDY_TEMPLATES: dict[str, Template] = {
-    "short": Template("short", "Provide me with a short list of {topic}. Just provide the names, no need for any other information.", "short"),
-    "long": Template("long", "Provide me with a long list of {topic}. Just provide the names, no need for any other information.", "long"),
-    "unspecified": Template("unspecified", "Provide me with a list of {topic}. Just provide the names, no need for any other information.", "unspecified"),
-}
 TEMPLATES: dict[str, str] = {name: t.text for name, t in STUDY_TEMPLATES.items()}
 # "One prompt, N seeds": the whole user turn is the sample's topic field.
 FREE_TEMPLATE = Template("free", "{topic}", "neutral")

@@ -37,17 +37,20 @@ import re
 import tomllib
 from pathlib import Path
 
-from lister_tui.core.engine.registry import (
+from lister_tui.core.engine.entries import (
     KIND_HOOKS,
     LENGTH_GROUPS,
-    REGISTRY_ENV,
+    STUDY_TEMPLATES,
     ModelEntry,
     SAESite,
     Template,
     kind_of_hook,
 )
+from lister_tui.core.engine.fingerprint import folder_fingerprint
 from lister_tui.core.errors import ListerError
 from lister_tui.core.files.locations import config_dir
+
+REGISTRY_ENV = "LISTER_TUI_REGISTRY"  # extra registry files, os.pathsep-separated (set by --registry)
 
 MODEL_KEYS = {
     "description", "model", "folder", "dtype", "chat_template", "chat_prefix", "chat_suffix", "list_marker",
@@ -68,10 +71,10 @@ def registry_files() -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def user_entries() -> tuple[list[ModelEntry], list[str]]:
-    """The entries of every registry file, and one problem line per entry (or file) that is broken."""
-    from lister_tui.core.engine.builtins import BUILTINS
-
+def user_entries(reserved=()) -> tuple[list[ModelEntry], list[str]]:
+    """The entries of every registry file, and one problem line per entry (or file) that is broken.
+    A name in ``reserved`` (the built-ins': :func:`lister_tui.core.engine.registry.user_entries`
+    passes them) is refused."""
     entries: list[ModelEntry] = []
     problems: list[str] = []
     seen: dict[str, Path] = {}
@@ -84,7 +87,7 @@ def user_entries() -> tuple[list[ModelEntry], list[str]]:
             continue
         for name, table in (data.get("models") or {}).items():
             try:
-                if name in BUILTINS:
+                if name in reserved:
                     raise _error(path, name, "name", "is a built-in entry's name; choose another name")
                 if name in seen:
                     raise _error(path, name, "name", f"is already defined in {seen[name]}")
@@ -133,8 +136,6 @@ def _folder(value: str, path: Path) -> Path:
 
 def parse_templates(data: dict, path: Path) -> tuple[Template, ...]:
     """The ``[templates.NAME]`` tables of a registry or templates file."""
-    from lister_tui.core.engine.prompts import STUDY_TEMPLATES
-
     out = []
     tables = data.get("templates") or {}
     if not isinstance(tables, dict):
@@ -335,8 +336,6 @@ def adhoc_site(value: str, taken: set[str]) -> SAESite:
 
 def entry_record(entry: ModelEntry) -> dict:
     """The entry in full, as sessions and sweep manifests record it (JSON-ready)."""
-    from lister_tui.core.engine.fingerprint import folder_fingerprint
-
     def site(s: SAESite) -> dict:
         out = {"id": s.id, "kind": s.kind, "layer": s.layer, "hook_name": s.hook_name, "release": s.release, "sae_id": s.sae_id}
         if s.path is not None:
@@ -399,22 +398,10 @@ def entry_from_record(record: dict) -> ModelEntry:
         raise ListerError(f"the recorded model entry is damaged ({exc!r})") from exc
 
 
-def entry_for(name: str, record: dict | None) -> ModelEntry:
-    """The entry a session or sweep made with ``name`` (and recorded as ``record``) loads with: the
-    registry's when it still has every recorded site as recorded, else the record itself (a user
-    entry, or ad-hoc sites, from another machine), registered for this process."""
-    from lister_tui.core.engine.registry import get_entry, register_entry
+def __getattr__(name: str):
+    """``entry_for`` lives in :mod:`registry` (it looks entries up); its old import path still works."""
+    if name == "entry_for":
+        from lister_tui.core.engine import registry  # a lookup function, not a type: imported when asked
 
-    try:
-        entry = get_entry(name)
-    except ListerError:
-        if record is None:
-            raise
-        entry = None
-    if record is not None:
-        recorded = {(s["id"], s.get("hook_name"), s.get("release"), s.get("sae_id"), s.get("path")) for s in record.get("sites", [])}
-        current = {(s.id, s.hook_name, s.release, s.sae_id, None if s.path is None else str(s.path)) for s in entry.sites} if entry else set()
-        if entry is None or not recorded <= current:
-            entry = entry_from_record(record)
-            register_entry(entry)
-    return entry
+        return registry.entry_for
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -40,7 +40,7 @@ def model_info(loaded) -> ModelInfo:
 
 def session_entry(info: ModelInfo):
     """The entry to load a session with (see :func:`registry_file.entry_for`)."""
-    from lister_tui.core.engine.registry_file import entry_for
+    from lister_tui.core.engine.registry import entry_for
 
     return entry_for(info.name, info.entry)
 

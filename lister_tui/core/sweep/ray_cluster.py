@@ -130,7 +130,7 @@ class SweepWorker:
     def __init__(self, settings: SweepSettings, threads: int | None, entry: dict | None = None, templates: tuple = ()):
         from lister_tui.core.engine.loading import load_model
         from lister_tui.core.engine.prompts import register_templates
-        from lister_tui.core.engine.registry_file import entry_for
+        from lister_tui.core.engine.registry import entry_for
 
         self.settings = settings
         # the driver's entry and templates travel with the worker: a node has no --registry / --templates file
