@@ -162,15 +162,20 @@ class Replacement:
     def injection(self, rows: Sequence[tuple[int, int, int, int]], direction: Tensor) -> Tensor:
         """Σ_b target b's pre-activation in batch row b; ``rows`` holds (kind, layer, pos, feature)."""
         total = self.run.final.new_zeros(())
+        groups: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
         for b, (k, L, p, f) in enumerate(rows):
-            if k == TARGET:
-                total = total + self.run.final[b, p] @ direction
-            elif k == TC:
-                total = total + self.run.tc_in[L][b, p] @ self.transcoders[L].W_enc[:, f]
-            elif k == ATTN:
-                total = total + self.run.z_in[L][b, p].flatten() @ self.attn_saes[L].W_enc[:, f]
-            else:
+            if k not in (TARGET, TC, ATTN):
                 raise ValueError(f"node kind {k} has no inputs")
+            groups.setdefault((k, L), []).append((b, p, f))
+        for (k, L), members in groups.items():
+            b, p, f = (torch.tensor(x, device=self.run.final.device) for x in zip(*members))
+            if k == TARGET:
+                total = total + (self.run.final[b, p] @ direction).sum()
+            elif k == TC:
+                total = total + (self.run.tc_in[L][b, p] * self.transcoders[L].W_enc[:, f].T).sum()
+            else:
+                z = self.run.z_in[L][b, p].flatten(1)  # [rows, heads * d_head]
+                total = total + (z * self.attn_saes[L].W_enc[:, f].T).sum()
         return total
 
     def gradients(self, rows, direction) -> list[Tensor]:
