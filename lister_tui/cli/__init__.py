@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 # Importing each family registers its subcommands, in the order `--help` lists them.
-from lister_tui.cli import organism, sweep, explore, sessions, features, models, circuit  # noqa: F401, I001
+from lister_tui.cli import organism, sweep, explore, sessions, features, models, circuit, graph  # noqa: F401, I001
 from lister_tui.cli.common import app, err_console
 from lister_tui.cli.sweep import bare_ray
 

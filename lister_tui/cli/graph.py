@@ -1,0 +1,203 @@
+"""`lister-tui graph`: the attribution graph of the metric on one list (transcoders, attention features).
+
+Options are checked before the model loads; the target position after the list is sampled
+and before any graph work; the memory estimate before the backward passes. Bad input exits 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lister_tui.cli.common import app, console, err_console, fail
+from lister_tui.core.errors import ListerError
+
+
+@app.command("graph")
+def graph_command(
+    template: str = typer.Option("short", "--template", "-t", help="Prompt template: short, long or unspecified."),
+    topic: str = typer.Option("Animals", "--topic", help="Topic of the list."),
+    sample: int = typer.Option(0, "--sample", "-i", help="Which sample of the template and topic (0-based)."),
+    pos: Optional[int] = typer.Option(None, "--pos", help="Target position (default: the attribution position, the last item's last token).", show_default=False),
+    each_item: bool = typer.Option(False, "--each-item", help="One target per item end of the list (equal weights)."),
+    node_threshold: float = typer.Option(0.8, "--node-threshold", help="Keep nodes up to this share of cumulative influence, in (0, 1]."),
+    edge_threshold: float = typer.Option(0.98, "--edge-threshold", help="Keep edges up to this share of cumulative influence, in (0, 1]."),
+    attention_features: bool = typer.Option(True, "--attention-features/--no-attention-features", help="Attention-SAE (hook_z) features as nodes, or attention frozen without features (as circuit-tracer)."),
+    checks: int = typer.Option(5, "--checks", help="Zero this many of the most influential feature nodes: graph vs replacement vs real model."),
+    transcoders: Optional[Path] = typer.Option(None, "--transcoders", help="A folder of SAELens transcoders mlp_0, mlp_1, … (default: the entry's set).", show_default=False),
+    max_memory: float = typer.Option(4.0, "--max-memory", help="GiB the graph may use; a larger estimate is refused before the work."),
+    batch: int = typer.Option(64, "--batch", help="Targets per backward pass."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the pruned graph here.", show_default=False),
+    output_format: str = typer.Option("json", "--format", help="File format of --json: json (ours) or neuronpedia (circuit-tracer's graph JSON)."),
+    preset: str = typer.Option("code", "--preset", help="Sampling preset the list is drawn with: code, post or greedy."),
+    seed: int = typer.Option(0, help="Base seed (as in the explorer and the sweep)."),
+    model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry to load."),
+    device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
+    dtype: Optional[str] = typer.Option(None, help="float32 or float64 (default: the entry's).", show_default=False),
+) -> None:
+    """The attribution graph of logit(blank) − logit(newline): every MLP replaced by its transcoder, attention frozen."""
+    from lister_tui.core.engine.prompts import TEMPLATES, TOPICS, build_prompts
+    from lister_tui.core.engine.registry import get_entry
+    from lister_tui.core.engine.transcoders import transcoder_set
+    from lister_tui.core.study.graphs.export import FORMATS
+    from lister_tui.core.study.graphs.prune import check_threshold
+    from lister_tui.core.study.settings import SAMPLING_PRESETS
+
+    try:
+        entry = get_entry(model)
+        if template not in TEMPLATES:
+            raise ListerError(f"unknown template {template!r}; valid: {', '.join(TEMPLATES)}")
+        if topic not in TOPICS:
+            raise ListerError(f"unknown topic {topic!r}; valid: {', '.join(TOPICS)}")
+        if sample < 0:
+            raise ListerError(f"--sample must be >= 0, got {sample}")
+        if pos is not None and each_item:
+            raise ListerError("give --pos or --each-item, not both")
+        if pos is not None and pos < 0:
+            raise ListerError(f"--pos must be >= 0, got {pos}")
+        check_threshold("--node-threshold", node_threshold)
+        check_threshold("--edge-threshold", edge_threshold)
+        if checks < 0:
+            raise ListerError(f"--checks must be >= 0, got {checks}")
+        if not max_memory > 0:
+            raise ListerError(f"--max-memory must be a positive number of GiB, got {max_memory}")
+        if batch < 1:
+            raise ListerError(f"--batch must be >= 1, got {batch}")
+        if output_format not in FORMATS:
+            raise ListerError(f"unknown --format {output_format!r}; valid: {', '.join(FORMATS)}")
+        if preset not in SAMPLING_PRESETS:
+            raise ListerError(f"unknown preset {preset!r}; valid: {', '.join(SAMPLING_PRESETS)}")
+        if json_out is not None and not json_out.parent.resolve().is_dir():
+            raise ListerError(f"folder {json_out.parent} does not exist; create it or write elsewhere")
+        if transcoders is not None:
+            if not transcoders.is_dir():
+                raise ListerError(f"--transcoders {transcoders} is not a folder; give a folder holding mlp_0, mlp_1, …")
+        else:
+            transcoder_set(entry)  # refuses an entry without transcoders
+        if dtype not in (None, "float32", "float64"):
+            raise ListerError(f"--dtype {dtype!r} is not valid for graphs; valid: float32, float64")
+        specs = build_prompts([template], [topic], samples_per_topic=sample + 1, base_seed=seed)
+        spec = specs[sample]
+    except ListerError as exc:
+        fail(exc)
+    _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge_threshold, attention_features, checks,
+         transcoders, max_memory, batch, json_out, output_format, SAMPLING_PRESETS[preset])
+
+
+def _load_tcs(loaded, folder: Path | None) -> dict:
+    from lister_tui.core.engine.transcoders import TranscoderSet, load_transcoder, load_transcoders
+
+    if folder is None:
+        tcs = load_transcoders(loaded)
+    else:
+        n = loaded.model.cfg.n_layers
+        tset = TranscoderSet("cli", tuple(range(n)), path=folder)
+        tcs = {layer: load_transcoder(loaded.entry, tset, layer, loaded.device) for layer in range(n)}
+    return {layer: tc.to(dtype=loaded.dtype) for layer, tc in tcs.items()}
+
+
+def _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge_threshold, attention_features, checks,
+         tc_folder, max_memory, batch, json_out, output_format, sampling) -> None:
+    import numpy as np
+    import torch
+
+    from lister_tui.core.engine.generation import sample_lists
+    from lister_tui.core.engine.loading import load_model
+    from lister_tui.core.files.atomic import atomic_write_bytes
+    from lister_tui.core.study.graphs.attribute import ATTN, TC, attribute_graph
+    from lister_tui.core.study.graphs.checks import check_nodes
+    from lister_tui.core.study.graphs.export import graph_json, neuronpedia_json
+    from lister_tui.core.study.graphs.heads import head_shares
+    from lister_tui.core.study.graphs.prune import prune, scores
+    from lister_tui.safe_text import visible
+
+    try:
+        with err_console.status(f"loading {model}…"):
+            loaded = load_model(model, device=device, dtype={"float64": torch.float64, "float32": torch.float32}.get(dtype))
+            tcs = _load_tcs(loaded, tc_folder)
+            attn = {}
+            if attention_features:
+                attn = {s.layer: loaded.load_sae(s.id) for s in entry.sites if s.kind == "attn"}
+                if not attn:
+                    raise ListerError(f"{entry.name} has no attention (hook_z) SAE sites; use --no-attention-features")
+        with err_console.status("sampling the list…"):
+            drawn = sample_lists(loaded, [spec], sampling)[0]
+        structure = drawn.structure
+        if each_item:
+            targets = [item.last_token_pos for item in structure.items if item.newline_pos is not None]
+            if not targets:
+                raise ListerError("the sampled list has no complete item; try another --sample")
+        elif pos is not None:
+            if not drawn.prompt_len - 1 <= pos < len(drawn.tokens):
+                raise ListerError(f"--pos {pos} is outside the list: valid {drawn.prompt_len - 1}..{len(drawn.tokens) - 1} "
+                                  f"(the attribution position is {structure.attribution_pos})")
+            targets = [pos]
+        else:
+            if structure.attribution_pos is None:
+                raise ListerError("the sampled list has no complete item, so no attribution position; give --pos or another --sample")
+            targets = [structure.attribution_pos]
+        ids = dict(blank_id=loaded.ids.blank, newline_id=loaded.ids.newline)
+        with err_console.status("attributing…") as status:
+            graph = attribute_graph(loaded.model, drawn.tokens, tcs, attn, targets, **ids, batch=batch, max_memory=int(max_memory * 2**30),
+                                    on_progress=lambda done, total: status.update(f"attributing: backward pass {done}/{total}"))
+            pruned = prune(graph, node_threshold, edge_threshold)
+            rep_score, comp_score = scores(graph)
+            status.update("head shares of the kept edges…")
+            kept_edges = [(int(t), int(s)) for t, s in torch.nonzero(pruned.edge_mask).tolist() if graph.nodes.pos[t] != graph.nodes.pos[s]]
+            heads = head_shares(loaded.model, graph, tcs, attn, kept_edges, **ids)
+            features = [int(i) for i in np.flatnonzero(pruned.node_mask & np.isin(graph.nodes.kind, (TC, ATTN)))]
+            features.sort(key=lambda i: -pruned.node_influence[i])
+            status.update("checking nodes in the replacement and the real model…")
+            checked = check_nodes(loaded.model, graph, tcs, attn, features[:checks], **ids)
+        token_strings = [visible(t) for t in loaded.to_str_tokens(graph.tokens)]
+        if json_out is not None:
+            if output_format == "neuronpedia":
+                slug = spec.key.replace("/", "-").replace(" ", "_")
+                data = neuronpedia_json(graph, pruned, token_strings, slug=slug, model_name=model, blank_id=loaded.ids.blank)
+            else:
+                data = graph_json(graph, pruned, token_strings, scores=(rep_score, comp_score), heads=heads, checks=checked,
+                                  extra={"model": model, "sample": spec.key})
+            atomic_write_bytes(json_out, json.dumps(data, indent=1).encode())
+    except ListerError as exc:
+        fail(exc)
+    _print_summary(graph, pruned, (rep_score, comp_score), heads, checked, token_strings)
+
+
+def _print_summary(graph, pruned, graph_scores, heads, checked, token_strings) -> None:
+    import numpy as np
+    from rich.table import Table
+    from rich.text import Text
+
+    from lister_tui.core.study.graphs.export import node_name
+    from lister_tui.core.study.graphs.heads import head_label
+
+    kept = int(pruned.node_mask.sum())
+    console.print(Text(
+        f"graph of {len(graph.targets)} target(s) at {', '.join(str(int(graph.nodes.pos[t])) for t in graph.targets)}: "
+        f"{len(graph.nodes)} nodes, {kept} kept, {int(pruned.edge_mask.sum())} edges kept; {graph.seconds:.1f} s"
+    ))
+    console.print(Text(
+        f"replacement score {graph_scores[0]:.3f}, completeness score {graph_scores[1]:.3f}; kept nodes carry "
+        f"{pruned.kept_node_influence:.3f} of the influence (threshold {pruned.node_threshold}), kept edges {pruned.kept_edge_influence:.3f}"
+    ))
+    table = Table("node", "token", "influence", "strongest parent", "heads", title="most influential nodes")
+    order = [int(i) for i in np.argsort(-pruned.node_influence) if pruned.node_mask[i]][:12]
+    for i in order:
+        parents = np.flatnonzero(pruned.edge_mask[i].numpy())
+        if len(parents):
+            p = int(parents[np.argmax(np.abs(graph.adjacency[i, parents].numpy()))])
+            parent = f"{node_name(graph, p)} ({float(graph.adjacency[i, p]):+.3f})"
+            shares = heads.get((i, p))
+            head = "" if shares is None else ", ".join(f"{head_label(h, graph.n_heads)} {shares[h]:+.2f}" for h in np.argsort(-np.abs(shares))[:2])
+        else:
+            parent, head = "—", ""
+        table.add_row(Text(node_name(graph, i)), Text(token_strings[int(graph.nodes.pos[i])]), f"{pruned.node_influence[i]:.3f}", Text(parent), Text(head))
+    console.print(table)
+    if checked:
+        check_table = Table("node zeroed", "graph Δ", "replacement Δ", "real Δ", title="checks: change of the metric")
+        for c in checked:
+            check_table.add_row(Text(node_name(graph, c["node"])), f"{c['graph']:+.4f}", f"{c['replacement']:+.4f}", f"{c['real']:+.4f}")
+        console.print(check_table)
