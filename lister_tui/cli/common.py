@@ -18,7 +18,7 @@ app = typer.Typer(
     help="Explore why a language model's lists end: tokens, the blank-vs-newline metric, SAE features, ablations.",
     no_args_is_help=False,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # help texts are shown as written: brackets such as [ray] are text, never markup
 )
 organism_app = typer.Typer(help="Build or inspect lister-tiny, the project's own model organism.", no_args_is_help=True)
 app.add_typer(organism_app, name="organism")

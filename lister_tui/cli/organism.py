@@ -8,6 +8,7 @@ import typer
 
 from lister_tui.cli.common import console, fail, organism_app
 from lister_tui.core.errors import ListerError
+from lister_tui.safe_text import visible
 
 
 @organism_app.command("build")
@@ -37,4 +38,4 @@ def organism_card() -> None:
         fail(ListerError(f"no card at {path}; build the organism with `lister-tui organism build`"))
     from rich.markdown import Markdown
 
-    console.print(Markdown(path.read_text()))
+    console.print(Markdown(visible(path.read_text(encoding="utf-8", errors="replace"), keep_newlines=True)))

@@ -10,6 +10,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
 
+from lister_tui.safe_text import text
 from lister_tui.tui.explorer.views import FeaturesView
 from lister_tui.tui.widgets.feature_table import FeatureRow, FeatureTable
 
@@ -43,7 +44,7 @@ class FeaturesPane(Vertical):
         return self.query_one("#filter", Input).value
 
     def show(self, view: FeaturesView) -> None:
-        self.query_one("#feature-mode", Static).update(view.header)
+        self.query_one("#feature-mode", Static).update(text(view.header))
         self.table.show(view.rows, view.modes, view.dataset, view.links, view.labels)
 
     def highlighted(self) -> FeatureRow | None:
