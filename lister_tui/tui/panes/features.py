@@ -10,7 +10,6 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Static
 
-from lister_tui.safe_text import text
 from lister_tui.tui.explorer.views import FeaturesView
 from lister_tui.tui.widgets.feature_table import FeatureRow, FeatureTable
 
@@ -44,7 +43,7 @@ class FeaturesPane(Vertical):
         return self.query_one("#filter", Input).value
 
     def show(self, view: FeaturesView) -> None:
-        self.query_one("#feature-mode", Static).update(text(view.header))
+        self.query_one("#feature-mode", Static).update(view.header)  # safe-text: features_view builds it by Text.assemble and visible
         self.table.show(view.rows, view.modes, view.dataset, view.links, view.labels)
 
     def highlighted(self) -> FeatureRow | None:
