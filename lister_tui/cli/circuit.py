@@ -44,6 +44,7 @@ def circuit_command(
     """Find the circuit of the metric (logit(blank) − logit(newline)) at a list's attribution position."""
     from lister_tui.core.engine.prompts import TEMPLATES, TOPICS, build_prompts
     from lister_tui.core.engine.registry import get_entry
+    from lister_tui.core.files.atomic import check_path_name
     from lister_tui.core.study.circuits import CircuitSettings
     from lister_tui.core.study.circuits.export import FORMATS
     from lister_tui.core.study.settings import SAMPLING_PRESETS
@@ -67,7 +68,9 @@ def circuit_command(
             raise ListerError(f"unknown --format {output_format!r}; valid: {', '.join(FORMATS)}")
         if output_format == "neuronpedia" and batch:
             raise ListerError("--format neuronpedia needs token positions: leave out --batch")
-        for path in (json_out, dot):
+        for path, option in ((json_out, "--json"), (dot, "--dot")):
+            if path is not None:
+                check_path_name(path, option)
             if path is not None and not path.parent.resolve().is_dir():
                 raise ListerError(f"folder {path.parent} does not exist; create it or write elsewhere")
         if sweep is not None and not (sweep / "by_condition.parquet").is_file():

@@ -53,7 +53,10 @@ def sessions_command(sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION) -> None
     from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
     from lister_tui.core.sessions.catalog import list_sessions
 
-    folder = resolve_sessions_dir(sessions_dir)
+    try:
+        folder = resolve_sessions_dir(sessions_dir)
+    except ListerError as exc:
+        fail(exc)
     infos = list_sessions(folder)
     if not infos:
         say(f"no sessions in {folder} (run lister-tui to start one)")
@@ -146,6 +149,10 @@ def export_command(
     if fmt not in FORMATS:  # before reading anything
         fail(ListerError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}"))
     try:
+        if out is not None:
+            from lister_tui.core.files.atomic import check_path_name
+
+            check_path_name(out, "--out")
         folder = resolve_target(target, sessions_dir)
         if is_sweep_folder(folder):
             tables = sweep_export(folder)
