@@ -13,6 +13,7 @@ import typer
 
 from lister_tui.cli.common import TEMPLATES_OPTION, app, console, err_console, fail, split_values, use_user_files
 from lister_tui.core.errors import ListerError
+from lister_tui.safe_text import text
 
 
 @app.command("circuit")
@@ -44,6 +45,7 @@ def circuit_command(
     """Find the circuit of the metric (logit(blank) − logit(newline)) at a list's attribution position."""
     from lister_tui.core.engine.prompts import TOPICS, build_prompts, get_template
     from lister_tui.core.engine.registry import get_entry
+    from lister_tui.core.files.atomic import check_path_name
     from lister_tui.core.study.circuits import CircuitSettings
     from lister_tui.core.study.circuits.export import FORMATS
     from lister_tui.core.study.settings import SAMPLING_PRESETS
@@ -67,7 +69,9 @@ def circuit_command(
             raise ListerError(f"unknown --format {output_format!r}; valid: {', '.join(FORMATS)}")
         if output_format == "neuronpedia" and batch:
             raise ListerError("--format neuronpedia needs token positions: leave out --batch")
-        for path in (json_out, dot):
+        for path, option in ((json_out, "--json"), (dot, "--dot")):
+            if path is not None:
+                check_path_name(path, option)
             if path is not None and not path.parent.resolve().is_dir():
                 raise ListerError(f"folder {path.parent} does not exist; create it or write elsewhere")
         if sweep is not None and not (sweep / "by_condition.parquet").is_file():
@@ -104,7 +108,7 @@ def _run(model, device, dtype, specs, settings, sampling, faithfulness, json_out
     from lister_tui.core.study.circuits.report import sae_memory, site_report
 
     try:
-        with err_console.status(f"loading {model}…"):
+        with err_console.status(text(f"loading {model}…")):
             loaded = load_model(model, device=device, dtype=dtype)
             from lister_tui.core.engine.preflight import preflight
 
@@ -115,7 +119,7 @@ def _run(model, device, dtype, specs, settings, sampling, faithfulness, json_out
         if not usable:
             raise ListerError("no sampled list has a complete item, so there is no attribution position; try another sample")
         with err_console.status("finding the circuit…") as status:
-            built = find_circuit(loaded, usable, settings, faithfulness=faithfulness, on_progress=lambda m: status.update(m))
+            built = find_circuit(loaded, usable, settings, faithfulness=faithfulness, on_progress=lambda m: status.update(text(m)))
         circuit = built.circuit
         sweep_effects = _sweep_effects(sweep, specs[0].template) if sweep is not None else None
         report = site_report(circuit, {k: sae_memory(v) for k, v in built.saes.items()}, sweep_effects)
@@ -145,20 +149,17 @@ def _sweep_effects(folder: Path, template: str) -> dict[str, float]:
 
 def _print_summary(circuit, report) -> None:
     from rich.table import Table
-    from rich.text import Text
-
-    from lister_tui.safe_text import visible
 
     n08 = circuit.n_for(0.8)
     console.print(
-        Text(
+        text(
             f"circuit of {', '.join(circuit.samples[:3])}{' …' if len(circuit.samples) > 3 else ''}: "
             f"{len(circuit.nodes)} nodes, {len(circuit.edges)} edges; metric {circuit.metric:+.3f}"
         )
     )
     if circuit.faithfulness:
         console.print(
-            Text(
+            text(
                 f"faithfulness: {n08 if n08 is not None else 'never'} of {circuit.n_candidates} nodes reach 0.8; "
                 f"this circuit recovers {circuit.recovered:.2f}, completeness {circuit.completeness:.2f} "
                 f"(m(∅) {circuit.metric_empty:+.3f})"
@@ -167,13 +168,13 @@ def _print_summary(circuit, report) -> None:
     top = Table("node", "token", "effect", "strongest parent", title="strongest nodes")
     for n in [n for n in circuit.nodes if n.kind != "metric"][:12]:
         parents = circuit.parents(n.id)
-        top.add_row(Text(n.id), Text(visible(n.token or "")), f"{n.effect:+.3f}", Text(f"{parents[0].source} ({parents[0].weight:+.3f})" if parents else "—"))
+        top.add_row(text(n.id), text(n.token or ""), f"{n.effect:+.3f}", text(f"{parents[0].source} ({parents[0].weight:+.3f})" if parents else "—"))
     console.print(top)
     sites = Table("site", "SAE memory", "nodes", "node share", "effect share", "error share", "sweep Δ items", title="sites")
     for row in report.to_dict(orient="records"):
         sweep = row["sweep_n_items_change"]
         sites.add_row(
-            row["site"], f"{row['sae_memory_bytes'] / 2**20:.1f} MB", str(row["circuit_nodes"]), f"{row['circuit_node_share']:.2f}",
+            text(row["site"]), f"{row['sae_memory_bytes'] / 2**20:.1f} MB", f"{row['circuit_nodes']:d}", f"{row['circuit_node_share']:.2f}",
             f"{row['effect_share']:.2f}", f"{row['error_share']:.2f}", "—" if sweep is None or sweep != sweep else f"{sweep:+.2f}",
         )
     console.print(sites)

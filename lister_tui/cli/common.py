@@ -18,13 +18,34 @@ app = typer.Typer(
     help="Explore why a language model's lists end: tokens, the blank-vs-newline metric, SAE features, ablations.",
     no_args_is_help=False,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # help texts are shown as written: brackets such as [ray] are text, never markup
 )
 organism_app = typer.Typer(help="Build or inspect lister-tiny, the project's own model organism.", no_args_is_help=True)
 app.add_typer(organism_app, name="organism")
 
 console = Console()
 err_console = Console(stderr=True)
+
+
+def _click_errors_as_text() -> None:
+    """Click's own error lines repeat what was typed (an unknown option, an extra argument, a bad
+    value); they are printed through the one rule too, so no escape typed or pasted reaches the terminal."""
+    import click.exceptions
+    from typer._click import exceptions as typer_click_exceptions
+
+    for module in (typer_click_exceptions, click.exceptions):
+        real = module.echo
+        if getattr(real, "shows_text", False):
+            continue
+
+        def echo(message=None, *args, _real=real, **kwargs):
+            return _real(visible(message, keep_newlines=True) if isinstance(message, str) else message, *args, **kwargs)
+
+        echo.shows_text = True
+        module.echo = echo
+
+
+_click_errors_as_text()
 
 
 def fail(exc: Exception) -> None:
@@ -98,6 +119,10 @@ def use_user_files(registry: Optional[list[Path]], templates: Optional[list[Path
     from lister_tui.core.engine.registry import use_registry_files
     from lister_tui.core.engine.registry_file import parse_templates, read_templates_file, read_toml
 
+    from lister_tui.core.files.atomic import check_path_name
+
+    for path in [*(registry or []), *(templates or [])]:
+        check_path_name(Path(path), "--registry or --templates file")
     use_registry_files(registry or [])
     for path in registry or []:
         try:
@@ -107,6 +132,14 @@ def use_user_files(registry: Optional[list[Path]], templates: Optional[list[Path
                 raise
     for path in templates or []:
         register_templates(read_templates_file(Path(path)), ("--templates", str(Path(path).resolve())))
+
+
+def _is_folder(value: str) -> bool:
+    """Whether ``value`` names a folder (a name no file can have, too long or with a NUL, is not one)."""
+    try:
+        return Path(value).expanduser().is_dir()
+    except (OSError, ValueError):
+        return False
 
 
 def entry_with_adhoc_saes(model: str, values: list[str]):
@@ -123,7 +156,7 @@ def entry_with_adhoc_saes(model: str, values: list[str]):
         if value in known:
             ids.append(value)
             continue
-        if ":" not in value and not Path(value.partition("=")[2] or value).expanduser().is_dir():
+        if ":" not in value and not _is_folder(value.partition("=")[2] or value):
             entry.site(value)  # "unknown SAE 'x' for model …; valid: …" (and how to add one)
         site = adhoc_site(value, taken=known | {s.id for s in extra})
         extra.append(site)

@@ -50,6 +50,9 @@ def main_callback(
 
         from lister_tui.core.engine.prompts import register_templates
 
+        from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
+
+        folder = resolve_sessions_dir(sessions_dir)  # checked before the model loads
         entry, _ids = entry_with_adhoc_saes(model, split_values(sae))
         register_templates(entry.templates)  # the generate dialog offers the entry's own templates
         # Loaded before the app starts, so a missing or bad model fails fast with a plain message.
@@ -61,11 +64,9 @@ def main_callback(
             preflight(loaded, [s.id for s in loaded.entry.sites])  # each setup mistake named before the first sample
     except ListerError as exc:
         fail(exc)
-    from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
     from lister_tui.core.sessions.store import SessionStore, default_name
     from lister_tui.tui.app import ListerApp
 
-    folder = resolve_sessions_dir(sessions_dir)
     store = SessionStore(folder / default_name(loaded.entry.name)) if autosave else None
     ListerApp(loaded, session=store, sessions_dir=folder, persist=True).run()
     if store is not None and (store.path / "manifest.json").exists():
@@ -102,8 +103,8 @@ def open_command(
     from lister_tui.core.sessions.opening import is_sweep, open_sweep, view_session
     from lister_tui.core.sessions.store import read_session
 
-    folder = resolve_sessions_dir(sessions_dir)
     try:
+        folder = resolve_sessions_dir(sessions_dir)
         check_device_name(device)  # also when the session's model is not here and it opens read-only
         path = resolve_target(target, sessions_dir)
         if is_sweep(path):

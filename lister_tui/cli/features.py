@@ -12,6 +12,8 @@ from lister_tui.cli.common import SESSIONS_DIR_OPTION, app, console, err_console
 from lister_tui.core.errors import ListerError
 from lister_tui.safe_text import text as visible_text
 
+MAX_K = 1000  # top contexts a card shows; more would not fit a screen or say more
+
 
 def _shipped_width(entry, sae_id: str) -> int | None:
     """The SAE's width from its shipped config, without loading anything (None when not shipped)."""
@@ -49,10 +51,18 @@ def feature_command(
         width = _shipped_width(entry, site)
         if width is not None and not 0 <= feature < width:
             raise ListerError(f"feature {feature} is out of range for {site}; valid: 0..{width - 1}")
-        if k < 1:
-            raise ListerError(f"--k {k} is out of range; valid: 1 or more")
+        if not 1 <= k <= MAX_K:
+            raise ListerError(f"--k {str(k)[:40]} is out of range; valid: 1 to {MAX_K}")
+        if corpus is not None:
+            from lister_tui.core.files.atomic import check_path_name
+
+            check_path_name(corpus, "--corpus")
         if corpus is not None and not corpus.is_file():
             raise ListerError(f"corpus file {corpus} does not exist; give a text file or JSONL with a 'text' field")
+        if json_out is not None:
+            from lister_tui.core.files.atomic import check_path_name
+
+            check_path_name(json_out, "--json")
         if json_out is not None and not json_out.parent.is_dir():
             raise ListerError(f"cannot write {json_out}: folder {json_out.parent} does not exist")
         opened = None

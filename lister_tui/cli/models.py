@@ -6,17 +6,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from lister_tui.cli.common import REGISTRY_OPTION, app, console, err_console, fail, human_size, use_user_files
 from lister_tui.core.errors import ListerError
+from lister_tui.safe_text import visible
 
 
 def plain(text: str) -> str:
-    """Text from a user's file as it is: control characters shown as escapes, never interpreted."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+    """Text from a user's file as it is: control characters shown as markers (the one rule, safe_text), never interpreted."""
+    return visible(text)
 
 
 def sites_summary(entry) -> str:
@@ -76,8 +76,8 @@ def models_command(
     table.add_column("SAE sites", max_width=36)
     for entry in entries + users:
         state, size = _status(entry)
-        label = Text(entry.name) if entry.origin == "built-in" else Text(entry.name + " *")
-        table.add_row(label, state, size, Text(sites_summary(entry)))
+        label = Text(plain(entry.name)) if entry.origin == "built-in" else Text(plain(entry.name) + " *")
+        table.add_row(label, Text(plain(state)), Text(plain(size)), Text(plain(sites_summary(entry))))
     console.print(table, width=min(console.width, 80))
     console.print(
         Text("here: model (every weights shard, tokenizer, config) and SAEs in the local Hugging Face cache or folder "
@@ -86,9 +86,9 @@ def models_command(
         width=min(console.width, 80),
     )
     if users:
-        console.print(Text("your registry files: " + ", ".join(str(p) for p in registry_files()), style="dim"), width=min(console.width, 80))
+        console.print(Text(plain("your registry files: " + ", ".join(str(p) for p in registry_files())), style="dim"), width=min(console.width, 80))
     for problem in problems:
-        err_console.print(f"[bold red]registry error:[/] {escape(plain(problem))}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("registry error: ", "bold red"), plain(problem)), highlight=False, soft_wrap=True)
 
 
 def _show_entry(entry) -> None:
@@ -109,11 +109,11 @@ def _show_entry(entry) -> None:
         ("here", f"{state} {size}".strip()),
     ]
     for key, value in lines:
-        console.print(Text.assemble((f"{key:>12}  ", "bold"), plain(value)), soft_wrap=True)
+        console.print(Text.assemble((plain(f"{key:>12}  "), "bold"), plain(value)), soft_wrap=True)
     for t in entry.templates:
         console.print(Text.assemble(("    template  ", "bold"), plain(f"{t.name} ({t.length}): {t.text}")), soft_wrap=True)
     for s in entry.sites:
-        console.print(Text.assemble((f"{s.id:>12}  ", "bold"), plain(f"{s.hook_name}  {s.source_text}")), soft_wrap=True)
+        console.print(Text.assemble((plain(f"{s.id:>12}  "), "bold"), plain(f"{s.hook_name}  {s.source_text}")), soft_wrap=True)
     from lister_tui.core.engine.pretrained import GATED_HINT, model_folder, model_state
 
     _state, problems = model_state(entry)
@@ -124,7 +124,7 @@ def _show_entry(entry) -> None:
         console.print(Text("missing; download on a machine with access:", style="bold"))
         for line in missing:
             console.print(Text(plain(line.strip())), soft_wrap=True)  # one command per line, never wrapped
-        console.print(Text(LEGACY_HINT, style="dim"), soft_wrap=True)
+        console.print(Text(plain(LEGACY_HINT), style="dim"), soft_wrap=True)
         console.print(Text(GATED_HINT, style="dim"), soft_wrap=True)
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from lister_tui.cli.common import console, fail, organism_app
+from lister_tui.cli.common import console, fail, organism_app, say
 from lister_tui.core.errors import ListerError
+from lister_tui.safe_text import visible
 
 
 @organism_app.command("build")
@@ -22,9 +23,18 @@ def organism_build(
     from lister_tui.organism.build import BuildSettings, build_organism
     from lister_tui.organism.paths import SHIPPED_DIR
 
-    settings = BuildSettings.reduced() if reduced else BuildSettings()
-    settings = replace(settings, seed=seed)
-    build_organism(out or SHIPPED_DIR, settings, log=console.print)
+    try:
+        if not 0 <= seed < 2**32:
+            raise ListerError(f"--seed must be between 0 and {2**32 - 1}, got {seed}")
+        if out is not None:
+            from lister_tui.core.files.atomic import check_path_name
+
+            check_path_name(out, "--out")
+        settings = BuildSettings.reduced() if reduced else BuildSettings()
+        settings = replace(settings, seed=seed)
+        build_organism(out or SHIPPED_DIR, settings, log=say)
+    except ListerError as exc:
+        fail(exc)
 
 
 @organism_app.command("card")
@@ -37,4 +47,4 @@ def organism_card() -> None:
         fail(ListerError(f"no card at {path}; build the organism with `lister-tui organism build`"))
     from rich.markdown import Markdown
 
-    console.print(Markdown(path.read_text()))
+    console.print(Markdown(visible(path.read_text(encoding="utf-8", errors="replace"), keep_newlines=True)))

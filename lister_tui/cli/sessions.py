@@ -33,7 +33,7 @@ def fitting_columns(rows: list[dict], width: int, name_width: int = 32) -> list[
     from rich.text import Text
 
     def need(column: str) -> int:
-        cells = [r[column] if isinstance(r[column], Text) else Text.from_markup(r[column]) for r in rows]
+        cells = [r[column] if isinstance(r[column], Text) else text(r[column]) for r in rows]
         return max([len(column)] + [c.cell_len for c in cells]) + 2  # + the cell padding
 
     columns = list(_SESSION_COLUMNS)
@@ -53,7 +53,10 @@ def sessions_command(sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION) -> None
     from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
     from lister_tui.core.sessions.catalog import list_sessions
 
-    folder = resolve_sessions_dir(sessions_dir)
+    try:
+        folder = resolve_sessions_dir(sessions_dir)
+    except ListerError as exc:
+        fail(exc)
     infos = list_sessions(folder)
     if not infos:
         say(f"no sessions in {folder} (run lister-tui to start one)")
@@ -64,21 +67,21 @@ def sessions_command(sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION) -> None
         # a session's name, model and problem are untrusted text: Text cells, never markup
         kind = text(i.kind) if i.problem is None else text(i.problem[:60], "red")
         rows.append({
-            "name": text(i.name), "updated": updated, "model": text(i.model or "?"),
-            "samples": "" if i.samples is None else str(i.samples), "runs": "" if i.runs is None else str(i.runs),
-            "size": human_size(i.size_bytes), "kind": kind, "problem": i.problem,
+            "name": text(i.name), "updated": text(updated), "model": text(i.model or "?"),
+            "samples": text("" if i.samples is None else i.samples), "runs": text("" if i.runs is None else i.runs),
+            "size": text(human_size(i.size_bytes)), "kind": kind, "problem": i.problem,
         })
     name_width = min(30, max(len(i.name) for i in infos)) + 2
     columns = fitting_columns(rows, console.width - 4, name_width)  # slack: Rich squeezes the name column first
     view = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     view.add_column("name", min_width=name_width - 2, overflow="fold")
     for column in columns:
-        view.add_column(column, justify="right" if column in ("samples", "runs", "size") else "left", no_wrap=True)
+        view.add_column(text(column), justify="right" if column in ("samples", "runs", "size") else "left", no_wrap=True)
     for row in rows:
         name = row["name"]
         if "kind" not in columns and row["problem"] is not None:
             name = name + text(f" ({row['problem'][:40]})", "red")  # a damaged session says so even when the kind column is dropped
-        view.add_row(name, *(row[c] for c in columns))
+        view.add_row(name, *(row[c] for c in columns))  # safe-text: every cell above is text(...)
     say(f"sessions in {folder}")  # never wrapped: copyable
     console.print(view)
 
@@ -149,6 +152,10 @@ def export_command(
     if fmt not in FORMATS:  # before reading anything
         fail(ListerError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}"))
     try:
+        if out is not None:
+            from lister_tui.core.files.atomic import check_path_name
+
+            check_path_name(out, "--out")
         folder = resolve_target(target, sessions_dir)
         if is_sweep_folder(folder):
             tables = sweep_export(folder)

@@ -49,11 +49,12 @@ saying complete: false; each finished shard of the work (the lists sampled, one
 condition on them, an SAE's ablation of one topic) is kept in shards/, and --resume OUT
 runs only the missing ones.
 
---ray [ADDRESS] runs the shards on a Ray cluster (pip install 'lister-tui[ray]'): one
-worker per GPU (--gpus-per-worker) or CPU, each loading the model once; the tables are
-the same as a local run's.
+--ray [ADDRESS] runs the shards on a Ray cluster: one worker per GPU (--gpus-per-worker)
+or CPU, each loading the model once; the tables are the same as a local run's.
 
-Example: [bold]lister-tui sweep --sae res_0 --sae attn_1 --topic Fruits --samples 2 --out /tmp/sweep[/]
+\b
+Ray is an extra:  pip install 'lister-tui[ray]'
+Example:          lister-tui sweep --sae res_0 --sae attn_1 --topic Fruits --samples 2 --out /tmp/sweep
 """
 
 
@@ -375,7 +376,7 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
         "faithfulness_pearson_r": "faith r",
     }
     for column, header in columns.items():
-        view.add_column(header, justify="left" if column == "condition" else "right", no_wrap=column == "condition")
+        view.add_column(text(header), justify="left" if column == "condition" else "right", no_wrap=column == "condition")
     for _, row in table.iterrows():
         cells = [text(row["condition"])]
         cells += ["" if row[c] != row[c] else f"{row[c]:.2f}" for c in list(columns)[1:]]

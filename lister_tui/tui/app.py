@@ -5,13 +5,16 @@ With a session (``session=SessionStore``) every change is saved in a worker thre
 (:mod:`lister_tui.tui.screens.sessions`). Themes come from TOML files
 (:mod:`lister_tui.tui.themes`); with ``persist=True`` the chosen theme and the recent
 sessions are kept in the user's settings file.
+
+Long because every app-wide concern meets here (model, workspace, autosave, sessions, themes,
+notifications, screenshots), each as one short method.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from textual import work
+from textual import events, on, work
 from textual.app import App
 from textual.theme import Theme
 
@@ -256,6 +259,12 @@ class ListerApp(App):
                 folder = Path.cwd()
             path = str(folder)
         return super().deliver_screenshot(filename, path, time_format)
+
+    @on(events.DeliveryComplete)
+    def _screenshot_saved(self, event: events.DeliveryComplete) -> None:  # Textual's says it in markup
+        if event.name == "screenshot":
+            event.prevent_default()
+            self.notify(f"saved screenshot to {event.path}" if event.path is not None else "saved screenshot", title="Screenshot")
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

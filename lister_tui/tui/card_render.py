@@ -26,7 +26,7 @@ def label_text(label: str) -> Text:
 
 def feature_title(sae_id: str, feature: int, label: str = "") -> Text:
     """``res_0 f377 "label"``: how a feature is named next to its label everywhere."""
-    text = Text(f"{sae_id} f{feature}")
+    text = Text(visible(f"{sae_id} f{feature}"))
     if label:
         text.append(" “")
         text.append_text(label_text(label))
@@ -66,7 +66,7 @@ def contexts_lines(contexts, title: str, width: int = 100, brackets: bool = True
     """One line per context: activation, the window (the token kept in view) and where it comes from."""
     context_width = max(20, min(60, width - 8 - 24))
     source_width = max(0, width - 8 - context_width - 2)
-    text = Text(title, style="bold")
+    text = Text(visible(title), style="bold")
     for c in contexts:
         line = Text(f"\n{c.activation:6.2f}  ")
         window = context_text(c, context_width, brackets)
@@ -99,12 +99,12 @@ def summary_text(card: FeatureCard) -> Text:
     text = Text()
     text.append_text(feature_title(card.sae_id, card.feature, card.label))
     text.stylize("bold")
-    text.append(f"  ·  {card.model} {card.hook_name}  ·  {card.d_sae} features\n")
+    text.append(visible(f"  ·  {card.model} {card.hook_name}  ·  {card.d_sae} features") + "\n")
     text.append(f"density {card.density:.3%} ({card.n_firing:,} of {card.n_tokens:,} tokens) · max activation {card.max_activation:.2f}\n")
     text.append("corpus: ")
     text.append(visible(card.corpus))
     if card.link:
-        text.append(f"\n{card.link}")
+        text.append("\n" + visible(card.link))
     return text
 
 
@@ -119,11 +119,11 @@ def sample_text(card: FeatureCard, width: int = 100) -> Text:
     s = card.sample
     if s is None:
         return Text("")
-    text = Text(f"in sample {s.key}: ", style="bold")
+    text = Text(visible(f"in sample {s.key}: "), style="bold")
     if s.rank is None:
         text.append("not among its attributed pairs" if s.attribution is None else "")
     else:
-        text.append(f"rank {s.rank}, attribution {s.attribution:+.3f} at pos {s.position}")
+        text.append(visible(f"rank {s.rank}, attribution {s.attribution:+.3f} at pos {s.position}"))
     text.append("\n")
     text.append_text(strip_text(s.tokens, s.activations, width))
     return text

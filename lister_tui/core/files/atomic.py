@@ -16,6 +16,8 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+from lister_tui.core.errors import ListerError
+
 
 def fsync_dir(folder: Path) -> None:
     try:
@@ -65,3 +67,23 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` is never seen half-written."""
     atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def check_path_name(path: Path, what: str = "path") -> Path:
+    """Refuse, before any work, a path that no file can have: a NUL character, or a name longer than
+    the file system allows (checked on the nearest folder that exists; 255 bytes where it cannot say)."""
+    path = Path(path)
+    if "\x00" in str(path):
+        raise ListerError(f"{what} holds a NUL character, which no file name can; give another {what}")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    for part in path.parts:
+        size = len(os.fsencode(part))
+        if size > limit:
+            raise ListerError(f"{what} has a name of {size} bytes ({part[:40]!r}…); the file system allows {limit}: give a shorter one")
+    return path

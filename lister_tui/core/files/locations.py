@@ -43,7 +43,9 @@ def _xdg(env: str, default: str) -> Path:
 
 def sessions_dir(option: str | Path | None = None) -> Path:
     if option:
-        return Path(option).expanduser()
+        from lister_tui.core.files.atomic import check_path_name
+
+        return check_path_name(Path(option).expanduser(), "--sessions-dir")
     if os.environ.get(SESSIONS_ENV):
         return Path(os.environ[SESSIONS_ENV]).expanduser()
     root = checkout_root()

@@ -103,8 +103,10 @@ def list_sessions(sessions_dir: str | Path) -> list[SessionInfo]:
 
 def resolve_session(name_or_path: str | Path, sessions_dir: str | Path) -> Path:
     """A session folder from a name in ``sessions_dir`` or a path."""
+    from lister_tui.core.files.atomic import check_path_name
+
     text = str(name_or_path)
-    candidate = Path(text).expanduser()
+    candidate = check_path_name(Path(text).expanduser(), "the session's name or folder")
     if candidate.is_dir() and (os.sep in text or text.startswith(".") or not (Path(sessions_dir) / text).is_dir()):
         return candidate
     in_dir = Path(sessions_dir) / text

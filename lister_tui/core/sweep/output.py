@@ -29,7 +29,7 @@ from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.registry import ModelEntry, get_entry
 from lister_tui.core.engine.registry_file import entry_record
 from lister_tui.core.errors import ListerError
-from lister_tui.core.files.atomic import atomic_write
+from lister_tui.core.files.atomic import atomic_write, check_path_name
 from lister_tui.core.files.clock import now
 from lister_tui.core.files.json_read import parse_json
 from lister_tui.core.study.columns import migrate_frame, migrate_row
@@ -53,7 +53,7 @@ def output_files() -> list[str]:
 
 def check_out_folder(out: Path, overwrite: bool) -> None:
     """Refuse a file, or a non-empty folder unless ``overwrite``."""
-    out = Path(out)
+    out = check_path_name(Path(out), "--out")
     if out.exists() and not out.is_dir():
         raise ListerError(f"output path {str(out)!r} is a file; give a folder (new or empty) with --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:

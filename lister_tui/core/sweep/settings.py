@@ -74,8 +74,8 @@ class SweepSettings:
             raise ListerError(f"no templates given; valid: {', '.join(available_templates(entry))}")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
             raise ListerError(f"k must be an integer in [1, {MAX_K}], got {self.k!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ListerError(f"seed must be an integer, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -(2**63) <= self.seed < 2**63:
+            raise ListerError(f"seed must be an integer in [-2^63, 2^63 - 1] (it is stored as int64), got {self.seed!r:.40}")
         check_device_name(self.device)
         if not isinstance(self.sampling, SamplingSettings):
             raise ListerError(f"sampling must be a temperature, top_p, top_k and max_new_tokens, got {self.sampling!r}")

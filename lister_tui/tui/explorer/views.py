@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rich.markup import escape
+from rich.text import Text
 
 from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.engine.listing import parse_structure
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.sessions.workspace import AblationChoice, SampleState, Workspace
 from lister_tui.core.study.features import dataset_ranking, pairs_table
+from lister_tui.safe_text import visible
 from lister_tui.tui.explorer.state import TOP_K, ExplorerState
 from lister_tui.tui.widgets.ablation_panel import delta_parts, delta_summary
 from lister_tui.tui.widgets.feature_table import FeatureRow, filter_rows, rows_from_pairs, rows_from_ranking, sort_rows
@@ -206,7 +207,7 @@ class FeaturesView:
     """What the features pane shows: its rows, the header's text, each row's ablation mark."""
 
     rows: list[FeatureRow]
-    header: str
+    header: Text
     modes: dict[str, str]
     dataset: bool
     links: bool
@@ -231,7 +232,7 @@ def features_view(lab: LoadedModel, ws: Workspace, state: ExplorerState, rows_of
         for c in ws.state(state.current).choices:
             modes[f"{c.sae_id}:{c.feature}:{c.pos}"] = "∀" if c.mode == "every" else "@"
     short = {"attribution": "attr", "activation": "act"}.get(state.sort_key, state.sort_key)  # fits 80 columns
-    header = f"[b]{what}[/b] · by {escape(short)} (o)"
+    header = Text.assemble((what, "bold"), " · by ", visible(short), " (o)")
     return FeaturesView(rows, header, modes, state.dataset_mode, lab.entry.feature_url is not None, dict(ws.labels))
 
 

@@ -43,7 +43,7 @@ class FeaturesPane(Vertical):
         return self.query_one("#filter", Input).value
 
     def show(self, view: FeaturesView) -> None:
-        self.query_one("#feature-mode", Static).update(view.header)
+        self.query_one("#feature-mode", Static).update(view.header)  # safe-text: features_view builds it by Text.assemble and visible
         self.table.show(view.rows, view.modes, view.dataset, view.links, view.labels)
 
     def highlighted(self) -> FeatureRow | None:

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from lister_tui.safe_text import visible
+from lister_tui.safe_text import text
 from lister_tui.tui.widgets.metric_strip import Curve, MetricStrip
 
 
@@ -22,4 +22,4 @@ class InspectorPane(Vertical):
 
     def show(self, curves: list[Curve], start: int, pos: int, label: str, info: str) -> None:
         self.query_one("#metric", MetricStrip).show(curves, start, pos, label)
-        self.query_one("#cursor-info", Static).update(visible(info, keep_newlines=True))  # token strings, SAE ids
+        self.query_one("#cursor-info", Static).update(text(info, keep_newlines=True))  # token strings, SAE ids

@@ -97,7 +97,7 @@ def condition_lines(bars: list[ConditionBar], width: int) -> Text:
     for i, (b, label, number) in enumerate(zip(bars, labels, numbers)):
         if i:
             out.append("\n")
-        out.append(set_cell_size(label, label_w) + " ", style="bold" if not b.ablated_nothing else "dim")
+        out.append(set_cell_size(visible(label), label_w) + " ", style="bold" if not b.ablated_nothing else "dim")
         cells = [" "] * bar_w
         styles = ["dim"] * bar_w
         cells[zero] = "│"
@@ -112,15 +112,15 @@ def condition_lines(bars: list[ConditionBar], width: int) -> Text:
                 inside = b.change_mean != 0 and lo <= c <= hi
                 cells[c], styles[c] = mark, (f"bold #ffffff on {colour}" if inside else "bold")
         for ch, style in zip(cells, styles):
-            out.append(ch, style=style)
-        out.append(" " + number.rjust(number_w), style="dim" if b.ablated_nothing else "")
+            out.append(ch, style=style)  # safe-text: bar characters of this function
+        out.append(" " + visible(number).rjust(number_w), style="dim" if b.ablated_nothing else "")
     # the axis: its ends and 0, under the bars
     axis = [" "] * bar_w
     for v, at in ((low, 0), (0.0, zero), (high, None)):
         tick = "0" if v == 0 else f"{v:+.1f}"
         start = bar_w - len(tick) if at is None else max(0, min(at - (len(tick) // 2 if v == 0 else 0), bar_w - len(tick)))
         axis[start : start + len(tick)] = list(tick)
-    out.append("\n" + " " * (label_w + 1) + "".join(axis) + " Δitems", style="dim")
+    out.append("\n" + " " * (label_w + 1) + "".join(axis) + " Δitems", style="dim")  # safe-text: the axis holds formatted numbers
     return out
 
 
@@ -216,7 +216,7 @@ class BatchScreen(Screen[None]):
         if self.sweep_problem is not None:
             body.update(Text(visible(self.sweep_problem), style="italic"))
             return
-        body.update(condition_lines(self.bars or [], max(self.size.width - 2, 40)))
+        body.update(condition_lines(self.bars or [], max(self.size.width - 2, 40)))  # safe-text: a Text whose labels are visible(...)
 
     def action_close(self) -> None:
         self.dismiss(None)

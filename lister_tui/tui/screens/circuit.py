@@ -210,7 +210,7 @@ class CircuitScreen(Screen[None]):
     def _add_parents(self, node) -> None:
         for edge in self.circuit.parents(node.data)[:OUTLINE_PARENTS]:
             parent = self.circuit.node(edge.source)
-            text = Text(f"{edge.weight:+.3f} ← {parent.id} ", no_wrap=True)
+            text = Text(visible_text(f"{edge.weight:+.3f} ← {parent.id} "), no_wrap=True)
             text.append(visible_text(parent.token or ""), style="italic")
             name = self._label(parent)
             if name:
@@ -239,14 +239,14 @@ class CircuitScreen(Screen[None]):
             plt.xlabel("log2(nodes kept)")
             plt.ylabel("recovered")
             n = self.circuit.n_for(0.8)
-            plt.title(f"faithfulness: top-N nodes kept, the rest {self.circuit.settings.ablation}-ablated; 0.8 at N = {n}")
+            plt.title(visible_text(f"faithfulness: top-N nodes kept, the rest {self.circuit.settings.ablation}-ablated; 0.8 at N = {n}"))
         plot.refresh()
 
     def _refresh_text(self) -> None:
-        title = Text(f"Circuit · {self.sample.spec.key} · ", no_wrap=True, overflow="ellipsis")
+        title = Text(visible_text(f"Circuit · {self.sample.spec.key} · "), no_wrap=True, overflow="ellipsis")  # the key holds the topic
         c = self.circuit
         if c is None:
-            title.append(self.status or "…")
+            title.append(visible_text(self.status or "…"))
         else:
             n08 = c.n_for(0.8)
             title.append(f"{len(c.nodes)} nodes, {len(c.edges)} edges · 0.8 at N={n08 if n08 is not None else '—'}")
@@ -259,11 +259,11 @@ class CircuitScreen(Screen[None]):
     def _details(self) -> Text:
         out = Text(no_wrap=True, overflow="ellipsis")
         if self.status:
-            out.append(self.status + "\n", style="italic")
+            out.append(visible_text(self.status) + "\n", style="italic")
         node = self.query_one(CircuitGrid).selected if self.circuit is not None else None
         if node is None:
             return out
-        out.append(f"{node.id}", style="bold")
+        out.append(visible_text(node.id), style="bold")
         out.append("  " + visible_text(node.token or ""), style="italic")
         out.append(f"  effect {node.effect:+.3f}")
         if node.activation is not None:
@@ -279,7 +279,7 @@ class CircuitScreen(Screen[None]):
             ("children", self.circuit.children(node.id), "target", "magenta"),
         ):
             out.append(f"\n{title}: ", style=style)
-            out.append(", ".join(f"{getattr(e, side)} {e.weight:+.3f}" for e in edges[:many]) or "—")
+            out.append(visible_text(", ".join(f"{getattr(e, side)} {e.weight:+.3f}" for e in edges[:many]) or "—"))
         if self.regenerated is not None:
             run = self.regenerated
             out.append(

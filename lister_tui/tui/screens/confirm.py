@@ -8,6 +8,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from lister_tui.safe_text import text
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Dismissed with True (y / the first button) or False (n, escape)."""
@@ -30,9 +32,9 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Static(self.question, markup=False)  # holds sample keys and topics: text, never markup
+            yield Static(text(self.question, keep_newlines=True))  # holds sample keys and topics: text, never markup
             with Horizontal(id="confirm-buttons"):
-                yield Button(f"{self.yes} (y)", variant="warning", id="yes", compact=True)
+                yield Button(text(f"{self.yes} (y)"), variant="warning", id="yes", compact=True)
                 yield Button("Keep (n)", id="no", compact=True)
 
     def action_answer(self, yes: bool) -> None:

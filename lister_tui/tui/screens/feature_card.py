@@ -31,7 +31,7 @@ from textual_plotext import PlotextPlot
 from lister_tui.core.sessions.workspace import LABEL_MAX_CHARS, AblationChoice, Workspace
 from lister_tui.core.study.cards import FeatureCard, feature_card
 from lister_tui.core.study.corpus import Corpus, PassCancelled, default_corpus
-from lister_tui.safe_text import visible
+from lister_tui.safe_text import text, visible
 from lister_tui.tui.card_render import (
     contexts_lines,
     effects_text,
@@ -59,7 +59,7 @@ class LabelScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.title_text)
+            yield Label(self.title_text)  # safe-text: a feature_title(...) Text
             yield Input(self.text, placeholder="a one-line name, e.g. 'the word short'", max_length=LABEL_MAX_CHARS, id="label")
             yield Label("enter keeps · an empty label removes it · esc cancels", markup=False)
 
@@ -141,7 +141,7 @@ class FeatureCardScreen(Screen[bool]):
         if self.card is not None:
             return summary_text(self.card)
         text = feature_title(self.sae_id, self.feature, self._label())
-        text.append(f"  ·  {self.lab.entry.name}  ·  computing its card…")
+        text.append(visible(f"  ·  {self.lab.entry.name}  ·  computing its card…"))
         return text
 
     def _sample_tuple(self):
@@ -188,7 +188,7 @@ class FeatureCardScreen(Screen[bool]):
 
     def on_task_failed(self, message: TaskFailed) -> None:
         self.query_one("#card-progress").add_class("-done")
-        self.query_one("#card-state", Static).update(f"the card failed: {message.error}")
+        self.query_one("#card-state", Static).update(text(f"the card failed: {message.error}"))
         if not message.expected:
             from lister_tui.tui.screens.error import ErrorScreen
 

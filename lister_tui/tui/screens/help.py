@@ -6,6 +6,8 @@ import re
 
 from rich.table import Table
 from rich.text import Text
+
+from lister_tui.safe_text import text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -61,10 +63,10 @@ class HelpScreen(ModalScreen[None]):
         for group, specs in (("explorer", APP_KEYS + MAIN_KEYS), ("token view", TOKEN_KEYS), ("expression matrix", MATRIX_KEYS), ("batch view", BATCH_KEYS), ("feature card", CARD_KEYS)):
             table.add_row(Text(group, style="bold underline"), "", "")
             for s in specs:
-                table.add_row(key_label(s, self.keymap), s.help, s.id)
+                table.add_row(text(key_label(s, self.keymap)), text(s.help), text(s.id))  # keys can come from settings.json
         table.add_row("ctrl+p", "Command palette: every action by name", "")
         table.add_row("tab", "Next pane", "")
         with VerticalScroll():
             yield Static("[b]lister-tui[/b]: why lists end  ·  esc closes\n")
-            yield Static(LEGEND)
+            yield Static(LEGEND)  # safe-text: our own constant: its markup is meant
             yield Static(table)

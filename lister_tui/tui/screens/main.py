@@ -147,13 +147,13 @@ class MainScreen(Screen):
     def refresh_banner(self) -> None:
         banner = self.query_one("#banner", Static)
         text = getattr(self.app, "banner", None)
-        banner.update(visible(text or "", keep_newlines=True))  # a banner names the session's model
+        banner.update(text_of(text or "", keep_newlines=True))  # a banner names the session's model
         banner.set_class(bool(text), "-shown")
 
     def refresh_status(self) -> None:
         session = self.app.session_status() if hasattr(self.app, "session_status") else ""
         text = views.status_text(self.app.lab, self.ws, self.state, self.controller.preset, session)
-        self.query_one("#status", Static).update(visible(text))  # model, session and topic names
+        self.query_one("#status", Static).update(text_of(text))  # model, session and topic names
         self.query_one("#progress", ProgressBar).set_class(bool(self.state.busy), "-busy")
 
     def refresh_tokens(self) -> None:

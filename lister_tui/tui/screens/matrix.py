@@ -136,12 +136,12 @@ class MatrixScreen(Screen[str | None]):
         templates, topics = self._codes()
         for i, (name, code) in enumerate(templates.items()):
             out.append(" · " if i else "")
-            out.append(code, style="bold")
+            out.append(visible(code), style="bold")
             out.append(" " + visible(name))
         out.append("   topic ", style="dim")
         for i, (name, code) in enumerate(topics.items()):
             out.append(" · " if i else "")
-            out.append(code, style="bold")
+            out.append(visible(code), style="bold")
             out.append(" " + visible(name))
         return out
 
@@ -212,6 +212,6 @@ class MatrixScreen(Screen[str | None]):
             f"feature [b]{escape(visible(self.sae_ids[self.sae_index]))} f{feature}[/b] × sample "
             f"[b]{escape(visible(f'{spec.template}/{spec.topic}/{spec.sample}'))}[/b]: "
             f"max activation {m.values[event.row, event.col]:.3f}\n"
-            f"seed {spec.seed} · row {event.row + 1}/{m.values.shape[0]}, column {event.col + 1}/{m.values.shape[1]} · "
+            f"seed {spec.seed} · row {event.row + 1}/{m.values.shape[0]:d}, column {event.col + 1}/{m.values.shape[1]:d} · "
             "enter: card · o: open sample"
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
+
+from lister_tui.safe_text import text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -31,8 +33,8 @@ class MessagesScreen(ModalScreen[None]):
         table.add_column("message")
         for m in reversed(self.entries):
             # texts were made visible by the app; Text keeps them from being read as markup
-            line = Text(f"{m.title}: " if m.title else "", style="bold") + Text(m.text, style=SEVERITY_STYLE.get(m.severity, ""))
-            table.add_row(m.at, line)
+            line = text(f"{m.title}: " if m.title else "", "bold") + text(m.text, SEVERITY_STYLE.get(m.severity, ""), keep_newlines=True)
+            table.add_row(text(m.at), line)
         with VerticalScroll():
             yield Static(Text(f"Messages ({len(self.entries)}, newest first) · esc closes", style="bold"))
             yield Static(table if self.entries else Text("no messages yet"))

@@ -9,6 +9,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Static
 
 from lister_tui.core.sessions.workspace import AblationChoice, AblationRun
+from lister_tui.safe_text import text
 from lister_tui.safe_text import visible as visible_text
 from lister_tui.tui.widgets.feature_table import LABEL_WIDTH, label_cell
 from lister_tui.tui.widgets.token_view import visible
@@ -32,7 +33,7 @@ def _fmt(v, signed: bool = False) -> str:
         return "yes" if v else "no"
     if signed:
         return f"{int(v):+d}" if float(v).is_integer() and abs(v) >= 1 or v == 0 else f"{v:+.2f}"
-    return str(v) if isinstance(v, int) else f"{v:.2f}"
+    return f"{v:d}" if isinstance(v, int) else f"{v:.2f}"
 
 
 def delta_parts(run: AblationRun, with_delta: bool = True) -> dict[str, str]:
@@ -130,6 +131,6 @@ class AblationPanel(Vertical):
             yield Static("no regeneration yet (r)", id="deltas")
 
     def show(self, choices: list[AblationChoice], strings: list[str], run: AblationRun | None, status: str, labels: dict | None = None) -> None:
-        self.query_one("#ablation-status", Static).update(status)
+        self.query_one("#ablation-status", Static).update(text(status))
         self.query_one(ChoiceTable).show(choices, strings, labels)
         self.query_one("#deltas", Static).update(delta_table(run) if run is not None else "no regeneration yet (r)")

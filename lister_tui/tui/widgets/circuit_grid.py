@@ -143,14 +143,14 @@ class CircuitGrid(Widget, can_focus=True):
         w = self.col_width
         out.append(" " * ROW_LABEL)
         for pos in window:
-            out.append(f"{pos:>{w - 1}} ", style="dim")
+            out.append(f"{pos:>{w - 1}} ", style="dim")  # safe-text: a position number
         out.append("\n" + " " * ROW_LABEL)
         for pos in window:
             token = visible_text(self.tokens[pos]) if pos < len(self.tokens) else ""
             out.append(f"{token[: w - 1]:>{w - 1}} ", style="bold" if pos == self.columns[-1] else "")
         out.append("\n")
         for r, site in enumerate(self.rows):
-            out.append(f"{site[: ROW_LABEL - 1]:<{ROW_LABEL}}", style="bold" if r == self.row else "dim")
+            out.append(f"{visible_text(site)[: ROW_LABEL - 1]:<{ROW_LABEL}}", style="bold" if r == self.row else "dim")
             for c, pos in enumerate(window, start=self.start):
                 nodes = self.cells.get((site, pos), [])
                 if not nodes:
@@ -169,9 +169,9 @@ class CircuitGrid(Widget, can_focus=True):
                     style += " strike red"
                 if (r, c) == (self.row, self.col):
                     style = "reverse bold"
-                out.append(cell, style=style.strip())
+                out.append(cell, style=style.strip())  # safe-text: cell_text(...) shows ids and labels through visible
                 out.append(" ")
             out.append("\n")
         if len(self.columns) > width:
-            out.append(f"positions {self.start + 1}-{self.start + len(window)} of {len(self.columns)} columns (←/→ scroll, +/- zoom)", style="dim")
+            out.append(f"positions {self.start + 1}-{self.start + len(window)} of {len(self.columns)} columns (←/→ scroll, +/- zoom)", style="dim")  # safe-text: numbers only
         return out

@@ -134,7 +134,7 @@ class FeatureTable(DataTable):
         self.rows_shown = rows
         for r in rows:
             mark = modes.get(r.key, "")
-            mark_text = Text(f" {mark}", style="bold reverse") if mark else Text("")
+            mark_text = Text(" " + visible_text(mark), style="bold reverse") if mark else Text("")
             tok = " " + visible(r.token)
             if dataset:
                 cells = (mark_text, f"{r.rank:>3}", " " + visible_text(r.sae_id), f"{r.feature:>5}", f"{r.attribution:>+8.3f}", f"{r.mean:>+7.3f}", f"{r.count:>3}", f"{r.samples:>5}", tok)
@@ -143,7 +143,7 @@ class FeatureTable(DataTable):
             if with_labels:
                 cells += (label_cell(labels.get((r.sae_id, r.feature), "")),)
             # Text cells: a plain string would be parsed as markup, which dominates a redraw of hundreds of rows
-            self.add_row(*(c if isinstance(c, Text) else Text(c) for c in cells), key=r.key)
+            self.add_row(*(c if isinstance(c, Text) else Text(c) for c in cells), key=r.key)  # safe-text: cells above: numbers, visible(...) and label_cell(...)
         if current is not None:
             for i, r in enumerate(rows):
                 if r.key == current:

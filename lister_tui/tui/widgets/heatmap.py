@@ -16,6 +16,8 @@ import numpy as np
 from rich.cells import cell_len, set_cell_size
 from rich.style import Style
 from rich.text import Text
+
+from lister_tui.safe_text import visible
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -36,7 +38,7 @@ def heat_level(v: float, vmax: float) -> int:
 
 def colour_legend(vmax: float, what: str) -> Text:
     """``what: 0 ▇▇▇…▇ vmax`` with each swatch in its HEAT colour (the first one: 0 or less)."""
-    out = Text(f"{what}: 0 ", no_wrap=True, overflow="ellipsis")
+    out = Text(visible(f"{what}: 0 "), no_wrap=True, overflow="ellipsis")
     for colour in HEAT:
         out.append(LEGEND_SWATCH, style=Style(color=colour))
     out.append(f" {vmax:.3g}", style="bold")
@@ -129,7 +131,7 @@ class Heatmap(Widget, can_focus=True):
 
     def _header_line(self, header: ColumnHeader, widths: list[int], label_w: int) -> Text:
         out = Text(no_wrap=True)
-        out.append(set_cell_size(header.name, label_w - 1) + " ", style="dim italic")
+        out.append(set_cell_size(visible(header.name), label_w - 1) + " ", style="dim italic")
         c, group = self._left, 0
         end = self._left + len(widths)
         while c < end:
@@ -141,7 +143,7 @@ class Heatmap(Widget, can_focus=True):
             full, short = header.full[c], header.short[c]
             label = full if cell_len(full) < span else short
             style = Style(bgcolor=HEADER_BG[group % 2], bold=c <= self.col < run_end, color="#ffffff" if c <= self.col < run_end else "#b2b2b2")
-            out.append(set_cell_size(label, span), style=style)
+            out.append(set_cell_size(visible(label), span), style=style)
             c, group = run_end, group + 1
         return out
 
@@ -174,10 +176,10 @@ class Heatmap(Widget, can_focus=True):
             line = Text(no_wrap=True)
             label = self.row_labels[r]
             label = set_cell_size(label, label_w - 1) if cell_len(label) >= label_w - 1 else " " * (label_w - 1 - cell_len(label)) + label
-            line.append(label + " ", style="bold" if r == self.row else "dim")
+            line.append(visible(label) + " ", style="bold" if r == self.row else "dim")
             for i, w in enumerate(widths):
                 chars, style = self._cell(r, self._left + i, w)
-                line.append(chars, style=style)
+                line.append(chars, style=style)  # safe-text: _cell(...) gives a formatted number or block characters
             lines.append(line)
         shown = f" · columns {self._left + 1}–{self._left + len(widths)} of {n_cols}" if len(widths) < n_cols else ""
         legend = colour_legend(self.vmax, self.legend)

@@ -48,7 +48,7 @@ class MessageLine(Static):
     def say(self, text: str, severity: str = "information", timeout: float | None = None) -> None:
         """Show ``text`` (already made visible by the app) until ``timeout`` seconds pass or the next message."""
         self.text = text
-        self.update(text)
+        self.update(text)  # safe-text: ListerApp.notify made it visible; this Static has markup=False
         self.set_class(severity == "warning", "-warning")
         self.set_class(severity == "error", "-error")
         self.add_class("-shown")

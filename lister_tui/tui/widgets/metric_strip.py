@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from rich.style import Style
 from rich.text import Text
+
+from lister_tui.safe_text import visible
 from textual.widget import Widget
 
 from lister_tui.tui.theme import colour
@@ -66,7 +68,7 @@ class MetricStrip(Widget):
         cur_bg = colour(self.app, "token-b")
         out = Text()
         for row, curve in enumerate(self.curves):
-            out.append(f"{curve.label[: label_w - 1]:<{label_w}}", style="bold")
+            out.append(f"{visible(curve.label)[: label_w - 1]:<{label_w}}", style="bold")
             for p in range(first, min(first + cols, end)):
                 if p < len(curve.values):
                     v = curve.values[p]
@@ -80,5 +82,5 @@ class MetricStrip(Widget):
         values = "  ".join(
             f"{c.label} {c.values[self.cursor]:+.2f}" for c in self.curves if self.cursor < len(c.values)
         )
-        out.append(f"pos {self.cursor} {self.token_label}  {values}"[:width], style="italic")
+        out.append(visible(f"pos {self.cursor} {self.token_label}  {values}")[:width], style="italic")
         return out

@@ -34,7 +34,7 @@ class SampleTable(DataTable):
                 # a session's template and topic are untrusted text (a plain str cell is parsed as markup)
                 text(" " + TEMPLATE_SHORT.get(s.spec.template, s.spec.template[:1])),
                 text(" " + s.spec.topic),
-                f"{s.spec.sample:>2}",
+                f"{s.spec.sample:>2d}",
                 f"{m.n_items:>3}",
                 f"{m.n_tokens:>4}",
                 end,
@@ -46,6 +46,6 @@ class SampleTable(DataTable):
 
     def update_runs(self, key: str, n: int) -> None:
         try:
-            self.update_cell(key, "runs", f"{n:>3}")
+            self.update_cell(key, "runs", f"{n:>3d}")
         except Exception:
             pass

@@ -303,7 +303,7 @@ class TokenView(Widget, can_focus=True):
                 out.append("\n")
             for cell in cells:
                 style = cell.style + cursor_style if cell.pos is not None and cell.pos == self.cursor else cell.style
-                out.append(cell.text, style=style)
+                out.append(cell.text, style=style)  # safe-text: cells are built from visible_token(...)
         return out
 
     def on_resize(self) -> None:

@@ -32,6 +32,8 @@ NODE_METHODS = ("grad", "ig")
 ABLATIONS = ("zero", "mean")
 EMBED_HOOK = "blocks.0.hook_resid_pre"
 
+MAX_NODES_PER_SITE = 100_000  # more than any site's features × positions here: "all of them"
+
 
 @dataclass(frozen=True)
 class CircuitSettings:
@@ -56,8 +58,8 @@ class CircuitSettings:
             raise ListerError(f"unknown site(s) {', '.join(map(repr, unknown))}; valid: {', '.join(valid_sites)}")
         if len(set(self.sites)) != len(self.sites):
             raise ListerError(f"a site is given twice in {', '.join(self.sites)}; give each once")
-        if self.nodes_per_site is not None and (isinstance(self.nodes_per_site, bool) or self.nodes_per_site < 1):
-            raise ListerError(f"nodes per site must be an integer >= 1, got {self.nodes_per_site!r}")
+        if self.nodes_per_site is not None and (isinstance(self.nodes_per_site, bool) or not 1 <= self.nodes_per_site <= MAX_NODES_PER_SITE):
+            raise ListerError(f"nodes per site must be an integer in [1, {MAX_NODES_PER_SITE}], got {self.nodes_per_site!r:.40}")
         for name in ("node_threshold", "edge_threshold"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -66,8 +68,9 @@ class CircuitSettings:
             raise ListerError(f"unknown circuit level {self.level!r}; valid: {', '.join(LEVELS)}")
         if self.method not in NODE_METHODS:
             raise ListerError(f"unknown node-effect method {self.method!r}; valid: {', '.join(NODE_METHODS)}")
-        if isinstance(self.ig_steps, bool) or not isinstance(self.ig_steps, int) or self.ig_steps < 1:
-            raise ListerError(f"integrated-gradient steps must be an integer >= 1, got {self.ig_steps!r}")
+        from lister_tui.core.engine.attribution import check_ig_steps
+
+        check_ig_steps(self.ig_steps)
         if self.ablation not in ABLATIONS:
             raise ListerError(f"unknown ablation {self.ablation!r}; valid: {', '.join(ABLATIONS)}")
         if isinstance(self.edge_batch, bool) or not isinstance(self.edge_batch, int) or self.edge_batch < 1:
