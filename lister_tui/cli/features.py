@@ -67,6 +67,8 @@ def feature_command(
     card = _compute(entry.name, site, feature, corpus, opened, k, device, not no_cache)
     from lister_tui.tui.card_render import card_renderable
 
+    for notice in card.notices:
+        say(f"note: {notice}", "yellow", err=True)
     console.print(card_renderable(card, width=console.width))
     if json_out is not None:
         from lister_tui.core.files.atomic import atomic_write_bytes

@@ -18,6 +18,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -28,10 +31,10 @@ import torch
 from lister_tui.core.engine.fingerprint import weights_fingerprint
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.errors import ListerError
-from lister_tui.core.files.atomic import atomic_write_bytes
+from lister_tui.core.files.atomic import atomic_write_bytes, remove_dead_temporaries
 from lister_tui.core.files.locations import cache_dir
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the file records its provenance
 REFERENCE_SEED = 1  # lister-tiny's build draws its held-out examples from seed + 1 = 1 (training: seed 0)
 REFERENCE_TOKENS = 50_000
 MAX_DOC_TOKENS = 256  # longer documents are cut into chunks of this many tokens (at most the model's n_ctx)
@@ -233,17 +236,36 @@ class SparseActivations:
         return self.positions[lo:hi], self.values[lo:hi]
 
 
-def _cache_key(lab: LoadedModel, sae_id: str, part: CorpusPart) -> str | None:
+def provenance(lab: LoadedModel, sae_id: str, part: CorpusPart) -> dict | None:
+    """What a pass is computed from: the cache records it and a read compares it field by field.
+
+    The model's and the SAE's weights by SHA-256 (or the Hugging Face revision), the SAE's
+    site (hook, release, id), the dtype, the corpus part's token digest and the cache's format.
+    None when the weights cannot be told apart (random weights, no revision): such a pass is
+    never cached.
+    """
     fingerprint = weights_fingerprint(lab.entry, [sae_id])
     if "sha256" not in fingerprint and not fingerprint.get("hf_revision"):
         return None  # weights we cannot tell apart: never reuse a pass
     site = lab.entry.site(sae_id)
-    blob = json.dumps(
-        [CACHE_FORMAT, lab.entry.name, fingerprint, site.hook_name, site.release, site.sae_id, str(lab.dtype), part.digest],
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    record = {
+        "format": CACHE_FORMAT,
+        "model": lab.entry.name,
+        "weights": fingerprint,
+        "sae": sae_id,
+        "hook_name": site.hook_name,
+        "release": site.release,
+        "sae_release_id": site.sae_id,
+        "dtype": str(lab.dtype),
+        "corpus_sha256": part.digest,
+        "corpus_docs": len(part.docs),
+        "corpus_tokens": part.n_tokens,
+    }
+    return json.loads(json.dumps(record, sort_keys=True, default=str))  # as it reads back from the file
+
+
+def _cache_key(record: dict) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def _batches(part: CorpusPart, budget: int) -> list[list[int]]:
@@ -322,10 +344,15 @@ def run_pass(lab: LoadedModel, sae_id: str, part: CorpusPart, on_progress: Progr
     return SparseActivations(d_sae, total, total - n_bos, starts, indptr, positions[order], values[order])
 
 
-def _save(path: Path, acts: SparseActivations) -> None:
+class DamagedCache(ValueError):
+    """A cache file that cannot be used: unreadable, of another shape, or computed from something else."""
+
+
+def _save(path: Path, acts: SparseActivations, record: dict) -> None:
     buf = io.BytesIO()
     np.savez(
         buf,
+        provenance=np.array(json.dumps(record, sort_keys=True)),
         meta=np.array([acts.d_sae, acts.n_tokens, acts.n_counted], dtype=np.int64),
         doc_starts=acts.doc_starts,
         indptr=acts.indptr,
@@ -336,16 +363,88 @@ def _save(path: Path, acts: SparseActivations) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _load(path: Path, part: CorpusPart) -> SparseActivations | None:
+def _array(z, name: str, kind: str, ndim: int = 1) -> np.ndarray:
+    a = z[name]
+    if a.dtype.kind != kind or a.ndim != ndim:
+        raise DamagedCache(f"its {name} is {a.dtype}[{a.ndim}-d], not the expected kind")
+    return a
+
+
+def _load(path: Path, part: CorpusPart, record: dict, d_sae: int) -> SparseActivations:
+    """The cached pass at ``path``, every array checked; :class:`DamagedCache` says what is wrong.
+
+    The checks are what a card's slicing relies on: the provenance equals ``record`` (another
+    SAE's or another corpus's cache renamed into place is refused), ``indptr`` starts at 0, never
+    decreases and ends at the number of activations, positions lie inside the corpus and ascend
+    within each feature, values are finite and positive, document starts equal the corpus's.
+    """
     try:
         with np.load(path, allow_pickle=False) as z:
-            d_sae, n_tokens, n_counted = (int(v) for v in z["meta"])
-            acts = SparseActivations(d_sae, n_tokens, n_counted, z["doc_starts"], z["indptr"], z["positions"], z["values"])
-    except (OSError, ValueError, KeyError):
-        return None  # a damaged cache file is recomputed
-    if acts.n_tokens != part.n_tokens or len(acts.doc_starts) != len(part.docs) + 1:
-        return None
+            if "provenance" not in z.files:
+                raise DamagedCache("it records no provenance (an older or foreign file)")
+            saved = json.loads(str(z["provenance"][()]))
+            if saved != record:
+                differ = sorted(k for k in set(saved) | set(record) if saved.get(k) != record.get(k)) if isinstance(saved, dict) else ["everything"]
+                raise DamagedCache(f"it was computed from something else ({', '.join(differ)} differ)")
+            meta = _array(z, "meta", "i")
+            if meta.shape != (3,):
+                raise DamagedCache(f"its meta holds {meta.shape[0]} values, not 3")
+            n_sae, n_tokens, n_counted = (int(v) for v in meta)
+            acts = SparseActivations(
+                n_sae, n_tokens, n_counted,
+                _array(z, "doc_starts", "i").astype(np.int64), _array(z, "indptr", "i").astype(np.int64),
+                _array(z, "positions", "i").astype(np.int64), _array(z, "values", "f").astype(np.float32),
+            )  # fmt: skip
+    except DamagedCache:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
+        raise DamagedCache(f"it cannot be read ({type(exc).__name__}: {exc})") from None
+    _check_structure(acts, part, d_sae)
     return acts
+
+
+def _check_structure(acts: SparseActivations, part: CorpusPart, d_sae: int) -> None:
+    if acts.d_sae != d_sae:
+        raise DamagedCache(f"it is for {acts.d_sae} features, the SAE has {d_sae}")
+    if acts.n_tokens != part.n_tokens or not 0 <= acts.n_counted <= acts.n_tokens:
+        raise DamagedCache(f"it counts {acts.n_tokens} tokens ({acts.n_counted} counted), the corpus has {part.n_tokens}")
+    starts = np.zeros(len(part.docs) + 1, dtype=np.int64)
+    np.cumsum([len(d) for d in part.docs], out=starts[1:])
+    if acts.doc_starts.shape != starts.shape or not np.array_equal(acts.doc_starts, starts):
+        raise DamagedCache("its document starts differ from the corpus's")
+    indptr, positions, values = acts.indptr, acts.positions, acts.values
+    if indptr.shape != (d_sae + 1,) or indptr[0] != 0 or np.any(np.diff(indptr) < 0):
+        raise DamagedCache("its indptr is not a row index (it must start at 0 and never decrease)")
+    if int(indptr[-1]) != positions.size or positions.size != values.size:
+        raise DamagedCache(f"its indptr ends at {int(indptr[-1])} but it holds {positions.size} positions and {values.size} values")
+    if positions.size:
+        if positions.min() < 0 or positions.max() >= acts.n_tokens:
+            raise DamagedCache(f"a position lies outside the corpus's {acts.n_tokens} tokens")
+        if not np.all(np.isfinite(values)) or values.min() <= 0:
+            raise DamagedCache("an activation is not a finite positive number")
+        rows = np.repeat(np.arange(d_sae), np.diff(indptr))
+        same_row = rows[1:] == rows[:-1]
+        if np.any(np.diff(positions)[same_row] <= 0):
+            raise DamagedCache("a feature's positions do not ascend")
+
+
+def _move_aside(path: Path) -> Path | None:
+    """``path`` renamed to ``<name>.damaged-<UTC time>`` (kept for a look, out of the way); None if it cannot be."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    try:
+        os.replace(path, target)
+    except OSError:
+        try:
+            path.unlink()
+        except OSError:
+            return None
+        return None
+    return target
 
 
 def corpus_activations(
@@ -355,23 +454,37 @@ def corpus_activations(
     *,
     cache: Path | None | bool = True,
     on_progress: Progress | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> SparseActivations:
-    """``run_pass``, read from / written to the cache (``cache``: a folder, True for the default, False for none)."""
-    key = _cache_key(lab, sae_id, part) if cache is not False else None
+    """``run_pass``, read from / written to the cache (``cache``: a folder, True for the default, False for none).
+
+    A cache file that cannot be used (truncated, flipped, emptied, of another SAE or corpus,
+    or with a broken sparse structure) is moved aside to ``<name>.damaged-<time>`` and the
+    pass is recomputed; ``on_notice`` gets one sentence saying so. Temporary files left by a
+    killed pass (``.*.tmp-<pid>`` of a process that is gone) are removed.
+    """
+    record = provenance(lab, sae_id, part) if cache is not False else None
     path = None
-    if key is not None:
-        folder = cache_dir() if cache is True or cache is None else Path(cache)
-        path = folder / "activations" / f"{lab.entry.name}-{sae_id}-{key}.npz"
+    if record is not None:
+        folder = (cache_dir() if cache is True or cache is None else Path(cache)) / "activations"
+        remove_dead_temporaries(folder)
+        path = folder / f"{lab.entry.name}-{sae_id}-{_cache_key(record)}.npz"
         if path.is_file():
-            hit = _load(path, part)
-            if hit is not None:
+            try:
+                hit = _load(path, part, record, sae_width(lab, sae_id))
+            except DamagedCache as exc:
+                moved = _move_aside(path)
+                if on_notice is not None:
+                    where = f"moved to {moved.name}" if moved is not None else "removed"
+                    on_notice(f"the activation cache {path} was damaged ({exc}); it was {where} and the pass is recomputed")
+            else:
                 if on_progress is not None:
                     on_progress(part.n_tokens, part.n_tokens)
                 return hit
     acts = run_pass(lab, sae_id, part, on_progress)
-    if path is not None:
+    if path is not None and record is not None:
         try:
-            _save(path, acts)
+            _save(path, acts, record)
         except OSError:
             pass  # an unwritable cache costs a recomputation next time, nothing else
     return acts
