@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+
+import pytest
 
 from session_fixtures import MODEL, VOCAB, small_workspace
 from typer.testing import CliRunner
@@ -40,3 +43,53 @@ def test_a_5000_digit_revision_is_named_by_export_replay_and_sessions(tmp_path):
     listed = runner.invoke(app, ["sessions", "--sessions-dir", str(root)])
     assert listed.exit_code == 0, listed.exception
     assert "damaged" in listed.output and "Traceback" not in listed.output
+
+
+# --- a damaged lister-tiny style folder ------------------------------------------------------
+
+SHIPPED = Path(__file__).resolve().parents[1] / "lister_tui" / "organism" / "lister_tiny"
+
+
+def _with(file: str, **fields):
+    def change(folder: Path) -> None:
+        data = json.loads((SHIPPED / file).read_text())
+        (folder / file).write_text(json.dumps({**data, **fields}))
+
+    return change
+
+
+def _text(file: str, content: str):
+    return lambda folder: (folder / file).write_text(content)
+
+
+FOLDER_DAMAGE = [
+    ("sae cfg garbage", _text("saes/res_0/cfg.json", "garbage{"), "saes/res_0/cfg.json is not valid JSON"),
+    ("sae cfg a list", _text("saes/res_0/cfg.json", "[]"), "saes/res_0/cfg.json holds a list"),
+    ("sae d_sae 10^12", _with("saes/res_0/cfg.json", d_sae=10**12), "field d_sae is 1000000000000; valid: a whole number 1..4,194,304"),
+    ("sae d_sae unlike its weights", _with("saes/res_0/cfg.json", d_sae=1024), "fields d_in, d_sae say [128, 1024], but sae_weights.safetensors holds W_enc of shape [128, 512]"),
+    ("model config a list", _text("model_config.json", "[]"), "model_config.json holds a list"),
+    ("model config nested 5000 deep", _text("model_config.json", "[" * 5000 + "]" * 5000), "nests deeper than 64 levels"),
+    ("d_model 10^9", _with("model_config.json", d_model=10**9), "field d_model is 1000000000; valid: a whole number 1..65,536"),
+    ("d_vocab 10^12", _with("model_config.json", d_vocab=10**12), "field d_vocab is 1000000000000"),
+    ("n_layers -3", _with("model_config.json", n_layers=-3), "field n_layers is -3"),
+    ("n_heads a string", _with("model_config.json", n_heads="four"), "field n_heads is 'four'"),
+    ("d_model unlike its weights", _with("model_config.json", d_model=256), "but model.safetensors holds embed.W_E of shape [2048, 128]"),
+    ("an unknown field", _with("model_config.json", bogus=1), "field 'bogus' is not a TransformerLens config field"),
+]
+
+
+@pytest.mark.parametrize("damage,message", [c[1:] for c in FOLDER_DAMAGE], ids=[c[0] for c in FOLDER_DAMAGE])
+def test_a_damaged_folder_is_named_by_file_and_field_with_exit_2(tmp_path, monkeypatch, damage, message):
+    folder = tmp_path / "tiny-copy"
+    shutil.copytree(SHIPPED, folder)
+    damage(folder)
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "registry.toml").write_text(f'[models.broken]\nfolder = "{folder}"\n')
+    monkeypatch.setenv("LISTER_TUI_CONFIG_DIR", str(config))
+    monkeypatch.setenv("LISTER_TUI_CACHE", str(tmp_path / "cache"))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("- Apple\n- Pear \n")
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["feature", "res_0", "1", "--model", "broken", "--corpus", str(corpus)])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert message in one_line(result.output) and str(folder) in one_line(result.output)

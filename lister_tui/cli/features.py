@@ -17,11 +17,12 @@ def _shipped_width(entry, sae_id: str) -> int | None:
     """The SAE's width from its shipped config, without loading anything (None when not shipped)."""
     if entry.source != "shipped" or entry.weights_dir is None:
         return None
-    cfg = Path(entry.weights_dir) / "saes" / sae_id / "cfg.json"
-    try:
-        return int(json.loads(cfg.read_text())["d_sae"])
-    except (OSError, ValueError, KeyError):
-        return None  # the model's own loading says what is wrong
+    from lister_tui.core.engine.folder_checks import sae_config
+
+    folder = Path(entry.weights_dir) / "saes" / sae_id
+    if not (folder / "cfg.json").is_file():
+        return None  # the model's own loading says what is missing
+    return int(sae_config(folder, f"fix or replace the files of {entry.weights_dir}")["d_sae"])
 
 
 @app.command("feature")

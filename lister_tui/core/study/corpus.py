@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from lister_tui.core.engine.fingerprint import weights_fingerprint
+from lister_tui.core.engine.folder_checks import sae_config
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.errors import ListerError
 from lister_tui.core.files.atomic import atomic_write_bytes, remove_dead_temporaries
@@ -88,9 +89,9 @@ def sae_width(lab: LoadedModel, sae_id: str) -> int:
     """The number of features of SAE ``sae_id`` (read from its config when shipped, else loaded)."""
     site = lab.entry.site(sae_id)  # a clear error for an unknown SAE
     if lab.entry.source == "shipped" and lab.entry.weights_dir is not None:
-        cfg = Path(lab.entry.weights_dir) / "saes" / site.id / "cfg.json"
-        if cfg.is_file():
-            return int(json.loads(cfg.read_text())["d_sae"])
+        folder = Path(lab.entry.weights_dir) / "saes" / site.id
+        if (folder / "cfg.json").is_file():
+            return int(sae_config(folder, f"fix or replace {folder}")["d_sae"])
     return int(lab.load_sae(sae_id, cache=True).cfg.d_sae)
 
 
