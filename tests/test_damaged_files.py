@@ -93,3 +93,30 @@ def test_a_damaged_folder_is_named_by_file_and_field_with_exit_2(tmp_path, monke
     result = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["feature", "res_0", "1", "--model", "broken", "--corpus", str(corpus)])
     assert result.exit_code == 2, (result.output, result.exception)
     assert message in one_line(result.output) and str(folder) in one_line(result.output)
+
+
+# --- a theme nested 5000 deep ----------------------------------------------------------------
+
+
+def test_the_explorer_starts_with_the_default_theme_beside_a_theme_nested_5000_deep(tmp_path, monkeypatch, tiny):
+    import asyncio
+
+    from lister_tui.tui.app import ListerApp
+    from lister_tui.tui.themes import DEFAULT_THEME
+
+    config = tmp_path / "config"
+    (config / "themes").mkdir(parents=True)
+    (config / "themes" / "deep.toml").write_text('name = "deep"\nprimary = ' + "[" * 5000 + "]" * 5000 + "\n")
+    (config / "settings.json").write_text('{"theme": "deep"}')
+    monkeypatch.setenv("LISTER_TUI_CONFIG_DIR", str(config))
+    monkeypatch.delenv("LISTER_TUI_THEMES", raising=False)
+
+    async def go():
+        app = ListerApp(tiny, initial=None, persist=True)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            assert app.theme == DEFAULT_THEME and "deep" not in app.available_themes
+            named = [m.text for m in app.messages if "deep.toml" in m.text]
+            assert len(named) == 1 and "nests 5000 levels deep" in named[0]
+
+    asyncio.run(go())
