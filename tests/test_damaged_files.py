@@ -120,3 +120,44 @@ def test_the_explorer_starts_with_the_default_theme_beside_a_theme_nested_5000_d
             assert len(named) == 1 and "nests 5000 levels deep" in named[0]
 
     asyncio.run(go())
+
+
+# --- a session whose topic was edited --------------------------------------------------------
+
+
+def test_replay_of_a_session_whose_topic_was_edited_reports_the_sample_not_a_crash(tmp_path, tiny):
+    import hashlib
+    import io
+
+    import pyarrow.parquet as pq
+
+    from lister_tui.core.engine.generation import sample_lists
+    from lister_tui.core.engine.prompts import build_prompts
+    from lister_tui.core.sessions.opening import model_info
+    from lister_tui.core.sessions.schema import to_arrow
+    from lister_tui.core.sessions.store import parquet_bytes
+    from lister_tui.core.sessions.workspace import Workspace
+    from lister_tui.core.study.settings import SAMPLING_PRESETS
+
+    ws = Workspace(tiny.entry.name)
+    ws.add_samples(sample_lists(tiny, build_prompts(["short"], ["Fruits", "Colors"], 1, 0), SAMPLING_PRESETS["code"]), "code")
+    folder = tmp_path / "edited"
+    SessionStore(folder).save(ws, model_info(tiny), token_string=lambda i: tiny.tokenizer.decode([i]))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    # the topic edited in the samples table (a careful editor updates the checksum too)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    path = folder / manifest["tables"]["samples"]["file"]
+    rows = pq.read_table(io.BytesIO(path.read_bytes())).to_pylist()
+    edited = next(r for r in rows if r["topic"] == "Fruits")
+    edited["topic"] = "Types of Flowers"
+    data = parquet_bytes(to_arrow("samples", rows))
+    path.write_bytes(data)
+    manifest["tables"]["samples"]["sha256"] = hashlib.sha256(data).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["replay", str(folder)])
+    out = one_line(result.output)
+    assert result.exit_code == 1, (out, result.exception)  # a mismatch, reported
+    assert "prompt: the saved prompt" in out and "topic 'Types of Flowers'" in out and "not replayed" in out
+    assert "1 of 2 lists differ" in out and "item marker" not in out
+    assert {p.name for p in folder.iterdir()} == set(before) | {path.name}  # replay writes nothing
