@@ -161,3 +161,130 @@ def test_replay_of_a_session_whose_topic_was_edited_reports_the_sample_not_a_cra
     assert "prompt: the saved prompt" in out and "topic 'Types of Flowers'" in out and "not replayed" in out
     assert "1 of 2 lists differ" in out and "item marker" not in out
     assert {p.name for p in folder.iterdir()} == set(before) | {path.name}  # replay writes nothing
+
+
+# --- numeric options have stated ranges; empty topics are refused -----------------------------
+
+
+def _numeric_parameters():
+    import typer.main
+
+    command = typer.main.get_command(app)
+
+    def walk(cmd, path):
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, path + [name])
+        else:
+            for p in cmd.params:
+                annotation = p.type_descriptor.annotation
+                if annotation in (int, float):
+                    yield " ".join(path), p
+
+    return list(walk(command, []))
+
+
+def test_every_numeric_option_of_every_subcommand_states_its_range_in_help():
+    import re
+
+    found = _numeric_parameters()
+    assert len(found) >= 24  # sweep 13, circuit 7, feature 2, replay 1, organism build 1
+    unstated = [f"{cmd} {p.opts[0] if p.opts else p.name}" for cmd, p in found if not re.search(r"valid: \S+\.\.\S+", p.help or "")]
+    assert unstated == []
+    help_text = one_line(CliRunner(env={"COLUMNS": "200"}).invoke(app, ["sweep", "--help"]).output)
+    assert "valid: 1..1000" in help_text  # shown where the option is described
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["sweep", "--threads", "100000"], "--threads"),
+        (["sweep", "--samples", "1000000"], "--samples"),
+        (["sweep", "--seed", "9" * 40], "--seed"),
+        (["sweep", "--max-new-tokens", "100000000"], "--max-new-tokens"),
+        (["sweep", "--ray=", "--workers", "100000"], "--workers"),
+        (["sweep", "--ray=", "--gpus-per-worker", "nan"], "--gpus-per-worker"),
+        (["sweep", "--steering-layer", "100000"], "--steering-layer"),
+        (["circuit", "--topic", "Fruits", "--sample", "100000000"], "--sample"),
+        (["circuit", "--topic", "Fruits", "--nodes", "100000000"], "--nodes"),
+        (["circuit", "--topic", "Fruits", "--edge-threshold", "nan"], "--edge-threshold"),
+        (["circuit", "--topic", "Fruits", "--seed", "9" * 40], "--seed"),
+        (["organism", "build", "--seed", "-1"], "--seed"),
+        (["feature", "res_0", "--", "-1"], "feature -1"),
+        (["feature", "res_0", "1", "--k", "1000000000"], "--k"),
+        (["replay", "x", "--threads", "100000"], "--threads"),
+    ],
+)
+def test_an_out_of_range_number_exits_2_before_anything_is_written(tmp_path, monkeypatch, args, option):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "sweep-out"
+    if args[0] == "sweep":
+        args = args + ["--out", str(out)]
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, args)
+    assert result.exit_code == 2, (result.output, result.exception)
+    said = one_line(result.output)
+    word = option.strip("-").lower()
+    assert any(w in said.lower() for w in (word, word.replace("-", "_"), word.replace("-", " ")))
+    assert ("valid" in said or "must be" in said) and "Traceback" not in said
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sweep", "--topic", ""],
+        ["sweep", "--topic", "Fruits", "--topic", ""],
+        ["sweep", "--topic", "Fruits,"],
+        ["circuit", "--batch", "--topic", ""],
+        ["circuit", "--batch", "--topic", "Fruits", "--topic", " "],
+        ["circuit", "--topic", ""],
+    ],
+)
+def test_an_empty_topic_is_refused_not_dropped(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    if args[0] == "sweep":
+        args = args + ["--out", str(tmp_path / "sweep-out")]
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(app, args)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "--topic" in result.output and ("empty" in result.output or "names no topic" in result.output)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the Markdown export reads back as it was written ----------------------------------------
+
+
+def test_markdown_export_reads_booleans_as_booleans_and_empty_text_as_empty_text(tmp_path):
+    import math
+
+    import pandas as pd
+
+    from lister_tui.core.sessions.export import read_markdown, session_export, write_exports
+    from session_fixtures import small_workspace
+
+    frame = pd.DataFrame(
+        {
+            "reached_end": [True, False, True],
+            "maybe": pd.Series([True, None, False], dtype=object),
+            "note": ["", "a note", ""],
+            "label": ["", "", ""],
+            "count": [1, 2, 3],
+            "metric": [0.5, float("nan"), -1.25],
+            "nothing": pd.Series([None, None, None], dtype=object),
+            "looks_numeric": ["1", "", "x"],
+        }
+    )
+    write_exports({"t": frame}, tmp_path, "markdown")
+    back = read_markdown(tmp_path / "t.md")
+    assert list(back["reached_end"]) == [True, False, True] and back["reached_end"].dtype == bool
+    assert list(back["maybe"]) == [True, None, False]
+    assert list(back["note"]) == ["", "a note", ""] and list(back["label"]) == ["", "", ""]
+    assert list(back["count"]) == [1, 2, 3]
+    assert back["metric"][0] == 0.5 and math.isnan(back["metric"][1]) and back["metric"][2] == -1.25
+    assert back["nothing"].isna().all()
+    assert list(back["looks_numeric"]) == ["1", "", "x"]
+    # a session's own export: its booleans and its labels
+    tables = session_export(small_workspace(), None, lambda ids: "".join(map(str, ids)), str)
+    write_exports(tables, tmp_path / "s", "markdown")
+    generations = read_markdown(tmp_path / "s" / "generations.md")
+    assert generations["reached_end"].dtype == bool and generations["stopped"].dtype == bool
+    assert set(read_markdown(tmp_path / "s" / "attributions.md")["label"]) == {""}

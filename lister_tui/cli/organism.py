@@ -8,13 +8,14 @@ import typer
 
 from lister_tui.cli.common import console, fail, organism_app
 from lister_tui.core.errors import ListerError
+from lister_tui.core.limits import MAX_BUILD_SEED
 
 
 @organism_app.command("build")
 def organism_build(
     out: Path = typer.Option(None, help="Output folder (default: the package's shipped lister_tiny folder)."),
     reduced: bool = typer.Option(False, help="A small, fast build of the same pipeline (for tests)."),
-    seed: int = typer.Option(0, help="Seed of every random step."),
+    seed: int = typer.Option(0, help=f"Seed of every random step (valid: 0..{MAX_BUILD_SEED})."),
 ) -> None:
     """Train lister-tiny: corpus, tokenizer, model, SAEs and card (about 10 minutes on 2 CPU cores)."""
     from dataclasses import replace
@@ -22,6 +23,8 @@ def organism_build(
     from lister_tui.organism.build import BuildSettings, build_organism
     from lister_tui.organism.paths import SHIPPED_DIR
 
+    if not 0 <= seed <= MAX_BUILD_SEED:  # each SAE trains with seed + its index; numpy takes seeds below 2^32
+        fail(ListerError(f"--seed must be in [0, {MAX_BUILD_SEED}], got {str(seed)[:40]}"))
     settings = BuildSettings.reduced() if reduced else BuildSettings()
     settings = replace(settings, seed=seed)
     build_organism(out or SHIPPED_DIR, settings, log=console.print)

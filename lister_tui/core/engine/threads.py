@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from lister_tui.core.errors import ListerError
+from lister_tui.core.limits import MAX_THREADS
 from lister_tui.core.engine.loading import LoadedModel
 
 
-MAX_THREADS = 4 * (os.cpu_count() or 1)  # more threads than 4 per core only slow torch down; 100000 crashes it
 
 
 def check_threads(threads: int | None) -> None:

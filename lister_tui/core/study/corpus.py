@@ -16,11 +16,7 @@ The result is cached per (model weights fingerprint, SAE, corpus part's tokens),
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import os
-import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -32,8 +28,9 @@ from lister_tui.core.engine.fingerprint import weights_fingerprint
 from lister_tui.core.engine.folder_checks import sae_config
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.errors import ListerError
-from lister_tui.core.files.atomic import atomic_write_bytes, remove_dead_temporaries
+from lister_tui.core.files.atomic import remove_dead_temporaries
 from lister_tui.core.files.locations import cache_dir
+from lister_tui.core.study.activation_cache import DamagedCache, SparseActivations, load, move_aside, save
 
 CACHE_FORMAT = 2  # 2: the file records its provenance
 REFERENCE_SEED = 1  # lister-tiny's build draws its held-out examples from seed + 1 = 1 (training: seed 0)
@@ -216,27 +213,6 @@ def default_corpus(lab: LoadedModel, samples: dict | None = None, file: str | Pa
 # --- the activation pass ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SparseActivations:
-    """One SAE's non-zero activations over one corpus part, rows by feature.
-
-    Positions index the part's tokens laid end to end (document ``d`` starts at
-    ``doc_starts[d]``); within a feature they ascend.
-    """
-
-    d_sae: int
-    n_tokens: int  # every token of the part
-    n_counted: int  # tokens that count for density (BOS excluded)
-    doc_starts: np.ndarray  # [n_docs + 1] int64
-    indptr: np.ndarray  # [d_sae + 1] int64
-    positions: np.ndarray  # [nnz] int64
-    values: np.ndarray  # [nnz] float32
-
-    def feature(self, f: int) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = int(self.indptr[f]), int(self.indptr[f + 1])
-        return self.positions[lo:hi], self.values[lo:hi]
-
-
 def provenance(lab: LoadedModel, sae_id: str, part: CorpusPart) -> dict | None:
     """What a pass is computed from: the cache records it and a read compares it field by field.
 
@@ -345,109 +321,6 @@ def run_pass(lab: LoadedModel, sae_id: str, part: CorpusPart, on_progress: Progr
     return SparseActivations(d_sae, total, total - n_bos, starts, indptr, positions[order], values[order])
 
 
-class DamagedCache(ValueError):
-    """A cache file that cannot be used: unreadable, of another shape, or computed from something else."""
-
-
-def _save(path: Path, acts: SparseActivations, record: dict) -> None:
-    buf = io.BytesIO()
-    np.savez(
-        buf,
-        provenance=np.array(json.dumps(record, sort_keys=True)),
-        meta=np.array([acts.d_sae, acts.n_tokens, acts.n_counted], dtype=np.int64),
-        doc_starts=acts.doc_starts,
-        indptr=acts.indptr,
-        positions=acts.positions,
-        values=acts.values,
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _array(z, name: str, kind: str, ndim: int = 1) -> np.ndarray:
-    a = z[name]
-    if a.dtype.kind != kind or a.ndim != ndim:
-        raise DamagedCache(f"its {name} is {a.dtype}[{a.ndim}-d], not the expected kind")
-    return a
-
-
-def _load(path: Path, part: CorpusPart, record: dict, d_sae: int) -> SparseActivations:
-    """The cached pass at ``path``, every array checked; :class:`DamagedCache` says what is wrong.
-
-    The checks are what a card's slicing relies on: the provenance equals ``record`` (another
-    SAE's or another corpus's cache renamed into place is refused), ``indptr`` starts at 0, never
-    decreases and ends at the number of activations, positions lie inside the corpus and ascend
-    within each feature, values are finite and positive, document starts equal the corpus's.
-    """
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "provenance" not in z.files:
-                raise DamagedCache("it records no provenance (an older or foreign file)")
-            saved = json.loads(str(z["provenance"][()]))
-            if saved != record:
-                differ = sorted(k for k in set(saved) | set(record) if saved.get(k) != record.get(k)) if isinstance(saved, dict) else ["everything"]
-                raise DamagedCache(f"it was computed from something else ({', '.join(differ)} differ)")
-            meta = _array(z, "meta", "i")
-            if meta.shape != (3,):
-                raise DamagedCache(f"its meta holds {meta.shape[0]} values, not 3")
-            n_sae, n_tokens, n_counted = (int(v) for v in meta)
-            acts = SparseActivations(
-                n_sae, n_tokens, n_counted,
-                _array(z, "doc_starts", "i").astype(np.int64), _array(z, "indptr", "i").astype(np.int64),
-                _array(z, "positions", "i").astype(np.int64), _array(z, "values", "f").astype(np.float32),
-            )  # fmt: skip
-    except DamagedCache:
-        raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
-        raise DamagedCache(f"it cannot be read ({type(exc).__name__}: {exc})") from None
-    _check_structure(acts, part, d_sae)
-    return acts
-
-
-def _check_structure(acts: SparseActivations, part: CorpusPart, d_sae: int) -> None:
-    if acts.d_sae != d_sae:
-        raise DamagedCache(f"it is for {acts.d_sae} features, the SAE has {d_sae}")
-    if acts.n_tokens != part.n_tokens or not 0 <= acts.n_counted <= acts.n_tokens:
-        raise DamagedCache(f"it counts {acts.n_tokens} tokens ({acts.n_counted} counted), the corpus has {part.n_tokens}")
-    starts = np.zeros(len(part.docs) + 1, dtype=np.int64)
-    np.cumsum([len(d) for d in part.docs], out=starts[1:])
-    if acts.doc_starts.shape != starts.shape or not np.array_equal(acts.doc_starts, starts):
-        raise DamagedCache("its document starts differ from the corpus's")
-    indptr, positions, values = acts.indptr, acts.positions, acts.values
-    if indptr.shape != (d_sae + 1,) or indptr[0] != 0 or np.any(np.diff(indptr) < 0):
-        raise DamagedCache("its indptr is not a row index (it must start at 0 and never decrease)")
-    if int(indptr[-1]) != positions.size or positions.size != values.size:
-        raise DamagedCache(f"its indptr ends at {int(indptr[-1])} but it holds {positions.size} positions and {values.size} values")
-    if positions.size:
-        if positions.min() < 0 or positions.max() >= acts.n_tokens:
-            raise DamagedCache(f"a position lies outside the corpus's {acts.n_tokens} tokens")
-        if not np.all(np.isfinite(values)) or values.min() <= 0:
-            raise DamagedCache("an activation is not a finite positive number")
-        rows = np.repeat(np.arange(d_sae), np.diff(indptr))
-        same_row = rows[1:] == rows[:-1]
-        if np.any(np.diff(positions)[same_row] <= 0):
-            raise DamagedCache("a feature's positions do not ascend")
-
-
-def _move_aside(path: Path) -> Path | None:
-    """``path`` renamed to ``<name>.damaged-<UTC time>`` (kept for a look, out of the way); None if it cannot be."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = path.with_name(f"{path.name}.damaged-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
-    try:
-        os.replace(path, target)
-    except OSError:
-        try:
-            path.unlink()
-        except OSError:
-            return None
-        return None
-    return target
-
-
 def corpus_activations(
     lab: LoadedModel,
     sae_id: str,
@@ -472,9 +345,9 @@ def corpus_activations(
         path = folder / f"{lab.entry.name}-{sae_id}-{_cache_key(record)}.npz"
         if path.is_file():
             try:
-                hit = _load(path, part, record, sae_width(lab, sae_id))
+                hit = load(path, part, record, sae_width(lab, sae_id))
             except DamagedCache as exc:
-                moved = _move_aside(path)
+                moved = move_aside(path)
                 if on_notice is not None:
                     where = f"moved to {moved.name}" if moved is not None else "removed"
                     on_notice(f"the activation cache {path} was damaged ({exc}); it was {where} and the pass is recomputed")
@@ -485,7 +358,7 @@ def corpus_activations(
     acts = run_pass(lab, sae_id, part, on_progress)
     if path is not None and record is not None:
         try:
-            _save(path, acts, record)
+            save(path, acts, record)
         except OSError:
             pass  # an unwritable cache costs a recomputation next time, nothing else
     return acts
