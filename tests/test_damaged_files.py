@@ -288,3 +288,66 @@ def test_markdown_export_reads_booleans_as_booleans_and_empty_text_as_empty_text
     generations = read_markdown(tmp_path / "s" / "generations.md")
     assert generations["reached_end"].dtype == bool and generations["stopped"].dtype == bool
     assert set(read_markdown(tmp_path / "s" / "attributions.md")["label"]) == {""}
+
+
+# --- labels ----------------------------------------------------------------------------------
+
+
+def _labels_edited(tmp_path: Path, rows: list[dict]) -> Path:
+    import hashlib
+
+    from lister_tui.core.sessions.schema import to_arrow
+    from lister_tui.core.sessions.store import parquet_bytes
+
+    ws = small_workspace()
+    ws.set_label("res_0", 3, "x")
+    folder = tmp_path / "s"
+    SessionStore(folder).save(ws, MODEL, token_string=lambda i: VOCAB[i])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    path = folder / manifest["tables"]["labels"]["file"]
+    data = parquet_bytes(to_arrow("labels", rows))
+    path.write_bytes(data)
+    manifest["tables"]["labels"]["sha256"] = hashlib.sha256(data).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"sae_id": "res_0", "feature": -1, "label": "x"}, "column feature is -1; valid: 0..15 for res_0"),
+        ({"sae_id": "res_0", "feature": 10**9, "label": "x"}, "column feature is 1000000000"),
+        ({"sae_id": "../../etc", "feature": 1, "label": "x"}, "column sae_id is '../../etc'; valid: one of the session's SAEs (res_0, attn_1)"),
+        ({"sae_id": "res_9", "feature": 1, "label": "x"}, "column sae_id is 'res_9'"),
+    ],
+)
+def test_a_label_of_a_feature_or_sae_the_session_does_not_have_is_named(tmp_path, row, message):
+    from lister_tui.core.errors import ListerError
+    from lister_tui.core.sessions.store import read_session
+
+    folder = _labels_edited(tmp_path, [row])
+    with pytest.raises(ListerError) as err:
+        read_session(folder)
+    assert "labels table, row 0" in str(err.value) and message in str(err.value)
+
+
+def test_a_1_mb_label_is_cut_to_the_label_bound_and_shown_cut_in_the_card_header(tmp_path):
+    from lister_tui.core.sessions.store import read_session
+    from lister_tui.core.sessions.workspace import LABEL_MAX_CHARS
+    from lister_tui.tui.card_render import LABEL_SHOWN_CHARS, feature_title
+
+    folder = _labels_edited(tmp_path, [{"sae_id": "res_0", "feature": 3, "label": "L" * (1 << 20)}])
+    label = read_session(folder).workspace.label("res_0", 3)
+    assert label == "L" * LABEL_MAX_CHARS
+    shown = feature_title("res_0", 3, label).plain
+    assert len(shown) < LABEL_SHOWN_CHARS + 20 and shown.rstrip('"”').endswith("…")
+
+
+@pytest.mark.parametrize("sae, feature", [("../../etc", 1), ("res_0", -1), ("res_0", 10**9), ("", 0)])
+def test_set_label_refuses_a_path_or_a_feature_out_of_range(sae, feature):
+    from lister_tui.core.errors import ListerError
+
+    ws = small_workspace()
+    with pytest.raises(ListerError, match="cannot label"):
+        ws.set_label(sae, feature, "x")
+    assert ws.labels == {}
