@@ -351,3 +351,46 @@ def test_set_label_refuses_a_path_or_a_feature_out_of_range(sae, feature):
     with pytest.raises(ListerError, match="cannot label"):
         ws.set_label(sae, feature, "x")
     assert ws.labels == {}
+
+
+# --- a truncated sweep table, a circuit nested deep ---------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"", b"PAR1\x00\x01garbage", b"not parquet at all"], ids=["empty", "truncated", "foreign"])
+def test_circuit_sweep_with_a_damaged_by_condition_table_exits_2_before_the_model_loads(tmp_path, monkeypatch, content):
+    import lister_tui.core.engine.loading as loading
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "by_condition.parquet").write_bytes(content)
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the model was loaded before the table was checked"))
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["circuit", "--topic", "Fruits", "--sweep", str(sweep)])
+    said = one_line(result.output)
+    assert result.exit_code == 2, (said, result.exception)
+    assert "by_condition.parquet" in said and "damaged" in said and "Traceback" not in said
+    assert (sweep / "by_condition.parquet").read_bytes() == content  # nothing lost
+
+
+def test_a_circuit_nested_100000_deep_is_named_by_export_and_nothing_is_written(tmp_path):
+    import hashlib
+
+    import pyarrow as pa
+
+    from lister_tui.core.sessions.schema import SCHEMAS
+    from lister_tui.core.sessions.store import parquet_bytes
+
+    folder = saved(tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    row = {f.name: None for f in SCHEMAS["circuits"]}
+    row.update({"index": 0, "data": "[" * 100_000 + "]" * 100_000})
+    data = parquet_bytes(pa.Table.from_pylist([row], schema=SCHEMAS["circuits"]))
+    (folder / "circuits.r1.parquet").write_bytes(data)
+    manifest["tables"]["circuits"] = {"file": "circuits.r1.parquet", "rows": 1, "sha256": hashlib.sha256(data).hexdigest()}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    out = tmp_path / "out"
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(app, ["export", str(folder), "--out", str(out)])
+    said = one_line(result.output)
+    assert result.exit_code == 2, (said, result.exception)
+    assert "circuits table, row 0" in said and "nests deeper than 64 levels" in said
+    assert not out.exists() and {p.name: p.read_bytes() for p in folder.iterdir()} == before

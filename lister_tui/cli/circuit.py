@@ -82,6 +82,7 @@ def circuit_command(
                 raise ListerError(f"folder {path.parent} does not exist; create it or write elsewhere")
         if sweep is not None and not (sweep / "by_condition.parquet").is_file():
             raise ListerError(f"{sweep} holds no sweep table (by_condition.parquet); give a sweep's output folder")
+        sweep_effects = _sweep_effects(sweep, template) if sweep is not None else None  # a damaged table: before the model loads
         settings = CircuitSettings(
             sites=tuple(split_values(sites)) or tuple(s.id for s in entry.sites),
             nodes_per_site=nodes,
@@ -98,10 +99,10 @@ def circuit_command(
             specs = [specs[sample]]
     except ListerError as exc:
         fail(exc)
-    _run(model, device, dtype, specs, settings, SAMPLING_PRESETS[preset], faithfulness, json_out, output_format, dot, sweep)
+    _run(model, device, dtype, specs, settings, SAMPLING_PRESETS[preset], faithfulness, json_out, output_format, dot, sweep_effects)
 
 
-def _run(model, device, dtype, specs, settings, sampling, faithfulness, json_out, output_format, dot, sweep) -> None:
+def _run(model, device, dtype, specs, settings, sampling, faithfulness, json_out, output_format, dot, sweep_effects) -> None:
     from lister_tui.core.engine.generation import sample_lists
     from lister_tui.core.engine.loading import load_model
     from lister_tui.core.files.atomic import atomic_write_bytes
@@ -124,7 +125,6 @@ def _run(model, device, dtype, specs, settings, sampling, faithfulness, json_out
         with err_console.status("finding the circuit…") as status:
             built = find_circuit(loaded, usable, settings, faithfulness=faithfulness, on_progress=lambda m: status.update(m))
         circuit = built.circuit
-        sweep_effects = _sweep_effects(sweep, specs[0].template) if sweep is not None else None
         report = site_report(circuit, {k: sae_memory(v) for k, v in built.saes.items()}, sweep_effects)
         prompt_tokens = loaded.to_str_tokens(usable[0].tokens[: usable[0].structure.attribution_pos + 1])
         if json_out is not None:
@@ -145,9 +145,12 @@ def _sweep_effects(folder: Path, template: str) -> dict[str, float]:
     from lister_tui.core.sweep.output import read_table
     from lister_tui.core.sweep.tables import SAE_ABLATION
 
-    table = read_table(folder, "by_condition")
+    table = read_table(folder, "by_condition", ("method", "template", "sae", "n_items_change_mean"))
     rows = table[(table["method"] == SAE_ABLATION) & (table["template"] == template)]
-    return {str(s): float(v) for s, v in zip(rows["sae"], rows["n_items_change_mean"])}
+    try:
+        return {str(s): float(v) for s, v in zip(rows["sae"], rows["n_items_change_mean"])}
+    except (TypeError, ValueError) as exc:
+        raise ListerError(f"{folder / 'by_condition.parquet'}: column n_items_change_mean holds a value that is not a number ({exc}); the file is damaged") from None
 
 
 def _print_summary(circuit, report) -> None:

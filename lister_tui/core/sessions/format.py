@@ -24,6 +24,7 @@ from lister_tui.core.engine.listing import ListMetrics, parse_structure
 from lister_tui.core.engine.loading import TokenIds
 from lister_tui.core.engine.prompts import PromptSpec
 from lister_tui.core.errors import ListerError
+from lister_tui.core.files.json_read import parse_json
 from lister_tui.core.sessions.schema import SCHEMAS, ModelInfo, migrate_v0
 from lister_tui.core.limits import MAX_D_SAE
 from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, BatchAttribution, SampleState, Workspace, check_site_id, one_line
@@ -335,8 +336,9 @@ def workspace_from_rows(manifest: dict, tables: dict[str, list[dict]]) -> Worksp
         ws.batch = BatchAttribution(keys, _attributions_from(scopes["batch"], bpairs, bacts))
     for row in sorted(tables.get("circuits", []), key=lambda r: r["index"]):
         try:
-            ws.circuits.append(Circuit.from_dict(json.loads(row["data"])))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            # depth and size checked before parsing: a circuit nested 100,000 deep is damage, not a RecursionError
+            ws.circuits.append(Circuit.from_dict(parse_json(str(row["data"]), f"circuits table, row {row.get('index')}")))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise ListerError(f"circuits table, row {row.get('index')}: the circuit's JSON is damaged ({exc})") from exc
     return ws
 

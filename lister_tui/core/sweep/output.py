@@ -109,9 +109,20 @@ def write_table(folder: Path, name: str, frame: pd.DataFrame) -> list[str]:
     return [f"{name}.{f}" for f in FORMATS]
 
 
-def read_table(folder: Path, name: str) -> pd.DataFrame:
-    """A written table, from its Parquet file (a column under an older name gets today's)."""
-    return migrate_frame(pd.read_parquet(Path(folder) / f"{name}.parquet"))
+def read_table(folder: Path, name: str, columns: Sequence[str] = ()) -> pd.DataFrame:
+    """A written table, from its Parquet file (a column under an older name gets today's); a
+    missing, truncated or foreign file, or one without ``columns``, is a ListerError naming it."""
+    path = Path(folder) / f"{name}.parquet"
+    try:
+        frame = migrate_frame(pd.read_parquet(path))
+    except FileNotFoundError:
+        raise ListerError(f"{path} does not exist; give a sweep's output folder") from None
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError and others for a damaged file
+        raise ListerError(f"{path} cannot be read as a sweep table ({type(exc).__name__}: {str(exc)[:200]}); the file is damaged") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ListerError(f"{path} has no column {missing[0]!r}; it is not a sweep's {name} table (or it is damaged)")
+    return frame
 
 
 def model_manifest(loaded: LoadedModel, sae_ids: Sequence[str]) -> dict:
