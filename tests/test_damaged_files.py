@@ -394,3 +394,36 @@ def test_a_circuit_nested_100000_deep_is_named_by_export_and_nothing_is_written(
     assert result.exit_code == 2, (said, result.exception)
     assert "circuits table, row 0" in said and "nests deeper than 64 levels" in said
     assert not out.exists() and {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+# --- Ray's temp folder ----------------------------------------------------------------------
+
+
+def test_a_ray_cluster_started_here_keeps_its_temp_folder_mode_700(tmp_path, monkeypatch):
+    """Ray creates its temp folder shared (777) as it starts; ours is a new folder, closed to 700 after."""
+    import os
+    import stat
+    import types
+
+    from lister_tui.core.sweep.ray_cluster import RayOptions, init_ray
+
+    seen = {}
+
+    def init(address=None, log_to_driver=True, **kwargs):
+        seen.update(kwargs)
+        folder = Path(kwargs["_temp_dir"])
+        (folder / "session_latest" / "sockets").mkdir(parents=True)
+        os.chmod(folder, 0o777)  # what Ray's try_make_directory_shared does
+
+    constants = types.SimpleNamespace(ENABLE_RAY_CLUSTER=True)
+    services = types.SimpleNamespace(canonicalize_bootstrap_address=lambda address: None)
+    fake = types.SimpleNamespace(init=init, _private=types.SimpleNamespace(ray_constants=constants, services=services))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    restore = init_ray(fake, RayOptions())
+    restore()
+    folder = Path(seen["_temp_dir"])
+    assert folder.parent == tmp_path and folder.name.startswith("lister-ray-")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700

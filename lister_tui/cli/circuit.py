@@ -63,7 +63,7 @@ def circuit_command(
         if not 1 <= samples <= MAX_SAMPLES_PER_TOPIC:
             raise ListerError(f"--samples must be in [1, {MAX_SAMPLES_PER_TOPIC}], got {samples}")
         if not 1 <= nodes <= MAX_NODES_PER_SITE:
-            raise ListerError(f"--nodes must be in [1, {MAX_NODES_PER_SITE}], got {nodes}")
+            raise ListerError(f"--nodes (nodes per site) must be in [1, {MAX_NODES_PER_SITE}], got {nodes}")
         for name, value in (("--node-threshold", node_threshold), ("--edge-threshold", edge_threshold)):
             if not 0 <= value <= MAX_THRESHOLD:  # NaN fails this too
                 raise ListerError(f"{name} must be a number in [0, {MAX_THRESHOLD:g}], got {value}")

@@ -204,6 +204,15 @@ class ShardFiles:
     read back give the same tables as rows just computed. Each file carries the SHA-256 of its
     own contents and of the sweep's settings: ``--resume`` refuses a shard that was edited or that
     belongs to other settings, naming it, rather than putting its numbers into the tables.
+
+    What the checksum does and does not protect against: it is a plain SHA-256 kept in the same
+    file, with no key. It catches accidents (a truncated or half-copied file, a flipped byte, a
+    hand edit that forgot the checksum, a shard copied in from a sweep with other settings). It
+    does not catch a deliberate change: whoever can write the file can compute the SHA-256 of the
+    edited record and store it ("re-sign" it), and such a shard is trusted like any other. The
+    numbers of a sweep are only as trustworthy as the folder's write permissions; keep a copy, or
+    check a sweep you did not run by running its settings again into a new folder and comparing
+    the tables (on the same weights, device and package versions they agree).
     """
 
     def __init__(self, out: Path, settings_sha256: str | None = None):
