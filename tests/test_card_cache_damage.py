@@ -111,3 +111,25 @@ def test_a_killed_passs_temporary_files_are_removed_and_a_live_ones_kept(tiny, p
     live.write_bytes(b"a pass being written")
     corpus_activations(tiny, "res_2", part, cache=tmp_path)
     assert not dead.exists() and live.exists()
+
+
+def test_lister_tui_feature_heals_a_damaged_cache_and_says_so(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from lister_tui.cli import app
+
+    monkeypatch.setenv("LISTER_TUI_CACHE", str(tmp_path / "cache"))
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("- Apple\n- Pear \n\n- Oak \n- Elm\n")
+    args = ["feature", "res_2", "1", "--corpus", str(corpus), "--k", "2"]
+    runner = CliRunner(env={"COLUMNS": "300"})
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    (path,) = (tmp_path / "cache" / "activations").glob("*.npz")
+    path.write_bytes(b"")  # emptied: before, every later run failed ("Aborted.")
+    healed = runner.invoke(app, args)
+    said = " ".join(healed.output.split())
+    assert healed.exit_code == 0, said
+    assert "note: the activation cache" in said and "was damaged" in said and "recomputed" in said
+    assert path.stat().st_size > 0 and len(list(path.parent.glob("*.damaged-*"))) == 1
+    assert "note:" not in runner.invoke(app, args).output  # healed: the next run is quiet
