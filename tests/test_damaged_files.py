@@ -172,14 +172,11 @@ def _numeric_parameters():
     command = typer.main.get_command(app)
 
     def walk(cmd, path):
-        if hasattr(cmd, "commands"):
-            for name, sub in cmd.commands.items():
-                yield from walk(sub, path + [name])
-        else:
-            for p in cmd.params:
-                annotation = p.type_descriptor.annotation
-                if annotation in (int, float):
-                    yield " ".join(path), p
+        for p in cmd.params:  # a group's own options too (the explorer's are the root's)
+            if p.type_descriptor.annotation in (int, float):
+                yield " ".join(path) or "lister-tui", p
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, path + [name])
 
     return list(walk(command, []))
 
