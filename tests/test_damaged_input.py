@@ -54,7 +54,7 @@ MANIFEST_DAMAGE = [
     ("revision abc", _set("revision", "abc"), "field revision is 'abc'"),
     ("revision null", _set("revision", None), "field revision is None"),
     ("revision NaN", _set("revision", float("nan")), "field revision is nan"),
-    ("revision 5000 digits", _set("revision", int("9" * 4000)), "field revision is 999"),
+    ("revision 4000 digits", _set("revision", int("9" * 4000)), "holds an integer of 4000 digits"),
     ("source x", _set("source", "x"), "field source is 'x'"),
     ("sampling temperature string", lambda m: m["sampling"]["code"].__setitem__("temperature", "hot"), "field sampling.code: temperature must be a number"),
     ("table file outside the folder", lambda m: m["tables"]["samples"].__setitem__("file", "../../etc/passwd"), "field tables.samples.file"),

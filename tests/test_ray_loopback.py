@@ -41,6 +41,11 @@ def test_a_cluster_started_here_listens_on_loopback_only(monkeypatch):
         assert all(ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1") for ip, _, _ in sockets), sockets
         dashboard = [s for s in sockets if s[1] == 8265]
         assert dashboard == []
+        import stat
+        from pathlib import Path
+
+        temp = Path(ray._private.worker.global_worker.node.get_temp_dir_path())
+        assert temp.name.startswith("lister-ray-") and stat.S_IMODE(temp.stat().st_mode) == 0o700  # not Ray's shared /tmp/ray
     finally:
         ray.shutdown()
         restore()

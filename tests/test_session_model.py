@@ -86,7 +86,9 @@ def test_replay_refuses_a_bad_thread_count_before_reading_the_session(tmp_path, 
     result = CliRunner().invoke(app, ["replay", "no-such-session", "--threads", value, "--sessions-dir", str(tmp_path)])
     assert result.exit_code == 2, result.output
     # the thread count is checked first: the missing session is not what is reported
-    assert f"threads must be >= 1, got {value} (valid: 1 or more" in " ".join(result.output.split()), result.output
+    from lister_tui.core.limits import MAX_THREADS
+
+    assert f"threads must be in [1, {MAX_THREADS}] (4 per CPU core of this machine), got {value}" in " ".join(result.output.split()), result.output
     assert "Traceback" not in result.output
 
 

@@ -51,6 +51,9 @@ def test_colourblind_scale_runs_blue_to_orange():
         ('name = "x"\n', "primary"),
         ('name = "x"\nprimary = "#123456"\ncolour = "#ffffff"\n', "colour"),
         ('name = "x"\nprimary = ', "(syntax)"),
+        ('name = "x"\nprimary = ' + "[" * 5000 + "]" * 5000 + "\n", "(syntax)"),
+        ('name = "x"\nprimary = "#123456"\n[variables]\nv = ' + "{a = " * 5000 + "1" + "}" * 5000 + "\n", "(syntax)"),
+        ('name = "x"\nprimary = "#123456"\n[variables]\nv = "' + "a" * (1 << 20) + '"\n', "(file)"),
     ],
 )
 def test_a_bad_theme_file_names_the_file_and_the_field(tmp_path, text, field):

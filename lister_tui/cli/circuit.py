@@ -11,8 +11,9 @@ from typing import Optional
 
 import typer
 
-from lister_tui.cli.common import TEMPLATES_OPTION, app, console, err_console, fail, split_values, use_user_files
+from lister_tui.cli.common import TEMPLATES_OPTION, app, console, err_console, fail, refuse_given_but_empty, split_values, use_user_files
 from lister_tui.core.errors import ListerError
+from lister_tui.core.limits import MAX_IG_STEPS, MAX_NODES_PER_SITE, MAX_SAMPLES_PER_TOPIC, MAX_SEED, MAX_THRESHOLD
 from lister_tui.safe_text import text
 
 
@@ -20,19 +21,19 @@ from lister_tui.safe_text import text
 def circuit_command(
     template: str = typer.Option("short", "--template", "-t", help="Prompt template: short, long, unspecified, the entry's own or one of --templates."),
     topic: Optional[list[str]] = typer.Option(None, "--topic", help="Topic (one; with --batch repeatable, default: the study's 23)."),
-    sample: int = typer.Option(0, "--sample", "-i", help="Which sample of the template and topic (0-based)."),
+    sample: int = typer.Option(0, "--sample", "-i", help=f"Which sample of the template and topic (0-based) (valid: 0..{MAX_SAMPLES_PER_TOPIC - 1})."),
     batch: bool = typer.Option(False, "--batch", help="A feature-level circuit over the template's samples (effects summed over positions and samples)."),
-    samples: int = typer.Option(2, "--samples", "-n", help="With --batch: samples per topic."),
+    samples: int = typer.Option(2, "--samples", "-n", help=f"With --batch: samples per topic (valid: 1..{MAX_SAMPLES_PER_TOPIC})."),
     sites: Optional[list[str]] = typer.Option(None, "--sites", help="Sites, comma-separated or repeated (default: every site of the model)."),
-    nodes: int = typer.Option(10, "--nodes", help="Top nodes kept per site, by |effect|."),
-    node_threshold: float = typer.Option(0.0, "--node-threshold", help="Keep nodes with |effect| at least this."),
-    edge_threshold: float = typer.Option(0.0, "--edge-threshold", help="Keep edges with |weight| above this."),
+    nodes: int = typer.Option(10, "--nodes", help=f"Top nodes kept per site, by |effect| (valid: 1..{MAX_NODES_PER_SITE})."),
+    node_threshold: float = typer.Option(0.0, "--node-threshold", help=f"Keep nodes with |effect| at least this (valid: 0..{MAX_THRESHOLD:g})."),
+    edge_threshold: float = typer.Option(0.0, "--edge-threshold", help=f"Keep edges with |weight| above this (valid: 0..{MAX_THRESHOLD:g})."),
     method: str = typer.Option("grad", "--method", help="Node effects: grad (activation x gradient) or ig (integrated gradients)."),
-    ig_steps: int = typer.Option(10, "--ig-steps", help="Integrated-gradient steps (with --method ig)."),
+    ig_steps: int = typer.Option(10, "--ig-steps", help=f"Integrated-gradient steps (with --method ig) (valid: 1..{MAX_IG_STEPS})."),
     ablation: str = typer.Option("zero", "--ablation", help="How faithfulness removes nodes: zero (the study) or mean (over the batch)."),
     faithfulness: bool = typer.Option(True, "--faithfulness/--no-faithfulness", help="Measure the faithfulness curve and completeness."),
     preset: str = typer.Option("code", "--preset", help="Sampling preset the list is drawn with: code, post or greedy."),
-    seed: int = typer.Option(0, help="Base seed (as in the explorer and the sweep)."),
+    seed: int = typer.Option(0, help=f"Base seed (as in the explorer and the sweep) (valid: 0..{MAX_SEED})."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the circuit here.", show_default=False),
     output_format: str = typer.Option("json", "--format", help="File format of --json: json (ours) or neuronpedia (circuit-tracer's graph JSON)."),
     dot: Optional[Path] = typer.Option(None, "--dot", help="Write a Graphviz DOT file here.", show_default=False),
@@ -53,16 +54,26 @@ def circuit_command(
     try:
         use_user_files(None, templates)
         entry = get_entry(model)
+        refuse_given_but_empty({"topic": topic})
         topics = split_values(topic) if batch else list(topic or [])
         if not batch and len(topics) != 1:
             raise ListerError(f"give exactly one --topic for a one-sample circuit (got {len(topics)}); valid: {', '.join(TOPICS)}")
         if batch and not topics:
             topics = list(TOPICS)
         get_template(template, entry)  # the study's, the entry's own, --templates' (unknown: the valid names)
-        if sample < 0:
-            raise ListerError(f"--sample must be >= 0, got {sample}")
-        if samples < 1:
-            raise ListerError(f"--samples must be >= 1, got {samples}")
+        if not 0 <= sample < MAX_SAMPLES_PER_TOPIC:
+            raise ListerError(f"--sample must be in [0, {MAX_SAMPLES_PER_TOPIC - 1}], got {sample}")
+        if not 1 <= samples <= MAX_SAMPLES_PER_TOPIC:
+            raise ListerError(f"--samples must be in [1, {MAX_SAMPLES_PER_TOPIC}], got {samples}")
+        if not 1 <= nodes <= MAX_NODES_PER_SITE:
+            raise ListerError(f"--nodes (nodes per site) must be in [1, {MAX_NODES_PER_SITE}], got {nodes}")
+        for name, value in (("--node-threshold", node_threshold), ("--edge-threshold", edge_threshold)):
+            if not 0 <= value <= MAX_THRESHOLD:  # NaN fails this too
+                raise ListerError(f"{name} must be a number in [0, {MAX_THRESHOLD:g}], got {value}")
+        if not 1 <= ig_steps <= MAX_IG_STEPS:
+            raise ListerError(f"--ig-steps must be in [1, {MAX_IG_STEPS}], got {ig_steps}")
+        if not 0 <= seed <= MAX_SEED:
+            raise ListerError(f"--seed must be in [0, {MAX_SEED}], got {str(seed)[:40]}")
         if preset not in SAMPLING_PRESETS:
             raise ListerError(f"unknown preset {preset!r}; valid: {', '.join(SAMPLING_PRESETS)}")
         if output_format not in FORMATS:
@@ -76,6 +87,7 @@ def circuit_command(
                 raise ListerError(f"folder {path.parent} does not exist; create it or write elsewhere")
         if sweep is not None and not (sweep / "by_condition.parquet").is_file():
             raise ListerError(f"{sweep} holds no sweep table (by_condition.parquet); give a sweep's output folder")
+        sweep_effects = _sweep_effects(sweep, template) if sweep is not None else None  # a damaged table: before the model loads
         settings = CircuitSettings(
             sites=tuple(split_values(sites)) or tuple(s.id for s in entry.sites),
             nodes_per_site=nodes,
@@ -92,10 +104,10 @@ def circuit_command(
             specs = [specs[sample]]
     except ListerError as exc:
         fail(exc)
-    _run(model, device, dtype, specs, settings, SAMPLING_PRESETS[preset], faithfulness, json_out, output_format, dot, sweep)
+    _run(model, device, dtype, specs, settings, SAMPLING_PRESETS[preset], faithfulness, json_out, output_format, dot, sweep_effects)
 
 
-def _run(model, device, dtype, specs, settings, sampling, faithfulness, json_out, output_format, dot, sweep) -> None:
+def _run(model, device, dtype, specs, settings, sampling, faithfulness, json_out, output_format, dot, sweep_effects) -> None:
     from lister_tui.core.engine.generation import sample_lists
     from lister_tui.core.engine.loading import load_model
     from lister_tui.core.files.atomic import atomic_write_bytes
@@ -121,7 +133,6 @@ def _run(model, device, dtype, specs, settings, sampling, faithfulness, json_out
         with err_console.status("finding the circuit…") as status:
             built = find_circuit(loaded, usable, settings, faithfulness=faithfulness, on_progress=lambda m: status.update(text(m)))
         circuit = built.circuit
-        sweep_effects = _sweep_effects(sweep, specs[0].template) if sweep is not None else None
         report = site_report(circuit, {k: sae_memory(v) for k, v in built.saes.items()}, sweep_effects)
         prompt_tokens = loaded.to_str_tokens(usable[0].tokens[: usable[0].structure.attribution_pos + 1])
         if json_out is not None:
@@ -142,9 +153,12 @@ def _sweep_effects(folder: Path, template: str) -> dict[str, float]:
     from lister_tui.core.sweep.output import read_table
     from lister_tui.core.sweep.tables import SAE_ABLATION
 
-    table = read_table(folder, "by_condition")
+    table = read_table(folder, "by_condition", ("method", "template", "sae", "n_items_change_mean"))
     rows = table[(table["method"] == SAE_ABLATION) & (table["template"] == template)]
-    return {str(s): float(v) for s, v in zip(rows["sae"], rows["n_items_change_mean"])}
+    try:
+        return {str(s): float(v) for s, v in zip(rows["sae"], rows["n_items_change_mean"])}
+    except (TypeError, ValueError) as exc:
+        raise ListerError(f"{folder / 'by_condition.parquet'}: column n_items_change_mean holds a value that is not a number ({exc}); the file is damaged") from None
 
 
 def _print_summary(circuit, report) -> None:

@@ -12,6 +12,7 @@ from rich.text import Text
 from lister_tui.safe_text import text, visible
 
 from lister_tui.core.errors import ListerError
+from lister_tui.core.limits import MAX_THREADS
 
 app = typer.Typer(
     name="lister-tui",
@@ -67,15 +68,21 @@ def split_values(values: Optional[list[str]]) -> list[str]:
 
 
 def refuse_given_but_empty(values: dict) -> None:
-    """``--topic ""`` (or ``--template ""``, ``--sae ,``) is a mistake, not a request for the default
-    (every topic): refuse it, with what would be valid."""
+    """``--topic ""`` (or ``--template ""``, ``--sae ,``, or one empty value among others: ``--topic a
+    --topic ''``, ``--topic 'a,'``) is a mistake, not a request for the default (every topic) nor
+    something to drop silently: refuse it, with what would be valid."""
     from lister_tui.core.engine.prompts import TEMPLATES, TOPICS
     from lister_tui.core.errors import ListerError
 
     valid = {"sae": "the model's SAE ids, e.g. res_0", "template": ", ".join(TEMPLATES), "topic": ", ".join(TOPICS)}
     for name, hint in valid.items():
-        if values.get(name) and not split_values(values[name]):  # not given: None or an empty list
+        given = values.get(name) or []  # not given: None or an empty list
+        if given and not split_values(given):
             raise ListerError(f"--{name} was given but names no {name}; leave it out for the default, or give one of: {hint}")
+        if any(not piece.strip() for value in given for piece in value.split(",")):
+            shown = ", ".join(repr(v) for v in given)
+            example = {"sae": "--sae res_0", "template": "--template short", "topic": "--topic 'Types of Cheese'"}[name]
+            raise ListerError(f"--{name} holds an empty value ({shown:.200}); remove it, and give each {name} as text, e.g. {example}")
 
 
 SESSIONS_DIR_OPTION = typer.Option(
@@ -107,7 +114,7 @@ TEMPLATES_OPTION = typer.Option(
 THREADS_OPTION = typer.Option(
     None,
     "--threads",
-    help="CPU threads for torch (default: 1 for lister-tiny on CPU, whose matrices are too small to gain from more; torch's default otherwise).",
+    help=f"CPU threads for torch (default: 1 for lister-tiny on CPU, whose matrices are too small to gain from more; torch's default otherwise; valid: 1..{MAX_THREADS}, 4 per core).",
     show_default=False,
 )
 

@@ -10,33 +10,33 @@ import typer
 
 from lister_tui.cli.common import SESSIONS_DIR_OPTION, app, console, err_console, fail, resolve_target, say
 from lister_tui.core.errors import ListerError
+from lister_tui.core.limits import MAX_CARD_CONTEXTS, MAX_D_SAE
 from lister_tui.safe_text import text as visible_text
-
-MAX_K = 1000  # top contexts a card shows; more would not fit a screen or say more
 
 
 def _shipped_width(entry, sae_id: str) -> int | None:
     """The SAE's width from its shipped config, without loading anything (None when not shipped)."""
     if entry.source != "shipped" or entry.weights_dir is None:
         return None
-    cfg = Path(entry.weights_dir) / "saes" / sae_id / "cfg.json"
-    try:
-        return int(json.loads(cfg.read_text())["d_sae"])
-    except (OSError, ValueError, KeyError):
-        return None  # the model's own loading says what is wrong
+    from lister_tui.core.engine.folder_checks import sae_config
+
+    folder = Path(entry.weights_dir) / "saes" / sae_id
+    if not (folder / "cfg.json").is_file():
+        return None  # the model's own loading says what is missing
+    return int(sae_config(folder, f"fix or replace the files of {entry.weights_dir}")["d_sae"])
 
 
 @app.command("feature")
 def feature_command(
     site: str = typer.Argument(..., help="The SAE, e.g. res_0 or attn_2 (`lister-tui organism card` lists lister-tiny's)."),
-    feature: int = typer.Argument(..., help="The feature's index in that SAE."),
+    feature: int = typer.Argument(..., help=f"The feature's index in that SAE (valid: 0..{MAX_D_SAE - 1})."),
     model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry."),
     corpus: Optional[Path] = typer.Option(
         None, "--corpus", help="Text file (paragraphs) or JSONL with a 'text' field; default: lister-tiny's held-out text.", show_default=False
     ),
     session: Optional[str] = typer.Option(None, "--session", help="Add this session's lists to the corpus and show its label.", show_default=False),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the card as JSON to this file.", show_default=False),
-    k: int = typer.Option(20, "--k", help="Top contexts to show."),
+    k: int = typer.Option(20, "--k", help=f"Top contexts to show (valid: 1..{MAX_CARD_CONTEXTS})."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Recompute the corpus pass (the cache: `lister-tui locate cache`)."),
     sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION,
@@ -51,8 +51,10 @@ def feature_command(
         width = _shipped_width(entry, site)
         if width is not None and not 0 <= feature < width:
             raise ListerError(f"feature {feature} is out of range for {site}; valid: 0..{width - 1}")
-        if not 1 <= k <= MAX_K:
-            raise ListerError(f"--k {str(k)[:40]} is out of range; valid: 1 to {MAX_K}")
+        if not 1 <= k <= MAX_CARD_CONTEXTS:
+            raise ListerError(f"--k {k} is out of range; valid: 1..{MAX_CARD_CONTEXTS}")
+        if feature < 0:
+            raise ListerError(f"feature {feature} is out of range; valid: 0 up to the SAE's width - 1")
         if corpus is not None:
             from lister_tui.core.files.atomic import check_path_name
 
@@ -77,6 +79,8 @@ def feature_command(
     card = _compute(entry.name, site, feature, corpus, opened, k, device, not no_cache)
     from lister_tui.tui.card_render import card_renderable
 
+    for notice in card.notices:
+        say(f"note: {notice}", "yellow", err=True)
     console.print(card_renderable(card, width=console.width))
     if json_out is not None:
         from lister_tui.core.files.atomic import atomic_write_bytes

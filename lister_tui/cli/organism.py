@@ -8,6 +8,7 @@ import typer
 
 from lister_tui.cli.common import console, fail, organism_app, say
 from lister_tui.core.errors import ListerError
+from lister_tui.core.limits import MAX_BUILD_SEED
 from lister_tui.safe_text import visible
 
 
@@ -15,7 +16,7 @@ from lister_tui.safe_text import visible
 def organism_build(
     out: Path = typer.Option(None, help="Output folder (default: the package's shipped lister_tiny folder)."),
     reduced: bool = typer.Option(False, help="A small, fast build of the same pipeline (for tests)."),
-    seed: int = typer.Option(0, help="Seed of every random step."),
+    seed: int = typer.Option(0, help=f"Seed of every random step (valid: 0..{MAX_BUILD_SEED})."),
 ) -> None:
     """Train lister-tiny: corpus, tokenizer, model, SAEs and card (about 10 minutes on 2 CPU cores)."""
     from dataclasses import replace
@@ -24,8 +25,8 @@ def organism_build(
     from lister_tui.organism.paths import SHIPPED_DIR
 
     try:
-        if not 0 <= seed < 2**32:
-            raise ListerError(f"--seed must be between 0 and {2**32 - 1}, got {seed}")
+        if not 0 <= seed <= MAX_BUILD_SEED:  # each SAE trains with seed + its index; numpy takes seeds below 2^32
+            raise ListerError(f"--seed must be in [0, {MAX_BUILD_SEED}], got {str(seed)[:40]}")
         if out is not None:
             from lister_tui.core.files.atomic import check_path_name
 

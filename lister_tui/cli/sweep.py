@@ -13,6 +13,8 @@ from typing import Optional
 
 import typer
 
+from lister_tui.core.limits import MAX_GPUS_PER_WORKER, MAX_IG_STEPS, MAX_K, MAX_LAYER, MAX_NEW_TOKENS, MAX_SAMPLES_PER_TOPIC  # noqa: I001
+from lister_tui.core.limits import MAX_SEED, MAX_STEERING_SCALE, MAX_TEMPERATURE, MAX_TOP_K, MAX_WORKERS
 from lister_tui.cli.common import (
     REGISTRY_OPTION,
     TEMPLATES_OPTION,
@@ -73,14 +75,14 @@ def sweep_command(
     ),
     registry: Optional[list[Path]] = REGISTRY_OPTION,
     templates_file: Optional[list[Path]] = TEMPLATES_OPTION,
-    samples: int = typer.Option(5, "--samples", "-n", help="Samples per template and topic."),
+    samples: int = typer.Option(5, "--samples", "-n", help=f"Samples per template and topic (valid: 1..{MAX_SAMPLES_PER_TOPIC})."),
     preset: str = typer.Option("code", "--preset", help="Sampling preset: code (T 0.7, top-p 0.8), post (T 0.8, top-p 0.9) or greedy."),
-    temperature: Optional[float] = typer.Option(None, help="Override the preset's temperature (0 = greedy).", show_default=False),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="Override the preset's top-p.", show_default=False),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Top-k filter of the sampler (default: none).", show_default=False),
-    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Override the preset's token cap (100).", show_default=False),
-    k: int = typer.Option(5, "--k", "-k", help="Top (position, feature) pairs zeroed per sample (the study's code: 10, its post: 5)."),
-    seed: int = typer.Option(0, help="Base seed; each sample's seed derives from it and the sample's template, topic and number."),
+    temperature: Optional[float] = typer.Option(None, help=f"Override the preset's temperature (0 = greedy) (valid: 0..{MAX_TEMPERATURE:g}).", show_default=False),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help=f"Override the preset's top-p (valid: 0..1, 0 excluded).", show_default=False),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help=f"Top-k filter of the sampler (default: none) (valid: 1..{MAX_TOP_K}).", show_default=False),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help=f"Override the preset's token cap (100) (valid: 1..{MAX_NEW_TOKENS}).", show_default=False),
+    k: int = typer.Option(5, "--k", "-k", help=f"Top (position, feature) pairs zeroed per sample (the study's code: 10, its post: 5) (valid: 1..{MAX_K})."),
+    seed: int = typer.Option(0, help=f"Base seed; each sample's seed derives from it and the sample's template, topic and number (valid: 0..{MAX_SEED})."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
     dtype: Optional[str] = typer.Option(None, help="float32 or bfloat16 (default: the entry's).", show_default=False),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: sweeps/<model>-<UTC time>).", show_default=False),
@@ -88,16 +90,16 @@ def sweep_command(
     restricted: bool = typer.Option(True, "--restricted/--no-restricted", help="Restricted-sampling baselines (ban blank+end, ban end)."),
     steering: bool = typer.Option(True, "--steering/--no-steering", help="Steering-vector baseline."),
     steering_layer: Optional[int] = typer.Option(
-        None, "--steering-layer", help="Layer whose hook_resid_post is steered (default: the earliest residual SAE's layer).", show_default=False
+        None, "--steering-layer", help=f"Layer whose hook_resid_post is steered (default: the earliest residual SAE's layer) (valid: 0..{MAX_LAYER}).", show_default=False
     ),
-    steering_scale: float = typer.Option(8.0, "--steering-scale", help="Multiple of the long-minus-short vector added."),
+    steering_scale: float = typer.Option(8.0, "--steering-scale", help=f"Multiple of the long-minus-short vector added (valid: {-MAX_STEERING_SCALE:g}..{MAX_STEERING_SCALE:g})."),
     faithfulness: bool = typer.Option(True, "--faithfulness/--no-faithfulness", help="Check each top pair's attribution against a real ablation."),
     attribution: str = typer.Option(
         "grad",
         "--attribution",
         help="How the top pairs are ranked: grad (the study's activation x gradient, one pass for all SAEs) or ig (integrated gradients, --ig-steps passes per SAE; finds features read through saturated switches).",
     ),
-    ig_steps: int = typer.Option(10, "--ig-steps", help="Integrated-gradient steps (with --attribution ig)."),
+    ig_steps: int = typer.Option(10, "--ig-steps", help=f"Integrated-gradient steps (with --attribution ig) (valid: 1..{MAX_IG_STEPS})."),
     threads: Optional[int] = THREADS_OPTION,
     resume: Optional[Path] = typer.Option(
         None,
@@ -114,12 +116,12 @@ def sweep_command(
     ),
     ray_dashboard: bool = typer.Option(False, "--ray-dashboard", help="Start Ray's dashboard (on 127.0.0.1) with a local cluster started here."),
     workers: Optional[int] = typer.Option(
-        None, "--workers", help="Ray workers (default: as many as the cluster's GPUs, or CPUs, hold).", show_default=False
+        None, "--workers", help=f"Ray workers (default: as many as the cluster's GPUs, or CPUs, hold) (valid: 1..{MAX_WORKERS}).", show_default=False
     ),
     gpus_per_worker: Optional[float] = typer.Option(
         None,
         "--gpus-per-worker",
-        help="GPUs each Ray worker reserves (default: 1 if the cluster has GPUs and --device is not cpu, else 0; 0.5 puts two workers on a GPU).",
+        help=f"GPUs each Ray worker reserves (default: 1 if the cluster has GPUs and --device is not cpu, else 0; 0.5 puts two workers on a GPU; valid: 0..{MAX_GPUS_PER_WORKER:g}).",
         show_default=False,
     ),
 ) -> None:
@@ -130,10 +132,10 @@ def sweep_command(
         use_user_files(registry, templates_file)
         if ray is None and (workers is not None or gpus_per_worker is not None):
             raise ListerError("--workers and --gpus-per-worker set up Ray workers; add --ray")
-        if workers is not None and workers < 1:
-            raise ListerError(f"--workers must be 1 or more, got {workers}")
-        if gpus_per_worker is not None and not (math.isfinite(gpus_per_worker) and 0 <= gpus_per_worker <= 64):
-            raise ListerError(f"--gpus-per-worker must be a number in [0, 64], got {gpus_per_worker}")
+        if workers is not None and not 1 <= workers <= MAX_WORKERS:
+            raise ListerError(f"--workers must be 1 or more (at most {MAX_WORKERS}), got {workers}")
+        if gpus_per_worker is not None and not (math.isfinite(gpus_per_worker) and 0 <= gpus_per_worker <= MAX_GPUS_PER_WORKER):
+            raise ListerError(f"--gpus-per-worker must be a number in [0, {MAX_GPUS_PER_WORKER:g}], got {gpus_per_worker}")
         if ray is not None:
             from lister_tui.core.sweep.ray_cluster import RayOptions
 

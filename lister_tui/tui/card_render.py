@@ -19,8 +19,13 @@ HIGHLIGHT = "bold reverse"
 BARS = " ▁▂▃▄▅▆▇█"
 
 
+LABEL_SHOWN_CHARS = 80  # a label longer than this (one from a file) is cut with "…" where it is shown
+
+
 def label_text(label: str) -> Text:
-    """A user's label, as plain text."""
+    """A user's label, as plain text, cut to LABEL_SHOWN_CHARS."""
+    if len(label) > LABEL_SHOWN_CHARS:
+        label = label[: LABEL_SHOWN_CHARS - 1] + "…"
     return Text(visible(label), style="italic") if label else Text("")
 
 

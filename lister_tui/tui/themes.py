@@ -35,6 +35,8 @@ FALLBACK_THEME = LISTER_THEME  # built in, always valid
 BASE_FIELDS = ("primary", "secondary", "accent", "warning", "error", "success", "foreground", "background", "surface", "panel")
 TOP_LEVEL = {"name", "dark", "description", "colors", "variables", *BASE_FIELDS}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+MAX_THEME_BYTES = 64 << 10  # a theme is a few dozen colours
+MAX_THEME_DEPTH = 8  # a theme nests 2 deep ([colors] metric-scale = [...]); tomllib recurses once per level
 
 # The explorer's colours for a light theme, where a light theme file leaves one out.
 LIGHT_VARIABLES: dict[str, str] = {
@@ -126,15 +128,57 @@ def theme_from_dict(data: dict) -> Theme:
 def load_theme_file(path: Path) -> Theme:
     """One theme file; raises ThemeProblem."""
     try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        raw = Path(path).read_bytes()
+        if len(raw) > MAX_THEME_BYTES:
+            raise _problem(path, "(file)", f"is {len(raw):,} bytes; a theme file holds at most {MAX_THEME_BYTES:,}")
+        content = raw.decode("utf-8")
+        depth = toml_depth(content)
+        if depth > MAX_THEME_DEPTH:
+            raise _problem(path, "(syntax)", f"nests {depth} levels deep; a theme nests at most {MAX_THEME_DEPTH}")
+        data = tomllib.loads(content)
     except (OSError, UnicodeDecodeError) as exc:
         raise _problem(path, "(file)", f"cannot be read ({exc})")
     except tomllib.TOMLDecodeError as exc:
         raise _problem(path, "(syntax)", f"is not valid TOML ({exc})")
+    except RecursionError:  # pragma: no cover - the depth check comes first
+        raise _problem(path, "(syntax)", "nests too deep to read") from None
     try:
         return theme_from_dict(data)
     except _Bad as bad:
         raise _problem(path, bad.field, bad.message)
+
+
+def toml_depth(content: str) -> int:
+    """The deepest nesting of arrays and inline tables in TOML text, counted without parsing it
+    (brackets inside strings and comments are skipped), so a 5000-deep file is refused before
+    tomllib's recursion meets it."""
+    depth = deepest = 0
+    i, n = 0, len(content)
+    while i < n:
+        ch = content[i]
+        if ch == "#":
+            end = content.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if ch in "\"'":
+            triple = content.startswith(ch * 3, i)
+            quote = ch * 3 if triple else ch
+            j = i + len(quote)
+            while j < n and not content.startswith(quote, j):
+                if content[j] == "\\" and ch == '"':
+                    j += 1
+                elif content[j] == "\n" and not triple:
+                    break  # an unterminated string: tomllib says so
+                j += 1
+            i = j + len(quote)
+            continue
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return deepest
 
 
 class ThemeError(Exception):

@@ -188,3 +188,23 @@ def test_enter_on_a_feature_row_opens_its_card_and_its_label_shows_in_the_tables
         ws.set_label(top.sae_id, top.feature, "")
         ws.labels.clear()
         ws.clear_choices(key)
+
+
+def test_a_damaged_cache_is_healed_and_the_card_screen_says_so(make_app, tiny, tmp_path):
+    part = part_from_texts(tiny, "two lists", ["<bos>- Apple\n- Pear \n", "<bos>- Oak \n- Elm\n"], ["a", "b"])
+    corpus = Corpus((part,))
+    feature_card(tiny, "res_2", 1, corpus, k=2, cache=tmp_path)  # cached
+    (path,) = (tmp_path / "activations").glob("*.npz")
+    path.write_bytes(path.read_bytes()[:200])  # truncated
+
+    async def go():
+        app = make_app(request=None)
+        async with app.run_test(size=(100, 30)) as pilot:
+            screen = FeatureCardScreen(tiny, "res_2", 1, corpus=corpus, cache=tmp_path)
+            app.push_screen(screen)
+            await settle(app, pilot)
+            assert screen.card is not None and screen.card.notices
+            shown = [m.text for m in app.messages]
+            assert any("activation cache" in m and "recomputed" in m for m in shown), shown
+
+    run(go())

@@ -358,7 +358,7 @@ def _zeroed_cpu(values: Tensor, padding: Tensor) -> Tensor:
     return values.float().cpu()
 
 
-MAX_IG_STEPS = 1000  # each step is a forward and backward pass per SAE
+from lister_tui.core.limits import MAX_IG_STEPS  # noqa: E402  (each step is a forward and backward pass per SAE)
 
 
 def check_ig_steps(steps: object) -> None:

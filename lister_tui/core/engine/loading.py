@@ -201,7 +201,11 @@ def _with_weights_dir(entry: ModelEntry, folder: Path) -> ModelEntry:
 # --- shipped (lister-tiny) ----------------------------------------------------------
 
 
-def _rebuild_hint() -> str:
+def _rebuild_hint(folder: Path | None = None) -> str:
+    from lister_tui.organism import paths
+
+    if folder is not None and Path(folder).resolve() != paths.weights_dir().resolve():
+        return f"fix or replace the files of {folder} (a lister-tiny style folder: `lister-tui organism build --out DIR` writes one)"
     return "reinstall lister-tui, or rebuild the organism with `lister-tui organism build`"
 
 
@@ -221,11 +225,13 @@ def _load_shipped(folder: Path):
         tokenizer = load_tokenizer(tok_dir)
     except Exception as exc:  # tokenizers raises several types for a bad file
         raise ModelNotAvailable(f"lister-tiny tokenizer in {tok_dir} is unreadable ({exc}); {_rebuild_hint()}") from exc
+    from lister_tui.core.engine.folder_checks import model_config
+
+    cfg_dict = model_config(folder, _rebuild_hint(folder))  # every size checked before anything is allocated
     try:
-        cfg_dict = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelNotAvailable(f"lister-tiny model config {cfg_path} is corrupt ({exc}); {_rebuild_hint()}") from exc
-    model = build_hooked_model(cfg_dict, tokenizer)
+        model = build_hooked_model(cfg_dict, tokenizer)
+    except (TypeError, ValueError, AssertionError, KeyError, AttributeError) as exc:  # a field of the wrong shape
+        raise ModelNotAvailable(f"model config {cfg_path} cannot build a model ({type(exc).__name__}: {exc}); {_rebuild_hint(folder)}") from None
     try:
         from safetensors.torch import load_file
 
@@ -269,7 +275,10 @@ def _load_sae(entry: ModelEntry, site: SAESite, device: str) -> "SAE":
 
         path = Path(entry.weights_dir) / paths.SAES_SUBDIR / site.id
         if not path.is_dir():
-            raise ModelNotAvailable(f"SAE {site.id} of {entry.name} is missing at {path}; {_rebuild_hint()}")
+            raise ModelNotAvailable(f"SAE {site.id} of {entry.name} is missing at {path}; {_rebuild_hint(entry.weights_dir)}")
+        from lister_tui.core.engine.folder_checks import sae_config
+
+        sae_config(path, _rebuild_hint(entry.weights_dir))  # sizes checked before SAELens allocates them
         try:
             sae = SAE.load_from_disk(str(path), device=device)
         except Exception as exc:

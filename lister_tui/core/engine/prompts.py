@@ -80,7 +80,7 @@ TOPICS: tuple[str, ...] = (
 )
 
 
-MAX_SAMPLES_PER_TOPIC = 1000  # per template and topic, in one batch or sweep
+from lister_tui.core.limits import MAX_SAMPLES_PER_TOPIC  # noqa: E402,F401
 
 
 def check_topic(topic: str) -> None:

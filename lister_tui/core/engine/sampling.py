@@ -25,9 +25,7 @@ from torch import Tensor
 from lister_tui.core.errors import ListerError
 
 # Stated bounds of a sampling setting (checked before any model runs).
-MAX_TEMPERATURE = 100.0
-MAX_NEW_TOKENS = 4096  # and at most the model's context minus the prompt (checked once the model is loaded)
-MAX_TOP_K = 1_000_000
+from lister_tui.core.limits import MAX_NEW_TOKENS, MAX_TEMPERATURE, MAX_TOP_K  # noqa: E402,F401
 
 
 def _number(name: str, value: object, *, integer: bool = False) -> float:

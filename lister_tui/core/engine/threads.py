@@ -5,13 +5,18 @@ from __future__ import annotations
 import torch
 
 from lister_tui.core.errors import ListerError
+from lister_tui.core.limits import MAX_THREADS
 from lister_tui.core.engine.loading import LoadedModel
 
 
+
+
 def check_threads(threads: int | None) -> None:
-    """Refuse a ``--threads`` value torch cannot use, before any model is loaded."""
-    if threads is not None and threads < 1:
-        raise ListerError(f"threads must be >= 1, got {threads} (valid: 1 or more; leave --threads out for the default)")
+    """Refuse a ``--threads`` value torch cannot use, before any model is loaded or file written."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS):
+        raise ListerError(
+            f"threads must be in [1, {MAX_THREADS}] (4 per CPU core of this machine), got {threads!r}; leave --threads out for the default"
+        )
 
 
 def configure_torch_threads(loaded: LoadedModel, threads: int | None = None) -> int:

@@ -87,3 +87,36 @@ def check_path_name(path: Path, what: str = "path") -> Path:
         if size > limit:
             raise ListerError(f"{what} has a name of {size} bytes ({part[:40]!r}…); the file system allows {limit}: give a shorter one")
     return path
+
+
+def pid_alive(pid: int) -> bool:
+    """True when process ``pid`` exists (or cannot be told apart from one that does)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # another user's process, or a number no process has: leave the file alone
+    return True
+
+
+def remove_dead_temporaries(folder: Path) -> list[Path]:
+    """Remove ``folder``'s ``.<name>.tmp-<pid>`` files whose writer is gone (a killed save or pass);
+    returns what was removed. A live writer's temporary file is left alone."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        if p.name.startswith(".") and ".tmp-" in p.name:
+            pid = p.name.rsplit(".tmp-", 1)[-1]
+            if pid.isdigit() and len(pid) <= 10 and not pid_alive(int(pid)):
+                try:
+                    p.unlink()
+                except OSError:
+                    continue
+                removed.append(p)
+    return removed

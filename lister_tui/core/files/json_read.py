@@ -12,6 +12,7 @@ from lister_tui.core.errors import ListerError
 
 MAX_MANIFEST_BYTES = 64 << 20  # a v0 session manifest holds its samples inline
 MAX_DEPTH = 64  # a session manifest nests 4 deep; json.loads recurses once per level
+MAX_INT_DIGITS = 40  # every integer lister-tui writes (revisions, seeds, counts) has fewer digits
 _STRING_RE = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
 
@@ -26,7 +27,18 @@ def parse_json(text: str, where: str) -> Any:
         deepest = max(deepest, depth)
         if deepest > MAX_DEPTH:
             raise ListerError(f"{where} nests deeper than {MAX_DEPTH} levels; it is damaged or not a lister-tui manifest")
+
+    def bounded_int(digits: str) -> int:
+        # Python refuses to convert integers of more than 4300 digits with a bare ValueError;
+        # no number lister-tui writes comes near MAX_INT_DIGITS
+        if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+            raise ListerError(
+                f"{where} holds an integer of {len(digits.lstrip('-'))} digits ({digits[:12]}…); "
+                f"its numbers have at most {MAX_INT_DIGITS} digits, so the file is damaged"
+            )
+        return int(digits)
+
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=bounded_int)
     except RecursionError:  # pragma: no cover - the depth check comes first
         raise ListerError(f"{where} nests too deep to read; it is damaged") from None

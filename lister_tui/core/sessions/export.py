@@ -27,6 +27,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from lister_tui.core.errors import ListerError
@@ -314,10 +315,29 @@ def _cell(value) -> str:
     return "".join(_ESCAPES.get(ch) or (f"\\u{ord(ch):04x}" if ch in _LINE_BREAKS else ch) for ch in str(value))
 
 
+# A column's kind, written as its Markdown alignment so that :func:`read_markdown` reads each cell
+# back as what it was: numbers right-aligned (an empty cell is NaN), booleans centred (True/False),
+# text left-aligned (an empty cell is the empty string, never NaN).
+_ALIGN = {"number": "---:", "bool": ":---:", "text": ":---"}
+
+
+def _kind(column: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return "bool"
+    if pd.api.types.is_numeric_dtype(column.dtype):
+        return "number"
+    present = [v for v in column if not (v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)))]
+    if present and all(isinstance(v, (bool, np.bool_)) for v in present):
+        return "bool"
+    if all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in present):
+        return "number"  # an all-missing column too: it reads back as NaN, as it always did
+    return "text"
+
+
 def to_markdown(frame: pd.DataFrame, title: str) -> str:
     lines = [f"# {title}", ""]
     lines.append("| " + " | ".join(frame.columns) + " |")
-    lines.append("|" + "|".join("---" for _ in frame.columns) + "|")
+    lines.append("|" + "|".join(_ALIGN[_kind(frame[c])] for c in frame.columns) + "|")
     for row in frame.astype(object).itertuples(index=False):
         lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
@@ -366,11 +386,17 @@ def _unpad(cell: str) -> str:
 
 
 def read_markdown(path: str | Path) -> pd.DataFrame:
-    """A table written by :func:`to_markdown`, back as a DataFrame (numbers parsed)."""
+    """A table written by :func:`to_markdown`, back as a DataFrame: each column read as the kind its
+    alignment says (numbers, booleans, text; a file without alignments: numbers where every cell is one)."""
     rows = []
+    kinds: list[str] = []
     # split on "\n" alone: every other line break inside a cell was written escaped
     for line in Path(path).read_text(encoding="utf-8").split("\n"):
-        if line.startswith("|") and not line.startswith("|---"):
+        if line.startswith("|:") or line.startswith("|-"):
+            by_align = {v: k for k, v in _ALIGN.items()}
+            kinds = [by_align.get(a.strip(), "") for a in line.rstrip("\r ").strip("|").split("|")]
+            continue
+        if line.startswith("|"):
             cells, cur, i, body = [], "", 0, line.rstrip("\r ")[1:-1]  # a CRLF copy of the file reads too
             while i < len(body):
                 ch = body[i]
@@ -394,10 +420,22 @@ def read_markdown(path: str | Path) -> pd.DataFrame:
             rows.append(cells)
     if not rows:
         return pd.DataFrame()
-    frame = pd.DataFrame(rows[1:], columns=rows[0]).replace("", None)
-    for column in frame.columns:
+    frame = pd.DataFrame(rows[1:], columns=rows[0])
+    for i, column in enumerate(frame.columns):
+        kind = kinds[i] if i < len(kinds) else ""
+        cells = frame[column]
+        if kind == "text":
+            continue
+        if kind == "bool":
+            values = {"True": True, "False": False}
+            if set(cells) <= set(values):
+                frame[column] = cells.map(values).astype(bool)
+            elif set(cells) <= set(values) | {""}:
+                frame[column] = cells.map(lambda v: values.get(v, None)).astype(object)
+            continue
         try:
-            frame[column] = pd.to_numeric(frame[column])
+            frame[column] = pd.to_numeric(cells.replace("", None))
         except (ValueError, TypeError):
-            pass
+            if kind == "":
+                frame[column] = cells.replace("", None)  # a file written before the alignments: as it was read then
     return frame

@@ -24,8 +24,10 @@ from lister_tui.core.engine.listing import ListMetrics, parse_structure
 from lister_tui.core.engine.loading import TokenIds
 from lister_tui.core.engine.prompts import PromptSpec
 from lister_tui.core.errors import ListerError
+from lister_tui.core.files.json_read import parse_json
 from lister_tui.core.sessions.schema import SCHEMAS, ModelInfo, migrate_v0
-from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, BatchAttribution, SampleState, Workspace
+from lister_tui.core.limits import MAX_D_SAE
+from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, BatchAttribution, SampleState, Workspace, check_site_id, one_line
 from lister_tui.core.study.circuits.graph import Circuit
 from lister_tui.core.study.experiment import Pair, SAEListAttribution
 from lister_tui.core.study.settings import SAMPLING_PRESETS
@@ -267,6 +269,20 @@ def _group(rows: list[dict], *keys: str) -> dict[tuple, list[dict]]:
     return out
 
 
+def _checked_label_target(row: dict, i: int, sites: list[str], widths: dict[str, int]) -> tuple[str, int]:
+    """A labels row's (SAE, feature), refused unless the SAE is one of the session's sites and the
+    feature lies inside its width (an SAE ``../../etc``, a feature -1 or 10^9 name damage)."""
+    sae_id, feature = row.get("sae_id"), row.get("feature")
+    where = f"labels table, row {i}"
+    if not isinstance(sae_id, str) or (sites and sae_id not in sites) or not check_site_id(sae_id):
+        shown = repr(sae_id)[:60]
+        raise ListerError(f"{where}: column sae_id is {shown}; valid: one of the session's SAEs ({', '.join(sites) or 'none'}); the session is damaged")
+    width = widths.get(sae_id, MAX_D_SAE)
+    if isinstance(feature, bool) or not isinstance(feature, int) or not 0 <= feature < width:
+        raise ListerError(f"{where}: column feature is {feature!r}; valid: 0..{width - 1} for {sae_id}; the session is damaged")
+    return sae_id, feature
+
+
 def workspace_from_rows(manifest: dict, tables: dict[str, list[dict]]) -> Workspace:
     """The Workspace a (version-1) manifest and its tables describe."""
     model = ModelInfo.from_dict(manifest["model"])
@@ -307,9 +323,11 @@ def workspace_from_rows(manifest: dict, tables: dict[str, list[dict]]) -> Worksp
         if key not in owner:
             raise ListerError(f"attribution_summary: sample {key!r} is not in the samples table; the session is damaged")
         owner[key].attribution = _attributions_from(rows, pairs.get(("sample", key), []), acts.get(("sample", key), []))
-    for r in tables.get("labels", []):
+    widths = {sae: a.d_sae for st in [*ws.samples.values(), *ws.removed.values()] for sae, a in (st.attribution or {}).items()}
+    for i, r in enumerate(tables.get("labels", [])):
         if r.get("label"):
-            ws.labels[(str(r["sae_id"]), int(r["feature"]))] = str(r["label"])
+            sae_id, feature = _checked_label_target(r, i, [s.id for s in model.sites], widths)
+            ws.labels[(sae_id, feature)] = one_line(str(r["label"]))  # at most LABEL_MAX_CHARS, as set_label keeps it
     batch = manifest.get("batch")
     if batch and scopes["batch"]:
         keys = list(batch["keys"])
@@ -318,8 +336,9 @@ def workspace_from_rows(manifest: dict, tables: dict[str, list[dict]]) -> Worksp
         ws.batch = BatchAttribution(keys, _attributions_from(scopes["batch"], bpairs, bacts))
     for row in sorted(tables.get("circuits", []), key=lambda r: r["index"]):
         try:
-            ws.circuits.append(Circuit.from_dict(json.loads(row["data"])))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            # depth and size checked before parsing: a circuit nested 100,000 deep is damage, not a RecursionError
+            ws.circuits.append(Circuit.from_dict(parse_json(str(row["data"]), f"circuits table, row {row.get('index')}")))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise ListerError(f"circuits table, row {row.get('index')}: the circuit's JSON is damaged ({exc})") from exc
     return ws
 

@@ -32,8 +32,22 @@ class Mismatch:
     position: int | None  # first differing token position (None: same tokens, other difference)
     saved: tuple[int, ...]
     replayed: tuple[int, ...]
+    cause: str = ""  # for "prompt": what the prompt was rebuilt from
+    not_replayed: int = 0  # lists of this sample left out because of this mismatch
 
     def describe(self, to_str: Callable[[list[int]], list[str]] | None = None) -> str:
+        if self.what == "prompt":
+            p = self.position
+            a = self.saved[p] if p is not None and p < len(self.saved) else None
+            b = self.replayed[p] if p is not None and p < len(self.replayed) else None
+            if to_str is not None:
+                a = "end" if a is None else repr(to_str([a])[0])
+                b = "end" if b is None else repr(to_str([b])[0])
+            return (
+                f"{self.key} prompt: the saved prompt ({len(self.saved)} tokens) is not the one {self.cause} gives "
+                f"({len(self.replayed)} tokens; first differs at position {p}: saved {a}, rebuilt {b}); "
+                f"the template or topic was edited, so its {self.not_replayed} list(s) were not replayed"
+            )
         if self.position is None:
             return f"{self.key} {self.what}: {len(self.saved)} tokens saved, {len(self.replayed)} replayed"
         p = self.position
@@ -115,10 +129,28 @@ class _Job:
         return (self.spec, self.settings, self.prefix, self.ablation)
 
 
-def _jobs(ws: Workspace, recorded_sampling: dict | None) -> list[_Job]:
+def prompt_mismatches(loaded: LoadedModel, ws: Workspace) -> list[Mismatch]:
+    """Samples whose saved prompt is not the prompt their template and topic give now (a session whose
+    topic or template was edited): one mismatch each, and none of their lists can be replayed."""
+    from lister_tui.core.engine.prompts import prompt_ids
+
+    out = []
+    for key, st in ws.samples.items():
+        s = st.sample
+        saved = tuple(s.tokens[: s.prompt_len])
+        rebuilt = tuple(prompt_ids(loaded, s.spec.template, s.spec.topic))
+        if saved != rebuilt:
+            cause = f"template {s.spec.template!r} with topic {s.spec.topic!r}"
+            out.append(Mismatch(key, "prompt", _first_difference(saved, rebuilt), saved, rebuilt, cause, 1 + 2 * len(st.runs)))
+    return out
+
+
+def _jobs(ws: Workspace, recorded_sampling: dict | None, skip: set[str] = frozenset()) -> list[_Job]:
     """Every list of ``ws`` to replay, in report order: each sample, then its runs' base and ablated."""
     jobs = []
     for key, st in ws.samples.items():
+        if key in skip:
+            continue
         s = st.sample
         prefix = None if s.prefix_len is None else tuple(s.tokens[: s.prefix_len])
         jobs.append(_Job(key, "sample", s, s.spec, settings_for(st.preset, recorded_sampling), prefix, Ablation()))
@@ -150,9 +182,12 @@ def replay(
     time. A list asked for twice (the base of two runs from the same prefix) is sampled once.
     A list that differs in its batch is sampled once more alone before it is reported, so a
     float rounding that depends on the batch size (possible on a GPU) is never the reason.
+    A sample whose saved prompt is not the one its template and topic give (the session was
+    edited) is reported as a "prompt" mismatch and its lists are not sampled.
     """
     check_replayable(loaded, ws, recorded_sampling)
-    jobs = _jobs(ws, recorded_sampling)
+    edited = prompt_mismatches(loaded, ws)
+    jobs = _jobs(ws, recorded_sampling, {m.key for m in edited})
     total = len(jobs)
     unique: dict[tuple, list[int]] = {}  # identity -> indices of the jobs it answers
     for i, job in enumerate(jobs):
@@ -195,7 +230,7 @@ def replay(
             replayed[identity] = sample
             if not reported[row]:  # cancelled or never stepped (max_new_tokens 0 is refused; kept for safety)
                 report_done(unique[identity])
-    report = ReplayReport()
+    report = ReplayReport(checked=len(edited), mismatches=list(edited))
     for job in jobs:
         again = replayed[job.identity]
         if again.tokens != job.saved.tokens:

@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lister_tui.core.errors import ListerError
-from lister_tui.core.files.atomic import atomic_write_bytes, exclusive_file
+from lister_tui.core.files.atomic import atomic_write_bytes, exclusive_file, remove_dead_temporaries
 from lister_tui.core.files.clock import now
 from lister_tui.core.sessions.checks import (
     check_rows,
@@ -425,19 +425,4 @@ class SessionStore:
         for p in self.path.iterdir():
             if _TABLE_FILE_RE.match(p.name) and p.name not in keep:
                 p.unlink(missing_ok=True)
-            elif p.name.startswith(".") and ".tmp-" in p.name:
-                pid = p.name.rsplit("-", 1)[-1]
-                if pid.isdigit() and not _alive(int(pid)):
-                    p.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        remove_dead_temporaries(self.path)

@@ -8,8 +8,11 @@ returned, so whatever shows them shows the engine's figures.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Sequence
+
+import numpy as np
 
 from lister_tui.core.engine.ablation import EVERY_POSITION, Ablation, FeatureAblation
 from lister_tui.core.engine.generation import ListSample
@@ -18,6 +21,14 @@ from lister_tui.core.study.circuits.graph import Circuit
 from lister_tui.core.study.experiment import AblationOutcome, SAEListAttribution, select_samples
 
 LABEL_MAX_CHARS = 200
+
+
+_SITE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_site_id(sae_id: str) -> bool:
+    """True for a short SAE id (letters, digits, _ . -, not starting with a dot): never a path."""
+    return bool(_SITE_ID.match(sae_id)) and ".." not in sae_id
 
 
 def one_line(text: str) -> str:
@@ -210,7 +221,14 @@ class Workspace:
         return self.labels.get((sae_id, int(feature)), "")
 
     def set_label(self, sae_id: str, feature: int, text: str) -> str:
-        """Name a feature (one line); an empty text removes the label. Returns the label kept."""
+        """Name a feature (one line, at most LABEL_MAX_CHARS); an empty text removes the label. Returns
+        the label kept. A feature outside [0, 2^22) or an SAE id that is not a short id is refused."""
+        from lister_tui.core.limits import MAX_D_SAE
+
+        if not isinstance(sae_id, str) or not check_site_id(sae_id):
+            raise ListerError(f"cannot label a feature of SAE {str(sae_id)[:60]!r}: not an SAE id (letters, digits, _ . -)")
+        if isinstance(feature, bool) or not isinstance(feature, (int, np.integer)) or not 0 <= feature < MAX_D_SAE:
+            raise ListerError(f"cannot label feature {feature!r} of {sae_id}: valid features are 0..{MAX_D_SAE - 1}")
         text = one_line(text)
         key = (sae_id, int(feature))
         if text:

@@ -113,6 +113,7 @@ class FeatureCard:
     sample: SampleTrace | None = None
     link: str | None = None
     label: str = ""  # the user's name for the feature (kept in the session)
+    notices: tuple[str, ...] = ()  # what happened on the way (a damaged cache moved aside and recomputed)
     extra: dict = field(default_factory=dict, compare=False)
 
     @property
@@ -336,7 +337,8 @@ def feature_card(
     sample" strip. The corpus pass is cached (``cache``: see
     :func:`lister_tui.core.study.corpus.corpus_activations`); ``on_progress(done,
     total)`` is called after each batch of it, and returning True stops it
-    (:class:`~lister_tui.core.study.corpus.PassCancelled`).
+    (:class:`~lister_tui.core.study.corpus.PassCancelled`). A damaged cache file is moved
+    aside and recomputed; the card's ``notices`` say so.
     """
     d_sae = check_feature(lab, sae_id, feature)
     if k < 1:
@@ -344,11 +346,12 @@ def feature_card(
     total = corpus.n_tokens
     done_before = 0
     parts: list[tuple] = []
+    notices: list[str] = []
     for part in corpus.parts:
         report = None
         if on_progress is not None:
             report = lambda done, _all, base=done_before: on_progress(base + done, total)  # noqa: E731
-        acts: SparseActivations = corpus_activations(lab, sae_id, part, cache=cache, on_progress=report)
+        acts: SparseActivations = corpus_activations(lab, sae_id, part, cache=cache, on_progress=report, on_notice=notices.append)
         parts.append((part, acts))
         done_before += part.n_tokens
     merged = _merge(parts, feature)
@@ -386,4 +389,5 @@ def feature_card(
         sample=trace,
         link=lab.entry.feature_link(sae_id, feature),
         label=label,
+        notices=tuple(notices),
     )

@@ -16,7 +16,6 @@ The result is cached per (model weights fingerprint, SAE, corpus part's tokens),
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +25,14 @@ import numpy as np
 import torch
 
 from lister_tui.core.engine.fingerprint import weights_fingerprint
+from lister_tui.core.engine.folder_checks import sae_config
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.errors import ListerError
-from lister_tui.core.files.atomic import atomic_write_bytes
+from lister_tui.core.files.atomic import remove_dead_temporaries
 from lister_tui.core.files.locations import cache_dir
+from lister_tui.core.study.activation_cache import DamagedCache, SparseActivations, load, move_aside, save
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the file records its provenance
 REFERENCE_SEED = 1  # lister-tiny's build draws its held-out examples from seed + 1 = 1 (training: seed 0)
 REFERENCE_TOKENS = 50_000
 MAX_DOC_TOKENS = 256  # longer documents are cut into chunks of this many tokens (at most the model's n_ctx)
@@ -85,9 +86,9 @@ def sae_width(lab: LoadedModel, sae_id: str) -> int:
     """The number of features of SAE ``sae_id`` (read from its config when shipped, else loaded)."""
     site = lab.entry.site(sae_id)  # a clear error for an unknown SAE
     if lab.entry.source == "shipped" and lab.entry.weights_dir is not None:
-        cfg = Path(lab.entry.weights_dir) / "saes" / site.id / "cfg.json"
-        if cfg.is_file():
-            return int(json.loads(cfg.read_text())["d_sae"])
+        folder = Path(lab.entry.weights_dir) / "saes" / site.id
+        if (folder / "cfg.json").is_file():
+            return int(sae_config(folder, f"fix or replace {folder}")["d_sae"])
     return int(lab.load_sae(sae_id, cache=True).cfg.d_sae)
 
 
@@ -212,38 +213,36 @@ def default_corpus(lab: LoadedModel, samples: dict | None = None, file: str | Pa
 # --- the activation pass ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SparseActivations:
-    """One SAE's non-zero activations over one corpus part, rows by feature.
+def provenance(lab: LoadedModel, sae_id: str, part: CorpusPart) -> dict | None:
+    """What a pass is computed from: the cache records it and a read compares it field by field.
 
-    Positions index the part's tokens laid end to end (document ``d`` starts at
-    ``doc_starts[d]``); within a feature they ascend.
+    The model's and the SAE's weights by SHA-256 (or the Hugging Face revision), the SAE's
+    site (hook, release, id), the dtype, the corpus part's token digest and the cache's format.
+    None when the weights cannot be told apart (random weights, no revision): such a pass is
+    never cached.
     """
-
-    d_sae: int
-    n_tokens: int  # every token of the part
-    n_counted: int  # tokens that count for density (BOS excluded)
-    doc_starts: np.ndarray  # [n_docs + 1] int64
-    indptr: np.ndarray  # [d_sae + 1] int64
-    positions: np.ndarray  # [nnz] int64
-    values: np.ndarray  # [nnz] float32
-
-    def feature(self, f: int) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = int(self.indptr[f]), int(self.indptr[f + 1])
-        return self.positions[lo:hi], self.values[lo:hi]
-
-
-def _cache_key(lab: LoadedModel, sae_id: str, part: CorpusPart) -> str | None:
     fingerprint = weights_fingerprint(lab.entry, [sae_id])
     if "sha256" not in fingerprint and not fingerprint.get("hf_revision"):
         return None  # weights we cannot tell apart: never reuse a pass
     site = lab.entry.site(sae_id)
-    blob = json.dumps(
-        [CACHE_FORMAT, lab.entry.name, fingerprint, site.hook_name, site.release, site.sae_id, str(lab.dtype), part.digest],
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    record = {
+        "format": CACHE_FORMAT,
+        "model": lab.entry.name,
+        "weights": fingerprint,
+        "sae": sae_id,
+        "hook_name": site.hook_name,
+        "release": site.release,
+        "sae_release_id": site.sae_id,
+        "dtype": str(lab.dtype),
+        "corpus_sha256": part.digest,
+        "corpus_docs": len(part.docs),
+        "corpus_tokens": part.n_tokens,
+    }
+    return json.loads(json.dumps(record, sort_keys=True, default=str))  # as it reads back from the file
+
+
+def _cache_key(record: dict) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def _batches(part: CorpusPart, budget: int) -> list[list[int]]:
@@ -322,32 +321,6 @@ def run_pass(lab: LoadedModel, sae_id: str, part: CorpusPart, on_progress: Progr
     return SparseActivations(d_sae, total, total - n_bos, starts, indptr, positions[order], values[order])
 
 
-def _save(path: Path, acts: SparseActivations) -> None:
-    buf = io.BytesIO()
-    np.savez(
-        buf,
-        meta=np.array([acts.d_sae, acts.n_tokens, acts.n_counted], dtype=np.int64),
-        doc_starts=acts.doc_starts,
-        indptr=acts.indptr,
-        positions=acts.positions,
-        values=acts.values,
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _load(path: Path, part: CorpusPart) -> SparseActivations | None:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            d_sae, n_tokens, n_counted = (int(v) for v in z["meta"])
-            acts = SparseActivations(d_sae, n_tokens, n_counted, z["doc_starts"], z["indptr"], z["positions"], z["values"])
-    except (OSError, ValueError, KeyError):
-        return None  # a damaged cache file is recomputed
-    if acts.n_tokens != part.n_tokens or len(acts.doc_starts) != len(part.docs) + 1:
-        return None
-    return acts
-
-
 def corpus_activations(
     lab: LoadedModel,
     sae_id: str,
@@ -355,23 +328,37 @@ def corpus_activations(
     *,
     cache: Path | None | bool = True,
     on_progress: Progress | None = None,
+    on_notice: Callable[[str], None] | None = None,
 ) -> SparseActivations:
-    """``run_pass``, read from / written to the cache (``cache``: a folder, True for the default, False for none)."""
-    key = _cache_key(lab, sae_id, part) if cache is not False else None
+    """``run_pass``, read from / written to the cache (``cache``: a folder, True for the default, False for none).
+
+    A cache file that cannot be used (truncated, flipped, emptied, of another SAE or corpus,
+    or with a broken sparse structure) is moved aside to ``<name>.damaged-<time>`` and the
+    pass is recomputed; ``on_notice`` gets one sentence saying so. Temporary files left by a
+    killed pass (``.*.tmp-<pid>`` of a process that is gone) are removed.
+    """
+    record = provenance(lab, sae_id, part) if cache is not False else None
     path = None
-    if key is not None:
-        folder = cache_dir() if cache is True or cache is None else Path(cache)
-        path = folder / "activations" / f"{lab.entry.name}-{sae_id}-{key}.npz"
+    if record is not None:
+        folder = (cache_dir() if cache is True or cache is None else Path(cache)) / "activations"
+        remove_dead_temporaries(folder)
+        path = folder / f"{lab.entry.name}-{sae_id}-{_cache_key(record)}.npz"
         if path.is_file():
-            hit = _load(path, part)
-            if hit is not None:
+            try:
+                hit = load(path, part, record, sae_width(lab, sae_id))
+            except DamagedCache as exc:
+                moved = move_aside(path)
+                if on_notice is not None:
+                    where = f"moved to {moved.name}" if moved is not None else "removed"
+                    on_notice(f"the activation cache {path} was damaged ({exc}); it was {where} and the pass is recomputed")
+            else:
                 if on_progress is not None:
                     on_progress(part.n_tokens, part.n_tokens)
                 return hit
     acts = run_pass(lab, sae_id, part, on_progress)
-    if path is not None:
+    if path is not None and record is not None:
         try:
-            _save(path, acts)
+            save(path, acts, record)
         except OSError:
             pass  # an unwritable cache costs a recomputation next time, nothing else
     return acts

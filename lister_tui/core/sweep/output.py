@@ -109,9 +109,20 @@ def write_table(folder: Path, name: str, frame: pd.DataFrame) -> list[str]:
     return [f"{name}.{f}" for f in FORMATS]
 
 
-def read_table(folder: Path, name: str) -> pd.DataFrame:
-    """A written table, from its Parquet file (a column under an older name gets today's)."""
-    return migrate_frame(pd.read_parquet(Path(folder) / f"{name}.parquet"))
+def read_table(folder: Path, name: str, columns: Sequence[str] = ()) -> pd.DataFrame:
+    """A written table, from its Parquet file (a column under an older name gets today's); a
+    missing, truncated or foreign file, or one without ``columns``, is a ListerError naming it."""
+    path = Path(folder) / f"{name}.parquet"
+    try:
+        frame = migrate_frame(pd.read_parquet(path))
+    except FileNotFoundError:
+        raise ListerError(f"{path} does not exist; give a sweep's output folder") from None
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError and others for a damaged file
+        raise ListerError(f"{path} cannot be read as a sweep table ({type(exc).__name__}: {str(exc)[:200]}); the file is damaged") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ListerError(f"{path} has no column {missing[0]!r}; it is not a sweep's {name} table (or it is damaged)")
+    return frame
 
 
 def model_manifest(loaded: LoadedModel, sae_ids: Sequence[str]) -> dict:
@@ -194,6 +205,15 @@ class ShardFiles:
     read back give the same tables as rows just computed. Each file carries the SHA-256 of its
     own contents and of the sweep's settings: ``--resume`` refuses a shard that was edited or that
     belongs to other settings, naming it, rather than putting its numbers into the tables.
+
+    What the checksum does and does not protect against: it is a plain SHA-256 kept in the same
+    file, with no key. It catches accidents (a truncated or half-copied file, a flipped byte, a
+    hand edit that forgot the checksum, a shard copied in from a sweep with other settings). It
+    does not catch a deliberate change: whoever can write the file can compute the SHA-256 of the
+    edited record and store it ("re-sign" it), and such a shard is trusted like any other. The
+    numbers of a sweep are only as trustworthy as the folder's write permissions; keep a copy, or
+    check a sweep you did not run by running its settings again into a new folder and comparing
+    the tables (on the same weights, device and package versions they agree).
     """
 
     def __init__(self, out: Path, settings_sha256: str | None = None):

@@ -35,6 +35,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lister_tui.core.engine.registry import ModelEntry
 from lister_tui.core.engine.threads import configure_torch_threads
@@ -323,12 +324,20 @@ def starts_local_cluster(ray, address: str | None) -> bool:
 def init_ray(ray, options: RayOptions) -> Callable[[], None]:
     """``ray.init`` for a sweep; a cluster it starts here listens on 127.0.0.1 only, with no dashboard
     unless ``options.dashboard``. Returns what undoes its changes to the environment (call it after
-    ``ray.shutdown``). To offer a cluster to other machines, start it yourself (``ray start --head
+    ``ray.shutdown``). Its temp folder (sockets, logs, spilled objects) is a new folder of mode 700,
+    not Ray's shared /tmp/ray (mode 777). To offer a cluster to other machines, start it yourself (``ray start --head
     --node-ip-address=<this machine's address>``) and give its address to ``--ray``."""
     kwargs = dict(options.init)
     previous = os.environ.get(LOOPBACK_ENV)
     local = starts_local_cluster(ray, options.address)
+    private = None
     if local:
+        # Ray's own temp folder (/tmp/ray) is made mode 777 for every user of the machine, and holds
+        # the cluster's sockets, logs and object spill; a cluster of ours gets a folder of its own, 700
+        import tempfile
+
+        private = Path(kwargs.get("_temp_dir") or tempfile.mkdtemp(prefix="lister-ray-"))  # mkdtemp: mode 700
+        kwargs["_temp_dir"] = str(private)
         os.environ[LOOPBACK_ENV] = "0"
         constants = ray._private.ray_constants
         was = constants.ENABLE_RAY_CLUSTER
@@ -346,6 +355,8 @@ def init_ray(ray, options: RayOptions) -> Callable[[], None]:
 
     try:
         ray.init(address=options.address or None, log_to_driver=False, **kwargs)
+        if private is not None:
+            os.chmod(private, 0o700)  # Ray makes its temp folder shared (777) as it starts: closed again
     except (ConnectionError, RuntimeError, ValueError) as exc:
         restore()
         raise ListerError(

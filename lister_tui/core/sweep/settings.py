@@ -25,8 +25,7 @@ from lister_tui.core.study.experiment import (
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 from lister_tui.core.sweep.tables import BASE
 
-MAX_K = 1000  # (position, feature) pairs zeroed per sample
-MAX_STEERING_SCALE = 1000.0  # |scale| times the long-minus-short vector
+from lister_tui.core.limits import MAX_K, MAX_LAYER, MAX_SEED, MAX_STEERING_SCALE  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -74,8 +73,8 @@ class SweepSettings:
             raise ListerError(f"no templates given; valid: {', '.join(available_templates(entry))}")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or not 1 <= self.k <= MAX_K:
             raise ListerError(f"k must be an integer in [1, {MAX_K}], got {self.k!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not -(2**63) <= self.seed < 2**63:
-            raise ListerError(f"seed must be an integer in [-2^63, 2^63 - 1] (it is stored as int64), got {self.seed!r:.40}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ListerError(f"seed must be an integer in [0, {MAX_SEED}], got {str(self.seed)[:40]!s}")
         check_device_name(self.device)
         if not isinstance(self.sampling, SamplingSettings):
             raise ListerError(f"sampling must be a temperature, top_p, top_k and max_new_tokens, got {self.sampling!r}")
@@ -84,8 +83,8 @@ class SweepSettings:
             raise ListerError(f"unknown attribution method {self.attribution!r}; valid: {', '.join(ATTRIBUTION_METHODS)}")
         check_ig_steps(self.ig_steps)
         if self.steering:
-            if self.steering_layer is not None and (isinstance(self.steering_layer, bool) or not isinstance(self.steering_layer, int) or self.steering_layer < 0):
-                raise ListerError(f"steering layer {self.steering_layer!r} is out of range; valid: 0 or more")
+            if self.steering_layer is not None and (isinstance(self.steering_layer, bool) or not isinstance(self.steering_layer, int) or not 0 <= self.steering_layer <= MAX_LAYER):
+                raise ListerError(f"steering layer {str(self.steering_layer)[:40]} is out of range; valid: 0..{MAX_LAYER} (a layer of the model)")
             scale = self.steering_scale
             if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or abs(scale) > MAX_STEERING_SCALE:
                 raise ListerError(f"steering scale must be a finite number in [-{MAX_STEERING_SCALE:g}, {MAX_STEERING_SCALE:g}], got {scale!r}")

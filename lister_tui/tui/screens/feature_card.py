@@ -183,6 +183,8 @@ class FeatureCardScreen(Screen[bool]):
 
     def on_card_ready(self, message: CardReady) -> None:
         self.card = message.card
+        for notice in message.card.notices:
+            self.app.notify(visible(notice), title="feature card", severity="warning", timeout=10, markup=False)
         self.query_one("#card-progress").add_class("-done")
         self.show_card()
 
