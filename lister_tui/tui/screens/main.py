@@ -55,6 +55,7 @@ class MainScreen(Screen):
     MainScreen #tabs { height: 10; }
     MainScreen.-tall #tabs { height: 45%; }
     MainScreen TabPane { padding: 0; }
+    MainScreen Footer.-compact FooterLabel { margin: 0 1 0 0; }
     """
 
     def __init__(self, initial: GenerateRequest | None = None) -> None:
@@ -81,7 +82,7 @@ class MainScreen(Screen):
                     with TabPane("Ablation", id="ablation"):
                         yield AblationPanel(id="ablation-panel")
         yield MessageLine(id="message-line")
-        yield Footer()
+        yield Footer(compact=True)  # compact, so that the focus keys fit 80 columns
 
     @property
     def tokens(self) -> TokensPane:

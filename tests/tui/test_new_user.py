@@ -1,0 +1,56 @@
+"""What a new user meets first: the focus keys in the footer at 80 columns, and A saying what it did."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual.widgets import Footer
+from textual.widgets._footer import FooterKey, FooterLabel
+
+from lister_tui.tui.explorer.controller import batch_attributed
+
+from .conftest import settle
+
+
+def test_footer_shows_the_focus_keys_at_80_columns(make_app):
+    async def go():
+        app = make_app(None)
+        async with app.run_test(size=(80, 24)) as pilot:
+            for _ in range(5):
+                await pilot.pause(0.1)
+            footer = app.screen.query_one(Footer)
+            keys = {k.key: k for k in footer.query(FooterKey)}
+            for key in ("S", "T", "F", "1", "2"):
+                assert key in keys, f"{key} not in the footer"
+            palette = next(k for k in keys.values() if k.has_class("-command-palette"))
+            for key in ("S", "T", "F", "1", "2", "g", "a", "r"):
+                region = keys[key].region
+                assert region.width > 0 and region.right <= palette.region.x, (key, region, palette.region)
+            label = next(lbl for lbl in footer.query(FooterLabel))
+            assert "focus" in str(label.render()) and label.region.right <= palette.region.x
+            # and they do what the footer says: S focuses the sample browser, T the tokens
+            await pilot.press("S")
+            assert app.focused is app.screen.query_one("#samples")
+            await pilot.press("T")
+            assert app.focused is app.screen.query_one("#base-view")
+
+    asyncio.run(go())
+
+
+def test_batch_attribution_says_what_it_did(make_app):
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(100, 32)) as pilot:
+            await settle(app, pilot)
+            await pilot.press("A")
+            await settle(app, pilot)
+            n = len(app.workspace.samples)
+            said = [m.text for m in app.messages]
+            assert any(f"attributed {n} of {n} samples" in m and "dataset ranking" in m for m in said), said
+
+    asyncio.run(go())
+
+
+def test_batch_message_names_the_skipped_samples():
+    assert "2 without a complete item skipped" in batch_attributed(4, 6, 3)
+    assert "skipped" not in batch_attributed(6, 6, 3)
