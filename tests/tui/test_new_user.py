@@ -54,3 +54,24 @@ def test_batch_attribution_says_what_it_did(make_app):
 def test_batch_message_names_the_skipped_samples():
     assert "2 without a complete item skipped" in batch_attributed(4, 6, 3)
     assert "skipped" not in batch_attributed(6, 6, 3)
+
+
+def test_batch_legend_is_a_line_of_its_own_not_drawn_over_the_bars(make_app):
+    async def go():
+        from textual_plotext import PlotextPlot
+
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            await pilot.press("B")
+            for _ in range(3):
+                await pilot.pause(0.1)
+            plots = list(app.screen.query(PlotextPlot))
+            assert plots
+            for plot in plots:
+                drawn = plot.render().plain
+                assert "█" in drawn and "base" not in drawn and "ablated" not in drawn
+            legend = str(app.screen.query_one("#batch-legend").render())
+            assert "base lists" in legend and "ablated" not in legend  # no runs yet: no ablated bars
+
+    asyncio.run(go())
