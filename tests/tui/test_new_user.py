@@ -75,3 +75,30 @@ def test_batch_legend_is_a_line_of_its_own_not_drawn_over_the_bars(make_app):
             assert "base lists" in legend and "ablated" not in legend  # no runs yet: no ablated bars
 
     asyncio.run(go())
+
+
+def test_selected_topics_carry_a_mark_not_only_a_colour(make_app):
+    async def go():
+        from lister_tui.tui.screens.generate import GenerateRequest
+        from lister_tui.tui.widgets.check_list import SELECTED_MARK
+
+        app = make_app(None)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+            from lister_tui.tui.screens.generate import GenerateScreen
+
+            app.push_screen(GenerateScreen(GenerateRequest(("short",), ("Fruits", "Rivers"), 1, 0, "code")))
+            await pilot.pause(0.2)
+            topics = app.screen.query_one("#topics")
+            rows = {}
+            for y in range(topics.size.height):
+                line = topics.render_line(y).text
+                for name in ("Fruits", "Rivers", "Animals", "Countries"):
+                    if name in line:
+                        rows[name] = line
+            assert SELECTED_MARK in rows["Fruits"] and SELECTED_MARK in rows["Rivers"]
+            assert SELECTED_MARK not in rows["Animals"] and SELECTED_MARK not in rows["Countries"]
+            # unselected rows differ from selected ones in their characters, not only in colour
+            assert rows["Fruits"].replace("Fruits", "") != rows["Animals"].replace("Animals", "")
+
+    asyncio.run(go())
