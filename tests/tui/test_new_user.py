@@ -102,3 +102,31 @@ def test_selected_topics_carry_a_mark_not_only_a_colour(make_app):
             assert rows["Fruits"].replace("Fruits", "") != rows["Animals"].replace("Animals", "")
 
     asyncio.run(go())
+
+
+def test_features_table_uses_a_wide_terminal_for_labels(make_app):
+    label = "the item marker after a city name, read by the end-of-list switch"
+
+    async def label_width(size) -> tuple[int, str]:
+        from lister_tui.tui.widgets import FeatureTable
+
+        app = make_app()
+        async with app.run_test(size=size) as pilot:
+            await settle(app, pilot)
+            await pilot.press("a")
+            await settle(app, pilot)
+            table = app.screen.query_one("#feature-table", FeatureTable)
+            row = table.rows_shown[0]
+            app.workspace.set_label(row.sae_id, row.feature, label)
+            app.screen.refresh_features()
+            await pilot.pause(0.2)
+            column = table.columns["label"]
+            shown = table.get_row_at(0)[-1].plain
+            fits = column.width + sum(c.width for k, c in table.columns.items() if k != "label") <= table.size.width
+            assert fits or column.width == 18  # narrow: the label column keeps its least width
+            return column.width, shown
+
+    narrow, _ = asyncio.run(label_width((80, 24)))
+    wide, shown = asyncio.run(label_width((160, 48)))
+    assert label in shown
+    assert narrow == 18 and wide >= len(label) + 1  # the whole label shows at 160 columns, not its first 17 characters
