@@ -279,7 +279,7 @@ class FeatureCardScreen(Screen[bool]):
         link = self.lab.entry.feature_link(self.sae_id, self.feature)
         if link is None:
             self.app.copy_to_clipboard(f"{self.lab.entry.name} {self.sae_id} feature {self.feature}")
-            self.notify("copied the feature's id (this model has no feature pages)", timeout=3)
+            self.notify(f"copied the feature's id ({self.lab.entry.no_page_reason(self.sae_id)})", timeout=4)
         else:
             self.app.copy_to_clipboard(link)
             self.notify(f"copied {link}", timeout=4, markup=False)

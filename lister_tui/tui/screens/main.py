@@ -416,7 +416,7 @@ class MainScreen(Screen):
         link = entry.feature_link(row.sae_id, row.feature)
         if link is None:
             self.app.copy_to_clipboard(f"{entry.name} {row.sae_id} feature {row.feature}")
-            self.notify(f"{entry.name} has no Neuronpedia pages; copied the feature id", timeout=3)
+            self.notify(f"{entry.no_page_reason(row.sae_id)}; copied the feature id", timeout=4)
         else:
             self.app.copy_to_clipboard(link)
             self.notify(f"copied {link}", timeout=4)
