@@ -19,3 +19,15 @@ def test_whole_parts_go_highest_rank_first():
 def test_key_figures_alone_are_cut_only_when_nothing_else_is_left():
     line = fit(PARTS, 10)
     assert line.cell_len <= 10 and line.plain.endswith("…")
+
+
+def test_histogram_axis_has_several_round_ticks():
+    from lister_tui.tui.card_render import axis_ticks
+
+    values, labels = axis_ticks(0.7768158912658691)
+    assert labels == ["0.0", "0.2", "0.4", "0.6"] and values[-1] <= 0.7768158912658691
+    for high in (0.0013, 0.05, 1.0, 3.2, 12.5, 250.0, 7e4):
+        values, labels = axis_ticks(high)
+        assert 3 <= len(values) <= 6 and values[-1] <= high * (1 + 1e-9), (high, labels)
+        assert all(len(label) <= 7 for label in labels) and len(set(labels)) == len(labels), labels
+    assert axis_ticks(0.0) == ([0.0], ["0"])
