@@ -85,7 +85,11 @@ def test_the_card_matches_a_brute_force_encoding(tiny, cache):
     assert card.n_firing == int((column > 0).sum())
     assert card.n_tokens == len(column) - sum(doc.count(tiny.ids.bos) for doc in part.docs)
     assert card.density == pytest.approx(card.n_firing / card.n_tokens)
-    np.testing.assert_allclose([c.activation for c in card.contexts], np.sort(column)[::-1][:5], rtol=1e-5)
+    # the strongest firings, one line per distinct window: every firing looked at is one of them or a repeat
+    strongest = np.sort(column)[::-1][: sum(c.repeats for c in card.contexts)]
+    assert card.contexts[0].activation == pytest.approx(strongest[0], rel=1e-5)
+    assert all(np.isclose(strongest, c.activation, rtol=1e-5).any() for c in card.contexts)
+    assert len({(c.tokens, c.index) for c in card.contexts}) == len(card.contexts) == 5
     assert sum(card.histogram_counts) == card.n_firing
     # each context's token is the token at its position in its document, highlighted in its window
     for c in card.contexts:
@@ -270,3 +274,22 @@ def test_a_sessions_own_lists_are_part_of_the_corpus(tiny, cache, held_out_lists
     card = feature_card(tiny, "res_0", top.feature, own, k=50, cache=cache)
     assert {c.source for c in card.contexts} <= {f"session samples: key-{i}" for i in range(3)}
     assert any(c.source == "session samples: key-0" and c.position == top.pos for c in card.contexts)
+
+
+def test_identical_windows_show_once_with_their_count_so_distinct_contexts_appear(tiny, cache):
+    """A token-level feature fires on the same window in every copy of a text: 20 identical lines
+    told nothing; now each window shows once with ×N and the other contexts get their lines."""
+    from lister_tui.tui.card_render import contexts_lines, top_title
+
+    texts = [e.text for e in make_corpus(4, seed=3)]
+    part = part_from_texts(tiny, "copies", [texts[0]] * 12 + texts[1:], [f"doc {i}" for i in range(15)])
+    dense = encode_all(tiny, "res_0", part)
+    first_doc = len(part.docs[0])
+    feature = int(np.argmax(dense[:first_doc].max(0)))  # the strongest feature of the copied text
+    card = feature_card(tiny, "res_0", feature, Corpus((part,)), k=6, cache=cache)
+    windows = [(c.tokens, c.index) for c in card.contexts]
+    assert len(set(windows)) == len(windows)  # no two lines alike
+    assert card.contexts[0].repeats >= 12  # the copied text's window, once, with its count
+    assert sum(c.repeats for c in card.contexts) > len(card.contexts)
+    shown = contexts_lines(card.contexts, top_title(card.contexts), 120).plain
+    assert f"×{card.contexts[0].repeats}" in shown and "distinct contexts" in shown

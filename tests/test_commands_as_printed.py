@@ -72,3 +72,54 @@ def test_sessions_listing_fits_80_columns(tmp_path, monkeypatch):
     header = next(line for line in lines if "name" in line and "samples" in line)
     assert "runs" in header and "updated" in header
     assert "lister-tiny-2026-12-02-151530" in result.output  # the name whole, on one line
+
+
+def _explorer_exits_after(monkeypatch, then):
+    """The explorer as `lister-tui` starts it, with ``then(app)`` in place of the user's session."""
+    from lister_tui.tui.app import ListerApp
+
+    monkeypatch.setattr(ListerApp, "run", lambda self, *a, **kw: then(self))
+
+
+def test_exit_line_names_the_session_saved_as_not_the_first(tmp_path, monkeypatch):
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from lister_tui.cli import app as cli
+    from lister_tui.core.sessions.store import SessionStore
+
+    monkeypatch.setenv("LISTER_TUI_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("LISTER_TUI_SESSIONS", str(tmp_path / "default"))
+    folder = tmp_path / "sessions"
+
+    def save_as_renamed(app):  # what ctrl+s "save as" does once a name is chosen
+        app.autosaver.reset(SessionStore.new(folder, "renamed"), None)
+        app.save_workspace(app.session, app.workspace)
+
+    _explorer_exits_after(monkeypatch, save_as_renamed)
+    result = CliRunner().invoke(cli, ["--sessions-dir", str(folder), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    said = result.stderr.replace("\n", "")
+    assert f"session saved in {folder / 'renamed'}" in said
+    assert "lister-tui open renamed --sessions-dir" in said
+    assert "lister-tiny-" not in said  # the session it started as was never written, and is not named
+
+    # `lister-tui open NAME` says the same at exit
+    _explorer_exits_after(monkeypatch, lambda app: None)
+    result = CliRunner().invoke(cli, ["open", "renamed", "--sessions-dir", str(folder), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert f"(reopen: lister-tui open renamed --sessions-dir {shlex.quote(str(folder))})" in result.stderr.replace("\n", "")
+
+
+def test_exit_line_of_a_session_outside_the_folder_names_its_path(tmp_path):
+    from lister_tui.cli.explore import exit_line
+    from lister_tui.core.sessions.store import SessionStore
+
+    outside = tmp_path / "elsewhere" / "s"
+    store = SessionStore(outside)
+    assert exit_line(store, tmp_path / "sessions") is None  # never saved: nothing to reopen
+    assert exit_line(None, tmp_path / "sessions") is None
+    (outside).mkdir(parents=True)
+    (outside / "manifest.json").write_text("{}")
+    assert exit_line(store, tmp_path / "sessions").endswith(f"(reopen: lister-tui open {outside})")

@@ -109,3 +109,18 @@ def test_list_metrics_use_the_style_of_the_token_ids():
     tokens = [12, 11, 5, 2, 13, 11, 5, 2, 13, 11, 6, 2, 4]
     m = list_metrics(tokens, 2, NUMBERED, decode)
     assert m.n_items == 3 and m.repeated_items == 1 and m.reached_end
+
+
+def test_a_trailing_empty_marker_line_is_no_item_and_is_counted_on_its_own():
+    from lister_tui.core.engine.listing import empty_items_from_text, empty_marker_lines
+
+    # "- Apple\n- Pear\n- \n<end>": two items, then a "- " line the model opened and left empty
+    tokens = [9, 1, 5, 2, 1, 6, 2, 1, 3, 2, 4]
+    m = list_metrics(tokens, prompt_len=2, ids=IDS, decode=decode)
+    assert (m.n_items, m.empty_items) == (2, 1)
+    assert empty_marker_lines(tokens, IDS, parse_structure(tokens, IDS, 1), 1) == 1  # the same from the tokens alone
+    # a lone "-" right before the end, and one in the middle, count too; a list without one has 0
+    assert empty_items_from_text(" Apple\n-\n- Pear\n-") == 2
+    assert empty_items_from_text(" Apple\n- Pear") == 0
+    assert list_metrics([9, 1, 5, 2, 1, 6, 2, 4], 2, IDS, decode).empty_items == 0
+    assert empty_items_from_text(" Fig\n2. \n3. Kiwi", "1.") == 1

@@ -206,3 +206,20 @@ def test_repeat_command_carries_adhoc_sites_and_the_registry_file(tmp_path, monk
     use_registry_files([mine])
     user = get_entry("my-tiny")
     assert SweepSettings(model="my-tiny").cli_args(user)[:4] == ["--registry", str(mine), "--model", "my-tiny"]
+
+
+def test_study_entry_links_each_loaded_sae_to_its_own_page_or_says_it_has_none():
+    entry = get_entry("gemma-2-2b-it-study")
+    directory = saes_directory()
+    # layer 5 loads average_l0_143: its own page, not the canonical SAE's
+    assert entry.site("res_5").sae_id == "layer_5/width_16k/average_l0_143"
+    assert entry.feature_link("res_5", 7) == "https://www.neuronpedia.org/gemma-2-2b/5-gemmascope-res-16k__l0-143/7"
+    for layer in (0, 10, 15, 20):  # no page in SAELens' directory: no link, and the reason
+        site = entry.site(f"res_{layer}")
+        assert directory[site.release].neuronpedia_id.get(site.sae_id) is None
+        assert entry.feature_link(f"res_{layer}", 7) is None
+        assert "has no Neuronpedia page" in entry.no_page_reason(f"res_{layer}") and site.sae_id in entry.no_page_reason(f"res_{layer}")
+    # the canonical attention SAEs keep their pages; the plain entry's canonical residual ones too
+    assert entry.feature_link("attn_2", 7) == "https://www.neuronpedia.org/gemma-2-2b/2-gemmascope-att-16k/7"
+    assert get_entry("gemma-2-2b-it").feature_link("res_5", 7) == "https://www.neuronpedia.org/gemma-2-2b/5-gemmascope-res-16k/7"
+    assert "res_10" in entry.description and "none" in entry.description

@@ -317,3 +317,32 @@ def test_a_session_saved_before_the_attribution_method_column_reads_as_activatio
     assert ws.state(first).attribution["attn_1"].method == "ig"  # what was saved, before the columns were dropped
     assert {a.method for a in opened.state(first).attribution.values()} == {"grad"}
     assert {a.ig_steps for a in opened.state(first).attribution.values()} == {0}
+
+
+def test_a_session_saved_before_the_empty_items_column_counts_them_from_its_tokens(tmp_path):
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    from dataclasses import replace
+
+    from session_fixtures import IDS
+    from lister_tui.core.engine.listing import parse_structure
+
+    ws = Workspace("fake-model")
+    # two items, then a trailing "- " line the model left empty before the end token
+    sample = make_sample("short", "Fruits", 0, 11, [[8, 9], [10]], [False, False])
+    tokens = list(sample.tokens[:-1]) + [2, 3, 4, 5]
+    sample = replace(sample, tokens=tuple(tokens), structure=parse_structure(tokens, IDS, sample.prompt_len - 1), metrics=replace(sample.metrics, empty_items=1))
+    (key,) = ws.add_samples([sample], "code")
+    manifest = save(ws, tmp_path / "s")
+    assert read_session(tmp_path / "s").workspace.state(key).sample.metrics.empty_items == 1  # saved as a column
+    info = manifest["tables"]["samples"]
+    path = tmp_path / "s" / info["file"]
+    older = pq.read_table(path)
+    assert older.column("empty_items").to_pylist() == [1]
+    pq.write_table(older.drop_columns(["empty_items"]), path)
+    info["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(manifest))
+    opened = read_session(tmp_path / "s").workspace.state(key).sample.metrics
+    assert (opened.n_items, opened.empty_items) == (2, 1)  # the older file: counted from the saved tokens

@@ -84,3 +84,15 @@ def test_the_item_rule_the_tables_state_is_the_code_s():
     # ... an item cut off after some text is one, and a line not starting with the marker is not
     assert items_from_text(" Apple\n- Pe") == ["Apple", "Pe"]
     assert items_from_text(" Apple\nPear") == ["Apple"]
+
+
+def test_empty_marker_lines_have_their_own_column_and_older_rows_read_as_missing():
+    from lister_tui.core.engine.listing import empty_items_from_text
+    from lister_tui.core.sweep.tables import describe, generations_frame
+
+    assert "not items" in describe("empty_items") and "empty_items" in describe("n_items")
+    counted = _row(BASE, "none", None, 0, "", 2) | {"empty_items": empty_items_from_text(" Apple\n- Pear\n- ")}
+    older = {k: v for k, v in _row(BASE, "none", None, 1, "", 3).items() if k != "empty_items"}  # a shard from before the column
+    frame = generations_frame([counted, older])
+    assert frame["empty_items"].iloc[0] == 1 and frame["empty_items"].isna().iloc[1]
+    assert list(frame["n_items"]) == [2, 3]

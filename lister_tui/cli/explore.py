@@ -68,9 +68,30 @@ def main_callback(
     from lister_tui.tui.app import ListerApp
 
     store = SessionStore(folder / default_name(loaded.entry.name)) if autosave else None
-    ListerApp(loaded, session=store, sessions_dir=folder, persist=True).run()
-    if store is not None and (store.path / "manifest.json").exists():
-        say(f"session saved in {store.path} (reopen: {reopen_command(store.name, folder)})", err=True)
+    explorer = ListerApp(loaded, session=store, sessions_dir=folder, persist=True)
+    explorer.run()
+    say_reopen(explorer.session, folder)
+
+
+def say_reopen(store, folder: Path) -> None:
+    """At exit, where the session the explorer ended on lives and how to reopen it: after
+    *save as* or ctrl+O that is the new or opened one, not the one it started with."""
+    line = exit_line(store, folder)
+    if line is not None:
+        say(line, err=True)
+
+
+def exit_line(store, folder: Path) -> str | None:
+    """The line printed at exit for ``store`` (None without a session or before its first save)."""
+    if store is None or not (store.path / "manifest.json").exists():
+        return None
+    if Path(store.path).resolve().parent == Path(folder).resolve():
+        command = reopen_command(store.name, folder)
+    else:  # a session opened by its path, outside the sessions folder
+        import shlex
+
+        command = f"lister-tui open {shlex.quote(str(store.path))}"
+    return f"session saved in {store.path} (reopen: {command})"
 
 
 def reopen_command(name: str, folder: Path) -> str:
@@ -132,7 +153,9 @@ def open_command(
         say(view.banner, err=True)
     from lister_tui.tui.app import ListerApp
 
-    ListerApp(
+    explorer = ListerApp(
         view.lab, initial=None, workspace=view.opened.workspace, session=view.store, sessions_dir=folder, banner=view.banner,
         notice=view.notice, session_name=view.opened.name, persist=True,
-    ).run()
+    )
+    explorer.run()
+    say_reopen(explorer.session, folder)

@@ -67,16 +67,31 @@ def sparkline(counts, width: int = 30) -> str:
     return "".join(BARS[0 if n == 0 else max(1, round(n / top * (len(BARS) - 1)))] for n in counts[:width])
 
 
+def top_title(contexts) -> str:
+    """The top contexts' heading: "distinct" (and how many firings they stand for) when
+    identical windows were folded into one line with ×N."""
+    n = len(contexts)
+    firings = sum(getattr(c, "repeats", 1) for c in contexts)
+    if firings == n:
+        return f"Top {n} contexts"
+    return f"Top {n} distinct contexts (of the {firings} strongest firings; ×N: that many identical windows)"
+
+
 def contexts_lines(contexts, title: str, width: int = 100, brackets: bool = True) -> Text:
-    """One line per context: activation, the window (the token kept in view) and where it comes from."""
+    """One line per context: activation, the window (the token kept in view), how many firings
+    share that window (×N, when more than one) and where it comes from."""
+    repeats = any(getattr(c, "repeats", 1) > 1 for c in contexts)
+    count_width = max((len(f" ×{c.repeats}") for c in contexts), default=0) if repeats else 0
     context_width = max(20, min(60, width - 8 - 24))
-    source_width = max(0, width - 8 - context_width - 2)
+    source_width = max(0, width - 8 - context_width - 2 - count_width)
     text = Text(visible(title), style="bold")
     for c in contexts:
         line = Text(f"\n{c.activation:6.2f}  ")
         window = context_text(c, context_width, brackets)
         window.pad_right(context_width - len(window))
         line.append_text(window)
+        if repeats:
+            line.append(f" ×{c.repeats}".ljust(count_width) if c.repeats > 1 else " " * count_width, style="bold")
         if source_width >= 8:
             source = Text("  " + visible(c.source.split(": ", 1)[-1]), style="dim")
             source.truncate(source_width + 2, overflow="ellipsis")
@@ -113,6 +128,23 @@ def summary_text(card: FeatureCard) -> Text:
     return text
 
 
+def axis_ticks(high: float, most: int = 6) -> tuple[list[float], list[str]]:
+    """Ticks for an axis from 0 to ``high``: round steps (1, 2, 2.5 or 5 × 10^k), at least
+    three ticks and at most ``most``, labelled with as few decimals as the step needs."""
+    import math
+
+    if not math.isfinite(high) or high <= 0:
+        return [0.0], ["0"]
+    raw = high / max(2, most - 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    while high / step < 2 and step > power / 10:  # at least three ticks (0, step, 2·step)
+        step /= 2
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) + (1 if round(step / 10 ** math.floor(math.log10(step)), 6) == 2.5 else 0)
+    values = [i * step for i in range(int(high / step + 1e-9) + 1)]
+    return values, [f"{v:.{decimals}f}" for v in values]
+
+
 def histogram_text(card: FeatureCard) -> Text:
     if not card.histogram_counts:
         return Text("histogram: the feature never fires on this corpus")
@@ -146,7 +178,7 @@ def strip_text(tokens, activations, width: int = 100) -> Text:
 
 def card_renderable(card: FeatureCard, width: int = 100) -> Group:
     """The whole card, for a console ``width`` columns wide."""
-    parts = [summary_text(card), Text(""), contexts_lines(card.contexts, f"Top {len(card.contexts)} contexts", width)]
+    parts = [summary_text(card), Text(""), contexts_lines(card.contexts, top_title(card.contexts), width)]
     for g in card.intervals:
         if g.contexts:
             parts.append(contexts_lines(g.contexts, f"Interval ({g.low:.2f}, {g.high:.2f}]: {g.share:.1%} of firings", width))

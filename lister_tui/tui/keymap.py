@@ -21,6 +21,12 @@ class KeySpec:
     show: bool = False  # in the footer
     palette: bool = True  # offered by the command palette
     key_display: str | None = None
+    group: str | None = None  # keys of one group show together in the footer, under this word
+
+
+# The focus keys: shown in the footer (as one group, so they fit 80 columns), since the arrow
+# keys act on the focused pane and a new user must know how to pick a list.
+FOCUS_GROUP = "focus"
 
 
 APP_KEYS: tuple[KeySpec, ...] = (
@@ -55,15 +61,15 @@ MAIN_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.feature_card", "enter", "feature_card", "Card", "Open the highlighted feature's card: top contexts, density, logit effects, label (also enter on a row of the features table or the ablation list)"),
     KeySpec("lister.copy_link", "y", "copy_link", "Copy link", "Copy the highlighted feature's Neuronpedia link (or its id) to the clipboard (OSC 52)"),
     KeySpec("lister.copy_text", "Y", "copy_text", "Copy text", "Copy the sample's real text to the clipboard"),
-    KeySpec("lister.matrix", "x", "matrix", "Matrix", "Feature expression matrix: features x samples, clustered, per SAE", True),
+    KeySpec("lister.matrix", "x", "matrix", "Matrix", "Feature expression matrix: features x samples, clustered, per SAE"),
     KeySpec("lister.batch", "B", "batch", "Batch", "Batch view: items per list per template, base vs ablated (and the sweep's Δitems per condition)"),
     KeySpec("lister.circuit", "C", "app.circuit", "Circuit", "Circuit of this sample: how the features connect across SAEs, and how faithful it is (a screen)"),
     KeySpec("lister.sidebar", "b", "sidebar", "Samples", "Show or hide the sample browser"),
-    KeySpec("lister.focus_tokens", "T", "focus_tokens", "Tokens", "Focus the token view (arrow keys move the token cursor)"),
-    KeySpec("lister.focus_samples", "S", "focus_samples", "Samples list", "Focus the sample browser"),
-    KeySpec("lister.focus_features", "F", "focus_features", "Features list", "Focus the features table"),
-    KeySpec("lister.tab_features", "1", "tab('features')", "Features tab", "Show the features tab"),
-    KeySpec("lister.tab_ablation", "2", "tab('ablation')", "Ablation tab", "Show the ablation tab (active features, deltas)"),
+    KeySpec("lister.focus_samples", "S", "focus_samples", "Samples list", "Focus the sample browser (arrow keys pick a list)", True, group=FOCUS_GROUP),
+    KeySpec("lister.focus_tokens", "T", "focus_tokens", "Tokens", "Focus the token view (arrow keys move the token cursor)", True, group=FOCUS_GROUP),
+    KeySpec("lister.focus_features", "F", "focus_features", "Features list", "Focus the features table", True, group=FOCUS_GROUP),
+    KeySpec("lister.tab_features", "1", "tab('features')", "Features tab", "Show the features tab", True, group=FOCUS_GROUP),
+    KeySpec("lister.tab_ablation", "2", "tab('ablation')", "Ablation tab", "Show the ablation tab (active features, deltas)", True, group=FOCUS_GROUP),
     KeySpec("lister.remove_sample", "delete", "remove_sample", "Remove", "Remove the selected sample (asks first; u brings it back, even after a save)"),
     KeySpec("lister.undo_remove", "u", "undo_remove", "Undo remove", "Bring back the last removed sample with its attributions and runs"),
     KeySpec("lister.note", "n", "note", "Note", "Write a note on this sample (saved with the session)"),
@@ -125,7 +131,11 @@ CIRCUIT_KEYS: tuple[KeySpec, ...] = (
 
 
 def bindings(specs: tuple[KeySpec, ...]) -> list[Binding]:
-    return [Binding(s.key, s.action, s.title, show=s.show, key_display=s.key_display, id=s.id) for s in specs]
+    groups = {s.group: Binding.Group(s.group, compact=False) for s in specs if s.group is not None}
+    return [
+        Binding(s.key, s.action, s.title, show=s.show, key_display=s.key_display, id=s.id, group=groups.get(s.group))
+        for s in specs
+    ]
 
 
 def key_label(spec: KeySpec, keymap: dict[str, str] | None = None) -> str:

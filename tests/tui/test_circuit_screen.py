@@ -59,6 +59,11 @@ async def _shows_nodes(tiny, short_sample, size):
         assert grid.selected is not None and grid.selected.id == "metric"
         text = grid.render().plain
         assert "attn_2" in text and "metric" in text
+        # the title keeps its key figures whole at every width (dropping whole parts, not cutting one)
+        title = str(screen.query_one("#circuit-title").render())
+        assert f"circuit {circuit.recovered:.2f}, complete {circuit.completeness:.2f}" in title, title
+        assert f"0.8 at N={circuit.n_for(0.8)}" in title and "…" not in title
+        assert len(title) <= size[0] - 2
         # one step down from the metric is the last site at the attribution position: a parent of the metric
         await pilot.press("down")
         node = grid.selected

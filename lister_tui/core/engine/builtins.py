@@ -44,6 +44,12 @@ def study_residual_sae_id(layer: int, directory: dict | None = None) -> str:
     return prefix + min(suffixes)  # text order, as the study's code compared them
 
 
+def neuronpedia_ids(sites: tuple[SAESite, ...], directory: dict) -> dict[str, str | None]:
+    """Each site's Neuronpedia id as SAELens' directory records it (None: the SAE has no page),
+    so that a link names the SAE that is loaded, not the canonical one of its layer."""
+    return {s.id: directory[s.release].neuronpedia_id.get(s.sae_id) for s in sites if s.release in directory}
+
+
 def _lister_tiny() -> ModelEntry:
     from lister_tui.organism.paths import N_LAYERS, weights_dir
 
@@ -92,12 +98,18 @@ def _gemma_2_2b_it_study() -> ModelEntry:
     res = tuple(SAESite(f"res_{l}", "res", l, STUDY_RES_RELEASE, study_residual_sae_id(l, directory)) for l in GEMMA_RES_LAYERS)
     from dataclasses import replace
 
+    sites = attn + res
+    pages = neuronpedia_ids(sites, directory)
+    no_page = [site for site, page in pages.items() if page is None]
     return replace(
         base,
+        extra={**base.extra, "neuronpedia_ids": pages},
         name="gemma-2-2b-it-study",
         description="Gemma 2 2B it with the study code's exact residual SAEs (per layer the 16k average_l0 SAE "
-        "first in text order); attention SAEs canonical (the study's choice is not established).",
-        sites=attn + res,
+        "first in text order); attention SAEs canonical (the study's choice is not established). "
+        "Feature links go to each loaded SAE's own Neuronpedia page"
+        + (f" ({', '.join(no_page)}: none)." if no_page else "."),
+        sites=sites,
     )
 
 

@@ -19,6 +19,7 @@ KIND_LABELS = {"res": "residual", "attn": "attention", "mlp": "MLP"}
 KIND_HOOKS = {"res": "hook_resid_post", "attn": "attn.hook_z", "mlp": "hook_mlp_out"}
 HOOK_PATTERN = re.compile(r"^blocks\.(\d+)\.(hook_resid_pre|hook_resid_mid|hook_resid_post|hook_mlp_out|attn\.hook_z|hook_attn_out)$")
 LENGTH_GROUPS = ("short", "long", "unspecified", "neutral")
+NEURONPEDIA = "https://www.neuronpedia.org"
 
 
 def kind_of_hook(hook_name: str) -> tuple[SAEKind, int]:
@@ -131,10 +132,24 @@ class ModelEntry:
         return f"{self.chat_prefix}{user_text}{self.chat_suffix}{self.item_marker}"
 
     def feature_link(self, sae_id: str, index: int) -> str | None:
+        """The page of feature ``index`` of ``sae_id``; None where that SAE has no page. An entry
+        may name each site's Neuronpedia id (``extra["neuronpedia_ids"]``, None: no page), which
+        wins over ``feature_url``: a non-canonical SAE must not link to the canonical one's page."""
+        pages = self.extra.get("neuronpedia_ids")
+        if pages is not None and sae_id in pages:
+            self.site(sae_id)
+            return None if pages[sae_id] is None else f"{NEURONPEDIA}/{pages[sae_id]}/{index}"
         if self.feature_url is None:
             return None
         s = self.site(sae_id)
         return self.feature_url.format(layer=s.layer, kind="att" if s.kind == "attn" else s.kind, index=index)
+
+    def no_page_reason(self, sae_id: str) -> str:
+        """Why ``sae_id``'s features have no page (where :meth:`feature_link` is None)."""
+        pages = self.extra.get("neuronpedia_ids")
+        if pages is not None and pages.get(sae_id, "") is None:
+            return f"{sae_id} ({self.site(sae_id).source_text}) has no Neuronpedia page"
+        return f"{self.name} has no feature pages"
 
     def with_sites(self, extra: tuple[SAESite, ...]) -> ModelEntry:
         """This entry with more sites (a run's ad-hoc ``--sae``); an id already taken is an error."""

@@ -7,6 +7,16 @@ one before that when it is the filler blank. The attribution position is the las
 item's last token. Text metrics follow the study: items are lines starting with
 "-", repeated items are ``len(items) - len(set(items))``, and the Shannon index is
 taken per generation (the code's) or pooled over a topic's generations (the post's).
+
+**What is an item.** A line that starts with the list marker and has text after it (the
+text stripped of spaces). A marker line with no text — a lone ``-``, or ``- `` with only a
+blank, most often the last line before the end token (the model opened one more item and
+then ended the list) — is *not* an item: ``n_items`` leaves it out, as the study's code
+did. Such lines are counted on their own, in ``empty_items`` (the list metrics, the
+session's tables, the sweep's generations table and the exports), so that a reader can see
+them instead of finding that a list of "5 items" shows six markers. Sessions written before
+that column existed get it from the saved tokens when read (a marker followed by nothing
+but blank tokens up to the line break or the end).
 """
 
 from __future__ import annotations
@@ -45,6 +55,23 @@ class ListStructure:
     @property
     def filler_items(self) -> tuple[int, ...]:
         return tuple(item.index for item in self.items if item.has_filler)
+
+
+def empty_marker_lines(tokens: Sequence[int], ids: TokenIds, structure: ListStructure, first_marker_pos: int) -> int:
+    """Marker lines with nothing but blank tokens after the marker, up to the line break or the
+    end (``empty_items`` of a session saved before that column; see the module's item rule)."""
+    stop_at = structure.end_pos if structure.end_pos is not None else len(tokens)
+    count = 0
+    line: list[int] = []
+    for pos in range(first_marker_pos, stop_at + 1):
+        tok = tokens[pos] if pos < stop_at else None
+        if tok is None or tok == ids.newline:
+            if line and line[0] == ids.item_marker and all(t == ids.blank for t in line[1:]):
+                count += 1
+            line = []
+        else:
+            line.append(tok)
+    return count
 
 
 def parse_structure(tokens: Sequence[int], ids: TokenIds, first_marker_pos: int) -> ListStructure:
@@ -92,24 +119,33 @@ def parse_structure(tokens: Sequence[int], ids: TokenIds, first_marker_pos: int)
     return ListStructure(tuple(items), tuple(fillers), end_pos, attribution_pos)
 
 
-def items_from_text(continuation: str, item_marker: str = "-") -> list[str]:
-    """Item names of a list, from the text after the prompt's final marker.
-
-    ``item_marker`` is the list style: lines starting with it ("-", "*") are items;
-    with "1." lines starting with a number and a dot are."""
+def _marker_lines(continuation: str, item_marker: str) -> list[str]:
+    """The text after the marker of every line that starts with one (the prompt's final marker
+    opens the first line), stripped."""
     text = ("1." if item_marker == NUMBERED else item_marker) + continuation
     names = []
     for line in text.split("\n"):
         if item_marker == NUMBERED:
             match = _NUMBERED_LINE.match(line)
-            name = match.group(1).strip() if match else ""
+            if match:
+                names.append(match.group(1).strip())
         elif line.startswith(item_marker):
-            name = line[len(item_marker) :].strip()
-        else:
-            name = ""
-        if name:
-            names.append(name)
+            names.append(line[len(item_marker) :].strip())
     return names
+
+
+def items_from_text(continuation: str, item_marker: str = "-") -> list[str]:
+    """Item names of a list, from the text after the prompt's final marker.
+
+    ``item_marker`` is the list style: lines starting with it ("-", "*") are items;
+    with "1." lines starting with a number and a dot are. A marker line with no text is
+    no item (the module's item rule); :func:`empty_items_from_text` counts those."""
+    return [name for name in _marker_lines(continuation, item_marker) if name]
+
+
+def empty_items_from_text(continuation: str, item_marker: str = "-") -> int:
+    """Marker lines with no text after the marker (a trailing ``- `` before the end): not items."""
+    return sum(1 for name in _marker_lines(continuation, item_marker) if not name)
 
 
 def shannon_index(names: Iterable[str]) -> float:
@@ -131,6 +167,7 @@ class ListMetrics:
     filler_items: tuple[int, ...]
     reached_end: bool
     metric_at_attribution: float | None = None
+    empty_items: int = 0  # marker lines with no text (not items; see the module's item rule)
 
 
 def list_metrics(
@@ -142,7 +179,8 @@ def list_metrics(
 ) -> ListMetrics:
     structure = parse_structure(tokens, ids, prompt_len - 1)
     stop_at = structure.end_pos if structure.end_pos is not None else len(tokens)
-    names = items_from_text(decode(list(tokens[prompt_len:stop_at])), ids.style)
+    text = decode(list(tokens[prompt_len:stop_at]))
+    names = items_from_text(text, ids.style)
     return ListMetrics(
         n_items=len(names),
         n_tokens=len(tokens) - prompt_len,
@@ -152,6 +190,7 @@ def list_metrics(
         filler_items=structure.filler_items,
         reached_end=structure.end_pos is not None,
         metric_at_attribution=metric_at_attribution,
+        empty_items=empty_items_from_text(text, ids.style),
     )
 
 

@@ -38,7 +38,7 @@ from lister_tui.core.study.columns import current_name, migrate_frame
 
 FORMATS = {"csv": "csv", "parquet": "parquet", "markdown": "md", "latex": "tex"}
 TABLES = ("generations", "attributions", "ablations", "labels", "sae_summary", "circuits", "circuit_nodes", "circuit_edges")
-_LIST_METRICS = ("n_items", "n_tokens", "repeated_items", "diversity", "filler_count", "reached_end", "metric_at_attribution")
+_LIST_METRICS = ("n_items", "n_tokens", "repeated_items", "diversity", "filler_count", "empty_items", "reached_end", "metric_at_attribution")
 # a metric's column: the workspace's field name under the tables' name (metric_at_attribution is the
 # plain model's metric at the list's own last item: plain_metric_at_last_item)
 _COLUMN = {name: current_name(name) for name in (*_LIST_METRICS, *DELTA_METRICS)}

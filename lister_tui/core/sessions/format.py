@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from lister_tui.core.engine.generation import ListSample
-from lister_tui.core.engine.listing import ListMetrics, parse_structure
+from lister_tui.core.engine.listing import ListMetrics, empty_marker_lines, parse_structure
 from lister_tui.core.engine.loading import TokenIds
 from lister_tui.core.engine.prompts import PromptSpec
 from lister_tui.core.errors import ListerError
@@ -36,8 +36,8 @@ from lister_tui.core.study.settings import SAMPLING_PRESETS
 # them, and readers fill in the default.
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "attribution_summary": ("method", "ig_steps"),
-    "samples": ("removed",),
-    "runs": ("activations_zeroed",),
+    "samples": ("removed", "empty_items"),
+    "runs": ("activations_zeroed", "base_empty_items", "ablated_empty_items"),
 }
 
 
@@ -61,6 +61,7 @@ def _gen_row(s: ListSample, prefix: str = "") -> dict:
         prefix + "filler_items": list(m.filler_items),
         prefix + "reached_end": m.reached_end,
         prefix + "metric_at_attribution": None if m.metric_at_attribution is None else float(m.metric_at_attribution),
+        prefix + "empty_items": m.empty_items,
     }
 
 
@@ -214,6 +215,12 @@ def _sample_from(row: dict, spec: PromptSpec, ids: TokenIds, prefix: str, where:
         filler_items=tuple(int(i) for i in row[prefix + "filler_items"] or ()),
         reached_end=bool(row[prefix + "reached_end"]),
         metric_at_attribution=None if row[prefix + "metric_at_attribution"] is None else float(row[prefix + "metric_at_attribution"]),
+        # a session saved before the column: counted from the saved tokens
+        empty_items=(
+            empty_marker_lines(tokens, ids, structure, prompt_len - 1)
+            if row.get(prefix + "empty_items") is None
+            else int(row[prefix + "empty_items"])
+        ),
     )
     prefix_len = row[prefix + "prefix_len"]
     return ListSample(spec, prompt_len, tokens, bool(row[prefix + "stopped"]), structure, metrics, None if prefix_len is None else int(prefix_len))

@@ -41,6 +41,7 @@ _METRIC_FIELDS = [
     pa.field("filler_items", pa.list_(pa.int64())),
     pa.field("reached_end", pa.bool_()),
     pa.field("metric_at_attribution", pa.float64()),
+    pa.field("empty_items", pa.int64()),  # marker lines with no text; absent in older sessions (read from the tokens)
 ]
 
 

@@ -43,6 +43,9 @@ class Context:
     tokens: tuple[str, ...]  # the window's token strings
     index: int  # of the activating token within ``tokens``
     window_activations: tuple[float, ...]  # the feature's activation at each window token
+    # firings with this same window (tokens and activating token) among those scanned for the top
+    # contexts: a token-level feature fires on many identical windows, shown once with "×N"
+    repeats: int = 1
 
     @property
     def token(self) -> str:
@@ -62,6 +65,7 @@ class Context:
             "tokens": list(self.tokens),
             "index": self.index,
             "window_activations": list(self.window_activations),
+            "repeats": self.repeats,
         }
 
 
@@ -260,6 +264,31 @@ def _context(lab: LoadedModel, merged: _Merged, j: int, window: tuple[int, int],
     )
 
 
+SCAN_PER_CONTEXT = 25  # firings looked at per top context wanted, to find distinct windows
+
+
+def _distinct_top(lab: LoadedModel, merged: _Merged, order: np.ndarray, k: int, window: tuple[int, int], strings) -> tuple[tuple[Context, ...], np.ndarray]:
+    """The ``k`` strongest firings whose windows differ (the same tokens around the same
+    activating token count once, with ``repeats``: the identical windows among the firings
+    looked at), going down the firings until ``k`` differ or ``SCAN_PER_CONTEXT · k`` have
+    been looked at; and every firing looked at (the interval samples leave them out)."""
+    from dataclasses import replace
+
+    found: dict[tuple, Context] = {}
+    scanned = 0
+    for j in order[: SCAN_PER_CONTEXT * k]:
+        c = _context(lab, merged, int(j), window, strings)
+        key = (c.tokens, c.index)
+        if key in found:
+            found[key] = replace(found[key], repeats=found[key].repeats + 1)
+        elif len(found) < k:
+            found[key] = c
+        else:
+            break
+        scanned += 1
+    return tuple(found.values()), order[:scanned]
+
+
 def _strings(lab: LoadedModel):
     memo: dict[int, str] = {}
 
@@ -357,8 +386,7 @@ def feature_card(
     merged = _merge(parts, feature)
     strings = _strings(lab)
     order = np.argsort(-merged.values, kind="stable")
-    top = order[:k]
-    contexts = tuple(_context(lab, merged, int(j), window, strings) for j in top)
+    contexts, top = _distinct_top(lab, merged, order, k, window, strings)
     groups = tuple(
         IntervalGroup(low, high, share, tuple(_context(lab, merged, int(j), window, strings) for j in chosen))
         for low, high, share, chosen in _intervals(merged, top, n_intervals, per_interval, feature)

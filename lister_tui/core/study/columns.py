@@ -28,8 +28,9 @@ ITEM_RULE = (
     "items are the lines of the continuation, up to the end token, that start with the list marker ('-'; '*' or "
     "'N.' for those list styles) and have text after it; a marker line with no text (a lone '-', e.g. one cut "
     "off by the token cap right after the marker) is not an item, while an item cut off by the cap after some "
-    "text is counted"
+    "text is counted; marker lines with no text are counted in empty_items"
 )
+EMPTY_ITEMS_OLD = "missing in tables written before the column existed (sessions read it from their saved tokens)"
 
 # old name -> new name; a column holding the old name as a whole word part is renamed
 OLD_NAMES: Mapping[str, str] = {"metric_at_attribution": PLAIN_METRIC}

@@ -69,6 +69,7 @@ def generation_row(loaded: LoadedModel, s: ListSample, condition: str, method: s
         "repeated_items": m.repeated_items,
         "diversity": m.diversity,
         "filler_count": m.filler_count,
+        "empty_items": m.empty_items,
         "reached_end": m.reached_end,
         PLAIN_METRIC: m.metric_at_attribution,
         "items": json.dumps(_items(loaded, s), ensure_ascii=False),

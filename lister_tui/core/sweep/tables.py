@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from lister_tui.core.engine.listing import topic_diversity
-from lister_tui.core.study.columns import ITEM_RULE, PLAIN_METRIC, PLAIN_METRIC_DESCRIPTION
+from lister_tui.core.study.columns import EMPTY_ITEMS_OLD, ITEM_RULE, PLAIN_METRIC, PLAIN_METRIC_DESCRIPTION
 from lister_tui.core.study.faithfulness import correlation_per_sae
 
 BASE = "base"
@@ -51,6 +51,7 @@ GENERATION_COLUMNS = [
     "repeated_items",
     "diversity",
     "filler_count",
+    "empty_items",
     "reached_end",
     PLAIN_METRIC,
     "items",
@@ -103,6 +104,7 @@ COLUMN_DESCRIPTIONS = {
     "repeated_items": "len(items) − len(set(items))",
     "diversity": "Shannon index of the generation's items (the study's code)",
     "filler_count": "filler blanks (a blank right before a line break)",
+    "empty_items": f"marker lines with no text (e.g. a trailing '- ' before the end token): not items, counted here; {EMPTY_ITEMS_OLD}",
     "reached_end": "an end token was produced within the token cap",
     PLAIN_METRIC: PLAIN_METRIC_DESCRIPTION,
     "items": "the item names, as a JSON list (see n_items for what counts as an item)",
@@ -159,6 +161,7 @@ def generations_frame(rows: Sequence[dict]) -> pd.DataFrame:
     for column in ("sample", "seed", "n_items", "n_tokens", "repeated_items", "filler_count"):
         frame[column] = frame[column].astype("int64")
     frame["regenerated_from_position"] = frame["regenerated_from_position"].astype("Int64")
+    frame["empty_items"] = frame["empty_items"].astype("Int64")  # missing (<NA>) in rows of older sweeps
     frame["reached_end"] = frame["reached_end"].astype(bool)
     for column in ("diversity", PLAIN_METRIC):
         frame[column] = frame[column].astype("float64")

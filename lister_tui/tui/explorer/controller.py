@@ -299,6 +299,8 @@ class ExplorerController(Widget):
         if not message.batch:
             how = next(iter(message.by_sae.values())).method_label if message.by_sae else ""
             self.notify(f"attributed {len(message.by_sae)} SAEs ({how})", timeout=2)
+        else:
+            self.notify(batch_attributed(len(message.keys), len(self.ws.samples), len(message.by_sae)), timeout=8)
 
     # --- the features table's mode --------------------------------------------------------
 
@@ -629,3 +631,13 @@ class ExplorerController(Widget):
         if text != self.ws.notes:
             self.ws.set_notes(text)
             self.notify("session notes kept", timeout=2)
+
+
+def batch_attributed(n_done: int, n_samples: int, n_saes: int) -> str:
+    """What A did: how many samples it attributed, which it skipped, and where the result shows."""
+    skipped = n_samples - n_done
+    why = f"; {skipped} without a complete item skipped" if skipped else ""
+    return (
+        f"attributed {n_done} of {n_samples} samples with {n_saes} SAEs{why}: "
+        "t shows the dataset ranking, x the expression matrix"
+    )

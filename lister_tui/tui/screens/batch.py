@@ -70,6 +70,17 @@ def summary_text(summary: BatchSummary) -> Text:
     return out
 
 
+def legend_text(summary: BatchSummary) -> Text:
+    """The histograms' legend, on its own line above them (never drawn over the bars)."""
+    out = Text("bars: ", style="dim", no_wrap=True, overflow="ellipsis")
+    out.append("██ base lists", style=f"bold {TEXT_BASE}")
+    if summary.n_runs:
+        out.append("  ")
+        out.append("██ ablated regenerations", style=f"bold {TEXT_ABLATED}")
+        out.append(" (right bar of each pair)", style="dim")
+    return out
+
+
 def condition_lines(bars: list[ConditionBar], width: int) -> Text:
     """Δitems ± sd per condition as text bars around a zero axis (orange: more items, blue: fewer);
     ├ ┤ mark mean ± sd."""
@@ -131,6 +142,7 @@ class BatchScreen(Screen[None]):
     DEFAULT_CSS = """
     BatchScreen #batch-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
     BatchScreen #batch-summary { height: auto; padding: 0 1; }
+    BatchScreen #batch-legend { height: 1; padding: 0 1; }
     BatchScreen #batch-plots { height: 1fr; min-height: 12; }
     BatchScreen #batch-plots PlotextPlot { width: 1fr; }
     BatchScreen #sweep-title { height: auto; padding: 0 1; text-style: bold; margin-top: 1; }
@@ -149,6 +161,7 @@ class BatchScreen(Screen[None]):
         yield Static("", id="batch-title")
         with VerticalScroll(id="batch-body"):
             yield Static("", id="batch-summary")
+            yield Static("", id="batch-legend")
             yield Horizontal(id="batch-plots")
             yield Static("", id="sweep-title")
             yield Static("", id="sweep-bars")
@@ -178,6 +191,7 @@ class BatchScreen(Screen[None]):
             Text(f"Batch · items per list, per template · {n_lists} lists · {s.n_runs} ablation run{'' if s.n_runs == 1 else 's'}", no_wrap=True, overflow="ellipsis")
         )
         self.query_one("#batch-summary", Static).update(summary_text(s))
+        self.query_one("#batch-legend", Static).update(legend_text(s) if s.per_template else "")
         plots = self.query_one("#batch-plots", Horizontal)
         plots.remove_children()
         widgets = [PlotextPlot() for _ in s.per_template[:MAX_PLOTS]]
@@ -196,7 +210,8 @@ class BatchScreen(Screen[None]):
         values = [v for _, group, _ in series for v in group]
         bins = list(histogram(values))  # every item count from the smallest to the largest seen
         heights = [[histogram(group).get(n, 0) for n in bins] for _, group, _ in series]
-        plt.multiple_bar(bins, heights, labels=[label for label, _, _ in series], color=[c for _, _, c in series])
+        # no labels: plotext draws its legend inside the plot, over the bars; the legend is a line above
+        plt.multiple_bar(bins, heights, color=[c for _, _, c in series])
         plt.title(visible(counts.template))  # short: three plots side by side at 80 columns
         plt.xlabel("items")
         plt.ylabel("lists")

@@ -49,6 +49,7 @@ from lister_tui.core.study.circuits.report import sae_memory, site_report
 from lister_tui.core.study.experiment import metric_under_ablation, regenerate
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 from lister_tui.safe_text import visible as visible_text
+from lister_tui.tui.header import Part, fit
 from lister_tui.tui.keymap import CIRCUIT_KEYS, bindings
 from lister_tui.tui.messages import (
     CircuitProgress,
@@ -136,6 +137,7 @@ class CircuitScreen(Screen[None]):
     def on_resize(self) -> None:
         # roomier details when the terminal is tall
         self.query_one("#circuit-details", Static).styles.height = 7 if self.size.height < 36 else 14
+        self._refresh_text()  # the title keeps what fits the new width
 
     # --- computation -----------------------------------------------------------
 
@@ -243,18 +245,23 @@ class CircuitScreen(Screen[None]):
         plot.refresh()
 
     def _refresh_text(self) -> None:
-        title = Text(visible_text(f"Circuit · {self.sample.spec.key} · "), no_wrap=True, overflow="ellipsis")  # the key holds the topic
+        self.query_one("#circuit-title", Static).update(fit(self.title_parts(), max(self.size.width - 2, 1)))
+        self.query_one("#circuit-details", Static).update(self._details())
+
+    def title_parts(self) -> list[Part]:
+        """The title's parts: the recovered share and completeness are kept longest, the word
+        "Circuit", the view's name and the sample's key go first when the width is short."""
+        parts = [Part("Circuit", 3), Part(visible_text(self.sample.spec.key), 2)]
         c = self.circuit
         if c is None:
-            title.append(visible_text(self.status or "…"))
-        else:
-            n08 = c.n_for(0.8)
-            title.append(f"{len(c.nodes)} nodes, {len(c.edges)} edges · 0.8 at N={n08 if n08 is not None else '—'}")
-            if c.recovered is not None:
-                title.append(f" · circuit {c.recovered:.2f}, complete {c.completeness:.2f}")
-            title.append(f" · {VIEWS[self.view]}")
-        self.query_one("#circuit-title", Static).update(title)
-        self.query_one("#circuit-details", Static).update(self._details())
+            return parts + [Part(self.status or "…", 0)]
+        n08 = c.n_for(0.8)
+        parts.append(Part(f"{len(c.nodes)} nodes, {len(c.edges)} edges", 1))
+        parts.append(Part(f"0.8 at N={n08 if n08 is not None else '—'}", 0))
+        if c.recovered is not None:
+            parts.append(Part(f"circuit {c.recovered:.2f}, complete {c.completeness:.2f}", 0))
+        parts.append(Part(VIEWS[self.view], 4))
+        return parts
 
     def _details(self) -> Text:
         out = Text(no_wrap=True, overflow="ellipsis")

@@ -33,11 +33,13 @@ from lister_tui.core.study.cards import FeatureCard, feature_card
 from lister_tui.core.study.corpus import Corpus, PassCancelled, default_corpus
 from lister_tui.safe_text import text, visible
 from lister_tui.tui.card_render import (
+    axis_ticks,
     contexts_lines,
     effects_text,
     feature_title,
     sample_text,
     summary_text,
+    top_title,
 )
 from lister_tui.tui.keymap import CARD_KEYS, bindings
 from lister_tui.tui.messages import CardProgress, CardReady, TaskFailed
@@ -208,7 +210,7 @@ class FeatureCardScreen(Screen[bool]):
         self.card = card
         self.query_one("#card-title", Static).update(summary_text(card))
         width = max(40, self.size.width - 4)
-        body = contexts_lines(card.contexts, f"Top {len(card.contexts)} contexts", width, brackets=False)
+        body = contexts_lines(card.contexts, top_title(card.contexts), width, brackets=False)
         for g in card.intervals:
             if g.contexts:
                 body.append("\n\n")
@@ -224,6 +226,9 @@ class FeatureCardScreen(Screen[bool]):
             edges = card.histogram_edges
             centres = [(a + b) / 2 for a, b in zip(edges, edges[1:])]
             plt.bar(centres, list(card.histogram_counts), width=0.9 * (edges[1] - edges[0]))
+            ticks, labels = axis_ticks(edges[-1])  # round labels, several of them (not 0.7768158912658691 alone)
+            plt.xticks(ticks, labels)
+            plt.xlim(0.0, edges[-1])
         plt.title(f"non-zero activations · density {card.density:.2%}")
         plt.xlabel("activation")
         plot.refresh()
@@ -281,7 +286,7 @@ class FeatureCardScreen(Screen[bool]):
         link = self.lab.entry.feature_link(self.sae_id, self.feature)
         if link is None:
             self.app.copy_to_clipboard(f"{self.lab.entry.name} {self.sae_id} feature {self.feature}")
-            self.notify("copied the feature's id (this model has no feature pages)", timeout=3)
+            self.notify(f"copied the feature's id ({self.lab.entry.no_page_reason(self.sae_id)})", timeout=4)
         else:
             self.app.copy_to_clipboard(link)
             self.notify(f"copied {link}", timeout=4, markup=False)

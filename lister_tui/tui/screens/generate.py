@@ -19,6 +19,7 @@ from textual.widgets import Button, Input, Label, Select, SelectionList
 from lister_tui.core.engine.prompts import FREE_TEMPLATE, TEMPLATES, TOPICS, PromptSpec, available_templates, build_prompts
 from lister_tui.core.errors import ListerError
 from lister_tui.core.study.settings import SAMPLING_PRESETS
+from lister_tui.tui.widgets.check_list import CheckList
 
 # One batch of the explorer: templates x topics x samples per topic lists at most (each list is kept in
 # memory with its metrics, and a batch attribution holds every SAE's activations for each).
@@ -80,7 +81,7 @@ class GenerateScreen(ModalScreen[GenerateRequest | None]):
             with Horizontal():
                 with Vertical(id="left"):
                     names = [t for t in available_templates() if t != FREE_TEMPLATE.name]
-                    yield SelectionList[str](*[(t, t, t in p.templates) for t in names], id="templates", compact=True)
+                    yield CheckList(*[(t, t, t in p.templates) for t in names], id="templates", compact=True)
                     yield Label("samples per topic")
                     yield Input(str(p.samples_per_topic), id="samples", type="integer", compact=True)
                     yield Label("base seed")
@@ -88,7 +89,7 @@ class GenerateScreen(ModalScreen[GenerateRequest | None]):
                     yield Label("sampling preset")
                     yield Select([(f"{k} (T {v.temperature}, top-p {v.top_p})", k) for k, v in SAMPLING_PRESETS.items()], value=p.preset, allow_blank=False, id="preset", compact=True)
                 topics = list(TOPICS) + [t for t in p.topics if t not in TOPICS and FREE_TEMPLATE.name not in p.templates]
-                yield SelectionList[str](*[(t, t, t in p.topics) for t in topics], id="topics", compact=True)
+                yield CheckList(*[(t, t, t in p.topics) for t in topics], id="topics", compact=True)
             yield Label("more topics (free text, comma-separated)")
             yield Input("", id="more-topics", placeholder="Types of Cheese, Board Games", compact=True)
             yield Label("or one free-form prompt (the whole user turn; samples = seeds)")

@@ -55,6 +55,7 @@ class MainScreen(Screen):
     MainScreen #tabs { height: 10; }
     MainScreen.-tall #tabs { height: 45%; }
     MainScreen TabPane { padding: 0; }
+    MainScreen Footer.-compact FooterLabel { margin: 0 1 0 0; }
     """
 
     def __init__(self, initial: GenerateRequest | None = None) -> None:
@@ -81,7 +82,7 @@ class MainScreen(Screen):
                     with TabPane("Ablation", id="ablation"):
                         yield AblationPanel(id="ablation-panel")
         yield MessageLine(id="message-line")
-        yield Footer()
+        yield Footer(compact=True)  # compact, so that the focus keys fit 80 columns
 
     @property
     def tokens(self) -> TokensPane:
@@ -415,7 +416,7 @@ class MainScreen(Screen):
         link = entry.feature_link(row.sae_id, row.feature)
         if link is None:
             self.app.copy_to_clipboard(f"{entry.name} {row.sae_id} feature {row.feature}")
-            self.notify(f"{entry.name} has no Neuronpedia pages; copied the feature id", timeout=3)
+            self.notify(f"{entry.no_page_reason(row.sae_id)}; copied the feature id", timeout=4)
         else:
             self.app.copy_to_clipboard(link)
             self.notify(f"copied {link}", timeout=4)

@@ -111,24 +111,45 @@ class FeatureTable(DataTable):
         self.rows_shown: list[FeatureRow] = []
         self.dataset = False
         self.with_labels = False
+        self.spare_width = 0  # cells past the fixed columns, given to the label (or token) column
+        self._last: tuple | None = None  # the last show()'s arguments, shown again at a new width
+        self._shown_width = -1
+
+    def _spare(self, fixed: int) -> int:
+        """The width left over beside ``fixed`` cells of columns (one cell kept for the scrollbar)."""
+        return max(0, self.size.width - fixed - 1)
+
+    def on_resize(self) -> None:
+        if self._last is not None and self.columns and self.size.width != self._shown_width:
+            self.show(*self._last)
 
     def show(self, rows: list[FeatureRow], modes: dict[str, str], dataset: bool, links: bool, labels: dict | None = None) -> None:
         """``modes`` maps a row key to "@" (at its position) or "∀" (every position); ``labels``
         maps (sae_id, feature) to the user's label, shown in a last column once some feature has one
         (so a narrow terminal loses no row to a horizontal scrollbar before then)."""
+        self._last = (rows, modes, dataset, links, labels)
+        self._shown_width = self.size.width
         labels = labels or {}
         with_labels = bool(labels)
         keep = self.cursor_row
         current = self.rows_shown[keep].key if 0 <= keep < len(self.rows_shown) else None
-        self.clear(columns=self.dataset != dataset or not self.columns or self.with_labels != with_labels)
+        if dataset:
+            cols = [("ab", 2), ("  #", 3), (" SAE", 7), (" feat", 5), ("  Σattr", 8), ("   mean", 7), ("  n", 3), ("  smp", 5), (" token", 10)]
+        else:
+            cols = [("ab", 2), ("  #", 3), (" SAE", 7), (" feat", 5), (" pos", 4), (" token", 9), ("   attr", 7), ("   act", 6), ("  err", 5)]
+        fixed = sum(w for _, w in cols)
+        # a wide terminal widens the label column (or, without labels, the token column, up to 24)
+        spare = self._spare(fixed + (LABEL_WIDTH if with_labels else 0))
+        if with_labels:
+            cols.append((" label", LABEL_WIDTH + spare))
+        else:
+            i = next(i for i, (name, _) in enumerate(cols) if name == " token")
+            cols[i] = (" token", cols[i][1] + min(spare, 24 - cols[i][1]))
+        self.clear(columns=self.dataset != dataset or not self.columns or self.with_labels != with_labels or self.spare_width != spare)
         self.dataset = dataset
         self.with_labels = with_labels
+        self.spare_width = spare
         if not self.columns:
-            if dataset:
-                cols = (("ab", 2), ("  #", 3), (" SAE", 7), (" feat", 5), ("  Σattr", 8), ("   mean", 7), ("  n", 3), ("  smp", 5), (" token", 10))
-            else:
-                cols = (("ab", 2), ("  #", 3), (" SAE", 7), (" feat", 5), (" pos", 4), (" token", 9), ("   attr", 7), ("   act", 6), ("  err", 5))
-            cols += ((" label", LABEL_WIDTH),) if with_labels else ()
             for label, w in cols:
                 self.add_column(label, width=w, key=label.strip())
         self.rows_shown = rows
