@@ -8,11 +8,13 @@ project's reference notes): the "short" template is the base, "long" swaps one w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.registry import ModelEntry, Template
 from lister_tui.core.errors import ListerError
+
+if TYPE_CHECKING:  # torch stays unimported for commands that only read templates (`lister-tui models`)
+    from lister_tui.core.engine.loading import LoadedModel
 
 STUDY_TEMPLATES: dict[str, Template] = {
     "short": Template("short", "Provide me with a short list of {topic}. Just provide the names, no need for any other information.", "short"),
