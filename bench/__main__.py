@@ -4,6 +4,7 @@
     python -m bench --gpu                   # full-size Gemma-2-2B shape on one GPU, bf16 and fp32, time-boxed
     python -m bench --smoke                 # tiny sizes, one round (what CI runs, so it can't rot)
     python -m bench --only replay           # one comparison (see COMPARISONS)
+    python -m bench --only startup          # the quick commands' start-up against `python -c pass`
 
 How times and ratios are estimated, and when a verdict is "unresolved": bench/harness.py.
 """
@@ -23,7 +24,7 @@ from bench.harness import Report, Row, Target, Timing, load_average, machine, va
 from bench.memory import measure, measure_in_subprocess
 from bench.shapes import gemma_like_bench, tiny_bench
 
-COMPARISONS = ("attribution", "ablation", "sampling", "memory", "latency", "scaling", "cards", "replay")
+COMPARISONS = ("attribution", "ablation", "sampling", "memory", "latency", "scaling", "cards", "replay", "startup")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -198,6 +199,12 @@ def main(argv=None) -> Path:
         # replay of a 24-list session vs sampling it (tiny sizes in the smoke run)
         compare_replay(report, 1 if args.smoke else args.repeats, args.smoke)
         progress("replay done")
+    if "startup" in only:
+        from bench.startup import compare_startup
+
+        # each quick command in a fresh interpreter against `python -c pass`
+        compare_startup(report, 1 if args.smoke else args.repeats, args.smoke)
+        progress("start-up done")
     if args.smoke:
         from bench.gpu import gpu_plan
 

@@ -33,7 +33,7 @@ def test_bench_smoke_writes_every_comparison(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_csv(out / "results.csv")
-    for comparison in ("1 attribution", "2 ablated generation", "3 sampling", "4 memory", "6 scaling", "7 decode", "8 peak memory"):
+    for comparison in ("1 attribution", "2 ablated generation", "3 sampling", "4 memory", "6 scaling", "7 decode", "8 peak memory", "11 start-up"):
         rows = table[table.comparison == comparison]
         assert len(rows) >= 2, comparison
         assert all(math.isfinite(v) for v in rows["median"]), comparison

@@ -17,14 +17,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-import torch
-from torch import Tensor
-
 from lister_tui.core.engine.attribution import has_plain_decoder
+from lister_tui.core.engine.lazy import torch  # imported on first use
 from lister_tui.core.errors import ListerError
 
 if TYPE_CHECKING:
     from sae_lens import SAE
+    from torch import Tensor
 
 EVERY_POSITION: Literal["every"] = "every"
 

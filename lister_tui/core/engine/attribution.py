@@ -21,9 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
-
+from lister_tui.core.engine.lazy import torch  # imported on first use
 from lister_tui.core.errors import ListerError
 
 if TYPE_CHECKING:

@@ -15,6 +15,7 @@ holds, so the entry uses the canonical attention SAEs and says so.
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 
 from lister_tui.core.engine.entries import ModelEntry, SAESite
 from lister_tui.core.errors import ListerError
@@ -33,12 +34,20 @@ def saes_directory() -> dict:
     return get_pretrained_saes_directory()
 
 
+def release_sae_ids(release: str) -> list[str]:
+    """The sae_ids of one release in the installed SAELens directory (read without importing sae_lens)."""
+    from lister_tui.core.engine.sae_directory import release as read_release
+
+    found = read_release(release)
+    return list(found.saes_map) if found is not None else []
+
+
 def study_residual_sae_id(layer: int, directory: dict | None = None) -> str:
     """The sae_id the study's code chose at ``layer``: among release gemma-scope-2b-pt-res's
     ``layer_<layer>/width_16k/average_l0_<n>``, the one whose ``<n>`` is smallest *as a string*."""
-    directory = saes_directory() if directory is None else directory
+    ids = release_sae_ids(STUDY_RES_RELEASE) if directory is None else list(directory[STUDY_RES_RELEASE].saes_map)
     prefix = f"layer_{layer}/width_16k/average_l0_"
-    suffixes = [sae_id.removeprefix(prefix) for sae_id in directory[STUDY_RES_RELEASE].saes_map if sae_id.startswith(prefix)]
+    suffixes = [sae_id.removeprefix(prefix) for sae_id in ids if sae_id.startswith(prefix)]
     if not suffixes:
         raise ListerError(f"the installed SAELens directory has no {STUDY_RES_RELEASE} SAE at layer {layer}, width 16k")
     return prefix + min(suffixes)  # text order, as the study's code compared them
@@ -93,7 +102,8 @@ def _gemma_2_2b_it() -> ModelEntry:
 
 def _gemma_2_2b_it_study() -> ModelEntry:
     base = _gemma_2_2b_it()
-    directory = saes_directory()
+    ids = release_sae_ids(STUDY_RES_RELEASE)  # one read of the file for the five layers
+    directory = {STUDY_RES_RELEASE: SimpleNamespace(saes_map=dict.fromkeys(ids))}
     attn = tuple(s for s in base.sites if s.kind == "attn")
     res = tuple(SAESite(f"res_{l}", "res", l, STUDY_RES_RELEASE, study_residual_sae_id(l, directory)) for l in GEMMA_RES_LAYERS)
     from dataclasses import replace

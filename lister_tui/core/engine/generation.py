@@ -8,16 +8,17 @@ ablation, with every sample drawn from its own seed (common random numbers).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from lister_tui.core.engine.ablation import Ablation, ablation_hooks, validate, zeroed_activations
+from lister_tui.core.engine.lazy import torch  # imported on first use
 from lister_tui.core.engine.listing import ListMetrics, ListStructure, list_metrics, parse_structure
-from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.prompts import PromptSpec, prompt_ids
-from lister_tui.core.engine.sampling import SamplingSettings, generate
+from lister_tui.core.engine.sampling_settings import SamplingSettings
 from lister_tui.core.errors import ListerError
+
+if TYPE_CHECKING:
+    from lister_tui.core.engine.loading import LoadedModel
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ def sample_lists(
             validate(ablation, saes, len(start))
         hook_factory = lambda prefix_len: ablation_hooks(ablation, saes, prefix_len)  # noqa: E731
     stop_ids = loaded.ids.stops
+    from lister_tui.core.engine.sampling import generate
+
     with torch.inference_mode():
         gens = generate(
             loaded.model,

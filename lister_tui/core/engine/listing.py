@@ -27,7 +27,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
-from lister_tui.core.engine.loading import NUMBERED, TokenIds
+from lister_tui.core.engine.token_ids import NUMBERED, TokenIds
 
 _NUMBERED_LINE = re.compile(r"^\d+\.(.*)$")
 

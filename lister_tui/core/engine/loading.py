@@ -17,6 +17,7 @@ import torch
 
 from lister_tui.core.engine.entries import ModelEntry, SAESite
 from lister_tui.core.engine.registry import get_entry
+from lister_tui.core.engine.token_ids import NUMBERED, TokenIds  # noqa: F401  (re-exported; torch-free for manifests)
 from lister_tui.core.errors import ListerError, ModelNotAvailable
 
 if TYPE_CHECKING:
@@ -76,18 +77,6 @@ def single_token_id(tokenizer, text: str) -> int:
     return ids[0]
 
 
-NUMBERED = "1."  # the numbered list style
-
-
-@dataclass(frozen=True)
-class TokenIds:
-    blank: int
-    newline: int
-    item_marker: int  # the marker token ("-", "*"; for numbered lists the dot after the number)
-    stops: tuple[int, ...]
-    bos: int | None
-    style: str = "-"  # the list style: "-", "*" or "1."
-    digit_ids: frozenset[int] = frozenset()  # numbered lists: the tokens made of digits only
 
 
 @dataclass

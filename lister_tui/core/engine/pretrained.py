@@ -23,12 +23,11 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from lister_tui.core.engine.entries import ModelEntry, SAESite
 from lister_tui.core.errors import ListerError, ModelNotAvailable
 
 if TYPE_CHECKING:
+    import torch
     from sae_lens import SAE
 
 LEGACY_HINT = "(huggingface_hub < 1.0 spells it `huggingface-cli download` with the same arguments)"
@@ -110,12 +109,11 @@ def model_state(entry: ModelEntry) -> tuple[str, list[str]]:
 
 
 def _release(site: SAESite):
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+    from lister_tui.core.engine.sae_directory import release as read_release
 
-    directory = get_pretrained_saes_directory()
-    if site.release not in directory:
+    release = read_release(site.release)  # the directory's file, without importing sae_lens
+    if release is None:
         raise ListerError(f"SAE {site.id}: release {site.release!r} is not in the installed SAELens directory; check its name")
-    release = directory[site.release]
     if site.sae_id not in release.saes_map:
         raise ListerError(
             f"SAE {site.id}: release {site.release!r} has no sae_id {site.sae_id!r} "

@@ -8,11 +8,13 @@ project's reference notes): the "short" template is the base, "long" swaps one w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.entries import STUDY_TEMPLATES, ModelEntry, Template
 from lister_tui.core.errors import ListerError
+
+if TYPE_CHECKING:  # torch stays unimported for commands that only read templates (`lister-tui models`)
+    from lister_tui.core.engine.loading import LoadedModel
 
 TEMPLATES: dict[str, str] = {name: t.text for name, t in STUDY_TEMPLATES.items()}
 # "One prompt, N seeds": the whole user turn is the sample's topic field.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from lister_tui.core.engine.sampling import SamplingSettings
+from lister_tui.core.engine.sampling_settings import SamplingSettings
 from lister_tui.core.errors import ListerError
 from lister_tui.core.files.json_read import parse_json  # noqa: F401  (re-exported for the readers)
 

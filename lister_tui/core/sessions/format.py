@@ -21,7 +21,7 @@ import numpy as np
 
 from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.engine.listing import ListMetrics, empty_marker_lines, parse_structure
-from lister_tui.core.engine.loading import TokenIds
+from lister_tui.core.engine.token_ids import TokenIds
 from lister_tui.core.engine.prompts import PromptSpec
 from lister_tui.core.errors import ListerError
 from lister_tui.core.files.json_read import parse_json

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 
-from lister_tui.core.engine.loading import TokenIds
+from lister_tui.core.engine.token_ids import TokenIds
 from lister_tui.core.errors import ListerError
 
 FORMAT_NAME = "lister-tui session"

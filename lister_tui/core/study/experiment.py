@@ -9,17 +9,19 @@ batch of one SAE.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
-import torch
 
 from lister_tui.core.engine.ablation import Ablation, FeatureAblation
 from lister_tui.core.engine.attribution import attribute, attribute_integrated, check_ig_steps
 from lister_tui.core.engine.generation import ListSample, metric_curve, sample_lists, with_metric
-from lister_tui.core.engine.loading import LoadedModel
-from lister_tui.core.engine.sampling import SamplingSettings
+from lister_tui.core.engine.lazy import torch  # imported on first use
+from lister_tui.core.engine.sampling_settings import SamplingSettings
 from lister_tui.core.errors import Cancelled, ListerError
+
+if TYPE_CHECKING:
+    from lister_tui.core.engine.loading import LoadedModel
 
 
 @dataclass(frozen=True)

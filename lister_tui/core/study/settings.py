@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lister_tui.core.engine.sampling import SamplingSettings
+from lister_tui.core.engine.sampling_settings import SamplingSettings
 
 SAMPLING_PRESETS: dict[str, SamplingSettings] = {
     # The companion code's settings.

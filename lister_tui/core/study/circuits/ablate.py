@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Callable, Iterable, Sequence
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from lister_tui.core.engine.attribution import metric_at
-from lister_tui.core.engine.loading import LoadedModel
+from lister_tui.core.engine.lazy import torch  # imported on first use
 from lister_tui.core.study.circuits.build import Built, _progress
 from lister_tui.core.study.circuits.effects import SampleState, _flat
 from lister_tui.core.study.circuits.graph import EMBED, METRIC, FaithfulnessPoint
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from lister_tui.core.engine.loading import LoadedModel
 
 
 def log_grid(total: int) -> list[int]:

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Sequence
-
-import torch
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from lister_tui.core.engine.generation import ListSample
-from lister_tui.core.engine.loading import LoadedModel
+from lister_tui.core.engine.lazy import torch  # imported on first use
 from lister_tui.core.engine.registry import SAESite
 from lister_tui.core.errors import ListerError
 from lister_tui.core.study.circuits.effects import (
@@ -39,6 +37,9 @@ from lister_tui.core.study.circuits.graph import (
     ordered_sites,
     upstream_sites,
 )
+
+if TYPE_CHECKING:
+    from lister_tui.core.engine.loading import LoadedModel
 
 Key = tuple[str, int, int]  # (site or "embed", position, feature / ERROR / token id)
 

@@ -35,14 +35,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
-import torch
-from torch import Tensor
-
 from lister_tui.core.engine.attribution import (
     activations_and_gradients,
     attribute_integrated,
     metric_at,
 )
+from lister_tui.core.engine.lazy import torch  # imported on first use
 from lister_tui.core.engine.registry import SAESite
 from lister_tui.core.errors import ListerError
 from lister_tui.core.study.circuits.graph import (
@@ -53,6 +51,7 @@ from lister_tui.core.study.circuits.graph import (
 )
 
 if TYPE_CHECKING:
+    from torch import Tensor
     from sae_lens import SAE
     from transformer_lens import HookedTransformer
 
