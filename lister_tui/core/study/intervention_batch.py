@@ -33,7 +33,6 @@ import torch
 from lister_tui.core.engine.generation import ListSample, intervention_saes, metric_curve_under, sample_lists
 from lister_tui.core.engine.interventions import Intervention, InterventionSet, check_value
 from lister_tui.core.engine.loading import LoadedModel
-from lister_tui.core.engine.prompts import prompt_ids
 from lister_tui.core.errors import Cancelled, ListerError
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 from lister_tui.core.study.stats import BOOTSTRAP, CI_METHODS, DEFAULT_RESAMPLES, PairedSummary, paired_summary
