@@ -182,10 +182,10 @@ def test_v0_session_is_migrated_and_saved_as_v1(tmp_path):
     assert st_.sample.tokens == expected.tokens and st_.sample.structure == expected.structure
     assert st_.sample.metrics.n_items == 2 and st_.note == "from v0" and ws.notes == "an old session"
     assert st_.choices == [AblationChoice("res_0", 3, 5, "position")]
-    # the next save writes format 1 and keeps the old manifest
+    # the next save writes the current format and keeps the old manifest
     store = SessionStore.of(opened)
     manifest = store.save(ws, MODEL)
-    assert manifest["format_version"] == 1 and manifest["migrated_from"] == 0
+    assert manifest["format_version"] == FORMAT_VERSION and manifest["migrated_from"] == 0
     assert json.loads((folder / "manifest.v0.json").read_text())["version"] == 0
     assert_same_workspace(ws, read_session(folder).workspace)
 

@@ -100,6 +100,12 @@ def sweep_command(
         help="How the top pairs are ranked: grad (the study's activation x gradient, one pass for all SAEs) or ig (integrated gradients, --ig-steps passes per SAE; finds features read through saturated switches).",
     ),
     ig_steps: int = typer.Option(10, "--ig-steps", help=f"Integrated-gradient steps (with --attribution ig) (valid: 1..{MAX_IG_STEPS})."),
+    interventions: Optional[Path] = typer.Option(
+        None,
+        "--interventions",
+        help="A TOML or JSON file of named intervention sets ([[sets]] name = ..., [[sets.interventions]] site, feature, kind = zero|scale|clamp|steer, value, position = all|prompt|generated|N); each set is one more condition, regenerated from the same position and seed as the base.",
+        show_default=False,
+    ),
     threads: Optional[int] = THREADS_OPTION,
     resume: Optional[Path] = typer.Option(
         None,
@@ -186,6 +192,11 @@ def _new_settings(v: dict, out: Optional[Path], overwrite: bool):
         attribution=v["attribution"],
         ig_steps=v["ig_steps"],
     )
+    if v["interventions"] is not None:
+        from lister_tui.core.sweep.interventions_file import read_sets, sets_to_records
+
+        sets = read_sets(v["interventions"], entry, reserved=set(settings.conditions(entry)))
+        settings = replace(settings, interventions=sets_to_records(sets))
     settings.validate(entry)
     if out is None:
         out = Path("sweeps") / f"{v['model']}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
@@ -240,6 +251,11 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
     refuse_given_but_empty({n: values[n] for n in ("sae", "template", "topic") if n in given})
     if "template" in given:
         updates["templates"] = tuple(split_values(values["template"]))
+    if "interventions" in given and values["interventions"] is not None:
+        from lister_tui.core.sweep.interventions_file import read_sets, sets_to_records
+
+        sets = read_sets(values["interventions"], recorded_entry(manifest), reserved=set(replace(recorded, interventions=()).conditions(recorded_entry(manifest))))
+        updates["interventions"] = sets_to_records(sets)
     if "topic" in given:
         updates["topics"] = tuple(split_values(values["topic"]))
     if given & {"preset", *_SAMPLING_OPTIONS}:
@@ -366,10 +382,14 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
     table = read_table(out, "by_condition")
     from rich.table import Table
 
-    view = Table(title=text(f"ablated - base, averaged across topics ({entry.name}, {len(result.samples)} lists)"))
+    view = Table(title=text(f"condition - base, averaged across topics ({entry.name}, {len(result.samples)} lists)"))
     columns = {
         "condition": "condition",
+        "template": "template",
+        "n": "n",
         "n_items_change_mean": "items",
+        "n_items_change_ci_low": "items lo",
+        "n_items_change_ci_high": "items hi",
         "n_items_change_variance": "items var",
         "diversity_change_mean": "div",
         "diversity_change_variance": "div var",
@@ -378,12 +398,14 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
         "faithfulness_pearson_r": "faith r",
     }
     for column, header in columns.items():
-        view.add_column(text(header), justify="left" if column == "condition" else "right", no_wrap=column == "condition")
+        view.add_column(text(header), justify="left" if column in ("condition", "template") else "right", no_wrap=column in ("condition", "template"))
     for _, row in table.iterrows():
-        cells = [text(row["condition"])]
-        cells += ["" if row[c] != row[c] else f"{row[c]:.2f}" for c in list(columns)[1:]]
+        cells = [text(row["condition"]), text(str(row["template"]))]
+        cells.append("" if "n" not in row or row["n"] != row["n"] else str(int(row["n"])))
+        cells += ["" if c not in row or row[c] != row[c] else f"{row[c]:.2f}" for c in list(columns)[3:]]
         view.add_row(*cells)
     console.print(view)
+    say("items lo/hi: the 95% Student t interval of the mean change in items over the row's n paired lists")
     from lister_tui.core.sweep.tables import conditions_that_zeroed_nothing
 
     for condition in conditions_that_zeroed_nothing(table):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from lister_tui.core.engine.ablation import Ablation, ablation_hooks, validate, zeroed_activations
+from lister_tui.core.engine.interventions import InterventionSet, intervention_hooks
 from lister_tui.core.engine.lazy import torch  # imported on first use
 from lister_tui.core.engine.listing import ListMetrics, ListStructure, list_metrics, parse_structure
 from lister_tui.core.engine.prompts import PromptSpec, prompt_ids
@@ -78,6 +79,7 @@ def sample_lists(
     max_batch_size: int | None = 32,
     banned_ids: Sequence[int] = (),
     hooks: Sequence[tuple[str, Callable]] = (),
+    interventions: InterventionSet | None = None,
 ) -> list[ListSample]:
     """Sample one list per spec, from its prompt or from an explicit prefix, with its own seed.
 
@@ -85,8 +87,14 @@ def sample_lists(
     study regenerates from ``tokens[:attribution position]`` under an ablation.
     ``banned_ids`` are never sampled (restricted sampling); ``hooks`` are extra
     stateless forward hooks active during the whole generation (e.g. a steering
-    vector added at every position).
+    vector added at every position). ``interventions`` zero, scale, clamp or steer
+    features (:mod:`interventions`); they may be combined with ``ablation``.
     """
+    if interventions is not None and not interventions.is_empty():
+        return _sample_with_interventions(
+            loaded, specs, settings, interventions, ablation=ablation, prefixes=prefixes, on_step=on_step,
+            max_batch_size=max_batch_size, banned_ids=banned_ids, hooks=hooks,
+        )
     prompts = [prompt_ids(loaded, s.template, s.topic) for s in specs]
     starts = [list(p) for p in (prefixes if prefixes is not None else prompts)]
     if starts and prefixes is None:  # a regeneration's prefix was itself sampled within the cap
@@ -121,6 +129,91 @@ def sample_lists(
         make_sample(loaded, spec, len(prompt), list(gen.prompt) + list(gen.tokens), gen.stopped, prefix_len=len(start) if prefixes is not None else None)
         for spec, prompt, start, gen in zip(specs, prompts, starts, gens)
     ]
+
+
+def intervention_saes(loaded: LoadedModel, interventions: InterventionSet) -> dict:
+    """The SAEs an intervention set needs, loaded (cached), validated against their widths."""
+    from lister_tui.core.engine.interventions import validate as validate_interventions
+
+    for sae_id in interventions.sae_ids():
+        loaded.entry.site(sae_id)  # an unknown site: "unknown SAE ... valid: ..."
+    saes = {sae_id: loaded.load_sae(sae_id, cache=True) for sae_id in interventions.sae_ids()}
+    validate_interventions(interventions, {k: s.cfg.d_sae for k, s in saes.items()})
+    return saes
+
+
+def _sample_with_interventions(loaded, specs, settings, interventions, *, ablation, prefixes, on_step, max_batch_size, banned_ids, hooks):
+    """:func:`sample_lists` under interventions: one generation per prompt length (the hooks
+    need it to tell prompt from generated positions); tokens never depend on the grouping."""
+    saes = intervention_saes(loaded, interventions)
+    prompt_lens = [len(prompt_ids(loaded, s.template, s.topic)) for s in specs]
+    for n, (plen, start) in enumerate(zip(prompt_lens, prefixes if prefixes is not None else [None] * len(specs))):
+        seq_len = len(start) if start is not None else plen
+        for item in interventions.interventions:
+            if isinstance(item.position, int) and item.position >= seq_len:
+                raise ListerError(
+                    f"position {item.position} of {item.sae_id}#{item.feature} is past the prefix of list {n} "
+                    f"({seq_len} tokens); valid: 0..{seq_len - 1}, or all, prompt, generated"
+                )
+    out: list[ListSample | None] = [None] * len(specs)
+    live: list[list[int]] = [[] for _ in specs]
+    steps_before = 0
+    stop = [False]
+    for plen in dict.fromkeys(prompt_lens):
+        idx = [i for i, p in enumerate(prompt_lens) if p == plen]
+        group_hooks = intervention_hooks  # bound late so each batch gets fresh hooks
+
+        def factory(_prefix_len: int, plen: int = plen) -> list:
+            return group_hooks(interventions, saes, plen)
+
+        step = None
+        if on_step is not None:
+
+            def step(done: int, tokens: list[list[int]], idx: list[int] = idx, base: int = steps_before) -> bool | None:
+                for k, i in enumerate(idx):
+                    live[i] = tokens[k]
+                stop[0] = bool(on_step(base + done, live))
+                return stop[0]
+
+        extra_hooks: list = list(hooks)
+        saes_abl = _sae_map(loaded, ablation)
+        abl_factory = (lambda n: ablation_hooks(ablation, saes_abl, n)) if saes_abl else None  # noqa: E731
+        starts = [list(prefixes[i]) if prefixes is not None else prompt_ids(loaded, specs[i].template, specs[i].topic) for i in idx]
+        if prefixes is None:
+            check_context(loaded, max(len(s) for s in starts), settings.max_new_tokens)
+        if saes_abl:
+            for start in starts:
+                validate(ablation, saes_abl, len(start))
+        with torch.inference_mode():
+            gens = generate(
+                loaded.model,
+                starts,
+                [specs[i].seed for i in idx],
+                temperature=settings.temperature,
+                top_p=settings.top_p,
+                top_k=settings.top_k,
+                max_new_tokens=settings.max_new_tokens,
+                stop_ids=loaded.ids.stops,
+                banned_ids=banned_ids,
+                ablation_hooks=extra_hooks,
+                hook_factory=(lambda n, f=factory, a=abl_factory: f(n) + (a(n) if a else [])),
+                on_step=step,
+                pad_id=loaded.tokenizer.pad_token_id or 0,
+                max_batch_size=max_batch_size,
+            )
+        for k, (i, gen) in enumerate(zip(idx, gens)):
+            out[i] = make_sample(
+                loaded, specs[i], plen, list(gen.prompt) + list(gen.tokens), gen.stopped,
+                prefix_len=len(starts[k]) if prefixes is not None else None,
+            )
+        steps_before += max((len(g.tokens) for g in gens), default=0)
+        if stop[0]:
+            break
+    for i, s in enumerate(out):  # cancelled before this group started: nothing sampled
+        if s is None:
+            start = list(prefixes[i]) if prefixes is not None else prompt_ids(loaded, specs[i].template, specs[i].topic)
+            out[i] = make_sample(loaded, specs[i], prompt_lens[i], start, False, prefix_len=len(start) if prefixes is not None else None)
+    return out  # type: ignore[return-value]
 
 
 def make_sample(
@@ -161,6 +254,18 @@ def metric_curve_and_zeroed(loaded: LoadedModel, tokens: Sequence[int], ablation
         logits = loaded.model(torch.tensor([seq], device=loaded.device))  # [1, pos, d_vocab]
         curve = metric_logit_diff(logits, loaded.ids.blank, loaded.ids.newline)[0].float().cpu()
     return curve, zeroed_activations(hooks)
+
+
+def metric_curve_under(loaded: LoadedModel, tokens: Sequence[int], interventions: InterventionSet | None, prompt_len: int) -> torch.Tensor:
+    """The metric at every position of ``tokens`` with ``interventions`` applied ([pos] float32; a
+    real forward pass). ``prompt_len`` tells prompt from generated positions."""
+    from lister_tui.core.engine.attribution import metric_logit_diff
+
+    seq = list(tokens)
+    hooks = [] if interventions is None or interventions.is_empty() else intervention_hooks(interventions, intervention_saes(loaded, interventions), prompt_len)
+    with torch.inference_mode(), loaded.model.hooks(fwd_hooks=hooks):
+        logits = loaded.model(torch.tensor([seq], device=loaded.device))
+        return metric_logit_diff(logits, loaded.ids.blank, loaded.ids.newline)[0].float().cpu()
 
 
 def with_metric(loaded: LoadedModel, sample: ListSample) -> ListSample:

@@ -37,7 +37,7 @@ from lister_tui.core.study.circuits.graph import Edge, Node
 from lister_tui.core.study.columns import current_name, migrate_frame
 
 FORMATS = {"csv": "csv", "parquet": "parquet", "markdown": "md", "latex": "tex"}
-TABLES = ("generations", "attributions", "ablations", "labels", "sae_summary", "circuits", "circuit_nodes", "circuit_edges")
+TABLES = ("generations", "attributions", "ablations", "labels", "sae_summary", "circuits", "circuit_nodes", "circuit_edges", "experiments")
 _LIST_METRICS = ("n_items", "n_tokens", "repeated_items", "diversity", "filler_count", "empty_items", "reached_end", "metric_at_attribution")
 # a metric's column: the workspace's field name under the tables' name (metric_at_attribution is the
 # plain model's metric at the list's own last item: plain_metric_at_last_item)
@@ -146,6 +146,7 @@ def export_tables(ws: Workspace, decode: Callable[[list[int]], str] | None = Non
         ),
         "sae_summary": sae_summary(ws),
         **circuit_tables(ws),
+        "experiments": experiment_table(ws),
     }
     for name, frame in tables.items():
         tables[name] = _tidy(frame)
@@ -226,6 +227,33 @@ def circuit_tables(ws: Workspace) -> dict[str, pd.DataFrame]:
         "circuit_nodes": pd.DataFrame(nodes, columns=["circuit", *Node.__dataclass_fields__]),
         "circuit_edges": pd.DataFrame(edges, columns=["circuit", *Edge.__dataclass_fields__]),
     }
+
+
+def experiment_table(ws: Workspace) -> pd.DataFrame:
+    """Every batch experiment's summary: per experiment, template and condition, n and each measure's
+    paired mean, 95% interval (its method in ci_method) and sign-flip p-value."""
+    from lister_tui.core.study.intervention_batch import MEASURES
+
+    rows = []
+    for i, exp in enumerate(ws.experiments):
+        s = exp.settings
+        for row in exp.summary():
+            rows.append(
+                {
+                    "experiment": i,
+                    "name": s.interventions.name,
+                    "interventions": s.interventions.describe(),
+                    "seeds_per_list": s.n_seeds,
+                    "start": s.start,
+                    "preset": s.preset,
+                    "done": exp.done,
+                    **row,
+                }
+            )
+    columns = ["experiment", "name", "interventions", "seeds_per_list", "start", "preset", "done", "template", "condition", "n"]
+    columns += ["n_items_base_mean", "reached_end_base_rate"]
+    columns += [f"{m}_{p}" for m in MEASURES for p in ("n", "mean", "ci_low", "ci_high", "p", "sd")] + ["ci_method"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _mean(values) -> float | None:

@@ -25,7 +25,7 @@ from lister_tui.core.engine.token_ids import TokenIds
 from lister_tui.core.engine.prompts import PromptSpec
 from lister_tui.core.errors import ListerError
 from lister_tui.core.files.json_read import parse_json
-from lister_tui.core.sessions.schema import SCHEMAS, ModelInfo, migrate_v0
+from lister_tui.core.sessions.schema import SCHEMAS, ModelInfo, migrate_v0, migrate_v1
 from lister_tui.core.limits import MAX_D_SAE
 from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, BatchAttribution, SampleState, Workspace, check_site_id, one_line
 from lister_tui.core.study.circuits.graph import Circuit
@@ -157,6 +157,10 @@ def workspace_rows(ws: Workspace, decode: Callable[[list[int]], str] | None = No
                 "n_for_0_8": circuit.n_for(0.8),
                 "data": json.dumps(circuit.to_dict()),
             }
+        )
+    for i, exp in enumerate(ws.experiments):
+        out["experiments"].append(
+            {"index": i, "name": exp.settings.interventions.name or exp.settings.interventions.describe()[:200], "units": exp.units_total, "done": exp.done, "data": json.dumps(exp.to_dict())}
         )
     if token_string is not None:
         out["vocab"] = [{"id": i, "string": token_string(i)} for i in sorted(used)]
@@ -347,7 +351,14 @@ def workspace_from_rows(manifest: dict, tables: dict[str, list[dict]]) -> Worksp
             ws.circuits.append(Circuit.from_dict(parse_json(str(row["data"]), f"circuits table, row {row.get('index')}")))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise ListerError(f"circuits table, row {row.get('index')}: the circuit's JSON is damaged ({exc})") from exc
+    from lister_tui.core.study.intervention_batch import BatchExperiment
+
+    for row in sorted(tables.get("experiments", []), key=lambda r: r["index"]):
+        try:
+            ws.experiments.append(BatchExperiment.from_dict(parse_json(str(row["data"]), f"experiments table, row {row.get('index')}")))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            raise ListerError(f"experiments table, row {row.get('index')}: the experiment's JSON is damaged ({exc})") from exc
     return ws
 
 
-MIGRATIONS: dict[int, Callable[[dict], tuple[dict, dict[str, list[dict]] | None]]] = {0: migrate_v0}
+MIGRATIONS: dict[int, Callable[[dict], tuple[dict, dict[str, list[dict]] | None]]] = {0: migrate_v0, 1: migrate_v1}

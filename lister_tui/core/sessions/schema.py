@@ -4,7 +4,11 @@ field and column).
 
 Format versions:
 
-- **1** (current): manifest + Parquet tables ``samples``, ``choices``, ``runs``,
+- **2** (current): version 1 plus the table ``experiments`` (every batch experiment of an
+  intervention set, its settings, units and rows as JSON). :func:`migrate_v1` reads a
+  version-1 session as version 2 with no experiments; the next save writes version 2 and
+  keeps the old manifest as ``manifest.v1.json``.
+- **1**: manifest + Parquet tables ``samples``, ``choices``, ``runs``,
   ``run_choices``, ``attribution_summary``, ``attribution_pairs``,
   ``max_activations``, ``labels`` (added later; a session without it has no labels)
   and ``vocab``.
@@ -26,7 +30,7 @@ from lister_tui.core.errors import ListerError
 FORMAT_NAME = "lister-tui session"
 
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 MANIFEST = "manifest.json"
@@ -163,6 +167,16 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("data", pa.string()),  # the whole circuit as JSON (settings, nodes, edges, curve)
         ]
     ),
+    # every batch experiment of an intervention set (format 2)
+    "experiments": pa.schema(
+        [
+            pa.field("index", pa.int64()),
+            pa.field("name", pa.string()),
+            pa.field("units", pa.int64()),
+            pa.field("done", pa.bool_()),
+            pa.field("data", pa.string()),  # the whole experiment as JSON (settings, conditions, rows)
+        ]
+    ),
     # the text of every token id used, so a session opens without its tokenizer
     "vocab": pa.schema([pa.field("id", pa.int64()), pa.field("string", pa.string())]),
 }
@@ -178,6 +192,7 @@ TABLE_DESCRIPTIONS: dict[str, str] = {
     "max_activations": "per attribution and SAE: each feature's max activation over the list (non-zero only)",
     "labels": "the user's one-line name of each labelled feature",
     "circuits": "every circuit found: its samples, size, faithfulness, and the whole circuit as JSON (settings, nodes, edges, curve)",
+    "experiments": "every batch experiment of an intervention set: its name, units, whether it finished, and the whole experiment as JSON (settings, control, per-unit rows)",
     "vocab": "the string of every token id in the session (to show tokens without the tokenizer)",
 }
 
@@ -333,6 +348,11 @@ def migrate_v0(manifest: dict) -> tuple[dict, dict[str, list[dict]]]:
         "migrated_from": 0,
     }
     return new, tables
+
+
+def migrate_v1(manifest: dict) -> tuple[dict, None]:
+    """Version 1 to version 2: the same tables (read as they are), and no experiments."""
+    return {**manifest, "format_version": 2, "migrated_from": manifest.get("migrated_from", 1)}, None
 
 
 def check_version(version: int, where: str = MANIFEST) -> None:

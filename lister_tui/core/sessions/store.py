@@ -272,7 +272,8 @@ def _read_session_once(folder: Path) -> OpenedSession:
     tables: dict[str, list[dict]] | None = None
     migrated_from = None
     while version < FORMAT_VERSION:
-        manifest, tables = MIGRATIONS[version](manifest)
+        manifest, migrated_tables = MIGRATIONS[version](manifest)
+        tables = migrated_tables if migrated_tables is not None else tables
         migrated_from = version if migrated_from is None else migrated_from
         version = manifest_version(manifest)
     where = str(folder / MANIFEST)

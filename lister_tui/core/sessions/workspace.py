@@ -19,6 +19,7 @@ from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.errors import ListerError
 from lister_tui.core.study.circuits.graph import Circuit
 from lister_tui.core.study.experiment import AblationOutcome, SAEListAttribution, select_samples
+from lister_tui.core.study.intervention_batch import BatchExperiment
 
 LABEL_MAX_CHARS = 200
 
@@ -144,6 +145,7 @@ class Workspace:
     # the user's one-line names of features: (sae_id, feature) -> label
     labels: dict[tuple[str, int], str] = field(default_factory=dict)
     circuits: list[Circuit] = field(default_factory=list)  # every circuit found, oldest first
+    experiments: list[BatchExperiment] = field(default_factory=list)  # every batch experiment, oldest first
     # samples the user removed, with everything they held: kept in the session (written with
     # a ``removed`` flag) so that a removal can be undone, even after a save
     removed: dict[str, SampleState] = field(default_factory=dict)
@@ -258,6 +260,12 @@ class Workspace:
         self.circuits.append(circuit)
         self.touch()
         return len(self.circuits) - 1
+
+    def add_experiment(self, experiment: BatchExperiment) -> int:
+        """Keep a batch experiment (finished or stopped); returns its index. Experiments are only added."""
+        self.experiments.append(experiment)
+        self.touch()
+        return len(self.experiments) - 1
 
     def circuits_of(self, key: str) -> list[Circuit]:
         """The circuits whose samples include ``key``'s sample."""

@@ -29,7 +29,7 @@ from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.registry import ModelEntry, get_entry
 from lister_tui.core.engine.registry_file import entry_record
 from lister_tui.core.errors import ListerError
-from lister_tui.core.files.atomic import atomic_write, check_path_name
+from lister_tui.core.files.atomic import atomic_write, atomic_write_bytes, check_path_name
 from lister_tui.core.files.clock import now
 from lister_tui.core.files.json_read import parse_json
 from lister_tui.core.study.columns import migrate_frame, migrate_row
@@ -39,6 +39,7 @@ from lister_tui.core.sweep.shards import Shard
 from lister_tui.core.sweep.tables import TABLE_DESCRIPTIONS, build_tables, describe
 
 MANIFEST = "manifest.json"
+INTERVENTIONS = "interventions.json"  # the sweep's intervention sets, as --interventions reads them
 SHARDS = "shards"  # the folder of finished shards' rows
 FORMATS = ("csv", "parquet", "md")
 TABLE_NAMES = tuple(TABLE_DESCRIPTIONS)
@@ -48,7 +49,7 @@ PACKAGES = ("lister-tui", "torch", "transformer-lens", "sae-lens", "transformers
 
 def output_files() -> list[str]:
     """Every file name a sweep may write beside ``shards/`` (what --overwrite replaces; nothing else is touched)."""
-    return [f"{t}.{f}" for t in TABLE_NAMES for f in FORMATS] + [MANIFEST]
+    return [f"{t}.{f}" for t in TABLE_NAMES for f in FORMATS] + [MANIFEST, INTERVENTIONS]
 
 
 def check_out_folder(out: Path, overwrite: bool) -> None:
@@ -305,6 +306,10 @@ class SweepWriter:
             (self.out / name).unlink(missing_ok=True)
         self.shards.clear()
         entry = _entry(model, settings)
+        sets_file = None
+        if settings.interventions:
+            sets_file = self.out / INTERVENTIONS
+            atomic_write_bytes(sets_file, (json.dumps({"sets": [dict(r) for r in settings.interventions]}, indent=2) + "\n").encode())
         info = model if isinstance(model, dict) else model_manifest(model, settings.sae_ids(entry))
         self.manifest = {
             "tool": "lister-tui sweep",
@@ -314,7 +319,7 @@ class SweepWriter:
             "started": now(),
             "finished": None,
             "command": self.command,
-            "repeat_command": shlex.join(["lister-tui", "sweep", *settings.cli_args(entry)]),
+            "repeat_command": shlex.join(["lister-tui", "sweep", *settings.cli_args(entry, sets_file)]),
             "settings": settings.to_dict(entry),
             "model": info,
             "templates": template_texts(settings.templates, entry),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 from lister_tui.core.engine.attribution import check_ig_steps
 from lister_tui.core.engine.loading import check_device_name
@@ -50,6 +50,14 @@ class SweepSettings:
     faithfulness: bool = True
     attribution: str = "grad"  # how pairs are ranked: "grad" (the study's activation x gradient) or "ig"
     ig_steps: int = DEFAULT_IG_STEPS  # integrated-gradient steps (used with attribution="ig")
+    # named intervention sets (--interventions FILE), each one condition: {"name", "interventions": [...]}
+    interventions: tuple[dict, ...] = ()
+
+    def intervention_sets(self):
+        """The intervention sets as :class:`~lister_tui.core.engine.interventions.InterventionSet`, in order."""
+        from lister_tui.core.sweep.interventions_file import sets_from_records
+
+        return sets_from_records(self.interventions)
 
     def sae_ids(self, entry: ModelEntry) -> tuple[str, ...]:
         """The SAEs to ablate, in order, duplicates dropped; the preset when none were given."""
@@ -88,12 +96,21 @@ class SweepSettings:
             scale = self.steering_scale
             if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or abs(scale) > MAX_STEERING_SCALE:
                 raise ListerError(f"steering scale must be a finite number in [-{MAX_STEERING_SCALE:g}, {MAX_STEERING_SCALE:g}], got {scale!r}")
+        if self.interventions:
+            from lister_tui.core.sweep.interventions_file import parse_sets
+
+            reserved = set(SweepSettings.conditions(replace(self, interventions=()), entry))
+            parse_sets({"sets": [dict(r) for r in self.interventions]}, entry, "settings.interventions", reserved)
 
     def to_dict(self, entry: ModelEntry | None = None) -> dict:
         """JSON-ready settings, with the SAE list and steering layer resolved when ``entry`` is given."""
         out = asdict(self)
         out["saes"] = list(self.sae_ids(entry)) if entry is not None else list(self.saes)
         out["templates"], out["topics"] = list(self.templates), list(self.topics)
+        if self.interventions:  # absent when none: older sweeps' settings (and hashes) stay as they were
+            out["interventions"] = [dict(r) for r in self.interventions]
+        else:
+            out.pop("interventions", None)
         if entry is not None:
             out["steering_layer"] = self.resolved_steering_layer(entry)
         return out
@@ -109,6 +126,10 @@ class SweepSettings:
         try:
             if isinstance(out.get("sampling"), Mapping):
                 out["sampling"] = SamplingSettings(**out["sampling"])
+            if "interventions" in out:
+                if not isinstance(out["interventions"], (list, tuple)) or not all(isinstance(r, Mapping) for r in out["interventions"]):
+                    raise ListerError(f"settings.interventions must be a list of sets, got {out['interventions']!r:.80}")
+                out["interventions"] = tuple(dict(r) for r in out["interventions"])
             for key in ("saes", "templates", "topics"):
                 if key in out:
                     if not isinstance(out[key], (list, tuple)) or not all(isinstance(v, str) for v in out[key]):
@@ -121,13 +142,14 @@ class SweepSettings:
     def conditions(self, entry: ModelEntry) -> list[str]:
         """Every condition's name, in the tables' order: the base, each SAE's ablation, the baselines."""
         names = [BASE] + [ablation_condition(s) for s in self.sae_ids(entry)]
+        names += [str(r["name"]) for r in self.interventions]
         if self.restricted_sampling:
             names += [BAN_BLANK_AND_END, BAN_END]
         if self.steering:
             names.append(steering_name(self.resolved_steering_layer(entry), self.steering_scale))
         return names
 
-    def cli_args(self, entry: ModelEntry) -> list[str]:
+    def cli_args(self, entry: ModelEntry, interventions_file=None) -> list[str]:
         """``lister-tui sweep`` arguments that repeat this sweep exactly (every value explicit)."""
         s = self.sampling
         origin = entry.extra.get("base_origin", entry.origin)
@@ -158,6 +180,8 @@ class SweepSettings:
             args.append("--no-steering")
         args.append("--faithfulness" if self.faithfulness else "--no-faithfulness")
         args += ["--attribution", self.attribution, "--ig-steps", str(self.ig_steps)]
+        if self.interventions:  # the sets live in a file (the sweep's interventions.json)
+            args += ["--interventions", str(interventions_file or "interventions.json")]
         return args
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from lister_tui.core.engine.generation import ListSample, make_sample, sample_lists
+from lister_tui.core.engine.generation import ListSample, make_sample, sample_lists, with_metric
 from lister_tui.core.engine.listing import items_from_text
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.prompts import PromptSpec, build_prompts, get_template
@@ -42,7 +42,7 @@ from lister_tui.core.study.experiment import (
 )
 from lister_tui.core.study.faithfulness import sample_faithfulness
 from lister_tui.core.sweep.settings import SweepSettings, ablation_condition
-from lister_tui.core.sweep.tables import BASE, SAE_ABLATION
+from lister_tui.core.sweep.tables import BASE, INTERVENTIONS, SAE_ABLATION
 
 
 def _items(loaded: LoadedModel, s: ListSample) -> list[str]:
@@ -210,6 +210,9 @@ class ShardRunner:
             return self._regenerate_all(shard, samples, "none", unit)
         if shard.sae is not None:
             return self._ablate(shard, samples, unit)
+        sets = {iset.name: iset for iset in self.settings.intervention_sets()}
+        if shard.condition in sets:
+            return self._intervene_all(shard, samples, sets[shard.condition], unit)
         baseline = self.baselines().get(shard.condition)
         if baseline is None:
             raise ListerError(f"unknown condition {shard.condition!r}; planned: {', '.join(self.baselines())}")
@@ -242,6 +245,24 @@ class ShardRunner:
             if stop:
                 return _output([rows[i] for i in sorted(rows)], partial=len(rows) < len(samples))
         return _output([rows[i] for i in sorted(rows)])
+
+    def _intervene_all(self, shard, samples, iset, unit) -> dict:
+        """Every sample regenerated from its attribution position under a named intervention set
+        (batched; each with its own seed, so the base is its common-random-numbers twin)."""
+        rows: list[dict] = []
+        sites = ",".join(iset.sae_ids())
+        described = iset.describe()
+        for start in range(0, len(samples), 32):
+            group = samples[start : start + 32]
+            prefixes = [list(s.tokens[: s.structure.attribution_pos]) for s in group]
+            out = sample_lists(self.loaded, [s.spec for s in group], self.settings.sampling, prefixes=prefixes, interventions=iset)
+            stop = False
+            for s, r in zip(group, out):
+                rows.append(generation_row(self.loaded, with_metric(self.loaded, r), shard.condition, INTERVENTIONS, sites, described))
+                stop = unit(f"{shard.condition}: {s.spec.key}") or stop
+            if stop:
+                return _output(rows, partial=len(rows) < len(samples))
+        return _output(rows)
 
     def _ablate(self, shard, samples, unit) -> dict:
         """Attribute the lists to one SAE, zero each one's top-k pairs, regenerate, check the estimate."""

@@ -27,9 +27,11 @@ import pandas as pd
 from lister_tui.core.engine.listing import topic_diversity
 from lister_tui.core.study.columns import EMPTY_ITEMS_OLD, ITEM_RULE, PLAIN_METRIC, PLAIN_METRIC_DESCRIPTION
 from lister_tui.core.study.faithfulness import correlation_per_sae
+from lister_tui.core.study.stats import t_interval
 
 BASE = "base"
 SAE_ABLATION = "sae ablation"
+INTERVENTIONS = "interventions"  # a named intervention set (--interventions FILE)
 SAMPLE_KEYS = ["template", "topic", "sample"]
 CONDITION_KEYS = ["condition", "method", "sae"]
 # list metrics whose change (condition − base) is aggregated
@@ -89,8 +91,8 @@ TABLE_DESCRIPTIONS = {
 }
 
 COLUMN_DESCRIPTIONS = {
-    "condition": "how the list was regenerated: base, 'ablate <sae>' (top-k pairs zeroed), 'ban …' or 'steer …'",
-    "method": "none (base), sae ablation, restricted sampling or steering",
+    "condition": "how the list was regenerated: base, 'ablate <sae>' (top-k pairs zeroed), 'ban …', 'steer …' or an intervention set's name",
+    "method": "none (base), sae ablation, interventions (a named set), restricted sampling or steering",
     "sae": "the ablated SAE (empty for the base and the baselines)",
     "template": "prompt template (the study's short, long, unspecified; a user template's name; free: a free-form prompt)",
     "template_length": "the template's length group (short, long, unspecified, neutral), to group user templates with the study's",
@@ -110,6 +112,7 @@ COLUMN_DESCRIPTIONS = {
     "items": "the item names, as a JSON list (see n_items for what counts as an item)",
     "continuation": "the generated text after the prompt",
     "n_generations": "generations aggregated",
+    "n": "paired generations (condition and base, same prefix and seed) behind every mean and interval of the row",
     "pairs_zeroed_mean": "(feature, position) pairs zeroed per generation, averaged; 0 for an SAE ablation means it "
     "ablated nothing (its changes are not a measured 'no effect')",
     "n_topics": "topics aggregated",
@@ -149,6 +152,8 @@ def describe(column: str) -> str:
                 "mean": f"mean of the condition's {m}",
                 "change_mean": f"mean change of {m} (condition − base)",
                 "change_variance": f"variance of the change of {m} across a topic's samples (ddof 1; averaged across topics per condition)",
+                "change_ci_low": f"lower end of the 95% Student t interval of the mean change of {m}, over the row's n paired generations",
+                "change_ci_high": f"upper end of the 95% Student t interval of the mean change of {m}, over the row's n paired generations",
                 "change": f"{m} under the condition − {m} of the base",
             }.get(rest, column)
     return COLUMN_DESCRIPTIONS.get(column.split("_single_feature")[0].split("_top_k_together")[0], column.replace("_", " "))
@@ -166,6 +171,18 @@ def generations_frame(rows: Sequence[dict]) -> pd.DataFrame:
     for column in ("diversity", PLAIN_METRIC):
         frame[column] = frame[column].astype("float64")
     return frame
+
+
+def _with_intervals(row: dict, changes: pd.DataFrame) -> None:
+    """``n`` and, per metric, the 95% t interval of the mean change over ``changes``' rows (paired generations)."""
+    row["n"] = len(changes)
+    for m in METRICS:
+        d = changes[f"{m}_change"].astype("float64").to_numpy()
+        low, high = t_interval(d[np.isfinite(d)])
+        row[f"{m}_change_ci_low"], row[f"{m}_change_ci_high"] = low, high
+
+
+INTERVAL_COLUMNS = ["n"] + [f"{m}_change_{e}" for m in METRICS for e in ("ci_low", "ci_high")]
 
 
 def paired_changes(generations: pd.DataFrame) -> pd.DataFrame:
@@ -217,15 +234,19 @@ def by_condition_and_topic(generations: pd.DataFrame) -> pd.DataFrame:
         row["topic_diversity_base"] = _pooled_diversity(group["items_base"])
         row["topic_diversity"] = _pooled_diversity(group["items"])
         row["topic_diversity_change"] = row["topic_diversity"] - row["topic_diversity_base"]
+        _with_intervals(row, group)
         out.append(row)
     columns = keys + ["n_generations", "pairs_zeroed_mean"]
     columns += [f"{m}_{s}" for m in METRICS for s in ("base_mean", "mean", "change_mean", "change_variance")]
     columns += ["reached_end_base_rate", "reached_end_rate", "topic_diversity_base", "topic_diversity", "topic_diversity_change"]
+    columns += INTERVAL_COLUMNS
     return _fix_sae(pd.DataFrame(out, columns=columns))
 
 
-def by_condition(per_topic: pd.DataFrame, faithfulness: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The study's table: per condition and template, the per-topic values averaged across topics."""
+def by_condition(per_topic: pd.DataFrame, faithfulness: pd.DataFrame | None = None, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The study's table: per condition and template, the per-topic values averaged across topics;
+    with ``pairs`` (:func:`paired_changes`), ``n`` and each change's 95% t interval over the
+    condition's paired generations (pooled across topics)."""
     keys = CONDITION_KEYS + ["template"]
     study = ["diversity_change_mean", "diversity_change_variance", "n_items_change_mean", "n_items_change_variance"]
     others = [f"{m}_{s}" for m in METRICS for s in ("change_mean", "change_variance") if f"{m}_{s}" not in study]
@@ -239,9 +260,16 @@ def by_condition(per_topic: pd.DataFrame, faithfulness: pd.DataFrame | None = No
         row["pairs_zeroed_mean"] = group["pairs_zeroed_mean"].mean()
         for column in study + others + means + rates:
             row[column if column != "topic_diversity_change" else "topic_diversity_change_mean"] = group[column].mean()
+        if pairs is not None:
+            mask = np.ones(len(pairs), dtype=bool)
+            for k, v in zip(keys, key):
+                mask &= (pairs[k].isna() if v is None or v != v else pairs[k] == v).to_numpy()
+            _with_intervals(row, pairs[mask])
         out.append(row)
     columns = keys + ["n_topics", "n_generations", "pairs_zeroed_mean"] + study + means + others
     columns += ["reached_end_base_rate", "reached_end_rate", "topic_diversity_change_mean"]
+    if pairs is not None:
+        columns += INTERVAL_COLUMNS
     frame = pd.DataFrame(out, columns=columns)
     frame["faithfulness_pearson_r"] = np.nan
     if faithfulness is not None and not faithfulness.empty:
@@ -252,8 +280,9 @@ def by_condition(per_topic: pd.DataFrame, faithfulness: pd.DataFrame | None = No
     return _fix_sae(frame)
 
 
-def by_topic(per_topic: pd.DataFrame) -> pd.DataFrame:
-    """Per template and topic: the SAE ablations' per-topic changes averaged across SAEs."""
+def by_topic(per_topic: pd.DataFrame, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per template and topic: the SAE ablations' per-topic changes averaged across SAEs; with
+    ``pairs``, ``n`` and 95% t intervals over the SAE ablations' paired generations pooled."""
     saes = per_topic[per_topic["method"] == SAE_ABLATION]
     keys = ["template", "topic"]
     changes = [f"{m}_change_mean" for m in METRICS]
@@ -270,10 +299,15 @@ def by_topic(per_topic: pd.DataFrame) -> pd.DataFrame:
         best = group.loc[group["n_items_change_mean"].idxmax()] if group["n_items_change_mean"].notna().any() else None
         row["largest_n_items_change_sae"] = None if best is None else best["sae"]
         row["largest_n_items_change"] = np.nan if best is None else best["n_items_change_mean"]
+        if pairs is not None:
+            ablated = pairs[(pairs["method"] == SAE_ABLATION) & (pairs["template"] == key[0]) & (pairs["topic"] == key[1])]
+            _with_intervals(row, ablated)
         out.append(row)
     columns = keys + ["n_saes", "n_items_base_mean"] + changes
     columns += ["reached_end_base_rate", "reached_end_rate", "topic_diversity_change_mean"]
     columns += ["largest_n_items_change_sae", "largest_n_items_change"]
+    if pairs is not None:
+        columns += INTERVAL_COLUMNS
     return pd.DataFrame(out, columns=columns)
 
 
@@ -299,9 +333,10 @@ def build_tables(generation_rows: Sequence[dict], faithfulness_rows: Sequence[di
     if faithfulness_rows is not None:
         pairs = faithfulness_frame(faithfulness_rows)
         faithfulness = correlation_per_sae(pairs)
-    tables["by_condition"] = by_condition(per_topic, faithfulness)
+    pairs_frame = paired_changes(generations)
+    tables["by_condition"] = by_condition(per_topic, faithfulness, pairs_frame)
     tables["by_condition_and_topic"] = per_topic
-    tables["by_topic"] = by_topic(per_topic)
+    tables["by_topic"] = by_topic(per_topic, pairs_frame)
     tables["generations"] = generations
     if faithfulness is not None:
         tables["faithfulness_by_sae"] = faithfulness

@@ -1,0 +1,155 @@
+"""`lister-tui sweep --interventions FILE`: named intervention sets from TOML or JSON, checked field by field.
+
+The form (JSON takes the same keys)::
+
+    [[sets]]
+    name = "no-short"
+    [[sets.interventions]]
+    site = "res_0"
+    feature = 382
+    kind = "zero"        # zero | scale | clamp | steer
+    value = 0.0          # k for scale, the value for clamp, c for steer (unused for zero)
+    position = "all"     # all | prompt | generated | a token index
+
+Everything is checked before any model loads (a feature against the SAE's width read
+from its cfg.json when the weights are a local folder); an error names the file, the
+set and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+from lister_tui.core.engine.interventions import KINDS, Intervention, InterventionSet, check_position, check_value
+from lister_tui.core.engine.registry import ModelEntry
+from lister_tui.core.errors import ListerError
+
+MAX_SETS = 100
+MAX_PER_SET = 1000
+ITEM_KEYS = ("site", "feature", "kind", "value", "position", "relative")
+
+
+def site_width(entry: ModelEntry, site_id: str) -> int | None:
+    """The SAE's d_sae from its cfg.json when its weights are a local or shipped folder (None: unknown)."""
+    site = entry.site(site_id)
+    if site.release is not None:
+        return None
+    if site.path is not None:
+        folder = Path(site.path)
+    else:
+        from lister_tui.organism import paths
+
+        if entry.weights_dir is None:
+            return None
+        folder = Path(entry.weights_dir) / paths.SAES_SUBDIR / site.id
+    try:
+        d_sae = json.loads((folder / "cfg.json").read_text(encoding="utf-8")).get("d_sae")
+    except (OSError, ValueError):
+        return None
+    return d_sae if isinstance(d_sae, int) and d_sae > 0 else None
+
+
+def parse_sets(data: object, entry: ModelEntry, source: str, reserved: set[str] = frozenset()) -> tuple[InterventionSet, ...]:
+    """Named intervention sets from parsed TOML/JSON ``data``; ``reserved`` are condition names taken."""
+    if not isinstance(data, dict) or set(data) != {"sets"} or not isinstance(data["sets"], list):
+        raise ListerError(f"{source}: expected one key 'sets' holding a list of sets ([[sets]] in TOML), got {sorted(data) if isinstance(data, dict) else type(data).__name__}")
+    if not data["sets"]:
+        raise ListerError(f"{source}: 'sets' is empty; give at least one [[sets]] with a name and interventions")
+    if len(data["sets"]) > MAX_SETS:
+        raise ListerError(f"{source}: {len(data['sets'])} sets; at most {MAX_SETS}")
+    sites = [s.id for s in entry.sites]
+    widths: dict[str, int | None] = {}
+    out: list[InterventionSet] = []
+    names: set[str] = set()
+    for n, raw in enumerate(data["sets"], 1):
+        where = f"{source}: set {n}"
+        if not isinstance(raw, dict):
+            raise ListerError(f"{where}: expected a table with name and interventions")
+        unknown = sorted(set(raw) - {"name", "interventions"})
+        if unknown:
+            raise ListerError(f"{where}: unknown field {unknown[0]!r}; valid: name, interventions")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name) > 80 or any(ord(c) < 32 for c in name):
+            raise ListerError(f"{where}: field 'name' must be a one-line text of 1 to 80 characters, got {name!r:.60}")
+        where = f"{source}: set {n} ({name!r})"
+        if name in names:
+            raise ListerError(f"{where}: field 'name': two sets are named {name!r}; give each set its own name")
+        if name in reserved:
+            raise ListerError(f"{where}: field 'name': {name!r} is already a condition of the sweep; choose another name")
+        names.add(name)
+        items = raw.get("interventions")
+        if not isinstance(items, list) or not items:
+            raise ListerError(f"{where}: field 'interventions' has no interventions; give at least one [[sets.interventions]]")
+        if len(items) > MAX_PER_SET:
+            raise ListerError(f"{where}: field 'interventions' has {len(items)}; at most {MAX_PER_SET}")
+        parsed = []
+        for k, item in enumerate(items, 1):
+            at = f"{where}, intervention {k}"
+            if not isinstance(item, dict):
+                raise ListerError(f"{at}: expected a table with site, feature, kind, value, position")
+            bad = sorted(set(item) - set(ITEM_KEYS))
+            if bad:
+                raise ListerError(f"{at}: unknown field {bad[0]!r}; valid: {', '.join(ITEM_KEYS)}")
+            site = item.get("site")
+            if site not in sites:
+                raise ListerError(f"{at}: field 'site': unknown site {site!r:.60} for {entry.name}; valid: {', '.join(sites)}")
+            if site not in widths:
+                widths[site] = site_width(entry, site)
+            feature = item.get("feature")
+            width = widths[site]
+            if isinstance(feature, bool) or not isinstance(feature, int) or feature < 0 or (width is not None and feature >= width):
+                valid = f"0..{width - 1}" if width is not None else "0 or more"
+                raise ListerError(f"{at}: field 'feature': {feature!r:.60} is out of range for {site}; valid: {valid}")
+            kind = item.get("kind", "zero")
+            if kind not in KINDS:
+                raise ListerError(f"{at}: field 'kind': unknown kind {kind!r:.60}; valid: {', '.join(KINDS)}")
+            value = check_value(kind, item.get("value", 0.0), f"{at}: field 'value'")
+            position = check_position(item.get("position", "all"), f"{at}: field 'position'")
+            relative = item.get("relative", False)
+            if not isinstance(relative, bool) or (relative and kind != "clamp"):
+                raise ListerError(f"{at}: field 'relative' is for a clamp only (true: value × the feature's maximum activation), got {relative!r:.60}")
+            if relative:
+                raise ListerError(f"{at}: field 'relative': a sweep takes absolute clamp values; read the maximum on the feature's card (lister-tui feature) and give value")
+            parsed.append(Intervention(site, feature, kind, value, position))
+        out.append(InterventionSet(tuple(parsed), name))
+    return tuple(out)
+
+
+def read_sets(path: Path, entry: ModelEntry, reserved: set[str] = frozenset()) -> tuple[InterventionSet, ...]:
+    """The sets in ``path`` (.toml or .json), checked; ListerError naming the file, set and field."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ListerError(f"cannot read the interventions file {source} ({exc.strerror or exc}); give an existing .toml or .json file") from exc
+    suffix = Path(path).suffix.lower()
+    try:
+        if suffix == ".json":
+            data = json.loads(raw.decode("utf-8"))
+        elif suffix == ".toml":
+            data = tomllib.loads(raw.decode("utf-8"))
+        else:
+            raise ListerError(f"{source}: unknown file type {suffix or '(none)'!r}; give a .toml or .json file")
+    except UnicodeDecodeError as exc:
+        raise ListerError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ListerError(f"{source}: not valid {suffix[1:].upper()} ({exc})") from exc
+    return parse_sets(data, entry, source, reserved)
+
+
+def sets_to_records(sets: tuple[InterventionSet, ...]) -> tuple[dict, ...]:
+    return tuple(s.to_dict() for s in sets)
+
+
+def sets_from_records(records) -> tuple[InterventionSet, ...]:
+    """Sets back from :func:`sets_to_records` (a manifest's settings)."""
+    out = []
+    for r in records or ():
+        items = tuple(
+            Intervention(str(i["site"]), int(i["feature"]), str(i["kind"]), float(i["value"]), i["position"] if isinstance(i["position"], str) else int(i["position"]))
+            for i in r["interventions"]
+        )
+        out.append(InterventionSet(items, str(r["name"])))
+    return tuple(out)

@@ -1,0 +1,57 @@
+"""Batch experiments in a session: saved, reopened with the same figures, exported; format 1 sessions migrate."""
+
+from __future__ import annotations
+
+import json
+
+from session_fixtures import MODEL, VOCAB, decode, small_workspace
+
+from lister_tui.core.engine.interventions import Intervention, InterventionSet
+from lister_tui.core.sessions.export import session_export
+from lister_tui.core.sessions.schema import FORMAT_VERSION
+from lister_tui.core.sessions.store import SessionStore, read_session
+from lister_tui.core.study.intervention_batch import BASE, CONTROL, INTERVENED, BatchExperiment, ExperimentSettings
+
+
+def _experiment() -> BatchExperiment:
+    iset = InterventionSet((Intervention("res_0", 3, "clamp", 2.5, 7), Intervention("res_0", 5, "steer", -1.0, "generated")), "my set")
+    exp = BatchExperiment(ExperimentSettings(iset, n_seeds=2), ["short/Fruits/0@11"], units_total=2, done=True)
+    exp.conditions = {INTERVENED: {"kind": "interventions", "interventions": iset.to_dict()}}
+    for seed, (b, i, c) in zip((11, 7930), ((4, 6, 4), (5, 8, 5))):
+        for condition, items in ((BASE, b), (INTERVENED, i), (CONTROL, c)):
+            exp.rows.append(
+                {"sample_key": "short/Fruits/0@11", "template": "short", "topic": "Fruits", "seed": seed, "seed_index": 0, "condition": condition,
+                 "n_items": items, "n_tokens": 3 * items, "reached_end": True, "metric_plain": 1.0, "metric_under": 1.0 - 0.1 * items, "tokens": [1, 2, items]}
+            )  # fmt: skip
+    return exp
+
+
+def test_an_experiment_round_trips_and_exports(tmp_path):
+    ws = small_workspace()
+    exp = _experiment()
+    assert ws.add_experiment(exp) == 0
+    manifest = SessionStore(tmp_path / "s").save(ws, MODEL, decode=decode, token_string=lambda i: VOCAB.get(i, "?"))
+    assert manifest["format_version"] == FORMAT_VERSION == 2 and manifest["tables"]["experiments"]["rows"] == 1
+    back = read_session(tmp_path / "s").workspace.experiments
+    assert len(back) == 1 and back[0].to_dict() == exp.to_dict() and back[0].summary() == exp.summary()
+    table = session_export(ws, None)["experiments"]
+    hit = table[table["condition"] == INTERVENED].iloc[0]
+    assert hit["n"] == 2 and hit["n_items_change_mean"] == 2.5 and hit["name"] == "my set"
+    assert "res_0#3 clamp=2.5 @7" in hit["interventions"]
+    assert set(table["condition"]) == {INTERVENED, CONTROL}
+
+
+def test_a_format_1_session_opens_with_no_experiments_and_saves_as_format_2(tmp_path):
+    ws = small_workspace()
+    folder = tmp_path / "old"
+    SessionStore(folder).save(ws, MODEL, decode=decode)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    del manifest["tables"]["experiments"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    opened = read_session(folder)
+    assert opened.migrated_from == 1 and opened.workspace.experiments == []
+    assert len(opened.workspace.samples) == len(ws.samples)
+    again = SessionStore.of(opened).save(opened.workspace, MODEL)
+    assert again["format_version"] == 2
+    assert json.loads((folder / "manifest.v1.json").read_text())["format_version"] == 1
