@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 from lister_tui.core.engine.ablation import Ablation, ablation_hooks, validate, zeroed_activations
-from lister_tui.core.engine.interventions import InterventionSet, intervention_hooks
 from lister_tui.core.engine.lazy import torch  # imported on first use
 from lister_tui.core.engine.listing import ListMetrics, ListStructure, list_metrics, parse_structure
 from lister_tui.core.engine.prompts import PromptSpec, prompt_ids
@@ -19,6 +18,7 @@ from lister_tui.core.engine.sampling_settings import SamplingSettings
 from lister_tui.core.errors import ListerError
 
 if TYPE_CHECKING:
+    from lister_tui.core.engine.interventions import InterventionSet
     from lister_tui.core.engine.loading import LoadedModel
 
 
@@ -161,6 +161,8 @@ def _sample_with_interventions(loaded, specs, settings, interventions, *, ablati
     stop = [False]
     for plen in dict.fromkeys(prompt_lens):
         idx = [i for i, p in enumerate(prompt_lens) if p == plen]
+        from lister_tui.core.engine.interventions import intervention_hooks
+
         group_hooks = intervention_hooks  # bound late so each batch gets fresh hooks
 
         def factory(_prefix_len: int, plen: int = plen) -> list:
@@ -184,6 +186,8 @@ def _sample_with_interventions(loaded, specs, settings, interventions, *, ablati
         if saes_abl:
             for start in starts:
                 validate(ablation, saes_abl, len(start))
+        from lister_tui.core.engine.sampling import generate
+
         with torch.inference_mode():
             gens = generate(
                 loaded.model,
@@ -262,6 +266,8 @@ def metric_curve_under(loaded: LoadedModel, tokens: Sequence[int], interventions
     from lister_tui.core.engine.attribution import metric_logit_diff
 
     seq = list(tokens)
+    from lister_tui.core.engine.interventions import intervention_hooks
+
     hooks = [] if interventions is None or interventions.is_empty() else intervention_hooks(interventions, intervention_saes(loaded, interventions), prompt_len)
     with torch.inference_mode(), loaded.model.hooks(fwd_hooks=hooks):
         logits = loaded.model(torch.tensor([seq], device=loaded.device))
