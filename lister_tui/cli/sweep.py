@@ -78,7 +78,7 @@ def sweep_command(
     samples: int = typer.Option(5, "--samples", "-n", help=f"Samples per template and topic (valid: 1..{MAX_SAMPLES_PER_TOPIC})."),
     preset: str = typer.Option("code", "--preset", help="Sampling preset: code (T 0.7, top-p 0.8), post (T 0.8, top-p 0.9) or greedy."),
     temperature: Optional[float] = typer.Option(None, help=f"Override the preset's temperature (0 = greedy) (valid: 0..{MAX_TEMPERATURE:g}).", show_default=False),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help=f"Override the preset's top-p (valid: 0..1, 0 excluded).", show_default=False),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Override the preset's top-p (valid: 0..1, 0 excluded).", show_default=False),
     top_k: Optional[int] = typer.Option(None, "--top-k", help=f"Top-k filter of the sampler (default: none) (valid: 1..{MAX_TOP_K}).", show_default=False),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help=f"Override the preset's token cap (100) (valid: 1..{MAX_NEW_TOKENS}).", show_default=False),
     k: int = typer.Option(5, "--k", "-k", help=f"Top (position, feature) pairs zeroed per sample (the study's code: 10, its post: 5) (valid: 1..{MAX_K})."),

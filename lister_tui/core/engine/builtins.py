@@ -15,7 +15,6 @@ holds, so the entry uses the canonical attention SAEs and says so.
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import SimpleNamespace
 
 from lister_tui.core.engine.entries import ModelEntry, SAESite
 from lister_tui.core.errors import ListerError
@@ -102,9 +101,13 @@ def _gemma_2_2b_it() -> ModelEntry:
 
 def _gemma_2_2b_it_study() -> ModelEntry:
     base = _gemma_2_2b_it()
-    ids = release_sae_ids(STUDY_RES_RELEASE)  # one read of the file for the five layers
-    directory = {STUDY_RES_RELEASE: SimpleNamespace(saes_map=dict.fromkeys(ids))}
+    from lister_tui.core.engine.sae_directory import release as read_release
+
     attn = tuple(s for s in base.sites if s.kind == "attn")
+    # the releases' entries read without importing sae_lens (one read of the file for the five layers)
+    directory = {r: found for r in {STUDY_RES_RELEASE, *(s.release for s in attn)} if (found := read_release(r)) is not None}
+    if STUDY_RES_RELEASE not in directory:
+        raise ListerError(f"the installed SAELens directory has no release {STUDY_RES_RELEASE}; reinstall sae-lens 6.x")
     res = tuple(SAESite(f"res_{l}", "res", l, STUDY_RES_RELEASE, study_residual_sae_id(l, directory)) for l in GEMMA_RES_LAYERS)
     from dataclasses import replace
 

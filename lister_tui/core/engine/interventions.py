@@ -32,15 +32,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
-
 from lister_tui.core.engine.ablation import EVERY_POSITION, Ablation
 from lister_tui.core.engine.attribution import has_plain_decoder
+from lister_tui.core.engine.lazy import torch  # imported on first use (sessions are read without it)
 from lister_tui.core.errors import ListerError
 
 if TYPE_CHECKING:
     from sae_lens import SAE
+    from torch import Tensor
 
 KINDS: tuple[str, ...] = ("zero", "scale", "clamp", "steer")
 POSITION_WORDS: tuple[str, ...] = ("all", "prompt", "generated")

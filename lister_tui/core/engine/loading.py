@@ -7,7 +7,6 @@ message that lists what to download when they are absent.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -27,6 +27,7 @@ class Release:
     model: str
     conversion_func: str | None
     saes_map: dict[str, str]  # sae_id -> folder in the repository
+    neuronpedia_id: dict[str, str | None]  # sae_id -> its Neuronpedia id (None: no page)
 
 
 @functools.cache
@@ -51,7 +52,8 @@ def release(name: str) -> Release | None:
     end = next((i for i in range(start + 1, len(lines)) if lines[i][:1] not in ("", " ", "-", "#")), len(lines))
     value = yaml.load("\n".join(lines[start:end]), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))[name]
     saes = {str(s["id"]): str(s["path"]) for s in value.get("saes", [])}
-    return Release(name, value["repo_id"], value["model"], value.get("conversion_func"), saes)
+    pages = {str(s["id"]): s.get("neuronpedia") for s in value.get("saes", [])}
+    return Release(name, value["repo_id"], value["model"], value.get("conversion_func"), saes, pages)
 
 
 def release_names() -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Sequence
+from typing import TYPE_CHECKING, Iterable, Literal, Sequence
 
 import numpy as np
 
@@ -19,7 +19,9 @@ from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.errors import ListerError
 from lister_tui.core.study.circuits.graph import Circuit
 from lister_tui.core.study.experiment import AblationOutcome, SAEListAttribution, select_samples
-from lister_tui.core.study.intervention_batch import BatchExperiment
+
+if TYPE_CHECKING:  # its module runs the model (torch); sessions are read without it
+    from lister_tui.core.study.intervention_batch import BatchExperiment
 
 LABEL_MAX_CHARS = 200
 

@@ -26,16 +26,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from lister_tui.core.engine.generation import ListSample, intervention_saes, metric_curve_under, sample_lists
 from lister_tui.core.engine.interventions import Intervention, InterventionSet, check_value
-from lister_tui.core.engine.loading import LoadedModel
+from lister_tui.core.engine.lazy import torch  # imported on first use: a session's experiments are read without it
 from lister_tui.core.errors import Cancelled, ListerError
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 from lister_tui.core.study.stats import BOOTSTRAP, CI_METHODS, DEFAULT_RESAMPLES, PairedSummary, paired_summary
+
+if TYPE_CHECKING:
+    from lister_tui.core.engine.loading import LoadedModel
 
 BASE = "base"
 INTERVENED = "intervened"

@@ -22,7 +22,6 @@ from textual.widgets import DataTable, Footer, Input, ProgressBar, Static, Tabbe
 
 from lister_tui.core.sessions.workspace import AblationChoice
 from lister_tui.safe_text import text as text_of
-from lister_tui.safe_text import visible
 from lister_tui.tui.explorer import views
 from lister_tui.tui.explorer.controller import ExplorerController
 from lister_tui.tui.keymap import MAIN_KEYS, bindings
