@@ -347,10 +347,9 @@ def corpus_activations(
             try:
                 hit = load(path, part, record, sae_width(lab, sae_id))
             except DamagedCache as exc:
-                moved = move_aside(path)
+                done = move_aside(path)
                 if on_notice is not None:
-                    where = f"moved to {moved.name}" if moved is not None else "removed"
-                    on_notice(f"the activation cache {path} was damaged ({exc}); it was {where} and the pass is recomputed")
+                    on_notice(f"the activation cache {path} was damaged ({exc}); it was {done} and the pass is recomputed")
             else:
                 if on_progress is not None:
                     on_progress(part.n_tokens, part.n_tokens)
