@@ -10,7 +10,9 @@ in batches of a bounded number of tokens, and keeps the non-zero activations onl
 sorted by feature (compressed sparse rows: feature ``f``'s activations are
 ``positions[indptr[f]:indptr[f+1]]``), so that a card for any feature is a slice.
 The result is cached per (model weights fingerprint, SAE, corpus part's tokens), one
-``.npz`` file written atomically under ``locations.cache_dir()/activations``.
+``.npz`` file written atomically under ``locations.cache_dir()/activations`` that records what
+it was computed from; a damaged or foreign file is moved aside and the pass computed again
+(:mod:`lister_tui.core.study.activation_cache`).
 """
 
 from __future__ import annotations
