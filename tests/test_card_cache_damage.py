@@ -133,3 +133,21 @@ def test_lister_tui_feature_heals_a_damaged_cache_and_says_so(tmp_path, monkeypa
     assert "note: the activation cache" in said and "was damaged" in said and "recomputed" in said
     assert path.stat().st_size > 0 and len(list(path.parent.glob("*.damaged-*"))) == 1
     assert "note:" not in runner.invoke(app, args).output  # healed: the next run is quiet
+
+
+def test_a_damaged_cache_in_a_read_only_folder_is_still_recomputed_and_said_so(tiny, part, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from lister_tui.core.study import activation_cache
+
+    fresh, path = cached(tiny, part, tmp_path)
+    empty(path)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(activation_cache.os, "replace", refuse)
+    monkeypatch.setattr(Path, "unlink", refuse)
+    notices = []
+    same(corpus_activations(tiny, "res_2", part, cache=tmp_path, on_notice=notices.append), fresh)
+    assert len(notices) == 1 and "left in place" in notices[0] and "Permission denied" in notices[0]

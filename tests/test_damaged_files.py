@@ -424,3 +424,32 @@ def test_a_ray_cluster_started_here_keeps_its_temp_folder_mode_700(tmp_path, mon
     folder = Path(seen["_temp_dir"])
     assert folder.parent == tmp_path and folder.name.startswith("lister-ray-")
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+def test_ctrl_o_lists_a_session_with_a_5000_digit_revision_as_damaged(tmp_path, monkeypatch, tiny):
+    import asyncio
+
+    from lister_tui.tui.app import ListerApp
+    from lister_tui.tui.screens.sessions import OpenSessionScreen
+
+    monkeypatch.setenv("LISTER_TUI_CONFIG_DIR", str(tmp_path / "config"))
+    root = tmp_path / "sessions"
+    folder = saved(root)
+    text = (folder / "manifest.json").read_text()
+    revision = json.loads(text)["revision"]
+    (folder / "manifest.json").write_text(text.replace(f'"revision": {revision}', '"revision": ' + "9" * 5000))
+
+    async def go():
+        app = ListerApp(tiny, initial=None, sessions_dir=root)
+        async with app.run_test(size=(100, 32)) as pilot:
+            await pilot.pause()
+            await pilot.press("ctrl+o")
+            await pilot.pause()
+            assert isinstance(app.screen, OpenSessionScreen)
+            await pilot.press("enter")  # the damaged row: a message, not a crash
+            await pilot.pause()
+            assert isinstance(app.screen, OpenSessionScreen) and app.session is None
+            said = " ".join(m.text for m in app.messages)
+            assert "integer of 5000 digits" in said
+
+    asyncio.run(go())

@@ -23,16 +23,17 @@ LABEL_SHOWN_CHARS = 80  # a label longer than this (one from a file) is cut with
 
 
 def label_text(label: str) -> Text:
-    """A user's label, as plain text, cut to LABEL_SHOWN_CHARS."""
-    if len(label) > LABEL_SHOWN_CHARS:
-        label = label[: LABEL_SHOWN_CHARS - 1] + "…"
+    """A user's label, as plain text."""
     return Text(visible(label), style="italic") if label else Text("")
 
 
 def feature_title(sae_id: str, feature: int, label: str = "") -> Text:
-    """``res_0 f377 "label"``: how a feature is named next to its label everywhere."""
+    """``res_0 f377 "label"``: how a feature is named next to its label everywhere (a label longer
+    than LABEL_SHOWN_CHARS, one from a file, is cut with "…")."""
     text = Text(visible(f"{sae_id} f{feature}"))
     if label:
+        if len(label) > LABEL_SHOWN_CHARS:
+            label = label[: LABEL_SHOWN_CHARS - 1] + "…"
         text.append(" “")
         text.append_text(label_text(label))
         text.append("”")

@@ -46,7 +46,8 @@ class Mismatch:
             return (
                 f"{self.key} prompt: the saved prompt ({len(self.saved)} tokens) is not the one {self.cause} gives "
                 f"({len(self.replayed)} tokens; first differs at position {p}: saved {a}, rebuilt {b}); "
-                f"the template or topic was edited, so its {self.not_replayed} list(s) were not replayed"
+                f"the template or topic was edited (or this lister-tui builds prompts differently), "
+                f"so its {self.not_replayed} list(s) were not replayed"
             )
         if self.position is None:
             return f"{self.key} {self.what}: {len(self.saved)} tokens saved, {len(self.replayed)} replayed"

@@ -132,8 +132,9 @@ def _check_structure(acts: SparseActivations, part: CorpusPart, d_sae: int) -> N
             raise DamagedCache("a feature's positions do not ascend")
 
 
-def move_aside(path: Path) -> Path | None:
-    """``path`` renamed to ``<name>.damaged-<UTC time>`` (kept for a look, out of the way); None if it cannot be."""
+def move_aside(path: Path) -> str:
+    """``path`` renamed to ``<name>.damaged-<UTC time>`` (kept for a look, out of the way), else removed;
+    returns what was done, in words."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     target = path.with_name(f"{path.name}.damaged-{stamp}")
     n = 1
@@ -145,7 +146,7 @@ def move_aside(path: Path) -> Path | None:
     except OSError:
         try:
             path.unlink()
-        except OSError:
-            return None
-        return None
-    return target
+        except OSError as exc:
+            return f"left in place (it can be neither moved nor removed: {exc.strerror or exc})"
+        return "removed"
+    return f"moved to {target.name}"

@@ -10,7 +10,9 @@ in batches of a bounded number of tokens, and keeps the non-zero activations onl
 sorted by feature (compressed sparse rows: feature ``f``'s activations are
 ``positions[indptr[f]:indptr[f+1]]``), so that a card for any feature is a slice.
 The result is cached per (model weights fingerprint, SAE, corpus part's tokens), one
-``.npz`` file written atomically under ``locations.cache_dir()/activations``.
+``.npz`` file written atomically under ``locations.cache_dir()/activations`` that records what
+it was computed from; a damaged or foreign file is moved aside and the pass computed again
+(:mod:`lister_tui.core.study.activation_cache`).
 """
 
 from __future__ import annotations
@@ -347,10 +349,9 @@ def corpus_activations(
             try:
                 hit = load(path, part, record, sae_width(lab, sae_id))
             except DamagedCache as exc:
-                moved = move_aside(path)
+                done = move_aside(path)
                 if on_notice is not None:
-                    where = f"moved to {moved.name}" if moved is not None else "removed"
-                    on_notice(f"the activation cache {path} was damaged ({exc}); it was {where} and the pass is recomputed")
+                    on_notice(f"the activation cache {path} was damaged ({exc}); it was {done} and the pass is recomputed")
             else:
                 if on_progress is not None:
                     on_progress(part.n_tokens, part.n_tokens)

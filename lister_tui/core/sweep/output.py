@@ -8,6 +8,9 @@ setting, the seeds, package versions and a fingerprint of the weights, so the ru
 be repeated exactly (``repeat_command``), and which shard ran where. Each finished
 shard's rows are kept in ``shards/<shard id>.json``, so an interrupted sweep can be
 resumed (``lister-tui sweep --resume``) by running only the shards missing there.
+
+Long because the folder's whole life is here: the manifest, the shard files and what their
+checksum does and does not protect against, the tables written and read back.
 """
 
 from __future__ import annotations
