@@ -319,3 +319,28 @@ def test_mean_ablation_curve_ends_with_every_node_kept(tiny, short_lists):
     # inactive features count as nodes under a mean ablation (they move to their mean)
     assert last.n_nodes > circuit.n_candidates and last.recovered == pytest.approx(1.0, abs=1e-3)
     assert circuit.metric_empty != pytest.approx(circuit.metric, abs=1e-3)
+
+
+def test_with_integrated_gradients_edges_into_the_metric_are_the_ig_node_effects(tiny, short_lists):
+    """Marks et al. use the gradients averaged along the IG path in the edges too: the edges into the
+    metric from the last site then sum to its (IG) node effects, not to first-order ones."""
+    from lister_tui.core.engine.attribution import attribute_integrated
+
+    sample = short_lists[0]
+    t = sample.structure.attribution_pos
+    sites = [tiny.entry.site(s) for s in ALL_SITES]
+    saes = {s.id: tiny.load_sae(s.id, cache=True) for s in sites}
+    ids = dict(blank_id=tiny.ids.blank, newline_id=tiny.ids.newline)
+    state = sample_state(tiny.model, sample.tokens, t, sites, saes, method="ig", ig_steps=10, **ids)
+    res3 = state.sites["res_3"]
+    # the node effects are integrated gradients (the engine's reference implementation)
+    reference = attribute_integrated(tiny.model, torch.tensor([sample.tokens[: t + 1]]), [t], "res_3", saes["res_3"], steps=10, **ids)
+    assert torch.allclose(res3.effect, reference.attribution[0], atol=1e-5)
+    nodes = [(p, f) for p, f in torch.nonzero(res3.acts).tolist()] + [(p, ERROR) for p in range(state.target + 1)]
+    weights = edge_weights(tiny.model, state, METRIC, None, {"res_3": nodes}, **ids)["res_3"][0]
+    effects = torch.tensor([res3.effect[p, f] if f != ERROR else res3.error_effect[p] for p, f in nodes])
+    assert torch.allclose(weights, effects, atol=1e-5)
+    assert float(weights.sum()) == pytest.approx(float(effects.sum()), abs=1e-4)
+    # and IG differs from first order here, so the test tells the two apart
+    first_order = edge_weights(tiny.model, _state(tiny, sample)[0], METRIC, None, {"res_3": nodes}, **ids)["res_3"][0]
+    assert (first_order - effects).abs().max() > 1e-3

@@ -208,3 +208,21 @@ def test_a_damaged_cache_is_healed_and_the_card_screen_says_so(make_app, tiny, t
             assert any("activation cache" in m and "recomputed" in m for m in shown), shown
 
     run(go())
+
+
+def test_the_cards_state_line_drops_whole_key_hints_at_80_columns(make_app, tiny, setting, tmp_path):
+    ws, key, top, corpus = setting
+
+    async def go():
+        app = make_app(request=None, workspace=ws)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            screen = FeatureCardScreen(tiny, "res_0", top.feature, workspace=ws, sample_key=key, corpus=corpus, cache=tmp_path)
+            app.push_screen(screen)
+            await settle(app, pilot)
+            line = str(screen.query_one("#card-state").render())
+            assert line.startswith("not ablated in this sample") and "…" not in line and len(line) <= 78
+            for part in line.split(" · "):  # every part whole
+                assert part in ("not ablated in this sample", "space toggles", "l labels", "y copies its link or id", "esc closes"), part
+
+    run(go())

@@ -165,6 +165,10 @@ def test_batch_view_shows_the_sweeps_by_condition(make_app, tmp_path):
             assert "ablate res_0 · short" in bars and "+1.50 ± 0.71 (n 4)" in bars
             assert "█" in bars and "Δitems" in bars
             assert "by_condition" in _shown(app.screen, "#sweep-title")
+            await pilot.resize_terminal(80, 24)
+            await pilot.pause(0.2)
+            narrow = _shown(app.screen, "#sweep-title")  # the long folder goes whole; the table's meaning stays
+            assert narrow.startswith("by_condition: Δitems (condition − base) ± sd") and "…" not in narrow
 
     run(go())
 

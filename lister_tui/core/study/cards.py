@@ -4,7 +4,8 @@ The card follows the feature dashboards of SAE-Vis (McDougall, 2024) and Neuronp
 (Lin & Bloom, 2023), themselves after Bricken et al. (2023), *Towards Monosemanticity*:
 
 - **top contexts**: the ``k`` strongest activations over a reference corpus
-  (:mod:`lister_tui.core.study.corpus`), each with the window of tokens around it;
+  (:mod:`lister_tui.core.study.corpus`) whose windows differ, each with the window of
+  tokens around it and how many of the strongest firings share that window (``repeats``);
 - **interval samples**: a few activations drawn from equal-width intervals of
   ``(0, max]`` below the top, each interval with the share of the feature's firings it
   holds (SAE-Vis's "quantile groups"), so the card shows more than the peak;
@@ -14,6 +15,9 @@ The card follows the feature dashboards of SAE-Vis (McDougall, 2024) and Neuronp
   the unembedding, and its direct effect on the study's metric;
 - **in the current sample**: its activation at every token and, if the sample was
   attributed, its attribution and rank.
+
+Long because one card gathers all of these from one corpus pass, and each part is a few
+short functions that only the card uses.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from lister_tui.core.sessions.batch_summary import (
 )
 from lister_tui.core.sessions.workspace import Workspace
 from lister_tui.safe_text import visible
+from lister_tui.tui.header import Part, fit
 from lister_tui.tui.keymap import BATCH_KEYS, bindings
 
 MAX_PLOTS = 4  # templates plotted side by side; the others are in the summary lines
@@ -227,7 +228,11 @@ class BatchScreen(Screen[None]):
             body.update("")
             return
         folder = sweep_folder(self.manifest_fields)
-        title.update(Text(f"Sweep {visible(folder)} · by_condition: Δitems (condition − base) ± sd, mean over topics", no_wrap=True, overflow="ellipsis"))
+        # whole parts dropped when narrow (the folder first, a long path), the table's meaning kept
+        title.update(fit(
+            [Part("Sweep", 3), Part(visible(folder), 2), Part("by_condition: Δitems (condition − base) ± sd", 0), Part("mean over topics", 1)],
+            max(self.size.width - 2, 1), style="bold",
+        ))
         if self.sweep_problem is not None:
             body.update(Text(visible(self.sweep_problem), style="italic"))
             return

@@ -41,6 +41,7 @@ from lister_tui.tui.card_render import (
     summary_text,
     top_title,
 )
+from lister_tui.tui.header import Part, fit
 from lister_tui.tui.keymap import CARD_KEYS, bindings
 from lister_tui.tui.messages import CardProgress, CardReady, TaskFailed
 
@@ -234,17 +235,21 @@ class FeatureCardScreen(Screen[bool]):
         plot.refresh()
         self.refresh_state()
 
+    def on_resize(self) -> None:
+        self.refresh_state()  # the state line keeps what fits the new width
+
     def refresh_state(self) -> None:
         if self.card is None and self.query("#card-progress.-done"):
             return
         parts = []
         if self.ws is not None and self.sample_key is not None and self.sample_key in self.ws.samples:
             on = [c for c in self.ws.state(self.sample_key).choices if (c.sae_id, c.feature) == (self.sae_id, self.feature)]
-            parts.append("ablated in this sample" if on else "not ablated in this sample")
-            parts.append("space toggles")
-        parts.append("l labels · y copies its link or id · esc closes")
+            parts.append(Part("ablated in this sample" if on else "not ablated in this sample", 0))
+            parts.append(Part("space toggles", 1))
+        # the keys are in the footer too: they go first when the line is short, whole, never cut
+        parts += [Part("l labels", 2), Part("y copies its link or id", 3), Part("esc closes", 4)]
         if self.card is not None:
-            self.query_one("#card-state", Static).update(" · ".join(parts))
+            self.query_one("#card-state", Static).update(fit(parts, max(self.size.width - 2, 1)))
 
     # --- actions ----------------------------------------------------------------
 

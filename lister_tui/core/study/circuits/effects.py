@@ -23,6 +23,14 @@ so that the edges into the metric from the last site are that site's node effect
 downstream node's "value" ``∇_d m · d`` is ``(g · W_dec[f]) a_f`` for a feature and
 ``g · ε`` for an error node.
 
+**Edges with integrated gradients.** With ``method="ig"`` the feature nodes' effects are IG
+(the site's features scaled along α·a, its error kept), and the edges use the same averaged
+gradients, as Marks et al.'s code does: ``∇_d m`` of a downstream feature is the IG-averaged
+``ḡ · W_dec[f]``, and an edge u → metric uses ``∂m/∂u`` averaged along u's own path (the
+metric's other inputs frozen), so the edges into the metric from the last site are its IG
+node effects (tested), not first-order ones beside IG nodes. Error nodes stay first-order
+(the error is not on the path), in their effects and in their edges.
+
 **Batching.** Every upstream site of a downstream site is replaced by a leaf holding its
 clean value, which both freezes the paths through the other upstream sites and gives the
 gradients we need. The input is replicated along the batch axis, one downstream node per
@@ -37,7 +45,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from lister_tui.core.engine.attribution import (
     activations_and_gradients,
-    attribute_integrated,
+    check_ig_steps,
     metric_at,
 )
 from lister_tui.core.engine.lazy import torch  # imported on first use
@@ -67,7 +75,7 @@ class SiteState:
     x: Tensor  # [T, ...] the activation at the hook (hook_z keeps [T, heads, d_head])
     g: Tensor  # same shape: d metric / d x
     acts: Tensor  # [T, d_sae] feature activations
-    feature_grad: Tensor  # [T, d_sae] d metric / d feature  (g · W_dec[f])
+    feature_grad: Tensor  # [T, d_sae] d metric / d feature  (g · W_dec[f]; IG: averaged along the path)
     error: Tensor  # [T, d_in] the SAE error ε = x − x̂, flattened
     effect: Tensor  # [T, d_sae] node effects of the features
     error_effect: Tensor  # [T] node effects of the error nodes
@@ -84,6 +92,8 @@ class SampleState:
     embed_g: Tensor  # [T, d_model]
     embed_effect: Tensor  # [T]
     metric: float
+    method: str = "grad"  # "ig": feature effects and the edges' gradients averaged along the IG path
+    ig_steps: int = 10
 
 
 def has_linear_decoder(sae: SAE) -> bool:
@@ -141,10 +151,12 @@ def sample_state(
             effect = acts * feature_grad
             error_effect = (error * _flat(g, site)).sum(-1)
         if method == "ig":
-            integrated = attribute_integrated(
-                model, run, [target], site.id, sae, steps=ig_steps, blank_id=blank_id, newline_id=newline_id
-            )
-            effect = integrated.attribution[0].to(effect.device, effect.dtype)
+            # the gradient averaged along the path (this site's features at α·a, error kept), the
+            # same numbers as attribute_integrated's; kept, so that the edges use it too
+            path_g = _path_gradient(model, run, target, sae, x, acts, reconstruction, steps=ig_steps, **_ids(blank_id, newline_id))
+            with torch.no_grad():
+                feature_grad = _flat(path_g, site) @ sae.W_dec.T
+                effect = acts * feature_grad
         states[site.id] = SiteState(site, sae, x, g, acts, feature_grad, error, effect, error_effect)
     embed_x, embed_g = xs[EMBED_HOOK][0], gs[EMBED_HOOK][0]
     return SampleState(
@@ -155,7 +167,60 @@ def sample_state(
         embed_g=embed_g,
         embed_effect=(embed_x * embed_g).sum(-1),
         metric=float(metric[0]),
+        method=method,
+        ig_steps=ig_steps,
     )
+
+
+def _ids(blank_id: int, newline_id: int) -> dict:
+    return {"blank_id": blank_id, "newline_id": newline_id}
+
+
+def _path_gradient(
+    model: HookedTransformer,
+    run: Tensor,
+    target: int,
+    sae: SAE,
+    x: Tensor,
+    acts: Tensor,
+    reconstruction: Tensor,
+    *,
+    steps: int,
+    blank_id: int,
+    newline_id: int,
+    frozen: dict[str, Tensor] | None = None,
+) -> Tensor:
+    """d metric / d x at the site's hook, averaged over α at the midpoints of ``steps`` intervals,
+    with the activation there replaced by x − x̂ + decode(α·a) (the error kept, the features scaled):
+    integrated gradients' path. ``frozen`` holds other hooks at given values (edges' stop-gradient)."""
+    check_ig_steps(steps)
+    hook_name = sae.cfg.metadata.hook_name
+    with torch.no_grad():
+        if reconstruction is None:
+            reconstruction = sae.decode(acts)
+        error = x - reconstruction.reshape(x.shape)
+    total = torch.zeros_like(x)
+    with torch.inference_mode(False), torch.enable_grad():
+        for step in range(steps):
+            alpha = (step + 0.5) / steps
+            point = (error + sae.decode(alpha * acts).reshape(x.shape)).detach().clone().requires_grad_(True)
+
+            def splice(activation: Tensor, hook) -> Tensor:
+                return point.to(activation.dtype).unsqueeze(0).expand_as(activation)
+
+            hooks = [(h, _hold(v)) for h, v in (frozen or {}).items() if h != hook_name] + [(hook_name, splice)]
+            with model.hooks(fwd_hooks=hooks):
+                value = metric_at(model, run.clone(), [target], blank_id, newline_id)
+            (grad,) = torch.autograd.grad(value.sum(), [point])
+            total += grad.detach()
+    return total / steps
+
+
+def _hold(value: Tensor):
+    def hook(activation: Tensor, hook) -> Tensor:
+        return value.to(activation.dtype).unsqueeze(0).expand_as(activation).detach()
+
+    return hook
 
 
 def edge_weights(
@@ -192,8 +257,24 @@ def edge_weights(
         grads = _upstream_gradients(model, state, target, chunk, feeds, blank_id, newline_id)
         for u, nodes in upstream.items():
             if nodes:
-                out[u][start : start + len(chunk)] = _weights_from_gradient(state, u, grads[u], nodes)
+                path = None
+                if state.method == "ig" and target == METRIC and u != EMBED:
+                    path = _metric_path_gradient(model, state, u, feeds, blank_id, newline_id).unsqueeze(0)
+                out[u][start : start + len(chunk)] = _weights_from_gradient(state, u, grads[u], nodes, path)
     return out
+
+
+def _metric_path_gradient(model: HookedTransformer, state: SampleState, u: str, feeds: list[str], blank_id: int, newline_id: int) -> Tensor:
+    """d metric / d (site u's activation) averaged along u's integrated-gradients path, the
+    metric's other inputs held at their clean values: the edges u → metric then are u's IG node
+    effects where u is the last site (Marks et al. set those edges to the node effects)."""
+    up = state.sites[u]
+    frozen = {(EMBED_HOOK if f == EMBED else state.sites[f].site.hook_name): (state.embed_x if f == EMBED else state.sites[f].x) for f in feeds if f != u}
+    path_g = _path_gradient(
+        model, state.tokens.unsqueeze(0), state.target, up.sae, up.x, up.acts, None,
+        steps=state.ig_steps, blank_id=blank_id, newline_id=newline_id, frozen=frozen,
+    )
+    return _flat(path_g, up.site)  # [T, d_in]
 
 
 def _upstream_gradients(
@@ -267,8 +348,12 @@ def _downstream_values(down: SiteState, y: Tensor, rows: Sequence[tuple[int, int
     return torch.where(is_error, error_values, feature_values)
 
 
-def _weights_from_gradient(state: SampleState, u: str, grad: Tensor, nodes: Sequence[tuple[int, int]]) -> Tensor:
-    """u · ∂s/∂u for the listed upstream nodes, from the gradient at u's site [R, T, d_in]."""
+def _weights_from_gradient(
+    state: SampleState, u: str, grad: Tensor, nodes: Sequence[tuple[int, int]], path: Tensor | None = None
+) -> Tensor:
+    """u · ∂s/∂u for the listed upstream nodes, from the gradient at u's site [R, T, d_in].
+    With ``path`` (the gradient averaged along the IG path, [1 or R, T, d_in]) the feature
+    nodes use it; error nodes, whose node effect is first-order, keep ``grad``."""
     pos = torch.tensor([p for p, _ in nodes], device=grad.device)
     at = grad[:, pos]  # [R, K, d_in]
     if u == EMBED:
@@ -276,5 +361,7 @@ def _weights_from_gradient(state: SampleState, u: str, grad: Tensor, nodes: Sequ
     up = state.sites[u]
     feature = torch.tensor([max(f, 0) for _, f in nodes], device=grad.device)
     is_error = torch.tensor([f == ERROR for _, f in nodes], device=grad.device)
+    if path is not None:
+        at = torch.where(is_error.view(1, -1, 1), at, path[:, pos].to(at.dtype))
     directions = torch.where(is_error.unsqueeze(1), up.error[pos], up.sae.W_dec[feature] * up.acts[pos, feature].unsqueeze(1))
     return (at * directions.to(at.dtype)).sum(-1).float().cpu()
