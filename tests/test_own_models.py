@@ -155,3 +155,15 @@ def test_a_folder_named_after_a_hub_model_keeps_its_own_settings(tmp_path):
     (folder / "config.json").write_text(json.dumps(mine))
     cfg = tl_config(folder, "cpu", torch.float32)
     assert (cfg.d_head, cfg.attn_scale, cfg.rotary_base, cfg.eps, cfg.use_NTK_by_parts_rope) == (16, 4.0, 10000.0, 1e-4, False)
+
+
+def test_a_session_records_the_parity_of_its_model(tmp_path):
+    from lister_tui.core.engine.loading import load_model
+    from lister_tui.core.sessions.schema import ModelInfo
+
+    folder = write_model(tmp_path / "llama", "llama")
+    loaded = load_model(folder_entry(folder), device="cpu", dtype="float32")
+    info = ModelInfo.from_loaded(loaded)
+    recorded = json.loads(json.dumps(info.to_dict()))["parity"]
+    assert recorded == loaded.parity and recorded["ok"] and recorded["architecture"] == "LlamaForCausalLM"
+    assert ModelInfo.from_dict(json.loads(json.dumps(info.to_dict()))).parity == recorded
