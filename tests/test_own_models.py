@@ -155,3 +155,43 @@ def test_a_folder_named_after_a_hub_model_keeps_its_own_settings(tmp_path):
     (folder / "config.json").write_text(json.dumps(mine))
     cfg = tl_config(folder, "cpu", torch.float32)
     assert (cfg.d_head, cfg.attn_scale, cfg.rotary_base, cfg.eps, cfg.use_NTK_by_parts_rope) == (16, 4.0, 10000.0, 1e-4, False)
+
+
+def test_a_session_records_the_parity_of_its_model(tmp_path):
+    from lister_tui.core.engine.loading import load_model
+    from lister_tui.core.sessions.schema import ModelInfo
+
+    folder = write_model(tmp_path / "llama", "llama")
+    loaded = load_model(folder_entry(folder), device="cpu", dtype="float32")
+    info = ModelInfo.from_loaded(loaded)
+    recorded = json.loads(json.dumps(info.to_dict()))["parity"]
+    assert recorded == loaded.parity and recorded["ok"] and recorded["architecture"] == "LlamaForCausalLM"
+    assert ModelInfo.from_dict(json.loads(json.dumps(info.to_dict()))).parity == recorded
+
+
+def test_a_multimodal_gemma_3_folder_loads_its_text_model_as_transformers_runs_it(tmp_path):
+    """Gemma3ForConditionalGeneration (Gemma 3 4B and up): the text model, its config under text_config."""
+    import shutil
+
+    import transformers as T
+
+    from lister_tui.core.engine.pretrained import load_pretrained
+    from lister_tui.organism.paths import weights_dir
+
+    text = T.Gemma3TextConfig(vocab_size=2048, hidden_size=48, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4,
+                              num_key_value_heads=1, head_dim=16, query_pre_attn_scalar=24, sliding_window=5,
+                              layer_types=["sliding_attention", "full_attention"], max_position_embeddings=128)  # fmt: skip
+    vision = T.SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14)
+    config = T.Gemma3Config(text_config=text.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4,
+                            image_token_index=7, boi_token_index=8, eoi_token_index=9)  # fmt: skip
+    config.architectures = ["Gemma3ForConditionalGeneration"]
+    torch.manual_seed(0)
+    model = T.Gemma3ForConditionalGeneration(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    folder = tmp_path / "gemma3mm"
+    model.save_pretrained(str(folder))
+    shutil.copytree(weights_dir() / "tokenizer", folder, dirs_exist_ok=True)
+    ours, _tok, parity = load_pretrained(folder_entry(folder), "cpu", torch.float32)
+    assert parity.ok and parity.architecture == "Gemma3ForConditionalGeneration" and ours.cfg.d_model == 48

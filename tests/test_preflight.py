@@ -19,7 +19,7 @@ def _env(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def model_folder(tmp_path_factory):
+def list_writing_folder(tmp_path_factory):
     """A Gemma 2 architecture folder (26 layers, d_model 32) whose bigram path writes lists."""
     from tests.gemma_fixtures import build_family_tokenizer, write_hf_model
 
@@ -28,16 +28,12 @@ def model_folder(tmp_path_factory):
     return folder
 
 
-def _without_chat_template(folder, into):
-    import json
-    import shutil
+@pytest.fixture(scope="module")
+def small_folder(tmp_path_factory):
+    """A 2-layer Gemma 2 folder (d_model 48): enough for mistakes found before any sample."""
+    from tests.own_models import write_model
 
-    shutil.copytree(folder, into)
-    (into / "chat_template.jinja").unlink(missing_ok=True)
-    config = json.loads((into / "tokenizer_config.json").read_text())
-    config.pop("chat_template", None)
-    (into / "tokenizer_config.json").write_text(json.dumps(config))
-    return into
+    return write_model(tmp_path_factory.mktemp("own") / "small", "gemma2")
 
 
 def _run(tmp_path, folder, site_hook: str, sae_hook: str, d_in: int, cut_weights: bool = False) -> tuple:
@@ -54,12 +50,13 @@ def _run(tmp_path, folder, site_hook: str, sae_hook: str, d_in: int, cut_weights
     out = tmp_path / "out"
     result = CliRunner().invoke(app, ["--registry", str(registry), "sweep", "--model", "mine", "--sae", "res_1", "--topic", "Fruits",
                                       "--samples", "1", "--max-new-tokens", "24", "--device", "cpu", "--no-steering",
-                                      "--no-restricted", "--out", str(out)], env={"COLUMNS": "200"})  # fmt: skip
+                                      "--no-restricted", "--no-faithfulness", "--out", str(out)], env={"COLUMNS": "200"})  # fmt: skip
     return result, out, sae
 
 
-def test_a_sound_setup_samples(tmp_path, model_folder):
-    result, out, _sae = _run(tmp_path, model_folder, "blocks.1.hook_resid_post", "blocks.1.hook_resid_post", d_in=32)
+@pytest.mark.slow
+def test_a_sound_setup_samples(tmp_path, list_writing_folder):
+    result, out, _sae = _run(tmp_path, list_writing_folder, "blocks.1.hook_resid_post", "blocks.1.hook_resid_post", d_in=32)
     assert result.exit_code == 0, result.output
     assert (out / "manifest.json").is_file()
     import json
@@ -71,25 +68,27 @@ def test_a_sound_setup_samples(tmp_path, model_folder):
 @pytest.mark.parametrize(
     ("mistake", "expect"),
     [
-        ("d_in", ["field 'd_in': 48", "width 32 (d_model)"]),
+        ("d_in", ["field 'd_in': 32", "width 48 (d_model)"]),
         ("hook", ["reads 'blocks.0.hook_resid_post'", "site says 'blocks.1.hook_resid_post'"]),
         ("unreadable", ["res_1", "unreadable"]),
-        ("layer", ["layer 30 does not exist", "layers 0..25"]),
+        ("layer", ["layer 5 does not exist", "layers 0..1"]),
         ("chat_template", ["chat template", "field 'chat_template'"]),
     ],
 )
-def test_each_mistake_is_one_error_before_any_sample(tmp_path, model_folder, mistake, expect):
-    folder = model_folder
+def test_each_mistake_is_one_error_before_any_sample(tmp_path, small_folder, mistake, expect):
+    from tests.own_models import write_model
+
+    folder = small_folder
     site = sae_hook = "blocks.1.hook_resid_post"
-    d_in = 32
+    d_in = 48
     if mistake == "d_in":
-        d_in = 48
+        d_in = 32
     elif mistake == "hook":
         sae_hook = "blocks.0.hook_resid_post"
     elif mistake == "layer":
-        site = sae_hook = "blocks.30.hook_resid_post"
+        site = sae_hook = "blocks.5.hook_resid_post"
     elif mistake == "chat_template":
-        folder = _without_chat_template(model_folder, tmp_path / "no_template")
+        folder = write_model(tmp_path / "no_template", "gemma2", chat_template=False)
     result, out, _sae = _run(tmp_path, folder, site, sae_hook, d_in, cut_weights=mistake == "unreadable")
     assert result.exit_code == 2, result.output
     for piece in expect:

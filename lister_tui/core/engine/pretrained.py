@@ -176,6 +176,14 @@ def not_available_message(entry: ModelEntry, missing: list[str]) -> str:
     where = os.environ.get("HF_HOME", "~/.cache/huggingface")
     _state, problems = model_state(entry) if entry.source == "pretrained" else ("", [])
     found = "".join(f"\n  {model_folder(entry)}: {p}" for p in problems)
+    sae_lines = [line for line in missing if not line.startswith("  (a folder of Hugging Face weights")]
+    if entry.hf_folder is not None and (problems or not Path(entry.hf_folder).is_dir()):
+        return (
+            f"{entry.name}: its model folder {entry.hf_folder} is not complete:{found or ' no such folder'}\n"
+            "A folder needs config.json, the weights (model.safetensors, or every shard of its index) and the tokenizer "
+            "(model.save_pretrained and tokenizer.save_pretrained write them)."
+            + ("\nAlso missing:\n" + "\n".join(sae_lines) if sae_lines else "")
+        )
     return (
         f"{entry.name} needs files that are not here (Hugging Face cache: {where}).{found}\nDownload them on a machine "
         f"with access{' (' + entry.needs + ')' if entry.needs else ''}:\n" + "\n".join(missing) + f"\n{LEGACY_HINT}\n({GATED_HINT})"

@@ -106,7 +106,7 @@ def entry_for(name: str, record: dict | None) -> ModelEntry:
 # What decides a sampled row: a change to one of these between a sweep's record and the registry
 # would mix rows of two set-ups in one table.
 ROW_FIELDS = ("source", "hf_model_name", "folder", "dtype", "chat_template", "chat_prefix", "chat_suffix", "list_marker",
-              "metric_tokens", "stop_tokens", "bos_token")  # fmt: skip
+              "metric_tokens", "stop_tokens", "bos_token", "templates")  # fmt: skip
 _SITE_SOURCE = ("hook_name", "release", "sae_id", "path", "fingerprint")
 
 
