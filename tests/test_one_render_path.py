@@ -58,6 +58,7 @@ BAD = {
     "Text.assemble": "def f(s):\n    return Text.assemble(('x', 'bold'), s)",
     "a literal whose bracket vanishes": "def f(console):\n    console.print(\"pip install 'lister-tui[ray]'\")",
     "a loop variable": "def f(table, names):\n    for n in names:\n        table.add_row(n)",
+    "a notification around ListerApp.notify": "class S:\n    def f(self, err):\n        super().notify(err)",
     "a parameter kept on self": "class A:\n    def __init__(self, q):\n        self.q = q\n    def g(self):\n        return Static(self.q)",
 }
 GOOD = {
