@@ -148,3 +148,44 @@ def report(line: str) -> None:
     if target:
         with Path(target).open("a", encoding="utf-8") as f:
             f.write(line + "\n")
+
+
+def toml_text(data: dict) -> str:
+    """``data`` as TOML (enough for the fuzzers: tables, arrays of tables, strings, numbers, lists)."""
+    import json as _json
+
+    def value(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, float):
+            return "nan" if v != v else ("inf" if v == math.inf else "-inf" if v == -math.inf else repr(v))
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, str):
+            # a JSON string is a TOML basic string once DEL is escaped too
+            return _json.dumps(v, ensure_ascii=False).replace("\x7f", "\\u007f")
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{_json.dumps(str(k))} = {value(x)}" for k, x in v.items()) + "}"
+        if v is None:
+            return '""'  # TOML has no null: the closest wrong value
+        raise TypeError(type(v))
+
+    lines: list[str] = []
+
+    def table(prefix: list[str], d: dict) -> None:
+        scalars = {k: v for k, v in d.items() if not isinstance(v, dict) and not (isinstance(v, list) and v and all(isinstance(x, dict) for x in v))}
+        if prefix:
+            lines.append("[" + ".".join(_json.dumps(p) for p in prefix) + "]")
+        lines.extend(f"{_json.dumps(str(k))} = {value(v)}" for k, v in scalars.items())
+        for k, v in d.items():
+            if isinstance(v, dict):
+                table(prefix + [str(k)], v)
+            elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
+                for item in v:
+                    lines.append("[[" + ".".join(_json.dumps(p) for p in prefix + [str(k)]) + "]]")
+                    lines.extend(f"{_json.dumps(str(a))} = {value(b)}" for a, b in item.items())
+
+    table([], data)
+    return "\n".join(lines) + "\n"

@@ -66,6 +66,8 @@ METHOD_SINKS = {
 }
 CONSOLE_METHODS = {"print": (("*",), ()), "status": ((0,), ()), "log": (("*",), ()), "rule": ((0,), ())}
 PLOT_METHODS = {"title": ((0,), ()), "xlabel": ((0,), ()), "ylabel": ((0,), ()), "xticks": ((1,), ()), "yticks": ((1,), ())}
+# the one notification path: ListerApp.notify applies visible to every message and title
+NOTIFY_PATH = "lister_tui/tui/app.py"
 # a sink that the check cannot follow, on a line that says why it is safe: ``# safe-text: every cell is text(...)``
 WAIVER = "# safe-text:"
 TITLE_ATTRIBUTES = {"title", "sub_title", "border_title", "border_subtitle", "TITLE", "SUB_TITLE"}
@@ -486,6 +488,8 @@ class Checker:
             if not isinstance(node, ast.Call):
                 continue
             name, receiver = _call_name(node.func), _receiver_text(node.func)
+            if name == "notify" and receiver in ("super()", "App", "Screen", "Widget") and str(module.path) != NOTIFY_PATH:
+                found.append(Finding(str(module.path), node.lineno, f"{receiver}.notify", "a notification that skips ListerApp.notify"))
             if isinstance(node.func, ast.Name) and name in CONSTRUCTOR_SINKS:
                 check_args(node, name, CONSTRUCTOR_SINKS[name], name in MARKUP_SINKS)
             elif isinstance(node.func, ast.Attribute):

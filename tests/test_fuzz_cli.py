@@ -73,6 +73,9 @@ def sandbox(tmp_path, monkeypatch):
     monkeypatch.setattr(build, "build_organism", _no_real_work)
     monkeypatch.setattr(ray_cluster, "run_sweep_ray", _no_real_work)  # no cluster is started
     monkeypatch.setattr(tui_app.ListerApp, "run", lambda self: None)
+    from lister_tui.core.engine.registry import REGISTRY_ENV
+
+    monkeypatch.setenv(REGISTRY_ENV, "")  # restored after: --registry adds to it for the process
     monkeypatch.setenv("LISTER_TUI_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("LISTER_TUI_SESSIONS", str(tmp_path / "sessions"))
     monkeypatch.setenv("LISTER_TUI_CACHE", str(tmp_path / "cache"))

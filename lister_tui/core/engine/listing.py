@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 from lister_tui.core.engine.token_ids import NUMBERED, TokenIds
+from lister_tui.core.errors import ListerError
 
 _NUMBERED_LINE = re.compile(r"^\d+\.(.*)$")
 
@@ -81,7 +82,11 @@ def parse_structure(tokens: Sequence[int], ids: TokenIds, first_marker_pos: int)
     first item starts; everything before it is the user's turn.
     """
     if not 0 <= first_marker_pos < len(tokens) or tokens[first_marker_pos] != ids.item_marker:
-        raise ValueError(f"position {first_marker_pos} does not hold the item marker")
+        # a ListerError (a ValueError): a session edited by hand or saved with another model's tokens
+        raise ListerError(
+            f"position {first_marker_pos} does not hold the item marker (token {ids.item_marker}): this list's tokens do not "
+            "match the model's; the session was edited or saved with another model"
+        )
     stops = set(ids.stops)
     end_pos = next((p for p in range(first_marker_pos, len(tokens)) if tokens[p] in stops), None)
     stop_at = end_pos if end_pos is not None else len(tokens)

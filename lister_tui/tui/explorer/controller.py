@@ -477,6 +477,11 @@ class ExplorerController(Widget):
         if self.state.from_attr and st.sample.structure.attribution_pos is None:
             self.notify("this sample has no attribution position; press R to regenerate from the prompt", severity="error")
             return
+        marker = st.sample.prompt_len - 1
+        if not 0 <= marker < len(st.sample.tokens) or st.sample.tokens[marker] != self.lab.ids.item_marker:
+            # a session edited by hand or saved with another model's tokens: nothing to regenerate from
+            self.notify(f"cannot regenerate: this list's tokens do not match {self.lab.entry.name}'s (no item marker at position {marker})", severity="error")
+            return
         self.state.run_id += 1
         rid = self.state.run_id
         self.latency[rid] = {"requested": time.perf_counter()}
