@@ -92,7 +92,7 @@ def contexts_lines(contexts, title: str, width: int = 100, brackets: bool = True
         window.pad_right(context_width - len(window))
         line.append_text(window)
         if repeats:
-            line.append(f" ×{c.repeats}".ljust(count_width) if c.repeats > 1 else " " * count_width, style="bold")
+            line.append(visible(f" ×{c.repeats}".ljust(count_width) if c.repeats > 1 else " " * count_width), style="bold")
         if source_width >= 8:
             source = Text("  " + visible(c.source.split(": ", 1)[-1]), style="dim")
             source.truncate(source_width + 2, overflow="ellipsis")

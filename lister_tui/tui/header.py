@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
+from lister_tui.safe_text import visible
+
 SEPARATOR = " · "
 
 
@@ -32,7 +34,10 @@ def fit(parts: list[Part], width: int, style: str = "") -> Text:
         for i, part in enumerate(chosen):
             if i:
                 out.append(SEPARATOR)
-            out.append(part.text if isinstance(part.text, Text) else Text(part.text, style=part.style))
+            if isinstance(part.text, Text):
+                out.append_text(part.text)  # safe-text: a Text the caller built by visible()/text()
+            else:
+                out.append(Text(visible(part.text), style=part.style))
         return out
 
     line = join(kept)

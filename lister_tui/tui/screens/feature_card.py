@@ -228,7 +228,7 @@ class FeatureCardScreen(Screen[bool]):
             centres = [(a + b) / 2 for a, b in zip(edges, edges[1:])]
             plt.bar(centres, list(card.histogram_counts), width=0.9 * (edges[1] - edges[0]))
             ticks, labels = axis_ticks(edges[-1])  # round labels, several of them (not 0.7768158912658691 alone)
-            plt.xticks(ticks, labels)
+            plt.xticks(ticks, [visible(label) for label in labels])
             plt.xlim(0.0, edges[-1])
         plt.title(f"non-zero activations · density {card.density:.2%}")
         plt.xlabel("activation")
