@@ -72,3 +72,30 @@ def test_sessions_listing_fits_80_columns(tmp_path, monkeypatch):
     header = next(line for line in lines if "name" in line and "samples" in line)
     assert "runs" in header and "updated" in header
     assert "lister-tiny-2026-12-02-151530" in result.output  # the name whole, on one line
+
+
+def test_the_reopen_hint_names_the_session_saved_as(tiny, tmp_path, monkeypatch):
+    """After ctrl+s (save as), quitting prints the command that reopens the new session, not the first."""
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from lister_tui.cli import app
+    from lister_tui.core.engine import loading
+    from lister_tui.core.sessions.store import SessionStore
+    from lister_tui.core.sessions.workspace import Workspace
+    from lister_tui.tui.app import ListerApp
+
+    sessions = tmp_path / "sessions"
+
+    def run_and_save_as(self):  # what the explorer does on ctrl+s "my-loop", then q
+        store = SessionStore(sessions / "my-loop")
+        store.save(Workspace("lister-tiny"), self.model_info())
+        self.autosaver.store = store  # where autosave goes on, as after save as
+
+    monkeypatch.setattr(ListerApp, "run", run_and_save_as)
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: tiny)
+    monkeypatch.setenv("LISTER_TUI_CONFIG_DIR", str(tmp_path / "config"))
+    result = CliRunner().invoke(app, ["--sessions-dir", str(sessions), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert f"lister-tui open my-loop --sessions-dir {shlex.quote(str(sessions))}" in result.output.replace("\n", "")

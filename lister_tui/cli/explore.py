@@ -63,9 +63,11 @@ def main_callback(
 
     folder = resolve_sessions_dir(sessions_dir)
     store = SessionStore(folder / default_name(loaded.entry.name)) if autosave else None
-    ListerApp(loaded, session=store, sessions_dir=folder, persist=True).run()
+    explorer = ListerApp(loaded, session=store, sessions_dir=folder, persist=True)
+    explorer.run()
+    store = explorer.session  # after "save as" or "open", the session the explorer ended on
     if store is not None and (store.path / "manifest.json").exists():
-        say(f"session saved in {store.path} (reopen: {reopen_command(store.name, folder)})", err=True)
+        say(f"session saved in {store.path} (reopen: {reopen_command(store.name, Path(store.path).parent)})", err=True)
 
 
 def reopen_command(name: str, folder: Path) -> str:
