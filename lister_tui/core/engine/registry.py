@@ -164,7 +164,7 @@ def use_registry_files(paths) -> None:
     for p in paths or ():
         path = str(Path(p).expanduser().resolve())
         if not Path(path).is_file():
-            raise ListerError(f"registry file {p} does not exist; give a TOML file (see README, 'Your own models')")
+            raise ListerError(f"registry file {p} does not exist; give a TOML file (see docs/models.md, 'Your own models, SAEs and templates')")
         if path not in current:
             current.append(path)
     os.environ[REGISTRY_ENV] = os.pathsep.join(current)
