@@ -114,3 +114,15 @@ def test_every_docs_page_is_in_the_index():
     for page in (ROOT / "docs").glob("*.md"):
         if page.name != "README.md":
             assert f"({page.name})" in index, f"docs/README.md does not link {page.name}"
+
+
+def test_the_readme_screenshot_is_a_drawn_explorer():
+    """The committed PNG (docs/screenshot.py refreshes it) decodes, and shows a drawn screen, not a blank."""
+    from PIL import Image
+
+    assert "](docs/screenshot.png)" in (ROOT / "README.md").read_text(encoding="utf-8")
+    image = Image.open(ROOT / "docs" / "screenshot.png").convert("RGB")
+    assert image.width >= 640 and image.height >= 400
+    colours = image.getcolors(maxcolors=image.width * image.height)
+    background = max(count for count, _ in colours) / (image.width * image.height)
+    assert background < 0.9 and len(colours) > 50  # text and panes in many colours, not one flat fill

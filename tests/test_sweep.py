@@ -24,7 +24,7 @@ from lister_tui.core.engine.prompts import TOPICS
 STEERING_ITEMS_MARGIN = 0.3
 # What the study saw for Gemma's res-0 SAE: zeroing res_0's top-5 pairs lengthens short
 # lists, because " short" alone shortens them and res_0 carries the word in a few
-# features (README, "What attribution finds"); measured +0.58 items at these settings on the
+# features (docs/python-api.md, "What attribution finds"); measured +0.58 items at these settings on the
 # shipped build, whose top 5 hold one of the word's two features (+2.58 on an earlier build
 # that spread the word over five); 12 lists, sd 0.87.
 RES0_ITEMS_MARGIN = 0.25
