@@ -29,6 +29,8 @@ def _npz(arrays: dict) -> bytes:
 
 
 def _array_damage(a: np.ndarray) -> dict[str, np.ndarray]:
+    if a.dtype.kind not in "biuf":  # the provenance record (text): another record, none, numbers in its place
+        return {"other text": np.array('{"sae": "res_0"}'), "empty": a.reshape(-1)[:0], "numbers": np.arange(3)}
     out = {
         "float64 in place": a.astype(np.float64) + 0.5,
         "one short": a[:-1],
@@ -43,7 +45,6 @@ def _array_damage(a: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-@pytest.mark.xfail(strict=False, reason="fixed on branch damage")
 def test_a_damaged_activation_cache_heals_or_says_so(tiny, tmp_path):
     part = part_from_texts(tiny, "fuzz text", ["<bos>- Apple\n- Pear \n- Plum\n", "<bos>- Rose \n- Tulip\n"], ["a", "b"])
     fresh = corpus_activations(tiny, "res_1", part, cache=tmp_path)

@@ -71,6 +71,23 @@ def check_listen(host: str, port: int, allow_remote: bool) -> None:
         ) from None
 
 
+def check_public_url(url: str | None) -> None:
+    """Refuse a --public-url that is not a plain http(s) address: textual-serve prints it as Rich
+    markup and hands it to the browser page."""
+    if url is None:
+        return
+    from urllib.parse import urlsplit
+
+    from lister_tui.safe_text import is_safe, visible
+
+    parts = urlsplit(url) if len(url) <= 2048 else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or not is_safe(url) or any(c in url for c in "[] \"'<>`\n\r\t"):
+        raise ListerError(
+            f"--public-url {visible(url[:80])!r} is not a plain http(s) address (at most 2048 characters, "
+            "no spaces, quotes, brackets or control characters); give e.g. http://localhost:8000"
+        )
+
+
 def explorer_command(
     *, model: str, sae: list[str], registry: list[Path], templates: list[Path], device: str, dtype: str | None,
     sessions_dir: Path, autosave: bool, session: Path | None,
@@ -118,14 +135,18 @@ def serve_command(
 ) -> None:
     """Serve the explorer to a web browser (textual-serve): each tab runs its own explorer. Listens on
     127.0.0.1 only; from your laptop: `ssh -L 8000:localhost:8000 SERVER`, then open http://localhost:8000."""
-    from lister_tui.core.engine.loading import check_device_name
+    from lister_tui.core.engine.loading import DTYPES, check_device_name
+    from lister_tui.safe_text import visible
     from lister_tui.core.engine.registry import get_entry
     from lister_tui.core.files.locations import sessions_dir as resolve_sessions_dir
 
     folder = resolve_sessions_dir(sessions_dir)
     try:
         check_listen(host, port, allow_remote)
+        check_public_url(public_url)
         check_device_name(device)
+        if dtype is not None and dtype not in DTYPES:
+            raise ListerError(f"--dtype {visible(dtype[:40])!r} is not one of {', '.join(DTYPES)}")
         use_user_files(registry, templates)
         target = resolve_target(session, sessions_dir) if session is not None else None
         if target is None:
@@ -145,4 +166,7 @@ def serve_command(
         say(NO_LOGIN_WARNING.format(where=where), "bold red", err=True)
     url = public_url or f"http://{'localhost' if is_loopback(host) else host}:{port}"
     say(f"serving the explorer on {where} (open {url}; Ctrl+C stops); each tab runs: {shlex.join(command)}", err=True)
-    Server(shlex.join(command), host=host, port=port, title="lister-tui", public_url=url).serve()
+    try:
+        Server(shlex.join(command), host=host, port=port, title="lister-tui", public_url=url).serve()
+    except ListerError as exc:
+        fail(exc)

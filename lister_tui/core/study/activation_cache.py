@@ -10,6 +10,7 @@ under ``<name>.damaged-<UTC time>``.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -52,11 +53,22 @@ class DamagedCache(ValueError):
     """A cache file that cannot be used: unreadable, of another shape, or computed from something else."""
 
 
+def _digest(acts: SparseActivations) -> str:
+    """sha256 of the arrays as a card reads them (canonical dtypes): a file whose numbers were changed
+    in place (values reversed, widened to float64) keeps a valid structure but not this digest."""
+    h = hashlib.sha256()
+    h.update(np.array([acts.d_sae, acts.n_tokens, acts.n_counted], dtype=np.int64).tobytes())
+    for a, dtype in ((acts.doc_starts, np.int64), (acts.indptr, np.int64), (acts.positions, np.int64), (acts.values, np.float32)):
+        h.update(np.ascontiguousarray(a, dtype=dtype).tobytes())
+    return h.hexdigest()
+
+
 def save(path: Path, acts: SparseActivations, record: dict) -> None:
     buf = io.BytesIO()
     np.savez(
         buf,
         provenance=np.array(json.dumps(record, sort_keys=True)),
+        digest=np.array(_digest(acts)),
         meta=np.array([acts.d_sae, acts.n_tokens, acts.n_counted], dtype=np.int64),
         doc_starts=acts.doc_starts,
         indptr=acts.indptr,
@@ -99,6 +111,8 @@ def load(path: Path, part: CorpusPart, record: dict, d_sae: int) -> SparseActiva
                 _array(z, "doc_starts", "i").astype(np.int64), _array(z, "indptr", "i").astype(np.int64),
                 _array(z, "positions", "i").astype(np.int64), _array(z, "values", "f").astype(np.float32),
             )  # fmt: skip
+            if "digest" not in z.files or str(z["digest"][()]) != _digest(acts) or z["values"].dtype != np.float32:
+                raise DamagedCache("its numbers differ from the checksum it was saved with")
     except DamagedCache:
         raise
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:

@@ -34,7 +34,7 @@ from lister_tui.core.files.atomic import remove_dead_temporaries
 from lister_tui.core.files.locations import cache_dir
 from lister_tui.core.study.activation_cache import DamagedCache, SparseActivations, load, move_aside, save
 
-CACHE_FORMAT = 2  # 2: the file records its provenance
+CACHE_FORMAT = 3  # 2: the file records its provenance; 3: and a sha256 of its arrays
 REFERENCE_SEED = 1  # lister-tiny's build draws its held-out examples from seed + 1 = 1 (training: seed 0)
 REFERENCE_TOKENS = 50_000
 MAX_DOC_TOKENS = 256  # longer documents are cut into chunks of this many tokens (at most the model's n_ctx)
