@@ -200,3 +200,21 @@ def test_the_shipped_card_is_the_record_rendered():
     record = json.loads((paths.SHIPPED_DIR / paths.BUILD_RECORD).read_text())
     assert render_card(record) == (paths.SHIPPED_DIR / paths.CARD).read_text()
     assert set(record["transcoder_quality"]) == {"tc_0", "tc_1", "tc_2", "tc_3"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["tc_2", "512"], "feature 512 is out of range for tc_2; valid: 0..511"),
+        (["tc_9", "1"], "transcoders tc_L for layers 0, 1, 2, 3"),
+    ],
+)
+def test_feature_refuses_a_bad_transcoder_site_before_loading(args, message, monkeypatch):
+    from typer.testing import CliRunner
+
+    from lister_tui.cli import app
+    from lister_tui.core.engine import loading
+
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    result = CliRunner().invoke(app, ["feature", *args, "--device", "cpu"])
+    assert result.exit_code == 2 and message in " ".join(result.output.split())
