@@ -17,7 +17,8 @@ def _shipped_width(entry, sae_id: str) -> int | None:
     """The SAE's width from its shipped config, without loading anything (None when not shipped)."""
     if entry.source != "shipped" or entry.weights_dir is None:
         return None
-    cfg = Path(entry.weights_dir) / "saes" / sae_id / "cfg.json"
+    # an SAE's folder, or a transcoder's (tc_L: transcoders/mlp_L)
+    cfg = Path(entry.site(sae_id).path or Path(entry.weights_dir) / "saes" / sae_id) / "cfg.json"
     try:
         return int(json.loads(cfg.read_text())["d_sae"])
     except (OSError, ValueError, KeyError):
@@ -26,7 +27,7 @@ def _shipped_width(entry, sae_id: str) -> int | None:
 
 @app.command("feature")
 def feature_command(
-    site: str = typer.Argument(..., help="The SAE, e.g. res_0 or attn_2 (`lister-tui organism card` lists lister-tiny's)."),
+    site: str = typer.Argument(..., help="The SAE, e.g. res_0 or attn_2, or a layer's transcoder, e.g. tc_2 (`lister-tui organism card` lists lister-tiny's)."),
     feature: int = typer.Argument(..., help="The feature's index in that SAE."),
     model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry."),
     corpus: Optional[Path] = typer.Option(

@@ -27,6 +27,17 @@ def sites_summary(entry) -> str:
     return " · ".join(f"{kind} {','.join(layers)}" for kind, layers in by_kind.items()) or "no SAEs"
 
 
+def transcoders_summary(entry) -> str:
+    """" · tc 0-25" when the entry names a transcoder set (its first set's layers)."""
+    from lister_tui.core.engine.transcoders import transcoder_sets
+
+    sets = transcoder_sets(entry)
+    if not sets or not sets[0].layers:
+        return ""
+    layers = sets[0].layers
+    return f" · tc {layers[0]}-{layers[-1]}" if len(layers) > 1 else f" · tc {layers[0]}"
+
+
 def _status(entry) -> tuple[str, str]:
     from lister_tui.core.engine.pretrained import cached_size, missing_pretrained_files
 
@@ -67,7 +78,7 @@ def models_command(
     for entry in entries + users:
         state, size = _status(entry)
         label = Text(entry.name) if entry.origin == "built-in" else Text(entry.name + " *")
-        table.add_row(label, state, size, Text(sites_summary(entry)))
+        table.add_row(label, state, size, Text(sites_summary(entry) + transcoders_summary(entry)))
     console.print(table, width=min(console.width, 80))
     console.print(
         Text("here: weights and SAEs in the local Hugging Face cache (yes / part / no); * your entry. "
@@ -103,9 +114,31 @@ def _show_entry(entry) -> None:
         console.print(Text.assemble(("    template  ", "bold"), plain(f"{t.name} ({t.length}): {t.text}")), soft_wrap=True)
     for s in entry.sites:
         console.print(Text.assemble((f"{s.id:>12}  ", "bold"), plain(f"{s.hook_name}  {s.source_text}")), soft_wrap=True)
+    _show_transcoders(entry)
     missing = missing_pretrained_files(entry)
     if missing:
         console.print(Text("missing; download on a machine with access:", style="bold"))
         for line in missing:
             console.print(Text(plain(line.strip())), soft_wrap=True)  # one command per line, never wrapped
         console.print(Text(LEGACY_HINT, style="dim"), soft_wrap=True)
+
+
+def _show_transcoders(entry) -> None:
+    """Each transcoder set: its layers, where its weights are, whether they are here and how to get them."""
+    from lister_tui.core.engine.transcoders import download_lines, set_present, transcoder_sets
+
+    for tset in transcoder_sets(entry):
+        layers = f"layers {tset.layers[0]}-{tset.layers[-1]}" if tset.layers else "no layers"
+        try:
+            here = "here" if set_present(entry, tset) else "not here"
+            lines = download_lines(entry, tset) if tset.release is not None else []
+        except ListerError as exc:
+            here, lines = f"unusable ({exc})", []
+        console.print(
+            Text.assemble(("transcoders  ", "bold"), plain(f"{tset.id}: {layers}, {tset.hook_in} -> {tset.hook_out}, {tset.source_text}; {here}")),
+            soft_wrap=True,
+        )
+        if tset.description:
+            console.print(Text.assemble(("              ", "bold"), plain(tset.description)), soft_wrap=True)
+        for line in lines:
+            console.print(Text(plain(line.strip())), soft_wrap=True)  # one command per line, never wrapped

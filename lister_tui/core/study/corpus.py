@@ -85,7 +85,7 @@ def sae_width(lab: LoadedModel, sae_id: str) -> int:
     """The number of features of SAE ``sae_id`` (read from its config when shipped, else loaded)."""
     site = lab.entry.site(sae_id)  # a clear error for an unknown SAE
     if lab.entry.source == "shipped" and lab.entry.weights_dir is not None:
-        cfg = Path(lab.entry.weights_dir) / "saes" / site.id / "cfg.json"
+        cfg = Path(site.path or Path(lab.entry.weights_dir) / "saes" / site.id) / "cfg.json"  # an SAE's or a transcoder's
         if cfg.is_file():
             return int(json.loads(cfg.read_text())["d_sae"])
     return int(lab.load_sae(sae_id, cache=True).cfg.d_sae)
