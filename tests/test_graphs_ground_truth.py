@@ -22,13 +22,16 @@ from lister_tui.core.study.graphs.attribute import ATTN, TOKEN, attribute_graph
 from lister_tui.core.study.graphs.heads import head_label, head_shares, strongest_path
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 
-pytestmark = pytest.mark.slow  # two whole graphs at the attribution position (about a minute on two free cores)
+pytestmark = pytest.mark.slow  # four whole graphs at the attribution position (about two minutes on two free cores)
 
 
-@pytest.fixture(scope="module")
-def setup():
+@pytest.fixture(scope="module", params=["shipped", "fitted"])
+def setup(request):
+    """lister-tiny's trained transcoders, and transcoders fitted here (the path is attention's, so both find it)."""
+    from lister_tui.core.engine.transcoders import load_transcoders
+
     loaded = load_model("lister-tiny", device="cpu")
-    tcs = fit_transcoders(loaded)
+    tcs = load_transcoders(loaded) if request.param == "shipped" else fit_transcoders(loaded)
     sample = sample_lists(loaded, build_prompts(["short"], ["Animals"], samples_per_topic=1, base_seed=0), SAMPLING_PRESETS["code"])[0]
     return loaded, tcs, sample
 
