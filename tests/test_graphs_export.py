@@ -119,9 +119,10 @@ def test_cli_refuses_a_graph_over_its_memory(tc_folder):
     assert result.exit_code == 2 and "GiB" in result.output and "--max-memory" in result.output, result.output
 
 
-def test_cli_writes_a_neuronpedia_graph(tc_folder, tmp_path):
+def test_cli_writes_a_neuronpedia_graph(tmp_path):
+    """With lister-tiny's own (shipped) transcoders."""
     out = tmp_path / "graph.json"
-    args = ["graph", "--transcoders", str(tc_folder), "--no-attention-features", "--pos", "33", "--checks", "1",
+    args = ["graph", "--no-attention-features", "--pos", "33", "--checks", "1",
             "--json", str(out), "--format", "neuronpedia", "--device", "cpu"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
