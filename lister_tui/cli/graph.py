@@ -112,6 +112,8 @@ def _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge
     from lister_tui.core.study.graphs.export import graph_json, neuronpedia_json
     from lister_tui.core.study.graphs.heads import head_shares
     from lister_tui.core.study.graphs.prune import prune, scores
+    from rich.text import Text
+
     from lister_tui.safe_text import visible
 
     try:
@@ -141,8 +143,13 @@ def _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge
             targets = [structure.attribution_pos]
         ids = dict(blank_id=loaded.ids.blank, newline_id=loaded.ids.newline)
         with err_console.status("attributing…") as status:
+            def estimate(n_nodes: int, need: int, passes: int) -> None:
+                err_console.print(Text(f"{len(targets)} target(s): {n_nodes} nodes, about {need / 2**30:.2f} GiB "
+                                       f"(allowed {max_memory:g}), {passes} backward passes of {batch} targets"))
+
             graph = attribute_graph(loaded.model, drawn.tokens, tcs, attn, targets, **ids, batch=batch, max_memory=int(max_memory * 2**30),
-                                    on_progress=lambda done, total: status.update(f"attributing: backward pass {done}/{total}"))
+                                    on_progress=lambda done, total: status.update(f"attributing: backward pass {done}/{total}"),
+                                    on_estimate=estimate)
             pruned = prune(graph, node_threshold, edge_threshold)
             rep_score, comp_score = scores(graph)
             status.update("head shares of the kept edges…")
