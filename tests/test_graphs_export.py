@@ -130,3 +130,25 @@ def test_cli_writes_a_neuronpedia_graph(tmp_path):
     data = json.loads(out.read_text())
     jsonschema.validate(data, SCHEMA)
     assert not any(n["feature_type"] == "lorsa" for n in data["nodes"])
+
+
+def test_cli_names_nodes_with_the_sessions_labels(tmp_path):
+    """--session: a feature's label in the session becomes its node's clerp (Neuronpedia) and label (ours)."""
+    from lister_tui.core.sessions.opening import model_info
+    from lister_tui.core.sessions.store import SessionStore
+    from lister_tui.core.sessions.workspace import Workspace
+
+    loaded = load_model("lister-tiny", device="cpu")
+    ws = Workspace(model_name="lister-tiny")
+    ws.set_label("attn_2", 283, "reads the template word")
+    folder = tmp_path / "labelled"
+    SessionStore(folder).save(ws, model_info(loaded), decode=loaded.tokenizer.decode, token_string=lambda i: loaded.tokenizer.convert_ids_to_tokens(i))
+    out = tmp_path / "graph.json"
+    base = ["graph", "--session", str(folder), "--checks", "0", "--device", "cpu"]
+    result = runner.invoke(app, [*base, "--json", str(out), "--format", "neuronpedia"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, SCHEMA)
+    assert [n["clerp"] for n in data["nodes"] if n["node_id"].startswith("4_283_")] == ["reads the template word"] * len(
+        [n for n in data["nodes"] if n["node_id"].startswith("4_283_")]
+    ) and any(n["node_id"].startswith("4_283_") for n in data["nodes"])  # attention layer 2 is viewer layer 4

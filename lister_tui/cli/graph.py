@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from lister_tui.cli.common import app, console, err_console, fail
+from lister_tui.cli.common import SESSIONS_DIR_OPTION, app, console, err_console, fail, resolve_target
 from lister_tui.core.errors import ListerError
 
 
@@ -32,6 +32,8 @@ def graph_command(
     batch: int = typer.Option(64, "--batch", help="Targets per backward pass."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the pruned graph here.", show_default=False),
     output_format: str = typer.Option("json", "--format", help="File format of --json: json (ours) or neuronpedia (circuit-tracer's graph JSON)."),
+    session: Optional[str] = typer.Option(None, "--session", help="Name nodes (clerp) with this session's feature labels.", show_default=False),
+    sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION,
     preset: str = typer.Option("code", "--preset", help="Sampling preset the list is drawn with: code, post or greedy."),
     seed: int = typer.Option(0, help="Base seed (as in the explorer and the sweep)."),
     model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry to load."),
@@ -81,10 +83,19 @@ def graph_command(
             raise ListerError(f"--dtype {dtype!r} is not valid for graphs; valid: float32, float64")
         specs = build_prompts([template], [topic], samples_per_topic=sample + 1, base_seed=seed)
         spec = specs[sample]
+        labels = None
+        if session is not None:
+            from lister_tui.core.sessions.store import read_session
+
+            opened = read_session(resolve_target(session, sessions_dir))
+            if opened.model.name != entry.name:
+                raise ListerError(f"session {opened.name} is of model {opened.model.name}, not {entry.name}; pass --model {opened.model.name}")
+            known = dict(opened.workspace.labels)
+            labels = lambda site, feature: known.get((site, feature))  # noqa: E731
     except ListerError as exc:
         fail(exc)
     _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge_threshold, attention_features, checks,
-         transcoders, max_memory, batch, json_out, output_format, SAMPLING_PRESETS[preset])
+         transcoders, max_memory, batch, json_out, output_format, SAMPLING_PRESETS[preset], labels)
 
 
 def _load_tcs(loaded, folder: Path | None) -> dict:
@@ -100,7 +111,7 @@ def _load_tcs(loaded, folder: Path | None) -> dict:
 
 
 def _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge_threshold, attention_features, checks,
-         tc_folder, max_memory, batch, json_out, output_format, sampling) -> None:
+         tc_folder, max_memory, batch, json_out, output_format, sampling, labels=None) -> None:
     import numpy as np
     import torch
 
@@ -163,9 +174,9 @@ def _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge
         if json_out is not None:
             if output_format == "neuronpedia":
                 slug = spec.key.replace("/", "-").replace(" ", "_")
-                data = neuronpedia_json(graph, pruned, token_strings, slug=slug, model_name=model, blank_id=loaded.ids.blank)
+                data = neuronpedia_json(graph, pruned, token_strings, slug=slug, model_name=model, blank_id=loaded.ids.blank, labels=labels)
             else:
-                data = graph_json(graph, pruned, token_strings, scores=(rep_score, comp_score), heads=heads, checks=checked,
+                data = graph_json(graph, pruned, token_strings, scores=(rep_score, comp_score), heads=heads, checks=checked, labels=labels,
                                   extra={"model": model, "sample": spec.key})
             atomic_write_bytes(json_out, json.dumps(data, indent=1).encode())
     except ListerError as exc:
