@@ -179,3 +179,17 @@ def test_scaling_a_node_changes_the_target_as_the_graph_predicts(tiny64, setup):
     assert len(rows) == len(strongest)
     for row in rows:
         assert all(np.isfinite(row[k]) for k in ("graph", "replacement", "real"))
+
+
+def test_a_graph_is_cancelled_after_the_backward_pass_that_asked(tiny64, setup):
+    """on_progress returning True stops the work after that pass (a worker's cancel), with a clear error."""
+    tcs, attn, sample, pos, state, ids = setup
+    calls = []
+
+    def cancel(done, total):
+        calls.append((done, total))
+        return True
+
+    with pytest.raises(ListerError, match="cancelled"):
+        attribute_graph(tiny64.model, sample.tokens, tcs, attn, [pos], **ids, batch=32, on_progress=cancel)
+    assert len(calls) == 1 and calls[0][1] > 10  # one pass of many was done
