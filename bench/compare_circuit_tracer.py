@@ -40,9 +40,14 @@ def circuit_tracer_half(tokens_file: Path, out_file: Path, tc_folder: Path) -> N
     from circuit_tracer import attribute
     from circuit_tracer.attribution.targets import CustomTarget
     from circuit_tracer.replacement_model import ReplacementModel  # noqa: F401  (import check)
-    from circuit_tracer.replacement_model.replacement_model_transformerlens import TransformerLensReplacementModel
+    from circuit_tracer.replacement_model.replacement_model_transformerlens import (
+        TransformerLensReplacementModel,
+    )
     from circuit_tracer.transcoder.activation_functions import JumpReLU
-    from circuit_tracer.transcoder.single_layer_transcoder import SingleLayerTranscoder, TranscoderSet
+    from circuit_tracer.transcoder.single_layer_transcoder import (
+        SingleLayerTranscoder,
+        TranscoderSet,
+    )
     from safetensors.torch import load_file
     from transformer_lens import HookedTransformerConfig
     from transformers import PreTrainedTokenizerFast
@@ -96,14 +101,18 @@ def circuit_tracer_half(tokens_file: Path, out_file: Path, tc_folder: Path) -> N
 
 
 def project_half(args) -> None:
-    import numpy as np
     import torch
 
     from lister_tui.core.engine.generation import sample_lists
     from lister_tui.core.engine.loading import load_model
     from lister_tui.core.engine.prompts import build_prompts
     from lister_tui.core.engine.transcoders import TranscoderSet, load_transcoder
-    from lister_tui.core.study.graphs.attribute import MLP_ERROR, TARGET, TC, attribute_graph
+    from lister_tui.core.study.graphs.attribute import (
+        MLP_ERROR,
+        TARGET,
+        TC,
+        attribute_graph,
+    )
     from lister_tui.core.study.settings import SAMPLING_PRESETS
 
     torch.set_num_threads(1)

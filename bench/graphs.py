@@ -35,7 +35,15 @@ def main() -> None:
     from lister_tui.core.engine.prompts import build_prompts
     from lister_tui.core.engine.transcoders import load_transcoders
     from lister_tui.core.study.graphs import replacement as rep
-    from lister_tui.core.study.graphs.attribute import ATTN, TARGET, TC, attribute_graph, build_nodes, compute_rows, memory_estimate
+    from lister_tui.core.study.graphs.attribute import (
+        ATTN,
+        TARGET,
+        TC,
+        attribute_graph,
+        build_nodes,
+        compute_rows,
+        memory_estimate,
+    )
     from lister_tui.core.study.settings import SAMPLING_PRESETS
 
     loaded = load_model("lister-tiny", device="cpu")

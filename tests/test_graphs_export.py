@@ -9,9 +9,9 @@ import jsonschema
 import numpy as np
 import pytest
 import torch
+from graph_fixtures import fit_transcoders
 from typer.testing import CliRunner
 
-from graph_fixtures import fit_transcoders
 from lister_tui.cli import app
 from lister_tui.core.engine.generation import sample_lists
 from lister_tui.core.engine.loading import load_model
@@ -94,7 +94,7 @@ runner = CliRunner()
     ],
 )
 def test_bad_options_are_refused_before_the_model_loads(args, message, monkeypatch):
-    import lister_tui.core.engine.loading as loading
+    from lister_tui.core.engine import loading
 
     monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     result = runner.invoke(app, ["graph", *args])

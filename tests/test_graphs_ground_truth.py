@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from graph_fixtures import fit_transcoders
+
 from lister_tui.core.engine.generation import sample_lists
 from lister_tui.core.engine.loading import load_model
 from lister_tui.core.engine.prompts import build_prompts

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from lister_tui.cli.common import SESSIONS_DIR_OPTION, app, console, err_console, fail, resolve_target
+from lister_tui.cli.common import (
+    SESSIONS_DIR_OPTION,
+    app,
+    console,
+    err_console,
+    fail,
+    resolve_target,
+)
 from lister_tui.core.errors import ListerError
 
 
@@ -21,24 +27,24 @@ def graph_command(
     template: str = typer.Option("short", "--template", "-t", help="Prompt template: short, long or unspecified."),
     topic: str = typer.Option("Animals", "--topic", help="Topic of the list."),
     sample: int = typer.Option(0, "--sample", "-i", help="Which sample of the template and topic (0-based)."),
-    pos: Optional[int] = typer.Option(None, "--pos", help="Target position (default: the attribution position, the last item's last token).", show_default=False),
+    pos: int | None = typer.Option(None, "--pos", help="Target position (default: the attribution position, the last item's last token).", show_default=False),
     each_item: bool = typer.Option(False, "--each-item", help="One target per item end of the list (equal weights)."),
     node_threshold: float = typer.Option(0.8, "--node-threshold", help="Keep nodes up to this share of cumulative influence, in (0, 1]."),
     edge_threshold: float = typer.Option(0.98, "--edge-threshold", help="Keep edges up to this share of cumulative influence, in (0, 1]."),
     attention_features: bool = typer.Option(True, "--attention-features/--no-attention-features", help="Attention-SAE (hook_z) features as nodes, or attention frozen without features (as circuit-tracer)."),
     checks: int = typer.Option(5, "--checks", help="Zero this many of the most influential feature nodes: graph vs replacement vs real model."),
-    transcoders: Optional[Path] = typer.Option(None, "--transcoders", help="A folder of SAELens transcoders mlp_0, mlp_1, … (default: the entry's set).", show_default=False),
+    transcoders: Path | None = typer.Option(None, "--transcoders", help="A folder of SAELens transcoders mlp_0, mlp_1, … (default: the entry's set).", show_default=False),
     max_memory: float = typer.Option(4.0, "--max-memory", help="GiB the graph may use; a larger estimate is refused before the work."),
     batch: int = typer.Option(64, "--batch", help="Targets per backward pass."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the pruned graph here.", show_default=False),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the pruned graph here.", show_default=False),
     output_format: str = typer.Option("json", "--format", help="File format of --json: json (ours) or neuronpedia (circuit-tracer's graph JSON)."),
-    session: Optional[str] = typer.Option(None, "--session", help="Name nodes (clerp) with this session's feature labels.", show_default=False),
-    sessions_dir: Optional[Path] = SESSIONS_DIR_OPTION,
+    session: str | None = typer.Option(None, "--session", help="Name nodes (clerp) with this session's feature labels.", show_default=False),
+    sessions_dir: Path | None = SESSIONS_DIR_OPTION,
     preset: str = typer.Option("code", "--preset", help="Sampling preset the list is drawn with: code, post or greedy."),
     seed: int = typer.Option(0, help="Base seed (as in the explorer and the sweep)."),
     model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry to load."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
-    dtype: Optional[str] = typer.Option(None, help="float32 or float64 (default: the entry's).", show_default=False),
+    dtype: str | None = typer.Option(None, help="float32 or float64 (default: the entry's).", show_default=False),
 ) -> None:
     """The attribution graph of logit(blank) − logit(newline): every MLP replaced by its transcoder, attention frozen."""
     from lister_tui.core.engine.prompts import TEMPLATES, TOPICS, build_prompts
@@ -91,7 +97,7 @@ def graph_command(
             if opened.model.name != entry.name:
                 raise ListerError(f"session {opened.name} is of model {opened.model.name}, not {entry.name}; pass --model {opened.model.name}")
             known = dict(opened.workspace.labels)
-            labels = lambda site, feature: known.get((site, feature))  # noqa: E731
+            labels = lambda site, feature: known.get((site, feature))
     except ListerError as exc:
         fail(exc)
     _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge_threshold, attention_features, checks,
@@ -99,7 +105,11 @@ def graph_command(
 
 
 def _load_tcs(loaded, folder: Path | None) -> dict:
-    from lister_tui.core.engine.transcoders import TranscoderSet, load_transcoder, load_transcoders
+    from lister_tui.core.engine.transcoders import (
+        TranscoderSet,
+        load_transcoder,
+        load_transcoders,
+    )
 
     if folder is None:
         tcs = load_transcoders(loaded)
@@ -114,6 +124,7 @@ def _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge
          tc_folder, max_memory, batch, json_out, output_format, sampling, labels=None) -> None:
     import numpy as np
     import torch
+    from rich.text import Text
 
     from lister_tui.core.engine.generation import sample_lists
     from lister_tui.core.engine.loading import load_model
@@ -123,8 +134,6 @@ def _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge
     from lister_tui.core.study.graphs.export import graph_json, neuronpedia_json
     from lister_tui.core.study.graphs.heads import head_shares
     from lister_tui.core.study.graphs.prune import prune, scores
-    from rich.text import Text
-
     from lister_tui.safe_text import visible
 
     try:

@@ -285,12 +285,11 @@ def attribute_graph(
     n_rows = int(np.isin(nodes.kind, (TC, ATTN, TARGET)).sum())
     if on_estimate is not None:
         on_estimate(len(nodes), need, (n_rows + batch - 1) // batch)
-    if max_memory is not None:
-        if need > max_memory:
-            raise ListerError(
-                f"this graph has {len(nodes)} nodes and needs about {need / 2**30:.2f} GiB, over the {max_memory / 2**30:.2f} GiB allowed; "
-                "raise --max-memory, pick an earlier --pos, or turn attention features off (--no-attention-features)"
-            )
+    if max_memory is not None and need > max_memory:
+        raise ListerError(
+            f"this graph has {len(nodes)} nodes and needs about {need / 2**30:.2f} GiB, over the {max_memory / 2**30:.2f} GiB allowed; "
+            "raise --max-memory, pick an earlier --pos, or turn attention features off (--no-attention-features)"
+        )
     direction, _ = rep.metric_direction(model, blank_id, newline_id)
     rows_all = np.flatnonzero(np.isin(nodes.kind, (TC, ATTN, TARGET)))
     # targets first (the order does not change the numbers)
