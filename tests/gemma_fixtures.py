@@ -298,6 +298,41 @@ def write_gemma_scope_2_sae(hub: Path, site, d_in: int, d_sae: int = 48, seed: i
     (path / "config.json").write_text(json.dumps({"architecture": "jump_relu", "model_name": "gemma-v3-1b-it", "hf_hook_point_in": hook, "width": d_sae}))
 
 
+def _transcoder_arrays(d_in: int, d_sae: int, seed: int, affine: bool) -> dict:
+    import numpy as np
+
+    arrays = _jumprelu_arrays(d_in, d_sae, seed)  # d_out = d_in (the MLP writes the residual width)
+    if affine:
+        rng = np.random.default_rng(seed + 1000)
+        arrays["affine_skip_connection"] = (rng.standard_normal((d_in, d_in)) / d_in).astype("float32")  # (d_in, d_out)
+    return arrays
+
+
+def write_gemma_scope_transcoders(hub: Path, entry, d_in: int, d_sae: int = 40) -> None:
+    """Every layer of the entry's first transcoder set, in its release's hub layout: Gemma Scope's
+    ``<folder>/params.npz`` (Gemma 2) or Gemma Scope 2's ``params.safetensors`` with the affine skip (Gemma 3)."""
+    import json
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from lister_tui.core.engine.transcoders import set_sites, transcoder_set
+
+    tset = transcoder_set(entry)
+    for site in set_sites(entry, tset):
+        repo, folder = _release_folder(site)
+        path = snapshot(hub, repo) / folder
+        path.mkdir(parents=True, exist_ok=True)
+        if folder.endswith("_affine"):
+            save_file(_transcoder_arrays(d_in, d_sae, site.layer, affine=True), str(path / "params.safetensors"))
+            hooks = {"hf_hook_point_in": f"model.layers.{site.layer}.pre_feedforward_layernorm.output",
+                     "hf_hook_point_out": f"model.layers.{site.layer}.post_feedforward_layernorm.output"}  # fmt: skip
+            (path / "config.json").write_text(json.dumps({"architecture": "jump_relu", "model_name": "gemma-v3-1b-it", "affine_connection": True, **hooks}))
+        else:
+            arrays = _transcoder_arrays(d_in, d_sae, site.layer, affine=False)
+            np.savez(path / "params.npz", **{("W_" + k[2:] if k.startswith("w_") else k): v for k, v in arrays.items()})
+
+
 def write_saelens_folder(path: Path, hook_name: str, d_in: int, d_sae: int = 48, seed: int = 0) -> None:
     """A SAELens folder (cfg.json + sae_weights.safetensors), as SAE.save_model writes it."""
     from sae_lens import JumpReLUSAE, JumpReLUSAEConfig
@@ -325,6 +360,8 @@ def build_hf_cache(root: Path) -> dict:
         write_gemma_scope_sae(hub, site, d_in=32 if site.kind == "res" else 4 * 8, seed=n)
     for n, site in enumerate(get_entry("gemma-3-1b-it").sites):
         write_gemma_scope_2_sae(hub, site, d_in=32 if site.kind == "res" else 4 * 8, seed=n)
+    for name in ("gemma-2-2b-it", "gemma-3-1b-it"):
+        write_gemma_scope_transcoders(hub, get_entry(name), d_in=32)
     saes = root / "saes"
     write_saelens_folder(saes / "res_1", "blocks.1.hook_resid_post", 32, seed=1)
     write_saelens_folder(saes / "mlp_2", "blocks.2.hook_mlp_out", 32, seed=2)

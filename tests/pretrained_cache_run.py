@@ -57,7 +57,42 @@ def main(root: Path) -> None:
                 "--device", "cpu", "--dtype", "float32", "--no-steering", "--no-restricted", "--out", str(out)]  # fmt: skip
         result = CliRunner().invoke(app, args)
         report[model] = {"exit_code": result.exit_code, "output": result.output[-3000:], "out": str(out), "loaded": seen.get(model)}
+    report["transcoders"] = transcoder_report(app)
     (root / "report.json").write_text(json.dumps(report, indent=1))
+
+
+def transcoder_report(app) -> dict:
+    """Each Gemma entry's transcoder set through load_transcoders, with and without the model (ln2's gain folded or not)."""
+    from typer.testing import CliRunner
+
+    from lister_tui.core.engine.loading import load_model
+    from lister_tui.core.engine.transcoders import load_transcoders
+
+    out = {}
+    for name in ("gemma-2-2b-it", "gemma-3-1b-it"):
+        loaded = load_model(name, device="cpu", dtype="float32")
+        folded = load_transcoders(loaded)
+        plain = load_transcoders(name)
+        layer = max(folded)
+        x = torch.randn(5, loaded.model.cfg.d_model, generator=torch.Generator().manual_seed(0))
+        gain = loaded.model.blocks[layer].ln2.w
+        tc_f, tc_p = folded[layer], plain[layer]
+        with torch.no_grad():
+            # the folded transcoder on ln2's normalised output = the hub's on ln2's output (after the gain)
+            fold_error = float((tc_f(x) - tc_p(x * gain)).abs().max())
+            gain_matters = float((tc_p(x) - tc_p(x * gain)).abs().max())
+        models = CliRunner().invoke(app, ["models", name])
+        out[name] = {
+            "layers": sorted(folded),
+            "classes": sorted({type(t).__name__ for t in folded.values()}),
+            "hooks": [folded[layer].cfg.metadata.hook_name, folded[layer].cfg.metadata.hook_name_out],
+            "shape": [tc_f.cfg.d_in, tc_f.cfg.d_sae, tc_f.cfg.d_out],
+            "dtype": str(tc_f.W_enc.dtype),
+            "fold_error": fold_error,
+            "gain_matters": gain_matters,
+            "models_output": models.output,
+        }
+    return out
 
 
 if __name__ == "__main__":

@@ -9,14 +9,24 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from graph_fixtures import fit_transcoders
+
 from lister_tui.core.engine.generation import sample_lists
 from lister_tui.core.engine.loading import load_model
 from lister_tui.core.engine.prompts import build_prompts
 from lister_tui.core.errors import ListerError
 from lister_tui.core.study.graphs import replacement as rep
-from lister_tui.core.study.graphs.attribute import ATTN, ATTN_ERROR, MLP_ERROR, TARGET, TC, TOKEN, attribute_graph, build_nodes, compute_rows
+from lister_tui.core.study.graphs.attribute import (
+    ATTN,
+    ATTN_ERROR,
+    MLP_ERROR,
+    TARGET,
+    TC,
+    TOKEN,
+    attribute_graph,
+    build_nodes,
+    compute_rows,
+)
 from lister_tui.core.study.graphs.prune import check_threshold, prune, scores
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 
@@ -164,7 +174,11 @@ def test_a_target_outside_the_prompt_is_refused_before_work(tiny64, setup):
 def test_scaling_a_node_changes_the_target_as_the_graph_predicts(tiny64, setup):
     """In the replacement model a small scaling (no feature crosses its threshold) moves the metric
     exactly as the graph's linear propagation says; zeroing is reported beside the real model."""
-    from lister_tui.core.study.graphs.checks import check_nodes, graph_prediction, measured
+    from lister_tui.core.study.graphs.checks import (
+        check_nodes,
+        graph_prediction,
+        measured,
+    )
 
     tcs, attn, sample, pos, state, ids = setup
     graph = attribute_graph(tiny64.model, sample.tokens, tcs, {}, [pos], **ids, batch=256)
@@ -179,3 +193,17 @@ def test_scaling_a_node_changes_the_target_as_the_graph_predicts(tiny64, setup):
     assert len(rows) == len(strongest)
     for row in rows:
         assert all(np.isfinite(row[k]) for k in ("graph", "replacement", "real"))
+
+
+def test_a_graph_is_cancelled_after_the_backward_pass_that_asked(tiny64, setup):
+    """on_progress returning True stops the work after that pass (a worker's cancel), with a clear error."""
+    tcs, attn, sample, pos, state, ids = setup
+    calls = []
+
+    def cancel(done, total):
+        calls.append((done, total))
+        return True
+
+    with pytest.raises(ListerError, match="cancelled"):
+        attribute_graph(tiny64.model, sample.tokens, tcs, attn, [pos], **ids, batch=32, on_progress=cancel)
+    assert len(calls) == 1 and calls[0][1] > 10  # one pass of many was done

@@ -9,9 +9,9 @@ import jsonschema
 import numpy as np
 import pytest
 import torch
+from graph_fixtures import fit_transcoders
 from typer.testing import CliRunner
 
-from graph_fixtures import fit_transcoders
 from lister_tui.cli import app
 from lister_tui.core.engine.generation import sample_lists
 from lister_tui.core.engine.loading import load_model
@@ -94,7 +94,7 @@ runner = CliRunner()
     ],
 )
 def test_bad_options_are_refused_before_the_model_loads(args, message, monkeypatch):
-    import lister_tui.core.engine.loading as loading
+    from lister_tui.core.engine import loading
 
     monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
     result = runner.invoke(app, ["graph", *args])
@@ -119,9 +119,10 @@ def test_cli_refuses_a_graph_over_its_memory(tc_folder):
     assert result.exit_code == 2 and "GiB" in result.output and "--max-memory" in result.output, result.output
 
 
-def test_cli_writes_a_neuronpedia_graph(tc_folder, tmp_path):
+def test_cli_writes_a_neuronpedia_graph(tmp_path):
+    """With lister-tiny's own (shipped) transcoders."""
     out = tmp_path / "graph.json"
-    args = ["graph", "--transcoders", str(tc_folder), "--no-attention-features", "--pos", "33", "--checks", "1",
+    args = ["graph", "--no-attention-features", "--pos", "33", "--checks", "1",
             "--json", str(out), "--format", "neuronpedia", "--device", "cpu"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -129,3 +130,25 @@ def test_cli_writes_a_neuronpedia_graph(tc_folder, tmp_path):
     data = json.loads(out.read_text())
     jsonschema.validate(data, SCHEMA)
     assert not any(n["feature_type"] == "lorsa" for n in data["nodes"])
+
+
+def test_cli_names_nodes_with_the_sessions_labels(tmp_path):
+    """--session: a feature's label in the session becomes its node's clerp (Neuronpedia) and label (ours)."""
+    from lister_tui.core.sessions.opening import model_info
+    from lister_tui.core.sessions.store import SessionStore
+    from lister_tui.core.sessions.workspace import Workspace
+
+    loaded = load_model("lister-tiny", device="cpu")
+    ws = Workspace(model_name="lister-tiny")
+    ws.set_label("attn_2", 283, "reads the template word")
+    folder = tmp_path / "labelled"
+    SessionStore(folder).save(ws, model_info(loaded), decode=loaded.tokenizer.decode, token_string=lambda i: loaded.tokenizer.convert_ids_to_tokens(i))
+    out = tmp_path / "graph.json"
+    base = ["graph", "--session", str(folder), "--checks", "0", "--device", "cpu"]
+    result = runner.invoke(app, [*base, "--json", str(out), "--format", "neuronpedia"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    jsonschema.validate(data, SCHEMA)
+    assert [n["clerp"] for n in data["nodes"] if n["node_id"].startswith("4_283_")] == ["reads the template word"] * len(
+        [n for n in data["nodes"] if n["node_id"].startswith("4_283_")]
+    ) and any(n["node_id"].startswith("4_283_") for n in data["nodes"])  # attention layer 2 is viewer layer 4

@@ -79,3 +79,20 @@ def test_llama_from_a_toml_entry_with_saelens_folders_numbered_lists_and_an_adho
     sites = {s["id"]: s for s in manifest["model"]["entry"]["sites"]}
     assert set(sites) == {"res_1", "mlp_2", "res_3"} and "sha256" in sites["res_3"]["fingerprint"]
     assert manifest["model"]["entry"]["list_marker"] == "1."
+
+
+@pytest.mark.parametrize(
+    ("name", "cls", "download"),
+    [
+        ("gemma-2-2b-it", "JumpReLUTranscoder", "hf download google/gemma-scope-2b-pt-transcoders --include 'layer_*/width_16k/average_l0_*/*'"),
+        ("gemma-3-1b-it", "JumpReLUSkipTranscoder", "hf download google/gemma-scope-2-1b-it --include 'transcoder_all/layer_*_width_16k_l0_small_affine/*'"),
+    ],
+)
+def test_gemma_transcoder_sets_load_from_the_cache_for_every_layer(report, name, cls, download):
+    seen = report["transcoders"][name]
+    assert seen["layers"] == list(range(26)) and seen["classes"] == [cls]
+    assert seen["hooks"] == ["blocks.25.ln2.hook_normalized", "blocks.25.hook_mlp_out"]
+    assert seen["shape"] == [32, 40, 32] and seen["dtype"] == "torch.float32"
+    # ln2's gain folded in: the loaded transcoder reads hook_normalized as the hub's reads ln2's output
+    assert seen["gain_matters"] > 1e-3 and seen["fold_error"] < 1e-5
+    assert "; here" in seen["models_output"] and download in seen["models_output"]

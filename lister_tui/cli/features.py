@@ -20,7 +20,8 @@ def _shipped_width(entry, sae_id: str) -> int | None:
         return None
     from lister_tui.core.engine.folder_checks import sae_config
 
-    folder = Path(entry.weights_dir) / "saes" / sae_id
+    # an SAE's folder, or a transcoder's (tc_L: transcoders/mlp_L)
+    folder = Path(entry.site(sae_id).path or Path(entry.weights_dir) / "saes" / sae_id)
     if not (folder / "cfg.json").is_file():
         return None  # the model's own loading says what is missing
     return int(sae_config(folder, f"fix or replace the files of {entry.weights_dir}")["d_sae"])
@@ -28,7 +29,7 @@ def _shipped_width(entry, sae_id: str) -> int | None:
 
 @app.command("feature")
 def feature_command(
-    site: str = typer.Argument(..., help="The SAE, e.g. res_0 or attn_2 (`lister-tui organism card` lists lister-tiny's)."),
+    site: str = typer.Argument(..., help="The SAE, e.g. res_0 or attn_2, or a layer's transcoder, e.g. tc_2 (`lister-tui organism card` lists lister-tiny's)."),
     feature: int = typer.Argument(..., help=f"The feature's index in that SAE (valid: 0..{MAX_D_SAE - 1})."),
     model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry."),
     corpus: Optional[Path] = typer.Option(

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from lister_tui.cli.common import app, console, err_console, fail
+from lister_tui.cli.common import (
+    SESSIONS_DIR_OPTION,
+    app,
+    console,
+    err_console,
+    fail,
+    resolve_target,
+)
 from lister_tui.core.errors import ListerError
 
 
@@ -21,22 +27,24 @@ def graph_command(
     template: str = typer.Option("short", "--template", "-t", help="Prompt template: short, long or unspecified."),
     topic: str = typer.Option("Animals", "--topic", help="Topic of the list."),
     sample: int = typer.Option(0, "--sample", "-i", help="Which sample of the template and topic (0-based)."),
-    pos: Optional[int] = typer.Option(None, "--pos", help="Target position (default: the attribution position, the last item's last token).", show_default=False),
+    pos: int | None = typer.Option(None, "--pos", help="Target position (default: the attribution position, the last item's last token).", show_default=False),
     each_item: bool = typer.Option(False, "--each-item", help="One target per item end of the list (equal weights)."),
     node_threshold: float = typer.Option(0.8, "--node-threshold", help="Keep nodes up to this share of cumulative influence, in (0, 1]."),
     edge_threshold: float = typer.Option(0.98, "--edge-threshold", help="Keep edges up to this share of cumulative influence, in (0, 1]."),
     attention_features: bool = typer.Option(True, "--attention-features/--no-attention-features", help="Attention-SAE (hook_z) features as nodes, or attention frozen without features (as circuit-tracer)."),
     checks: int = typer.Option(5, "--checks", help="Zero this many of the most influential feature nodes: graph vs replacement vs real model."),
-    transcoders: Optional[Path] = typer.Option(None, "--transcoders", help="A folder of SAELens transcoders mlp_0, mlp_1, … (default: the entry's set).", show_default=False),
+    transcoders: Path | None = typer.Option(None, "--transcoders", help="A folder of SAELens transcoders mlp_0, mlp_1, … (default: the entry's set).", show_default=False),
     max_memory: float = typer.Option(4.0, "--max-memory", help="GiB the graph may use; a larger estimate is refused before the work."),
     batch: int = typer.Option(64, "--batch", help="Targets per backward pass."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the pruned graph here.", show_default=False),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the pruned graph here.", show_default=False),
     output_format: str = typer.Option("json", "--format", help="File format of --json: json (ours) or neuronpedia (circuit-tracer's graph JSON)."),
+    session: str | None = typer.Option(None, "--session", help="Name nodes (clerp) with this session's feature labels.", show_default=False),
+    sessions_dir: Path | None = SESSIONS_DIR_OPTION,
     preset: str = typer.Option("code", "--preset", help="Sampling preset the list is drawn with: code, post or greedy."),
     seed: int = typer.Option(0, help="Base seed (as in the explorer and the sweep)."),
     model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry to load."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
-    dtype: Optional[str] = typer.Option(None, help="float32 or float64 (default: the entry's).", show_default=False),
+    dtype: str | None = typer.Option(None, help="float32 or float64 (default: the entry's).", show_default=False),
 ) -> None:
     """The attribution graph of logit(blank) − logit(newline): every MLP replaced by its transcoder, attention frozen."""
     from lister_tui.core.engine.prompts import TEMPLATES, TOPICS, build_prompts
@@ -81,14 +89,27 @@ def graph_command(
             raise ListerError(f"--dtype {dtype!r} is not valid for graphs; valid: float32, float64")
         specs = build_prompts([template], [topic], samples_per_topic=sample + 1, base_seed=seed)
         spec = specs[sample]
+        labels = None
+        if session is not None:
+            from lister_tui.core.sessions.store import read_session
+
+            opened = read_session(resolve_target(session, sessions_dir))
+            if opened.model.name != entry.name:
+                raise ListerError(f"session {opened.name} is of model {opened.model.name}, not {entry.name}; pass --model {opened.model.name}")
+            known = dict(opened.workspace.labels)
+            labels = lambda site, feature: known.get((site, feature))
     except ListerError as exc:
         fail(exc)
     _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge_threshold, attention_features, checks,
-         transcoders, max_memory, batch, json_out, output_format, SAMPLING_PRESETS[preset])
+         transcoders, max_memory, batch, json_out, output_format, SAMPLING_PRESETS[preset], labels)
 
 
 def _load_tcs(loaded, folder: Path | None) -> dict:
-    from lister_tui.core.engine.transcoders import TranscoderSet, load_transcoder, load_transcoders
+    from lister_tui.core.engine.transcoders import (
+        TranscoderSet,
+        load_transcoder,
+        load_transcoders,
+    )
 
     if folder is None:
         tcs = load_transcoders(loaded)
@@ -100,9 +121,10 @@ def _load_tcs(loaded, folder: Path | None) -> dict:
 
 
 def _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge_threshold, attention_features, checks,
-         tc_folder, max_memory, batch, json_out, output_format, sampling) -> None:
+         tc_folder, max_memory, batch, json_out, output_format, sampling, labels=None) -> None:
     import numpy as np
     import torch
+    from rich.text import Text
 
     from lister_tui.core.engine.generation import sample_lists
     from lister_tui.core.engine.loading import load_model
@@ -141,8 +163,13 @@ def _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge
             targets = [structure.attribution_pos]
         ids = dict(blank_id=loaded.ids.blank, newline_id=loaded.ids.newline)
         with err_console.status("attributing…") as status:
+            def estimate(n_nodes: int, need: int, passes: int) -> None:
+                err_console.print(Text(f"{len(targets)} target(s): {n_nodes} nodes, about {need / 2**30:.2f} GiB "
+                                       f"(allowed {max_memory:g}), {passes} backward passes of {batch} targets"))
+
             graph = attribute_graph(loaded.model, drawn.tokens, tcs, attn, targets, **ids, batch=batch, max_memory=int(max_memory * 2**30),
-                                    on_progress=lambda done, total: status.update(f"attributing: backward pass {done}/{total}"))
+                                    on_progress=lambda done, total: status.update(f"attributing: backward pass {done}/{total}"),
+                                    on_estimate=estimate)
             pruned = prune(graph, node_threshold, edge_threshold)
             rep_score, comp_score = scores(graph)
             status.update("head shares of the kept edges…")
@@ -156,9 +183,9 @@ def _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge
         if json_out is not None:
             if output_format == "neuronpedia":
                 slug = spec.key.replace("/", "-").replace(" ", "_")
-                data = neuronpedia_json(graph, pruned, token_strings, slug=slug, model_name=model, blank_id=loaded.ids.blank)
+                data = neuronpedia_json(graph, pruned, token_strings, slug=slug, model_name=model, blank_id=loaded.ids.blank, labels=labels)
             else:
-                data = graph_json(graph, pruned, token_strings, scores=(rep_score, comp_score), heads=heads, checks=checked,
+                data = graph_json(graph, pruned, token_strings, scores=(rep_score, comp_score), heads=heads, checks=checked, labels=labels,
                                   extra={"model": model, "sample": spec.key})
             atomic_write_bytes(json_out, json.dumps(data, indent=1).encode())
     except ListerError as exc:

@@ -27,6 +27,17 @@ def sites_summary(entry) -> str:
     return " · ".join(f"{kind} {','.join(layers)}" for kind, layers in by_kind.items()) or "no SAEs"
 
 
+def transcoders_summary(entry) -> str:
+    """" · tc 0-25" when the entry names a transcoder set (its first set's layers)."""
+    from lister_tui.core.engine.transcoders import transcoder_sets
+
+    sets = transcoder_sets(entry)
+    if not sets or not sets[0].layers:
+        return ""
+    layers = sets[0].layers
+    return f" · tc {layers[0]}-{layers[-1]}" if len(layers) > 1 else f" · tc {layers[0]}"
+
+
 def _status(entry) -> tuple[str, str]:
     """("yes" | "partial" | "no" | "?", size): the model's files whole (every shard, tokenizer, config) and every SAE here."""
     from lister_tui.core.engine.pretrained import cached_size, missing_pretrained_files, model_state
@@ -77,7 +88,7 @@ def models_command(
     for entry in entries + users:
         state, size = _status(entry)
         label = Text(plain(entry.name)) if entry.origin == "built-in" else Text(plain(entry.name) + " *")
-        table.add_row(label, Text(plain(state)), Text(plain(size)), Text(plain(sites_summary(entry))))
+        table.add_row(label, Text(plain(state)), Text(plain(size)), Text(plain(sites_summary(entry) + transcoders_summary(entry))))
     console.print(table, width=min(console.width, 80))
     console.print(
         Text("here: model (every weights shard, tokenizer, config) and SAEs in the local Hugging Face cache or folder "
@@ -114,6 +125,7 @@ def _show_entry(entry) -> None:
         console.print(Text.assemble(("    template  ", "bold"), plain(f"{t.name} ({t.length}): {t.text}")), soft_wrap=True)
     for s in entry.sites:
         console.print(Text.assemble((plain(f"{s.id:>12}  "), "bold"), plain(f"{s.hook_name}  {s.source_text}")), soft_wrap=True)
+    _show_transcoders(entry)
     from lister_tui.core.engine.pretrained import GATED_HINT, model_folder, model_state
 
     _state, problems = model_state(entry)
@@ -142,3 +154,24 @@ def _check(entry, dtype_name: str) -> None:
     del _model
     when = "measured before for these files" if parity.cached else "measured now"
     console.print(Text.assemble(("parity  ", "bold"), plain(f"ok: {parity.line()}; {when}")), soft_wrap=True)
+
+
+def _show_transcoders(entry) -> None:
+    """Each transcoder set: its layers, where its weights are, whether they are here and how to get them."""
+    from lister_tui.core.engine.transcoders import download_lines, set_present, transcoder_sets
+
+    for tset in transcoder_sets(entry):
+        layers = f"layers {tset.layers[0]}-{tset.layers[-1]}" if tset.layers else "no layers"
+        try:
+            here = "here" if set_present(entry, tset) else "not here"
+            lines = download_lines(entry, tset) if tset.release is not None else []
+        except ListerError as exc:
+            here, lines = f"unusable ({exc})", []
+        console.print(
+            Text.assemble(("transcoders  ", "bold"), plain(f"{tset.id}: {layers}, {tset.hook_in} -> {tset.hook_out}, {tset.source_text}; {here}")),
+            soft_wrap=True,
+        )
+        if tset.description:
+            console.print(Text.assemble(("              ", "bold"), plain(tset.description)), soft_wrap=True)
+        for line in lines:
+            console.print(Text(plain(line.strip())), soft_wrap=True)  # one command per line, never wrapped

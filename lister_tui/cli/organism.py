@@ -38,6 +38,25 @@ def organism_build(
         fail(exc)
 
 
+@organism_app.command("transcoders")
+def organism_transcoders(
+    folder: Path = typer.Option(None, help="A built organism folder (default: the package's shipped lister_tiny folder)."),
+    reduced: bool = typer.Option(False, help="The reduced build's transcoder settings (for a --reduced build's folder)."),
+    seed: int = typer.Option(0, help="The seed the folder was built with."),
+) -> None:
+    """Train only the transcoders of a built lister-tiny (what a full build's transcoder stage writes; minutes)."""
+    from dataclasses import replace
+
+    from lister_tui.organism.build import BuildSettings, build_transcoders
+    from lister_tui.organism.paths import BUILD_RECORD, SHIPPED_DIR
+
+    target = folder or SHIPPED_DIR
+    if not (target / BUILD_RECORD).is_file():
+        fail(ListerError(f"{target} holds no built organism ({BUILD_RECORD} is missing); give a folder `lister-tui organism build` wrote"))
+    settings = replace(BuildSettings.reduced() if reduced else BuildSettings(), seed=seed)
+    build_transcoders(target, settings, log=console.print)
+
+
 @organism_app.command("card")
 def organism_card() -> None:
     """Print the organism card ($LISTER_TINY_DIR's if set, else the shipped one)."""

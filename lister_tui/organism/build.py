@@ -1,4 +1,4 @@
-"""`lister-tui organism build`: corpus -> tokenizer -> model -> SAEs -> card.
+"""`lister-tui organism build`: corpus -> tokenizer -> model -> SAEs -> transcoders -> card.
 
 Every step is seeded and the build runs under ``deterministic_torch``: a fixed
 torch thread count and ``torch.use_deterministic_algorithms(True)``. Without the
@@ -8,7 +8,9 @@ from several threads in whatever order the threads arrive, so two builds on the
 same machine differed from the first step on (``embed.W_E``'s gradient by ~1e-8,
 the trained model by up to 2e-4). With it, builds with the same settings, thread
 count, CPU instruction set and versions write bit-identical model, SAE and
-tokenizer files (tests/test_build.py). The full build trains in about 10 minutes on
+tokenizer files (tests/test_build.py). The transcoder stage reads only the
+model, tokenizer, corpus and seed from the folder, so ``build_transcoders`` (``lister-tui
+organism transcoders``) run on a built folder writes what a full build writes. The full build trains in about 10 minutes on
 2 idle CPU cores; the ``reduced`` settings exercise the same code in about a minute.
 """
 
@@ -35,6 +37,7 @@ from lister_tui.organism import paths
 from lister_tui.organism.corpus import SPECIAL_TOKENS, make_corpus
 from lister_tui.organism.sae_training import SAETrainingSettings, evaluate_sae, train_sae
 from lister_tui.organism.train_model import ModelShape, ModelTrainingSettings, encode_examples, train_model
+from lister_tui.organism.transcoder_training import TranscoderTrainingSettings
 
 
 # Layer 0's attention sees only its own token (window 1), so res_0 is a function of
@@ -57,6 +60,7 @@ class BuildSettings:
     # Per-site changes to ``sae_training`` (site id -> field -> value).
     sae_training_by_site: dict[str, dict] = field(default_factory=lambda: {"res_0": dict(RES0_SAE_OVERRIDES)})
     sae_train_examples: int = 8_000
+    transcoder_training: TranscoderTrainingSettings = field(default_factory=TranscoderTrainingSettings)
     card_lists_per_template: int = 30
     threads: int = 2
 
@@ -92,6 +96,7 @@ class BuildSettings:
             sae_training=SAETrainingSettings(d_sae=128, training_tokens=8_192, batch_size_tokens=512),
             sae_training_by_site={"res_0": {"training_tokens": 16_384}},
             sae_train_examples=300,
+            transcoder_training=TranscoderTrainingSettings(d_sae=64, training_tokens=8_192, batch_size_tokens=512, train_examples=200),
             card_lists_per_template=4,
         )
 
@@ -234,6 +239,11 @@ def _build(out_dir: Path, settings: BuildSettings, log: Callable[[str], None]) -
             sae_seconds[site.id] = round(time.time() - t0, 1)
             log(f"  {site.id}: L0 {q.l0:.1f}  explained variance {q.explained_variance:.3f}  {sae_seconds[site.id]}s")
 
+        log("transcoders")
+        from lister_tui.core.engine.transcoders import SHIPPED_SUBDIR
+
+        transcoder_record = transcoder_stage(work, work / SHIPPED_SUBDIR, settings, log)
+
         build = {
             "settings": asdict(settings),
             "model_config": cfg,
@@ -241,6 +251,7 @@ def _build(out_dir: Path, settings: BuildSettings, log: Callable[[str], None]) -
             "training": {"steps": record.steps, "seconds": round(record.seconds, 1), "final_loss": record.final_loss},
             "sae_quality": sae_quality,
             "sae_seconds": sae_seconds,
+            **transcoder_record,
             "versions": _versions(),
             "machine": machine_record(settings.threads),
             "load_average": {"start": load_at_start},
@@ -263,3 +274,109 @@ def _build(out_dir: Path, settings: BuildSettings, log: Callable[[str], None]) -
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
+
+
+# --- the transcoder stage -----------------------------------------------------------
+
+
+def transcoder_stage(folder: Path, out: Path, settings: BuildSettings, log: Callable[[str], None]) -> dict:
+    """Train, save (under ``out/mlp_L``) and evaluate one transcoder per layer of the model in ``folder``.
+
+    Reads the model, tokenizer and nothing else from ``folder``; the corpus comes from
+    the seed. Returns the build record's transcoder part: per-layer quality and
+    seconds, and the replacement model's fidelity on the held-out lists.
+    """
+    # One torch thread, whatever the build's: the stage's bytes then do not depend on the
+    # thread count, and on a busy machine a second thread mostly waits for the first.
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _transcoder_stage(folder, out, settings, log)
+    finally:
+        torch.set_num_threads(saved_threads)
+
+
+def _transcoder_stage(folder: Path, out: Path, settings: BuildSettings, log: Callable[[str], None]) -> dict:
+    from sae_lens import SAE
+
+    from lister_tui.core.engine.loading import load_model
+    from lister_tui.organism.transcoder_training import (
+        evaluate_transcoder,
+        gather_pairs,
+        replacement_fidelity,
+        train_transcoder,
+    )
+
+    loaded = load_model("lister-tiny", device="cpu", weights_dir=folder)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    tc_settings = settings.transcoder_training
+    train = make_corpus(settings.n_train_examples, settings.seed)[: tc_settings.train_examples]
+    heldout = make_corpus(settings.n_heldout_examples, settings.seed + 1)
+    seqs, _ = encode_examples(tokenizer, train)
+    heldout_seqs, heldout_prompt_lens = encode_examples(tokenizer, heldout)
+    pad = tokenizer.pad_token_id
+    special = [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
+    quality: dict[str, dict] = {}
+    seconds: dict[str, float] = {}
+    transcoders = {}
+    for layer in range(model.cfg.n_layers):
+        t0 = time.time()
+        layer_settings = replace(tc_settings, seed=settings.seed + layer)
+        x, y = gather_pairs(model, seqs, layer, pad_token_id=pad, exclude_token_ids=special)
+        train_transcoder(x, y, layer_settings, out / f"mlp_{layer}", layer=layer, log=log)
+        del x, y
+        tc = SAE.load_from_disk(str(out / f"mlp_{layer}"))
+        tc.eval()
+        hx, hy = gather_pairs(model, heldout_seqs, layer, pad_token_id=pad, exclude_token_ids=special)
+        q = evaluate_transcoder(tc, hx, hy)
+        transcoders[layer] = tc
+        site = f"tc_{layer}"
+        quality[site] = {**asdict(q), "d_sae": tc_settings.d_sae, "training_tokens": tc_settings.training_tokens}
+        seconds[site] = round(time.time() - t0, 1)
+        log(f"  {site}: L0 {q.l0:.1f}  explained variance {q.explained_variance:.3f}  {seconds[site]}s")
+    fidelity = replacement_fidelity(
+        model,
+        transcoders,
+        heldout_seqs,
+        heldout_prompt_lens,
+        blank_id=loaded.ids.blank,
+        newline_id=loaded.ids.newline,
+        pad_token_id=pad,
+    )
+    log(f"  replacement model: KL {fidelity['kl_replaced']:.4f} nats, metric |diff| {fidelity['metric_abs_diff']:.3f}")
+    return {"transcoder_quality": quality, "transcoder_seconds": seconds, "replacement": fidelity}
+
+
+def build_transcoders(folder: Path, settings: BuildSettings = BuildSettings(), log: Callable[[str], None] = print) -> dict:
+    """Run only the transcoder stage on a built folder: replace its transcoders, update its record and card.
+
+    The stage depends only on the model, the corpus and the seed, so this writes the
+    files a full build with ``settings`` writes.
+    """
+    from lister_tui.core.engine.transcoders import SHIPPED_SUBDIR
+    from lister_tui.organism.card import render_card
+
+    folder = Path(folder)
+    record_path = folder / paths.BUILD_RECORD
+    if not record_path.is_file():
+        raise FileNotFoundError(f"{record_path} is missing: build the organism first (`lister-tui organism build`)")
+    build = json.loads(record_path.read_text())
+    staging = Path(tempfile.mkdtemp(prefix=".transcoders-", dir=folder))
+    try:
+        with deterministic_torch(settings.threads, settings.seed):
+            record = transcoder_stage(folder, staging, settings, log)
+        target = folder / SHIPPED_SUBDIR
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+        target.chmod(0o755)  # mkdtemp's folder is private
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    # The recorded settings, with this stage's in the place a full build gives them.
+    recorded = build["settings"]
+    build["settings"] = {k: (v if k == "transcoder_training" else recorded.get(k, v)) for k, v in asdict(settings).items()}
+    build.update(record)
+    (folder / paths.BUILD_RECORD).write_text(json.dumps(build, indent=2))
+    (folder / paths.CARD).write_text(render_card(build))
+    return build

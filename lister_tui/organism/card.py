@@ -93,4 +93,53 @@ def render_card(build: dict) -> str:
         lines.append(
             f"| {sae_id} | `{hook}` | {d_sae} | {tokens:,} | {q['l0']:.1f} | {q['explained_variance']:.3f} | {q['dead_fraction']:.1%} | {build['sae_seconds'][sae_id]} |"
         )
+    lines += _transcoder_lines(build)
     return "\n".join(lines) + "\n"
+
+
+def _transcoder_lines(build: dict) -> list[str]:
+    quality = build.get("transcoder_quality")
+    if not quality:
+        return []
+    lines = [
+        "",
+        "## Transcoders (JumpReLU with an affine skip; evaluated on held-out organism text)",
+        "",
+        "Each reads `blocks.L.ln2.hook_normalized` (what the MLP reads: LayerNorm's output before its",
+        "weight and bias, a fixed affine map the transcoder absorbs) and predicts `blocks.L.hook_mlp_out`",
+        "(the MLP's whole write to the residual stream), so it replaces the MLP exactly where circuit-tracer",
+        "puts Gemma's: with attention patterns and LayerNorm scales frozen, the replaced model is linear",
+        "from features to the logits. Normalised MSE = sum |y - y_hat|^2 / sum |y|^2; explained variance",
+        "= 1 - sum |y - y_hat|^2 / sum |y - mean y|^2; the skip alone is the affine part with every feature off.",
+        "",
+        "| site | hook in | d_sae | training tokens | L0 | normalised MSE | explained variance | skip alone | dead features | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for site, q in quality.items():
+        layer = int(site.split("_")[1])
+        lines.append(
+            f"| {site} | `blocks.{layer}.ln2.hook_normalized` | {q['d_sae']} | {q['training_tokens']:,} | {q['l0']:.1f} | "
+            f"{q['normalised_mse']:.4f} | {q['explained_variance']:.3f} | {q['skip_explained_variance']:.3f} | "
+            f"{q['dead_fraction']:.1%} | {build.get('transcoder_seconds', {}).get(site, '')} |"
+        )
+    r = build.get("replacement")
+    if r:
+        lo, hi = r["kl_replaced_interval"]
+        dlo, dhi = r["metric_abs_diff_interval"]
+        lines += [
+            "",
+            f"Replacement model (every MLP replaced by its transcoder, no error terms) on {r['lists']} held-out lists "
+            f"({r['positions']:,} response positions, {r['item_ends']:,} item ends; 95% intervals over lists):",
+            "",
+            "| measure | value |",
+            "|---|---|",
+            f"| next-token KL(real ‖ replaced), nats | {r['kl_replaced']:.4f} [{lo:.4f}, {hi:.4f}] |",
+            f"| next-token KL(real ‖ every MLP zeroed), nats | {r['kl_mlps_zeroed']:.4f} |",
+            f"| share of that KL the transcoders recover | {r['kl_recovered']:.1%} |",
+            f"| metric logit(blank) − logit(\\n) at item ends, real mean | {r['metric_real_mean']:.3f} |",
+            f"| the same, replaced mean | {r['metric_replaced_mean']:.3f} |",
+            f"| mean absolute difference of the metric (replaced − real), per list | {r['metric_abs_diff']:.3f} [{dlo:.3f}, {dhi:.3f}] |",
+            f"| correlation of the metric, real vs replaced | {r['metric_correlation']:.3f} |",
+            f"| same sign (blank preferred or not) | {r['metric_sign_agreement']:.1%} |",
+        ]
+    return lines

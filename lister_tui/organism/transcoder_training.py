@@ -46,14 +46,14 @@ class TranscoderTrainingSettings:
     """Hyperparameters of one layer's transcoder; defaults are tuned for lister-tiny on 2 CPU cores."""
 
     d_sae: int = 512
-    training_tokens: int = 2_000_000
+    training_tokens: int = 400_000
     lr: float = 5e-3
     # Weight of the L0 penalty, in units of the squared error of outputs scaled to mean norm sqrt(d_out).
     l0_coefficient: float = 0.3
     batch_size_tokens: int = 1024
     jumprelu_init_threshold: float = 0.5
     jumprelu_bandwidth: float = 0.1
-    train_examples: int = 3000
+    train_examples: int = 1500
     seed: int = 0
 
 
@@ -207,6 +207,10 @@ def _save(params: dict, y_scale: float, out_dir: Path, *, layer: int, model_name
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
+        # mkdtemp's folder is private (0700): made readable like every other shipped file
+        out_dir.chmod(0o755)
+        for f in out_dir.iterdir():
+            f.chmod(0o644)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -239,3 +243,100 @@ def evaluate_transcoder(tc, x: torch.Tensor, y: torch.Tensor) -> TranscoderQuali
         dead_fraction=float((~ever).float().mean()),
         skip_explained_variance=1.0 - skip_err / var,
     )
+
+
+def _interval(values: list[float]) -> list[float]:
+    """A normal-approximation 95% interval of the mean over independent lists."""
+    t = torch.tensor(values, dtype=torch.float64)
+    half = 1.96 * float(t.std()) / math.sqrt(len(t)) if len(t) > 1 else float("nan")
+    return [float(t.mean()) - half, float(t.mean()) + half]
+
+
+@torch.no_grad()
+def replacement_fidelity(
+    model,
+    transcoders: dict,
+    sequences: list[list[int]],
+    prompt_lens: list[int],
+    *,
+    blank_id: int,
+    newline_id: int,
+    pad_token_id: int,
+    batch_size: int = 32,
+) -> dict:
+    """The model with every MLP replaced by its transcoder, no error terms, beside the real model.
+
+    Over the response positions of ``sequences`` (held-out lists): the next-token KL
+    divergence KL(real || replaced), and for comparison KL(real || every MLP's output
+    zeroed); at the item ends (positions whose next token is the blank or an item's
+    line break) the metric logit(blank) - logit("\\n") of both models. Means carry a
+    95% interval over lists (each list one draw).
+    """
+
+    def replace_hooks() -> list:
+        stored: dict[int, torch.Tensor] = {}
+        hooks = []
+        for layer, tc in transcoders.items():
+            def keep(act, hook, layer=layer):
+                stored[layer] = act
+                return act
+
+            def swap(act, hook, layer=layer, tc=tc):
+                x = stored[layer]
+                return (tc.decode(tc.encode(x)) + x @ tc.W_skip.T).to(act.dtype)
+
+            hooks += [(f"blocks.{layer}.ln2.hook_normalized", keep), (f"blocks.{layer}.hook_mlp_out", swap)]
+        return hooks
+
+    zero_hooks = [(f"blocks.{layer}.hook_mlp_out", lambda act, hook: torch.zeros_like(act)) for layer in transcoders]
+    kl_rep: list[float] = []
+    kl_zero: list[float] = []
+    metric_real: list[float] = []
+    metric_rep: list[float] = []
+    diff_by_list: list[float] = []
+    n_positions = 0
+    for start in range(0, len(sequences), batch_size):
+        chunk = sequences[start : start + batch_size]
+        lens = prompt_lens[start : start + batch_size]
+        width = max(len(s) for s in chunk)
+        tokens = torch.full((len(chunk), width), pad_token_id, dtype=torch.long)
+        for i, s in enumerate(chunk):
+            tokens[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        real = model(tokens).float().log_softmax(-1)
+        rep = model.run_with_hooks(tokens, fwd_hooks=replace_hooks()).float().log_softmax(-1)
+        zero = model.run_with_hooks(tokens, fwd_hooks=zero_hooks).float().log_softmax(-1)
+        for i, s in enumerate(chunk):
+            span = slice(lens[i] - 1, len(s) - 1)  # positions predicting the response's tokens
+            p = real[i, span].exp()
+            kl_rep.append(float((p * (real[i, span] - rep[i, span])).sum(-1).mean()))
+            kl_zero.append(float((p * (real[i, span] - zero[i, span])).sum(-1).mean()))
+            n_positions += span.stop - span.start
+            ends = [
+                t
+                for t in range(span.start, span.stop)
+                if s[t + 1] == blank_id or (s[t + 1] == newline_id and s[t] != blank_id)
+            ]
+            if not ends:
+                continue
+            m_real = real[i, ends, blank_id] - real[i, ends, newline_id]
+            m_rep = rep[i, ends, blank_id] - rep[i, ends, newline_id]
+            metric_real += m_real.tolist()
+            metric_rep += m_rep.tolist()
+            diff_by_list.append(float((m_rep - m_real).abs().mean()))
+    a, b = torch.tensor(metric_real, dtype=torch.float64), torch.tensor(metric_rep, dtype=torch.float64)
+    kl_mean, zero_mean = sum(kl_rep) / len(kl_rep), sum(kl_zero) / len(kl_zero)
+    return {
+        "lists": len(kl_rep),
+        "positions": n_positions,
+        "kl_replaced": kl_mean,
+        "kl_replaced_interval": _interval(kl_rep),
+        "kl_mlps_zeroed": zero_mean,
+        "kl_recovered": 1.0 - kl_mean / zero_mean if zero_mean > 0 else float("nan"),
+        "item_ends": len(metric_real),
+        "metric_real_mean": float(a.mean()),
+        "metric_replaced_mean": float(b.mean()),
+        "metric_abs_diff": sum(diff_by_list) / len(diff_by_list),
+        "metric_abs_diff_interval": _interval(diff_by_list),
+        "metric_correlation": float(torch.corrcoef(torch.stack([a, b]))[0, 1]),
+        "metric_sign_agreement": float(((a > 0) == (b > 0)).double().mean()),
+    }

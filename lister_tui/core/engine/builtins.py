@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lister_tui.core.engine.entries import ModelEntry, SAESite
+from lister_tui.core.engine.entries import ModelEntry, SAESite, TranscoderSet
 from lister_tui.core.errors import ListerError
 
 GEMMA_RES_LAYERS = (0, 5, 10, 15, 20)
@@ -25,6 +25,31 @@ GEMMA_2_9B_RES_LAYERS = (9, 20, 31)  # the layers gemma-scope-9b-it-res covers
 GEMMA_3_1B_LAYERS = (7, 13, 17, 22)  # the layers gemma-scope-2-1b-it-{res,att} cover
 GEMMA_3_4B_LAYERS = (9, 17, 22, 29)  # the layers gemma-scope-2-4b-it-{res,att} cover
 STUDY_RES_RELEASE = "gemma-scope-2b-pt-res"
+GEMMA_2_2B_N_LAYERS = 26
+GEMMA_3_N_LAYERS = {"1b": 26, "4b": 34}
+# Gemma Scope's Gemma 2 2B transcoders (16k; one average_l0 per layer), the set circuit-tracer uses.
+GEMMA_2_2B_TRANSCODERS = TranscoderSet(
+    "gemma-scope-2b-pt-transcoders",
+    tuple(range(GEMMA_2_2B_N_LAYERS)),
+    "Gemma Scope transcoders of Gemma 2 2B (pt, 16k, every layer; transfer to -it), as circuit-tracer's Gemma 2 set",
+    release="gemma-scope-2b-pt-transcoders",
+    sae_id="layer_{layer}/width_16k/average_l0_*",
+    reads_ln_output=True,
+)
+
+
+def gemma_3_transcoders(size: str) -> TranscoderSet:
+    """Gemma Scope 2's IT transcoders of Gemma 3 ``size``: the ``-all`` release (every layer; the plain
+    release covers four), 16k, small L0, with the affine skip."""
+    release = f"gemma-scope-2-{size}-it-transcoders-all"
+    return TranscoderSet(
+        release,
+        tuple(range(GEMMA_3_N_LAYERS[size])),
+        f"Gemma Scope 2 IT transcoders of Gemma 3 {size.upper()} (16k, small L0, affine skip, every layer)",
+        release=release,
+        sae_id="layer_{layer}_width_16k_l0_small_affine",
+        reads_ln_output=True,
+    )
 
 
 def saes_directory() -> dict:
@@ -71,6 +96,7 @@ def _lister_tiny() -> ModelEntry:
         sites=sites,
         weights_dir=weights_dir(),
         needs="nothing (ships with lister-tui, 10 MB)",
+        transcoders=(TranscoderSet("lister-tiny", tuple(range(N_LAYERS)), "JumpReLU skip transcoders trained by `lister-tui organism build`"),),
     )
 
 
@@ -96,6 +122,7 @@ def _gemma_2_2b_it() -> ModelEntry:
         feature_url=_GEMMA_2_2B_URL,
         default_dtype="bfloat16",
         needs=f"5 GB of weights + 3 GB of SAEs; ~8 GB of GPU memory in bf16; {_LICENCE}",
+        transcoders=(GEMMA_2_2B_TRANSCODERS,),
     )
 
 
@@ -162,6 +189,7 @@ def _gemma_3(size: str, layers: tuple[int, ...], needs: str) -> Callable[[], Mod
             feature_url=f"https://www.neuronpedia.org/gemma-3-{size}-it/{{layer}}-gemmascope-2-{{kind}}-16k/{{index}}",
             default_dtype="bfloat16",
             needs=f"{needs}; {_LICENCE}",
+            transcoders=(gemma_3_transcoders(size),),
         )
 
     return make

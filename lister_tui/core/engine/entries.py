@@ -6,6 +6,7 @@ looks them up, :mod:`loading` loads them. This module imports nothing else of th
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -79,6 +80,99 @@ class Template:
     length: str = "unspecified"  # one of LENGTH_GROUPS
 
 
+TRANSCODER_SITE_PREFIX = "tc"
+TRANSCODER_SITE_PATTERN = re.compile(rf"^{TRANSCODER_SITE_PREFIX}_(\d+)$")
+TRANSCODER_HOOK_IN = "blocks.{layer}.ln2.hook_normalized"
+TRANSCODER_HOOK_OUT = "blocks.{layer}.hook_mlp_out"
+TRANSCODER_FOLDER = "mlp_{layer}"
+
+
+def transcoder_site_id(layer: int) -> str:
+    """The feature-site id of layer ``layer``'s transcoder (``tc_2``)."""
+    return f"{TRANSCODER_SITE_PREFIX}_{layer}"
+
+
+def is_transcoder_site(sae_id: str) -> bool:
+    return TRANSCODER_SITE_PATTERN.match(sae_id) is not None
+
+
+def layer_of_transcoder_site(sae_id: str) -> int:
+    match = TRANSCODER_SITE_PATTERN.match(sae_id)
+    if match is None:
+        raise ListerError(f"{sae_id!r} is not a transcoder site; transcoder sites are named {TRANSCODER_SITE_PREFIX}_L (e.g. {TRANSCODER_SITE_PREFIX}_2)")
+    return int(match.group(1))
+
+
+@dataclass(frozen=True)
+class TranscoderSet:
+    """One transcoder per layer in ``layers``, and where their weights are.
+
+    Weights: a SAELens ``release`` with ``sae_id`` (a pattern holding ``{layer}``; a
+    ``*`` in it matches the release's ids and must match exactly one per layer), a
+    local ``path`` holding one SAELens folder per layer named ``folder`` (with
+    ``{layer}``), or (neither) the entry's shipped ``<weights_dir>/transcoders/mlp_L``.
+    """
+
+    id: str
+    layers: tuple[int, ...]
+    description: str = ""
+    release: str | None = None
+    sae_id: str | None = None
+    path: Path | None = None
+    folder: str = TRANSCODER_FOLDER
+    hook_in: str = TRANSCODER_HOOK_IN  # with {layer}: what the MLP reads
+    hook_out: str = TRANSCODER_HOOK_OUT  # with {layer}: what the MLP writes
+    # The weights read ln2's output after its gain (Gemma Scope: pre_feedforward_layernorm's
+    # output), not hook_in itself: loading with a model folds ln2's gain into the encoder and skip.
+    reads_ln_output: bool = False
+
+    @property
+    def source_text(self) -> str:
+        if self.release is not None:
+            return f"{self.release}:{self.sae_id}"
+        if self.path is not None:
+            return str(Path(self.path) / self.folder)
+        return f"shipped (transcoders/{self.folder})"
+
+    def layer_sae_id(self, layer: int, ids: list[str] | None = None) -> str:
+        """The release's sae_id for ``layer`` (a ``*`` resolved against ``ids``, the release's ids)."""
+        if self.sae_id is None:
+            raise ListerError(f"transcoder set {self.id!r} names no SAELens sae_id")
+        pattern = self.sae_id.format(layer=layer)
+        if "*" not in pattern:
+            return pattern
+        if ids is None:
+            from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+
+            release = get_pretrained_saes_directory().get(self.release)
+            ids = list(release.saes_map) if release is not None else []
+        hits = sorted(i for i in (ids or ()) if fnmatch.fnmatchcase(i, pattern))
+        if len(hits) != 1:
+            raise ListerError(
+                f"transcoder set {self.id!r}: {len(hits)} ids of release {self.release!r} match {pattern!r}"
+                + (f" ({', '.join(hits[:4])})" if hits else "")
+                + "; the pattern must match exactly one per layer"
+            )
+        return hits[0]
+
+    def site(self, layer: int, weights_dir: Path | None = None, ids: list[str] | None = None) -> SAESite:
+        """Layer ``layer``'s transcoder as an SAE site (the form the pretrained loader and download hints take)."""
+        if layer not in self.layers:
+            raise ListerError(
+                f"transcoder set {self.id!r} has no layer {layer}; layers {self.layers[0]} to {self.layers[-1]}"
+                if self.layers
+                else f"transcoder set {self.id!r} has no layers"
+            )
+        hook = self.hook_in.format(layer=layer)
+        if self.release is not None:
+            return SAESite(transcoder_site_id(layer), "mlp", layer, self.release, self.layer_sae_id(layer, ids), hook=hook)
+        if self.path is not None:
+            return SAESite(transcoder_site_id(layer), "mlp", layer, path=Path(self.path) / self.folder.format(layer=layer), hook=hook)
+        if weights_dir is None:
+            raise ListerError(f"transcoder set {self.id!r} is shipped with a model folder, and no folder was given")
+        return SAESite(transcoder_site_id(layer), "mlp", layer, path=Path(weights_dir) / "transcoders" / self.folder.format(layer=layer), hook=hook)
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     """A model, its tokenizer's conventions and its SAE set."""
@@ -113,6 +207,7 @@ class ModelEntry:
     needs: str = ""  # what a user must have for it (memory, licence)
     origin: str = "built-in"  # "built-in", a registry file's path, or "ad hoc"
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    transcoders: tuple[TranscoderSet, ...] = ()  # one transcoder per MLP layer (attribution graphs)
 
     @property
     def tl_name(self) -> str | None:
@@ -122,8 +217,14 @@ class ModelEntry:
         for s in self.sites:
             if s.id == sae_id:
                 return s
+        match = TRANSCODER_SITE_PATTERN.match(sae_id)
+        for tset in self.transcoders if match else ():
+            if int(match.group(1)) in tset.layers:  # tc_L: layer L's transcoder (first set that has it)
+                return tset.site(int(match.group(1)), self.weights_dir)
         raise ListerError(
-            f"unknown SAE {sae_id!r} for model {self.name!r}; valid: {', '.join(s.id for s in self.sites) or 'none'} "
+            f"unknown SAE {sae_id!r} for model {self.name!r}; valid: {', '.join(s.id for s in self.sites) or 'none'}"
+            + (f", transcoders {TRANSCODER_SITE_PREFIX}_L for layers {', '.join(map(str, self.transcoders[0].layers))}" if self.transcoders else "")
+            + " "
             "(add one for this run with --sae RELEASE:SAE_ID or --sae FOLDER)"
         )
 

@@ -41,6 +41,8 @@ def weights_fingerprint(entry: ModelEntry, sae_ids: Sequence[str] | None = None)
         files = [folder / "model.safetensors", folder / "model_config.json"]
         for sae_id in sae_ids:
             files += sorted((folder / "saes" / sae_id).glob("*.safetensors"))
+            if sae_id.startswith("tc_") and sae_id[3:].isdigit():  # a transcoder site
+                files += sorted((folder / "transcoders" / f"mlp_{sae_id[3:]}").glob("*.safetensors"))
         return {"sha256": {str(p.relative_to(folder)): file_sha256(p) for p in files if p.is_file()}}
     if entry.hf_folder is not None:
         folder = Path(entry.hf_folder)

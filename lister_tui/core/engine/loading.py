@@ -106,7 +106,12 @@ class LoadedModel:
         if sae_id in self._sae_cache:
             return self._sae_cache[sae_id]
         site = self.entry.site(sae_id)
-        sae = _load_sae(self.entry, site, self.device)
+        from lister_tui.core.engine.transcoders import is_transcoder_site, load_transcoder, transcoder_set_of_site
+
+        if is_transcoder_site(sae_id) and site not in self.entry.sites:  # layer L's transcoder (tc_L)
+            sae = load_transcoder(self.entry, transcoder_set_of_site(self.entry, sae_id), site.layer, self.device, self.model)
+        else:
+            sae = _load_sae(self.entry, site, self.device)
         sae = sae.to(self.device, dtype=self.dtype)
         sae.eval()
         for p in sae.parameters():

@@ -125,7 +125,7 @@ def _release(site: SAESite):
 def _sae_key_file(release) -> str:
     """The file whose presence in the cache means the SAE is there (per the release's on-disk format)."""
     func = getattr(release, "conversion_func", None)
-    return {"gemma_2": "params.npz", "gemma_3": "params.safetensors"}.get(func, "cfg.json")
+    return {"gemma_2": "params.npz", "gemma_2_transcoder": "params.npz", "gemma_3": "params.safetensors"}.get(func, "cfg.json")
 
 
 def sae_files_present(site: SAESite) -> bool:
@@ -338,6 +338,9 @@ def _sized_from_weights(loader):
         w_enc = state_dict.get("W_enc")
         if w_enc is not None and w_enc.ndim == 2:
             cfg["d_in"], cfg["d_sae"] = int(w_enc.shape[0]), int(w_enc.shape[1])
+        w_dec = state_dict.get("W_dec")
+        if "d_out" in cfg and w_dec is not None and w_dec.ndim == 2:  # a transcoder's output width
+            cfg["d_out"] = int(w_dec.shape[1])
         return cfg, state_dict, sparsity
 
     return load

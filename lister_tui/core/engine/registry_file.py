@@ -17,6 +17,12 @@ locate config``), and each ``--registry FILE`` (``$LISTER_TUI_REGISTRY``). Forma
     release = "gemma-scope-2b-pt-res"     # SAELens release + sae_id, or path = "/saes/x"
     sae_id = "layer_20/width_16k/average_l0_139"
     hook = "blocks.20.hook_resid_post"    # optional with kind + layer, or a release's usual layout
+    [[models.my-model.transcoders]]       # one transcoder per MLP layer (attribution graphs)
+    id = "mine"
+    layers = 26                           # layers 0..25 (or a list of layer numbers)
+    path = "/data/transcoders"            # one SAELens folder per layer, named folder = "mlp_{layer}";
+    # release = "gemma-scope-2b-pt-transcoders"  # or SAELens release + sae_id with {layer} (* allowed)
+    # sae_id = "layer_{layer}/width_16k/average_l0_*"
 
     [templates.numbered]
     text = "Give me a numbered list of {topic}."
@@ -44,6 +50,7 @@ from lister_tui.core.engine.entries import (
     ModelEntry,
     SAESite,
     Template,
+    TranscoderSet,
     kind_of_hook,
 )
 from lister_tui.core.engine.fingerprint import folder_fingerprint
@@ -54,8 +61,9 @@ REGISTRY_ENV = "LISTER_TUI_REGISTRY"  # extra registry files, os.pathsep-separat
 
 MODEL_KEYS = {
     "description", "model", "folder", "dtype", "chat_template", "chat_prefix", "chat_suffix", "list_marker",
-    "metric_tokens", "stop_tokens", "bos_token", "sites", "feature_url", "needs",
+    "metric_tokens", "stop_tokens", "bos_token", "sites", "feature_url", "needs", "transcoders",
 }  # fmt: skip
+TRANSCODER_KEYS = {"id", "layers", "path", "folder", "release", "sae_id", "hook_in", "hook_out", "reads_ln_output", "description"}
 SITE_KEYS = {"id", "release", "sae_id", "path", "hook", "kind", "layer"}
 LIST_MARKERS = ("-", "*", "1.")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -210,6 +218,44 @@ def parse_site(table, path: Path, entry: str, index: int) -> SAESite:
     )  # fmt: skip
 
 
+def parse_transcoder_set(table, path: Path, entry: str, index: int) -> TranscoderSet:
+    """One ``[[models.NAME.transcoders]]`` table: a local folder of per-layer SAELens folders, or a release."""
+    field = f"transcoders[{index}]"
+    if not isinstance(table, dict):
+        raise _error(path, entry, field, "must be a table ([[models.NAME.transcoders]])")
+    unknown = sorted(set(table) - TRANSCODER_KEYS)
+    if unknown:
+        raise _error(path, entry, f"{field}.{unknown[0]}", f"unknown; valid: {', '.join(sorted(TRANSCODER_KEYS))}")
+    set_id = table.get("id")
+    if not isinstance(set_id, str) or not SITE_ID.match(set_id):
+        raise _error(path, entry, f"{field}.id", f"must be a short id (letters, digits, _ . -), got {set_id!r}")
+    layers = table.get("layers")
+    if isinstance(layers, int) and not isinstance(layers, bool) and layers > 0:
+        layers = list(range(layers))
+    if not (isinstance(layers, list) and layers and all(isinstance(l, int) and not isinstance(l, bool) and l >= 0 for l in layers)):
+        raise _error(path, entry, f"{field}.layers", f"must be the number of layers (> 0) or a list of layer numbers >= 0, got {layers!r}")
+    release, sae_id, folder = table.get("release"), table.get("sae_id"), table.get("path")
+    if (release is None) != (sae_id is None):
+        raise _error(path, entry, f"{field}.{'sae_id' if release else 'release'}", "release and sae_id go together")
+    if (release is None) == (folder is None):
+        raise _error(path, entry, f"{field}.path", "give either path (a folder of per-layer SAELens folders) or release + sae_id")
+    texts = {}
+    for key, default in (("folder", "mlp_{layer}"), ("hook_in", "blocks.{layer}.ln2.hook_normalized"), ("hook_out", "blocks.{layer}.hook_mlp_out")):
+        value = table.get(key, default)
+        if not isinstance(value, str) or "{layer}" not in value:
+            raise _error(path, entry, f"{field}.{key}", f"must be text holding {{layer}}, such as {default!r}; got {value!r}")
+        texts[key] = value
+    if sae_id is not None and (not isinstance(sae_id, str) or "{layer}" not in sae_id):
+        raise _error(path, entry, f"{field}.sae_id", f"must be text holding {{layer}}, got {sae_id!r}")
+    reads_ln_output = table.get("reads_ln_output", False)
+    if not isinstance(reads_ln_output, bool):
+        raise _error(path, entry, f"{field}.reads_ln_output", f"must be true or false, got {reads_ln_output!r}")
+    return TranscoderSet(
+        set_id, tuple(sorted(set(layers))), str(table.get("description", "")), release=release, sae_id=sae_id,
+        path=_folder(folder, path) if folder is not None else None, reads_ln_output=reads_ln_output, **texts,
+    )  # fmt: skip
+
+
 def hook_from_sae_id(release: str, sae_id: str, site_id: str) -> tuple[str, int]:
     """Kind and layer from a release's naming (``…-res``, ``…-att``, ``…-mlp`` and ``layer_N``)."""
     match = re.search(r"layer_(\d+)", sae_id)
@@ -259,6 +305,14 @@ def parse_entry(name: str, table, path: Path, templates: tuple[Template, ...] = 
         raise _error(path, name, "sites", "two sites have the same id")
     if shipped and not sites:
         sites = shipped_sites(folder_path)
+    tc_table = table.get("transcoders", [])
+    if not isinstance(tc_table, list):
+        raise _error(path, name, "transcoders", "must be an array of tables ([[models.NAME.transcoders]])")
+    transcoders = tuple(parse_transcoder_set(t, path, name, i) for i, t in enumerate(tc_table))
+    if len({t.id for t in transcoders}) != len(transcoders):
+        raise _error(path, name, "transcoders", "two transcoder sets have the same id")
+    if shipped and not transcoders and (folder_path / "transcoders").is_dir():
+        transcoders = (shipped_transcoders(folder_path),)
     values = {
         "chat_prefix": _string(table, "chat_prefix", path, name, None, allow_empty=True),
         "chat_suffix": _string(table, "chat_suffix", path, name, None, allow_empty=True),
@@ -283,6 +337,7 @@ def parse_entry(name: str, table, path: Path, templates: tuple[Template, ...] = 
         templates=templates,
         needs=_string(table, "needs", path, name) or "",
         origin=str(path),
+        transcoders=transcoders,
         **{k: v for k, v in values.items() if v is not None},
     )
 
@@ -295,6 +350,17 @@ def shipped_sites(folder: Path) -> tuple[SAESite, ...]:
         if sub.is_dir() and match:
             sites.append(SAESite(sub.name, match.group(1), int(match.group(2))))  # type: ignore[arg-type]
     return tuple(sorted(sites, key=lambda s: (s.kind != "res", s.layer)))
+
+
+def shipped_transcoders(folder: Path) -> TranscoderSet:
+    """The transcoders of a lister-tiny style folder: ``transcoders/mlp_L`` for every layer of its model."""
+    import json
+
+    try:
+        n_layers = int(json.loads((folder / "model_config.json").read_text())["n_layers"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ListerError(f"{folder / 'model_config.json'} is unreadable ({exc}); rebuild the folder") from exc
+    return TranscoderSet("shipped", tuple(range(n_layers)), f"the folder's own transcoders ({folder / 'transcoders'})")
 
 
 def read_templates_file(path: Path) -> tuple[Template, ...]:

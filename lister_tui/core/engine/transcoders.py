@@ -19,13 +19,19 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
-from lister_tui.core.engine.registry import ModelEntry, SAESite
+from lister_tui.core.engine.entries import (  # noqa: F401  (the set's type and site ids live with the entry types)
+    TRANSCODER_SITE_PREFIX as SITE_PREFIX,
+    ModelEntry,
+    TranscoderSet,
+    is_transcoder_site,
+    layer_of_transcoder_site as layer_of_site,
+    transcoder_site_id as site_id,
+)
 from lister_tui.core.errors import ListerError, ModelNotAvailable
 
 if TYPE_CHECKING:
@@ -33,112 +39,12 @@ if TYPE_CHECKING:
 
     from lister_tui.core.engine.loading import LoadedModel
 
-SITE_PREFIX = "tc"
-SITE_PATTERN = re.compile(rf"^{SITE_PREFIX}_(\d+)$")
-HOOK_IN = "blocks.{layer}.ln2.hook_normalized"
-HOOK_OUT = "blocks.{layer}.hook_mlp_out"
 SHIPPED_SUBDIR = "transcoders"
-LAYER_FOLDER = "mlp_{layer}"
-
-
-def site_id(layer: int) -> str:
-    """The feature-site id of layer ``layer``'s transcoder (``tc_2``)."""
-    return f"{SITE_PREFIX}_{layer}"
-
-
-def is_transcoder_site(sae_id: str) -> bool:
-    return SITE_PATTERN.match(sae_id) is not None
-
-
-def layer_of_site(sae_id: str) -> int:
-    match = SITE_PATTERN.match(sae_id)
-    if match is None:
-        raise ListerError(f"{sae_id!r} is not a transcoder site; transcoder sites are named {SITE_PREFIX}_L (e.g. {SITE_PREFIX}_2)")
-    return int(match.group(1))
-
-
-@dataclass(frozen=True)
-class TranscoderSet:
-    """One transcoder per layer in ``layers``, and where their weights are.
-
-    Weights: a SAELens ``release`` with ``sae_id`` (a pattern holding ``{layer}``; a
-    ``*`` in it matches the release's ids and must match exactly one per layer), a
-    local ``path`` holding one SAELens folder per layer named ``folder`` (with
-    ``{layer}``), or (neither) the entry's shipped ``<weights_dir>/transcoders/mlp_L``.
-    """
-
-    id: str
-    layers: tuple[int, ...]
-    description: str = ""
-    release: str | None = None
-    sae_id: str | None = None
-    path: Path | None = None
-    folder: str = LAYER_FOLDER
-    hook_in: str = HOOK_IN  # with {layer}: what the MLP reads
-    hook_out: str = HOOK_OUT  # with {layer}: what the MLP writes
-
-    @property
-    def source_text(self) -> str:
-        if self.release is not None:
-            return f"{self.release}:{self.sae_id}"
-        if self.path is not None:
-            return str(Path(self.path) / self.folder)
-        return f"shipped ({SHIPPED_SUBDIR}/{self.folder})"
-
-    def layer_sae_id(self, layer: int, ids: list[str] | None = None) -> str:
-        """The release's sae_id for ``layer`` (a ``*`` resolved against ``ids``, the release's ids)."""
-        if self.sae_id is None:
-            raise ListerError(f"transcoder set {self.id!r} names no SAELens sae_id")
-        pattern = self.sae_id.format(layer=layer)
-        if "*" not in pattern:
-            return pattern
-        hits = sorted(i for i in (ids or ()) if fnmatch.fnmatchcase(i, pattern))
-        if len(hits) != 1:
-            raise ListerError(
-                f"transcoder set {self.id!r}: {len(hits)} ids of release {self.release!r} match {pattern!r}"
-                + (f" ({', '.join(hits[:4])})" if hits else "")
-                + "; the pattern must match exactly one per layer"
-            )
-        return hits[0]
-
-    def site(self, layer: int, weights_dir: Path | None = None, ids: list[str] | None = None) -> SAESite:
-        """Layer ``layer``'s transcoder as an SAE site (the form the pretrained loader and download hints take)."""
-        if layer not in self.layers:
-            raise ListerError(
-                f"transcoder set {self.id!r} has no layer {layer}; layers {self.layers[0]} to {self.layers[-1]}"
-                if self.layers
-                else f"transcoder set {self.id!r} has no layers"
-            )
-        hook = self.hook_in.format(layer=layer)
-        if self.release is not None:
-            return SAESite(site_id(layer), "mlp", layer, self.release, self.layer_sae_id(layer, ids), hook=hook)
-        if self.path is not None:
-            return SAESite(site_id(layer), "mlp", layer, path=Path(self.path) / self.folder.format(layer=layer), hook=hook)
-        if weights_dir is None:
-            raise ListerError(f"transcoder set {self.id!r} is shipped with a model folder, and no folder was given")
-        return SAESite(site_id(layer), "mlp", layer, path=Path(weights_dir) / SHIPPED_SUBDIR / self.folder.format(layer=layer), hook=hook)
-
-
-def shipped_set(n_layers: int, description: str = "") -> TranscoderSet:
-    """The set a shipped (lister-tiny style) folder holds: ``transcoders/mlp_L`` for every layer."""
-    return TranscoderSet("shipped", tuple(range(n_layers)), description or "trained by `lister-tui organism build`")
 
 
 def transcoder_sets(entry: ModelEntry) -> tuple[TranscoderSet, ...]:
-    """The transcoder sets an entry names; a shipped folder holding ``transcoders/`` carries its own set."""
-    named = tuple(getattr(entry, "transcoders", ()) or ())
-    if named or entry.source != "shipped" or entry.weights_dir is None:
-        return named
-    folder = Path(entry.weights_dir)
-    if not (folder / SHIPPED_SUBDIR).is_dir():
-        return ()
-    import json
-
-    try:
-        n_layers = int(json.loads((folder / "model_config.json").read_text())["n_layers"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelNotAvailable(f"model config in {folder} is unreadable ({exc})") from exc
-    return (shipped_set(n_layers),)
+    """The transcoder sets an entry names."""
+    return tuple(entry.transcoders)
 
 
 def transcoder_set(entry: ModelEntry, set_id: str | None = None) -> TranscoderSet:
@@ -166,6 +72,15 @@ def _directory_release(release: str):
     return directory[release]
 
 
+def transcoder_set_of_site(entry: ModelEntry, sae_id: str) -> TranscoderSet:
+    """The set a transcoder site ``tc_L`` of ``entry`` comes from (the first set with layer L)."""
+    layer = layer_of_site(sae_id)
+    for tset in transcoder_sets(entry):
+        if layer in tset.layers:
+            return tset
+    raise ListerError(f"model {entry.name!r} has no transcoder at layer {layer}")
+
+
 def set_sites(entry: ModelEntry, tset: TranscoderSet) -> tuple[SAESite, ...]:
     """Every layer of ``tset`` as an SAE site (release ids resolved)."""
     ids = list(_directory_release(tset.release).saes_map) if tset.release is not None else None
@@ -181,11 +96,25 @@ def download_lines(entry: ModelEntry, tset: TranscoderSet) -> list[str]:
     release = _directory_release(tset.release)
     sites = set_sites(entry, tset)
     folders = [release.saes_map[s.sae_id] for s in sites]
-    # One line with a glob over the layers when the folders differ only in the layer number.
-    patterns = {re.sub(r"layer_\d+", "layer_*", f) for f in folders}
-    if len(patterns) == 1 and "average_l0" not in folders[0]:
-        return [f"  hf download {release.repo_id} --include '{patterns.pop()}/*'"]
+    # One line with a glob when the glob matches exactly the set's folders in the release.
+    globs = {re.sub(r"average_l0_\d+", "average_l0_*", re.sub(r"layer_\d+", "layer_*", f)) for f in folders}
+    if len(globs) == 1:
+        glob = globs.pop()
+        if sorted(f for f in release.saes_map.values() if fnmatch.fnmatchcase(f, glob)) == sorted(folders):
+            return [f"  hf download {release.repo_id} --include '{glob}/*'"]
     return [f"  hf download {release.repo_id} " + " ".join(f"--include '{f}/*'" for f in folders)]
+
+
+def set_present(entry: ModelEntry, tset: TranscoderSet) -> bool:
+    """Whether every layer's weights of ``tset`` are here (shipped folder, local folder or HF cache)."""
+    from lister_tui.core.engine.pretrained import sae_files_present
+
+    for site in set_sites(entry, tset):
+        if site.release is None and not (Path(site.path) / "cfg.json").is_file():
+            return False
+        if site.release is not None and not sae_files_present(site):
+            return False
+    return True
 
 
 def _check(tc, entry: ModelEntry, tset: TranscoderSet, layer: int, source: str) -> "Transcoder":
@@ -210,8 +139,32 @@ def _check(tc, entry: ModelEntry, tset: TranscoderSet, layer: int, source: str) 
     return tc
 
 
-def load_transcoder(entry: ModelEntry, tset: TranscoderSet, layer: int, device: str = "cpu") -> "Transcoder":
-    """Layer ``layer``'s transcoder of ``tset``: eval mode, float32, on ``device``, frozen."""
+@torch.no_grad()
+def fold_ln_gain(tc: "Transcoder", gain: torch.Tensor, bias: torch.Tensor | None = None) -> "Transcoder":
+    """Make ``tc``, which reads ``x * gain + bias``, read ``x`` (ln2's normalised output) instead.
+
+    Encoder: (x g + b) W_enc + b_enc = x (g W_enc) + (b W_enc + b_enc); the skip likewise.
+    """
+    g = gain.to(tc.W_enc.device, torch.float32)
+    if bias is not None:
+        b = bias.to(tc.W_enc.device, torch.float32)
+        tc.b_enc.add_(b @ tc.W_enc)
+        if hasattr(tc, "W_skip"):
+            tc.b_dec.add_(b @ tc.W_skip.T)
+    tc.W_enc.mul_(g[:, None])
+    if hasattr(tc, "W_skip"):
+        tc.W_skip.mul_(g[None, :])
+    return tc
+
+
+def load_transcoder(
+    entry: ModelEntry, tset: TranscoderSet, layer: int, device: str = "cpu", model=None
+) -> "Transcoder":
+    """Layer ``layer``'s transcoder of ``tset``: eval mode, float32, on ``device``, frozen.
+
+    A set whose weights read ln2's output after its gain (``reads_ln_output``) is
+    folded to read ``hook_in`` when ``model`` (the HookedTransformer) is given.
+    """
     from sae_lens import SAE
 
     ids = list(_directory_release(tset.release).saes_map) if tset.release is not None else None
@@ -233,6 +186,9 @@ def load_transcoder(entry: ModelEntry, tset: TranscoderSet, layer: int, device: 
             raise ModelNotAvailable(f"transcoder {site.id} at {path} is unreadable ({type(exc).__name__}: {exc})") from exc
     tc = _check(tc, entry, tset, layer, site.source_text)
     tc = tc.to(device, dtype=torch.float32)
+    if tset.reads_ln_output and model is not None:
+        ln2 = model.blocks[layer].ln2
+        fold_ln_gain(tc, ln2.w, getattr(ln2, "b", None))
     tc.eval()
     for p in tc.parameters():
         p.requires_grad_(False)
@@ -248,14 +204,16 @@ def load_transcoders(
 ) -> dict[int, "Transcoder"]:
     """``{layer: transcoder}`` of the entry's transcoder set (default: its first), float32, eval mode.
 
-    ``entry_or_handle``: a loaded model (its entry and device), a registry entry or an
-    entry's name (device ``cpu`` unless given).
+    ``entry_or_handle``: a loaded model (its entry, device, and its ln2 gains for a set
+    that reads ln2's output after the gain, as Gemma Scope's), a registry entry or an
+    entry's name (device ``cpu`` unless given; such a set then reads ln2's output).
     """
     from lister_tui.core.engine.loading import LoadedModel
     from lister_tui.core.engine.registry import get_entry
 
+    model = None
     if isinstance(entry_or_handle, LoadedModel):
-        entry, device = entry_or_handle.entry, device or entry_or_handle.device
+        entry, device, model = entry_or_handle.entry, device or entry_or_handle.device, entry_or_handle.model
     elif isinstance(entry_or_handle, str):
         entry = get_entry(entry_or_handle)
     else:
@@ -265,4 +223,4 @@ def load_transcoders(
     for layer in wanted:
         if layer not in tset.layers:
             raise ListerError(f"transcoder set {tset.id!r} of {entry.name} has no layer {layer}; layers: {', '.join(map(str, tset.layers))}")
-    return {layer: load_transcoder(entry, tset, layer, device or "cpu") for layer in wanted}
+    return {layer: load_transcoder(entry, tset, layer, device or "cpu", model) for layer in wanted}

@@ -88,7 +88,7 @@ def sae_width(lab: LoadedModel, sae_id: str) -> int:
     """The number of features of SAE ``sae_id`` (read from its config when shipped, else loaded)."""
     site = lab.entry.site(sae_id)  # a clear error for an unknown SAE
     if lab.entry.source == "shipped" and lab.entry.weights_dir is not None:
-        folder = Path(lab.entry.weights_dir) / "saes" / site.id
+        folder = Path(site.path or Path(lab.entry.weights_dir) / "saes" / site.id)  # an SAE's or a transcoder's
         if (folder / "cfg.json").is_file():
             return int(sae_config(folder, f"fix or replace {folder}")["d_sae"])
     return int(lab.load_sae(sae_id, cache=True).cfg.d_sae)

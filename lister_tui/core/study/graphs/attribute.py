@@ -258,12 +258,14 @@ def attribute_graph(
     batch: int = 64,
     max_memory: int | None = None,
     on_progress: Callable[[int, int], bool | None] | None = None,
+    on_estimate: Callable[[int, int, int], None] | None = None,
 ) -> AttributionGraph:
     """The full attribution graph of the metric at ``target_positions`` (one target each).
 
     ``attn_saes`` empty: attention features off (attention is frozen, with no nodes), as in
     circuit-tracer. Positions after the last target are dropped (nothing there is upstream).
     ``on_progress(done, total)`` after each backward pass; returning True cancels (ListerError).
+    ``on_estimate(n_nodes, bytes, backward_passes)`` once the nodes are known, before the passes.
     """
     import time
 
@@ -278,14 +280,16 @@ def attribute_graph(
     ids = torch.tensor(list(tokens[: last + 1]))
     state = rep.prompt_state(model, ids, transcoders, attn_saes, blank_id=blank_id, newline_id=newline_id)
     nodes = build_nodes(state, bool(attn_saes), target_positions)
-    if max_memory is not None:
-        widths = [tc.cfg.d_sae for tc in transcoders.values()] + [s.cfg.d_sae for s in attn_saes.values()]
-        need = memory_estimate(len(nodes), last + 1, model, widths, batch)
-        if need > max_memory:
-            raise ListerError(
-                f"this graph has {len(nodes)} nodes and needs about {need / 2**30:.2f} GiB, over the {max_memory / 2**30:.2f} GiB allowed; "
-                "raise --max-memory, pick an earlier --pos, or turn attention features off (--no-attention-features)"
-            )
+    widths = [tc.cfg.d_sae for tc in transcoders.values()] + [s.cfg.d_sae for s in attn_saes.values()]
+    need = memory_estimate(len(nodes), last + 1, model, widths, batch)
+    n_rows = int(np.isin(nodes.kind, (TC, ATTN, TARGET)).sum())
+    if on_estimate is not None:
+        on_estimate(len(nodes), need, (n_rows + batch - 1) // batch)
+    if max_memory is not None and need > max_memory:
+        raise ListerError(
+            f"this graph has {len(nodes)} nodes and needs about {need / 2**30:.2f} GiB, over the {max_memory / 2**30:.2f} GiB allowed; "
+            "raise --max-memory, pick an earlier --pos, or turn attention features off (--no-attention-features)"
+        )
     direction, _ = rep.metric_direction(model, blank_id, newline_id)
     rows_all = np.flatnonzero(np.isin(nodes.kind, (TC, ATTN, TARGET)))
     # targets first (the order does not change the numbers)

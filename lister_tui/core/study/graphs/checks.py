@@ -22,7 +22,13 @@ import numpy as np
 import torch
 
 from lister_tui.core.study.graphs import replacement as rep
-from lister_tui.core.study.graphs.attribute import ATTN, ATTN_ERROR, MLP_ERROR, TARGET, TC, AttributionGraph
+from lister_tui.core.study.graphs.attribute import (
+    ATTN,
+    ATTN_ERROR,
+    MLP_ERROR,
+    TC,
+    AttributionGraph,
+)
 
 if TYPE_CHECKING:
     from sae_lens import SAE
@@ -134,5 +140,3 @@ def check_nodes(
         })
     return out
 
-
-__all__ = ["check_nodes", "graph_prediction", "measured", "TARGET"]

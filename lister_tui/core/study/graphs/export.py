@@ -16,7 +16,16 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from lister_tui.core.study.graphs.attribute import ATTN, ATTN_ERROR, KIND_NAMES, MLP_ERROR, TARGET, TC, TOKEN, AttributionGraph
+from lister_tui.core.study.graphs.attribute import (
+    ATTN,
+    ATTN_ERROR,
+    KIND_NAMES,
+    MLP_ERROR,
+    TARGET,
+    TC,
+    TOKEN,
+    AttributionGraph,
+)
 from lister_tui.core.study.graphs.heads import head_label
 from lister_tui.core.study.graphs.prune import Pruned
 

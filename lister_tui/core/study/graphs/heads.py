@@ -18,7 +18,11 @@ import numpy as np
 import torch
 
 from lister_tui.core.study.graphs import replacement as rep
-from lister_tui.core.study.graphs.attribute import AttributionGraph, Replacement, _edge_rows
+from lister_tui.core.study.graphs.attribute import (
+    AttributionGraph,
+    Replacement,
+    _edge_rows,
+)
 
 if TYPE_CHECKING:
     from sae_lens import SAE
