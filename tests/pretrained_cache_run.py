@@ -71,6 +71,9 @@ def transcoder_report(app) -> dict:
     out = {}
     for name in ("gemma-2-2b-it", "gemma-3-1b-it"):
         loaded = load_model(name, device="cpu", dtype="float32")
+        # The random models' ln2 gains are all one; other gains make the fold show.
+        for block in loaded.model.blocks:
+            block.ln2.w.data = torch.rand(block.ln2.w.shape, generator=torch.Generator().manual_seed(1)) + 0.5
         folded = load_transcoders(loaded)
         plain = load_transcoders(name)
         layer = max(folded)

@@ -36,11 +36,37 @@ def test_reduced_build_end_to_end(tmp_path):
     assert tokens.pop("res_0") == 16_384 and set(tokens.values()) == {8_192}
     # no temp folder left behind next to the output
     assert [p.name for p in tmp_path.iterdir()] == ["organism"]
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
     loaded = load_model("lister-tiny", device="cpu", weights_dir=out)
     sae = loaded.load_sae("attn_1")
     assert sae.cfg.metadata.hook_name == "blocks.1.attn.hook_z"
     card = (out / paths.CARD).read_text()
     assert "| short |" in card and "| res_0 | `blocks.0.hook_resid_post` | 128 | 16,384 |" in card
+    # one transcoder per layer, in SAELens's form, loadable through the entry; the card shows them
+    from lister_tui.core.engine.transcoders import load_transcoders
+
+    assert sorted(p.name for p in (out / "transcoders").iterdir()) == ["mlp_0", "mlp_1", "mlp_2", "mlp_3"]
+    transcoders = load_transcoders(loaded)
+    assert sorted(transcoders) == [0, 1, 2, 3] and {type(t).__name__ for t in transcoders.values()} == {"JumpReLUSkipTranscoder"}
+    assert transcoders[2].cfg.d_sae == 64 and transcoders[2].cfg.metadata.hook_name_out == "blocks.2.hook_mlp_out"
+    assert set(record["transcoder_quality"]) == {"tc_0", "tc_1", "tc_2", "tc_3"}
+    assert record["replacement"]["lists"] == 100 and record["replacement"]["kl_replaced"] >= 0
+    assert "| tc_2 | `blocks.2.ln2.hook_normalized` | 64 | 8,192 |" in card and "next-token KL(real ‖ replaced)" in card
+    # the transcoder stage alone, on the built folder, writes what the full build wrote
+    import shutil
+
+    from lister_tui.organism.build import build_transcoders
+
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    shutil.rmtree(again / "transcoders")
+    redone = build_transcoders(again, BuildSettings.reduced(), log=lambda _: None)
+    for layer in range(4):
+        for name in ("cfg.json", "sae_weights.safetensors"):
+            rel = f"transcoders/mlp_{layer}/{name}"
+            assert (again / rel).read_bytes() == (out / rel).read_bytes(), rel
+    assert redone["transcoder_quality"] == record["transcoder_quality"] and redone["replacement"] == record["replacement"]
+    assert redone["settings"] == json.loads(json.dumps(record["settings"]))
 
 
 def test_each_sae_gets_its_own_seed_and_its_sites_overrides():
@@ -117,12 +143,14 @@ import json, sys
 from lister_tui.organism.build import BuildSettings, build_organism
 from lister_tui.organism.train_model import ModelShape, ModelTrainingSettings
 from lister_tui.organism.sae_training import SAETrainingSettings
+from lister_tui.organism.transcoder_training import TranscoderTrainingSettings
 s = json.loads(sys.argv[2])
 settings = BuildSettings(**{
     **s,
     "shape": ModelShape(**s["shape"]),
     "model_training": ModelTrainingSettings(**s["model_training"]),
     "sae_training": SAETrainingSettings(**s["sae_training"]),
+    "transcoder_training": TranscoderTrainingSettings(**s["transcoder_training"]),
 })
 build_organism(sys.argv[1], settings, log=lambda _: None)
 """
@@ -150,10 +178,11 @@ def test_two_builds_in_fresh_processes_write_bit_identical_files(tmp_path):
     first, second = (_files(f) for f in folders)
     assert sorted(first) == sorted(second)
     assert any(name.startswith(paths.SAES_SUBDIR) for name in first) and paths.MODEL_WEIGHTS in first
+    assert "transcoders/mlp_0/sae_weights.safetensors" in first
     differing = [name for name in first if first[name] != second[name]]
     assert not differing, differing
     records = [json.loads((f / paths.BUILD_RECORD).read_text()) for f in folders]
-    for key in ("sae_quality", "behaviour", "training"):
+    for key in ("sae_quality", "transcoder_quality", "replacement", "behaviour", "training"):
         if key == "training":
             records[0][key].pop("seconds"), records[1][key].pop("seconds")
         assert records[0][key] == records[1][key], key
@@ -203,3 +232,5 @@ def test_rebuild_on_the_shipped_builds_kind_of_machine_is_bit_identical(rebuilt)
     assert sorted(shipped_files) == sorted(rebuilt_files)
     assert [n for n in shipped_files if shipped_files[n] != rebuilt_files[n]] == []
     assert rebuild["sae_quality"] == shipped["sae_quality"] and rebuild["behaviour"] == shipped["behaviour"]
+    # the shipped transcoders (written by `lister-tui organism transcoders`) equal the full build's
+    assert rebuild["transcoder_quality"] == shipped["transcoder_quality"] and rebuild["replacement"] == shipped["replacement"]

@@ -18,7 +18,7 @@ def organism_build(
     reduced: bool = typer.Option(False, help="A small, fast build of the same pipeline (for tests)."),
     seed: int = typer.Option(0, help=f"Seed of every random step (valid: 0..{MAX_BUILD_SEED})."),
 ) -> None:
-    """Train lister-tiny: corpus, tokenizer, model, SAEs and card (about 10 minutes on 2 CPU cores)."""
+    """Train lister-tiny: corpus, tokenizer, model, SAEs, transcoders and card (about 10 minutes on 2 idle CPU cores)."""
     from dataclasses import replace
 
     from lister_tui.organism.build import BuildSettings, build_organism
