@@ -20,6 +20,7 @@ from lister_tui.cli.common import (
     resolve_target,
 )
 from lister_tui.core.errors import ListerError
+from lister_tui.safe_text import text as safe_text, visible
 
 
 @app.command("graph")
@@ -134,10 +135,9 @@ def _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge
     from lister_tui.core.study.graphs.export import graph_json, neuronpedia_json
     from lister_tui.core.study.graphs.heads import head_shares
     from lister_tui.core.study.graphs.prune import prune, scores
-    from lister_tui.safe_text import visible
 
     try:
-        with err_console.status(f"loading {model}…"):
+        with err_console.status(safe_text(f"loading {model}…")):
             loaded = load_model(model, device=device, dtype={"float64": torch.float64, "float32": torch.float32}.get(dtype))
             tcs = _load_tcs(loaded, tc_folder)
             attn = {}
@@ -164,11 +164,11 @@ def _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge
         ids = dict(blank_id=loaded.ids.blank, newline_id=loaded.ids.newline)
         with err_console.status("attributing…") as status:
             def estimate(n_nodes: int, need: int, passes: int) -> None:
-                err_console.print(Text(f"{len(targets)} target(s): {n_nodes} nodes, about {need / 2**30:.2f} GiB "
-                                       f"(allowed {max_memory:g}), {passes} backward passes of {batch} targets"))
+                err_console.print(Text(visible(f"{len(targets)} target(s): {n_nodes} nodes, about {need / 2**30:.2f} GiB "
+                                               f"(allowed {max_memory:g}), {passes} backward passes of {batch} targets")))
 
             graph = attribute_graph(loaded.model, drawn.tokens, tcs, attn, targets, **ids, batch=batch, max_memory=int(max_memory * 2**30),
-                                    on_progress=lambda done, total: status.update(f"attributing: backward pass {done}/{total}"),
+                                    on_progress=lambda done, total: status.update(safe_text(f"attributing: backward pass {done}/{total}")),
                                     on_estimate=estimate)
             pruned = prune(graph, node_threshold, edge_threshold)
             rep_score, comp_score = scores(graph)
@@ -221,10 +221,10 @@ def _print_summary(graph, pruned, graph_scores, heads, checked, token_strings) -
             head = "" if shares is None else ", ".join(f"{head_label(h, graph.n_heads)} {shares[h]:+.2f}" for h in np.argsort(-np.abs(shares))[:2])
         else:
             parent, head = "—", ""
-        table.add_row(Text(node_name(graph, i)), Text(token_strings[int(graph.nodes.pos[i])]), f"{pruned.node_influence[i]:.3f}", Text(parent), Text(head))
+        table.add_row(Text(visible(node_name(graph, i))), Text(visible(token_strings[int(graph.nodes.pos[i])])), f"{pruned.node_influence[i]:.3f}", Text(visible(parent)), Text(visible(head)))
     console.print(table)
     if checked:
         check_table = Table("node zeroed", "graph Δ", "replacement Δ", "real Δ", title="checks: change of the metric")
         for c in checked:
-            check_table.add_row(Text(node_name(graph, c["node"])), f"{c['graph']:+.4f}", f"{c['replacement']:+.4f}", f"{c['real']:+.4f}")
+            check_table.add_row(Text(visible(node_name(graph, c["node"]))), f"{c['graph']:+.4f}", f"{c['replacement']:+.4f}", f"{c['real']:+.4f}")
         console.print(check_table)

@@ -22,16 +22,16 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from lister_tui.core.engine.entries import (  # noqa: F401  (the set's type and site ids live with the entry types)
     TRANSCODER_SITE_PREFIX as SITE_PREFIX,
     ModelEntry,
+    SAESite,
     TranscoderSet,
     is_transcoder_site,
     layer_of_transcoder_site as layer_of_site,
     transcoder_site_id as site_id,
 )
+from lister_tui.core.engine.lazy import torch  # imported on first use: `lister-tui models` lists sets without it
 from lister_tui.core.errors import ListerError, ModelNotAvailable
 
 if TYPE_CHECKING:
@@ -64,12 +64,13 @@ def transcoder_set(entry: ModelEntry, set_id: str | None = None) -> TranscoderSe
 
 
 def _directory_release(release: str):
-    from sae_lens.loading.pretrained_saes_directory import get_pretrained_saes_directory
+    """The release's entry in the installed SAELens directory (read from its YAML, without importing sae_lens)."""
+    from lister_tui.core.engine.sae_directory import release as read_release
 
-    directory = get_pretrained_saes_directory()
-    if release not in directory:
+    found = read_release(release)
+    if found is None:
         raise ListerError(f"transcoder release {release!r} is not in the installed SAELens directory; check its name")
-    return directory[release]
+    return found
 
 
 def transcoder_set_of_site(entry: ModelEntry, sae_id: str) -> TranscoderSet:
@@ -139,12 +140,16 @@ def _check(tc, entry: ModelEntry, tset: TranscoderSet, layer: int, source: str) 
     return tc
 
 
-@torch.no_grad()
-def fold_ln_gain(tc: "Transcoder", gain: torch.Tensor, bias: torch.Tensor | None = None) -> "Transcoder":
+def fold_ln_gain(tc: "Transcoder", gain: "torch.Tensor", bias: "torch.Tensor | None" = None) -> "Transcoder":
     """Make ``tc``, which reads ``x * gain + bias``, read ``x`` (ln2's normalised output) instead.
 
     Encoder: (x g + b) W_enc + b_enc = x (g W_enc) + (b W_enc + b_enc); the skip likewise.
     """
+    with torch.no_grad():
+        return _fold_ln_gain(tc, gain, bias)
+
+
+def _fold_ln_gain(tc: "Transcoder", gain: "torch.Tensor", bias: "torch.Tensor | None") -> "Transcoder":
     g = gain.to(tc.W_enc.device, torch.float32)
     if bias is not None:
         b = bias.to(tc.W_enc.device, torch.float32)
