@@ -1,4 +1,6 @@
-"""`lister-tui sweep`: the study headless, locally or on Ray, resumable."""
+"""`lister-tui sweep`: the study headless, locally or on Ray, resumable.
+
+Long because one command holds every sweep option (the study's, Ray's, --interventions) and --resume's checks of them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The ablation being edited (active features and their modes) and the last run's deltas."""
+"""The interventions being edited (chosen features, their modes, kinds and values) and the last run's
+deltas, labelled as one draw (the batch experiment, X, measures across lists and seeds)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def delta_summary(run: AblationRun) -> str:
 
 
 def delta_table(run: AblationRun) -> Table:
-    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold", title="one draw (n=1)", title_justify="left")
     table.add_column("", no_wrap=True)
     table.add_column("base", justify="right", no_wrap=True)
     table.add_column("abl", justify="right", no_wrap=True)
@@ -89,7 +90,7 @@ class ChoiceTable(DataTable):
     def _columns(self, with_labels: bool) -> None:
         # the token last: at 80 columns the deltas beside this table leave about 24 columns, and
         # SAE, feature, position and mode must stay in view (the token is on screen above)
-        cols = ((" SAE", 7), (" feat", 5), (" pos", 5), (" m", 2), (" token", 9)) + (((" label", LABEL_WIDTH),) if with_labels else ())
+        cols = ((" SAE", 7), (" feat", 5), (" pos", 5), (" m", 2), (" kind", 6), (" token", 9)) + (((" label", LABEL_WIDTH),) if with_labels else ())
         for label, w in cols:
             self.add_column(label, width=w, key=label.strip())
         self.with_labels = with_labels
@@ -108,7 +109,8 @@ class ChoiceTable(DataTable):
             pos = f"{c.pos:>5}" if c.pos >= 0 else "  all"
             label = (label_cell(labels.get((c.sae_id, c.feature), "")),) if with_labels else ()
             # Text cells: the SAE id comes from the session (a plain str cell is parsed as markup)
-            self.add_row(Text(" " + visible_text(c.sae_id)), f"{c.feature:>5}", pos, mode, Text(tok), *label, key=f"{c.sae_id}:{c.feature}:{c.pos}")
+            kind = Text(" " + c.kind_text(), style="" if c.kind == "zero" else "bold")
+            self.add_row(Text(" " + visible_text(c.sae_id)), f"{c.feature:>5}", pos, mode, kind, Text(tok), *label, key=f"{c.sae_id}:{c.feature}:{c.pos}")
 
     def highlighted(self) -> AblationChoice | None:
         i = self.cursor_row
