@@ -259,7 +259,7 @@ def test_messages_show_in_one_line_under_the_panes_and_m_lists_them(make_app):
             header = rendered[0].split()
             assert header[:4] == ["SAE", "feat", "pos", "m"]
             first = app.workspace.state(screen.state.current).choices[0]
-            assert rendered[1].split()[:4] == [first.sae_id, str(first.feature), str(first.pos), "@"]
+            assert rendered[1].split()[:4] == [first.sae_id, str(first.feature), str(first.pos), "@zero"]  # mode and kind
             await pilot.press("c")
             await pilot.pause()
             assert not line.display and not line.text

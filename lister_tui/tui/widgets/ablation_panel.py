@@ -90,7 +90,8 @@ class ChoiceTable(DataTable):
     def _columns(self, with_labels: bool) -> None:
         # the token last: at 80 columns the deltas beside this table leave about 24 columns, and
         # SAE, feature, position and mode must stay in view (the token is on screen above)
-        cols = ((" SAE", 7), (" feat", 5), (" pos", 5), (" m", 2), (" kind", 6), (" token", 9)) + (((" label", LABEL_WIDTH),) if with_labels else ())
+        # mode and kind share a column ("@zero", "∀×0.75"): at 80 columns it stays in view
+        cols = ((" SAE", 7), (" feat", 5), (" pos", 5), (" m kind", 7), (" token", 9)) + (((" label", LABEL_WIDTH),) if with_labels else ())
         for label, w in cols:
             self.add_column(label, width=w, key=label.strip())
         self.with_labels = with_labels
@@ -106,11 +107,11 @@ class ChoiceTable(DataTable):
         for c in choices:
             tok = " " + visible(strings[c.pos]) if 0 <= c.pos < len(strings) else ""
             mode = Text(" ∀", style="bold") if c.mode == "every" else Text(" @")
+            mode.append(c.kind_text(), style="" if c.kind == "zero" else "bold")
             pos = f"{c.pos:>5}" if c.pos >= 0 else "  all"
             label = (label_cell(labels.get((c.sae_id, c.feature), "")),) if with_labels else ()
             # Text cells: the SAE id comes from the session (a plain str cell is parsed as markup)
-            kind = Text(" " + c.kind_text(), style="" if c.kind == "zero" else "bold")
-            self.add_row(Text(" " + visible_text(c.sae_id)), f"{c.feature:>5}", pos, mode, kind, Text(tok), *label, key=f"{c.sae_id}:{c.feature}:{c.pos}")
+            self.add_row(Text(" " + visible_text(c.sae_id)), f"{c.feature:>5}", pos, mode, Text(tok), *label, key=f"{c.sae_id}:{c.feature}:{c.pos}")
 
     def highlighted(self) -> AblationChoice | None:
         i = self.cursor_row
@@ -132,6 +133,10 @@ class AblationPanel(Vertical):
             yield Static("no regeneration yet (r)", id="deltas")
 
     def show(self, choices: list[AblationChoice], strings: list[str], run: AblationRun | None, status: str, labels: dict | None = None) -> None:
+        changed = [c for c in choices if c.kind != "zero"]
+        if changed:  # the kinds first: at 80 columns the table's kind column is cut
+            kinds = " ".join(f"f{c.feature}{c.kind_text()}" for c in changed)
+            status = Text(f"{kinds} · ") + (status if isinstance(status, Text) else Text(str(status)))
         self.query_one("#ablation-status", Static).update(status)
         self.query_one(ChoiceTable).show(choices, strings, labels)
         self.query_one("#deltas", Static).update(delta_table(run) if run is not None else "no regeneration yet (r)")
