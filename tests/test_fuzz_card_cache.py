@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import pytest
 from fuzz_inputs import Tally, byte_damage, report
 
 from lister_tui.core.errors import ListerError

@@ -136,3 +136,13 @@ def test_cancel_and_bad_settings(tiny, small):
         run_experiment(tiny, samples, ExperimentSettings(iset, n_seeds=0))
     with pytest.raises(ListerError, match="out of range"):
         run_experiment(tiny, samples, ExperimentSettings(InterventionSet((Intervention("res_0", 10**6),))))
+
+
+def test_the_studys_baselines_can_sit_beside_the_set(tiny, small):
+    samples, iset, _, _ = small
+    exp = run_experiment(tiny, samples[:2], ExperimentSettings(iset, n_seeds=1, control=False, baselines=True))
+    conditions = {r["condition"] for r in exp.summary()}
+    assert {INTERVENED, "ban blank+end", "ban end"} <= conditions and any(c.startswith("steer layer") for c in conditions)
+    ban = next(r for r in exp.summary() if r["condition"] == "ban end")
+    assert ban["n"] == 2 and ban["metric_change_n"] == 0  # banning tokens does not change the forward pass: no Δmetric
+    assert ban["n_items_change_mean"] >= 0

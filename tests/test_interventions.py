@@ -195,3 +195,21 @@ def test_relative_clamp_resolves_from_the_maximum_activation():
 def test_bad_interventions_are_refused_naming_the_field(item, message):
     with pytest.raises(ListerError, match=message):
         validate(InterventionSet((item,)), {"res_0": 64})
+
+
+def test_an_explorer_run_with_kinds_scale0_equals_zero_and_steer0_equals_the_base(tiny, specs, short_features):
+    from dataclasses import replace
+
+    from lister_tui.core.sessions.runs import ablation_run
+    from lister_tui.core.sessions.workspace import AblationChoice
+
+    pos, feats = short_features
+    sample = sample_lists(tiny, specs[:1], SAMPLING_PRESETS["code"])[0]
+    zero = tuple(AblationChoice("res_0", f, pos, "every") for f in feats)
+    plain = ablation_run(tiny, "k", sample, zero, "code", from_attribution_pos=False)
+    scaled = ablation_run(tiny, "k", sample, tuple(replace(c, kind="scale", value=0.0) for c in zero), "code", from_attribution_pos=False)
+    assert scaled.ablated.tokens == plain.ablated.tokens and scaled.base.tokens == plain.base.tokens
+    assert scaled.metric_under_ablation == pytest.approx(plain.metric_under_ablation, abs=1e-5)
+    steered = ablation_run(tiny, "k", sample, tuple(replace(c, kind="steer", value=0.0) for c in zero), "code", from_attribution_pos=False)
+    assert steered.ablated.tokens == steered.base.tokens == sample.tokens
+    assert steered.deltas()["n_items"][2] == 0

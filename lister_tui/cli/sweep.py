@@ -1,7 +1,8 @@
 """`lister-tui sweep`: the study headless, locally or on Ray, resumable.
 
-Long because it holds the sweep's whole command line in one place: its options and their help,
-the checks of --resume against the sweep's own settings and entry, and the local and Ray runs.
+Long because it holds the sweep's whole command line in one place: its options (the study's, Ray's,
+--interventions) and their help, the checks of --resume against the sweep's own settings and entry,
+and the local and Ray runs.
 """
 
 from __future__ import annotations
@@ -382,30 +383,43 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
     table = read_table(out, "by_condition")
     from rich.table import Table
 
-    view = Table(title=text(f"condition - base, averaged across topics ({entry.name}, {len(result.samples)} lists)"))
+    from rich import box
+
+    # no vertical rules and one space between columns: every number stays whole at 80 columns
+    view = Table(title=text(f"condition - base, averaged across topics ({entry.name}, {len(result.samples)} lists)"), box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
     columns = {
         "condition": "condition",
         "template": "template",
         "n": "n",
         "n_items_change_mean": "items",
-        "n_items_change_ci_low": "items lo",
-        "n_items_change_ci_high": "items hi",
-        "n_items_change_variance": "items var",
+        "n_items_change_ci": "95% CI",
+        "n_items_change_variance": "var",
         "diversity_change_mean": "div",
-        "diversity_change_variance": "div var",
-        "n_tokens_change_mean": "tokens",
-        "reached_end_rate": "ended",
-        "faithfulness_pearson_r": "faith r",
+        "diversity_change_variance": "var",
+        "n_tokens_change_mean": "tok",
+        "reached_end_rate": "end",
+        "faithfulness_pearson_r": "faith",
     }
+
+    def number(row, column: str) -> str:
+        if column == "n_items_change_ci":
+            low, high = row.get("n_items_change_ci_low"), row.get("n_items_change_ci_high")
+            return "" if low is None or low != low or high != high else f"{low:.1f}..{high:.1f}"
+        value = row.get(column)
+        return "" if value is None or value != value else f"{value:.2f}"
+
     for column, header in columns.items():
-        view.add_column(text(header), justify="left" if column in ("condition", "template") else "right", no_wrap=column in ("condition", "template"))
+        view.add_column(
+            text(header), justify="left" if column in ("condition", "template") else "right", no_wrap=column not in ("condition", "template"),
+            overflow="fold",
+        )
     for _, row in table.iterrows():
         cells = [text(row["condition"]), text(str(row["template"]))]
-        cells.append("" if "n" not in row or row["n"] != row["n"] else str(int(row["n"])))
-        cells += ["" if c not in row or row[c] != row[c] else f"{row[c]:.2f}" for c in list(columns)[3:]]
+        cells.append("" if row.get("n") is None or row["n"] != row["n"] else str(int(row["n"])))
+        cells += [number(row, c) for c in list(columns)[3:]]
         view.add_row(*cells)
     console.print(view)
-    say("items lo/hi: the 95% Student t interval of the mean change in items over the row's n paired lists")
+    say("95% CI: the Student t interval of the mean change in items over the row's n paired lists; var: the study's variances; tok: Δtokens; end: share of the condition's lists that ended; faith: Pearson r of the faithfulness check")
     from lister_tui.core.sweep.tables import conditions_that_zeroed_nothing
 
     for condition in conditions_that_zeroed_nothing(table):

@@ -45,6 +45,9 @@ MAIN_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.attribute_batch", "A", "attribute_batch", "Attr. batch", "Attribute every sample of the batch (dataset ranking, expression matrix)"),
     KeySpec("lister.toggle_feature", "space", "toggle_feature", "Toggle", "Switch the highlighted feature off/on for the ablation", True, key_display="␣"),
     KeySpec("lister.toggle_mode", "e", "toggle_mode", "Pos/every", "Ablate the highlighted feature at its position or at every position"),
+    KeySpec("lister.cycle_kind", "k", "cycle_kind", "Kind", "How the highlighted chosen feature is changed: zero → scale → clamp → steer (its value in the Interventions tab)"),
+    KeySpec("lister.value_down", "left_square_bracket", "step_value(-1)", "Value−", "Lower the highlighted feature's scale, clamp or steer value by a step", key_display="["),
+    KeySpec("lister.value_up", "right_square_bracket", "step_value(1)", "Value+", "Raise the highlighted feature's scale, clamp or steer value by a step", key_display="]"),
     KeySpec("lister.top_k", "K", "top_k", "Top-5", "Add the study's top-5 pairs of the selected SAE (0 < pos < attribution position)"),
     KeySpec("lister.clear_ablation", "c", "clear_ablation", "Clear", "Switch every ablated feature back on"),
     KeySpec("lister.regenerate", "r", "regenerate", "Regenerate", "Regenerate with the same seed under the ablation (streams tokens)", True),
@@ -62,6 +65,7 @@ MAIN_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.copy_link", "y", "copy_link", "Copy link", "Copy the highlighted feature's Neuronpedia link (or its id) to the clipboard (OSC 52)"),
     KeySpec("lister.copy_text", "Y", "copy_text", "Copy text", "Copy the sample's real text to the clipboard"),
     KeySpec("lister.matrix", "x", "matrix", "Matrix", "Feature expression matrix: features x samples, clustered, per SAE"),
+    KeySpec("lister.experiment", "X", "experiment", "Experiment", "Batch experiment: the current interventions over every list × 4 seeds vs base and a random control (n, means, 95% intervals, p)"),
     KeySpec("lister.batch", "B", "batch", "Batch", "Batch view: items per list per template, base vs ablated (and the sweep's Δitems per condition)"),
     KeySpec("lister.circuit", "C", "app.circuit", "Circuit", "Circuit of this sample: how the features connect across SAEs, and how faithful it is (a screen)"),
     KeySpec("lister.sidebar", "b", "sidebar", "Samples", "Show or hide the sample browser"),
@@ -69,7 +73,7 @@ MAIN_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.focus_tokens", "T", "focus_tokens", "Tokens", "Focus the token view (arrow keys move the token cursor)", True, group=FOCUS_GROUP),
     KeySpec("lister.focus_features", "F", "focus_features", "Features list", "Focus the features table", True, group=FOCUS_GROUP),
     KeySpec("lister.tab_features", "1", "tab('features')", "Features tab", "Show the features tab", True, group=FOCUS_GROUP),
-    KeySpec("lister.tab_ablation", "2", "tab('ablation')", "Ablation tab", "Show the ablation tab (active features, deltas)", True, group=FOCUS_GROUP),
+    KeySpec("lister.tab_ablation", "2", "tab('ablation')", "Interventions tab", "Show the Interventions tab (chosen features, kind and value, the last draw's deltas)", True, group=FOCUS_GROUP),
     KeySpec("lister.remove_sample", "delete", "remove_sample", "Remove", "Remove the selected sample (asks first; u brings it back, even after a save)"),
     KeySpec("lister.undo_remove", "u", "undo_remove", "Undo remove", "Bring back the last removed sample with its attributions and runs"),
     KeySpec("lister.note", "n", "note", "Note", "Write a note on this sample (saved with the session)"),
@@ -103,6 +107,10 @@ MATRIX_KEYS: tuple[KeySpec, ...] = (
 BATCH_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.batch.close", "escape,q,B", "close", "Close", "Close the batch view", True, palette=False),
     KeySpec("lister.batch.refresh", "f5", "refresh", "Refresh", "Count again (after new samples or runs)", True, palette=False),
+)
+
+EXPERIMENT_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("lister.experiment.close", "escape,q", "close", "Close", "Stop the batch experiment (what ran is kept in the session) and close", True, palette=False),
 )
 
 CARD_KEYS: tuple[KeySpec, ...] = (

@@ -171,3 +171,11 @@ class CircuitRegenerated(Message):
 
     key: str
     run: AblationRun
+
+
+@dataclass
+class ExperimentProgress(Message):
+    """A batch experiment's rows so far (a worker posts it after every chunk, and once at the end)."""
+
+    experiment: object  # core.study.intervention_batch.BatchExperiment (its rows only grow)
+    done: bool = False

@@ -169,7 +169,7 @@ def test_state_is_on_screen_at_80x24(make_app):
             assert screen.query_one("#samples").border_title == "samples 4"
             title = str(screen.tokens.border_title)
             assert key.split("@")[0] in title and "base | ablated" in title and "attr pos" in title
-            assert str(screen.query_one("#tabs", TabbedContent).get_tab("ablation").label) == "Ablation 5"
+            assert str(screen.query_one("#tabs", TabbedContent).get_tab("ablation").label) == "Interventions 5"
             assert str(screen.query_one("#status").render()).startswith("not saved · lister-tiny")
             box = screen.features.query_one("#filter", Input)
             await pilot.press("s")
@@ -183,7 +183,8 @@ def test_state_is_on_screen_at_80x24(make_app):
             deltas = screen.query_one("#deltas")
             lines = [line.text for line in deltas.render_lines(deltas.region.reset_offset)]
             labels = [line.split()[0] for line in lines if line.strip()]
-            assert labels[:2] == ["base", "items"] and len(labels) == len(set(labels)), "a label wrapped onto two lines"
+            assert lines[0].strip() == "one draw (n=1)"  # a single regeneration is labelled as one draw
+            assert labels[1:3] == ["base", "items"] and len(labels) == len(set(labels)), "a label wrapped onto two lines"
             # one pair, one run: "1 feature"
             await pilot.press("c", "1")
             await pilot.pause()
@@ -258,7 +259,7 @@ def test_messages_show_in_one_line_under_the_panes_and_m_lists_them(make_app):
             header = rendered[0].split()
             assert header[:4] == ["SAE", "feat", "pos", "m"]
             first = app.workspace.state(screen.state.current).choices[0]
-            assert rendered[1].split()[:4] == [first.sae_id, str(first.feature), str(first.pos), "@"]
+            assert rendered[1].split()[:4] == [first.sae_id, str(first.feature), str(first.pos), "@zero"]  # mode and kind
             await pilot.press("c")
             await pilot.pause()
             assert not line.display and not line.text

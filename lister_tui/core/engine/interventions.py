@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from sae_lens import SAE
     from torch import Tensor
 
+    from lister_tui.core.engine.registry import ModelEntry
+
 KINDS: tuple[str, ...] = ("zero", "scale", "clamp", "steer")
 POSITION_WORDS: tuple[str, ...] = ("all", "prompt", "generated")
 # |value| above this is refused: no feature of a model this tool loads is meaningfully
@@ -184,6 +186,29 @@ def resolve_relative(interventions: InterventionSet, max_activation: Callable[[s
             item = replace(item, value=item.value * peak, relative=False)
         out.append(item)
     return replace(interventions, interventions=tuple(out))
+
+
+def site_width(entry: ModelEntry, site_id: str) -> int | None:
+    """The SAE's d_sae from its cfg.json when its weights are a local or shipped folder (None: unknown)."""
+    import json
+    from pathlib import Path
+
+    site = entry.site(site_id)
+    if site.release is not None:
+        return None
+    if site.path is not None:
+        folder = Path(site.path)
+    else:
+        from lister_tui.organism import paths
+
+        if entry.weights_dir is None:
+            return None
+        folder = Path(entry.weights_dir) / paths.SAES_SUBDIR / site.id
+    try:
+        d_sae = json.loads((folder / "cfg.json").read_text(encoding="utf-8")).get("d_sae")
+    except (OSError, ValueError):
+        return None
+    return d_sae if isinstance(d_sae, int) and d_sae > 0 else None
 
 
 def intervention_hooks(interventions: InterventionSet, saes: Mapping[str, SAE], prompt_len: int) -> list[ForwardHook]:

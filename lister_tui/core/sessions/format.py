@@ -15,11 +15,13 @@ The schema (tables, versions, migrations) is :mod:`lister_tui.core.sessions.sche
 from __future__ import annotations
 
 import json
+import math
 from typing import Callable, Sequence
 
 import numpy as np
 
 from lister_tui.core.engine.generation import ListSample
+from lister_tui.core.engine.interventions import KINDS
 from lister_tui.core.engine.listing import ListMetrics, empty_marker_lines, parse_structure
 from lister_tui.core.engine.token_ids import TokenIds
 from lister_tui.core.engine.prompts import PromptSpec
@@ -38,6 +40,8 @@ ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "attribution_summary": ("method", "ig_steps"),
     "samples": ("removed", "empty_items"),
     "runs": ("activations_zeroed", "base_empty_items", "ablated_empty_items"),
+    "choices": ("kind", "value"),
+    "run_choices": ("kind", "value"),
 }
 
 
@@ -66,7 +70,10 @@ def _gen_row(s: ListSample, prefix: str = "") -> dict:
 
 
 def _choice_rows(choices: Sequence[AblationChoice], **extra) -> list[dict]:
-    return [{**extra, "order": i, "sae_id": c.sae_id, "feature": c.feature, "pos": c.pos, "mode": c.mode} for i, c in enumerate(choices)]
+    return [
+        {**extra, "order": i, "sae_id": c.sae_id, "feature": c.feature, "pos": c.pos, "mode": c.mode, "kind": c.kind, "value": float(c.value)}
+        for i, c in enumerate(choices)
+    ]
 
 
 def _attribution_rows(scope: str, keys: Sequence[str], by_sae: dict[str, SAEListAttribution], out: dict[str, list]) -> None:
@@ -236,7 +243,13 @@ def _choices_from(rows: list[dict]) -> list[AblationChoice]:
     for r in rows:
         if r["mode"] not in ("position", "every"):
             raise ListerError(f"choices: mode {r['mode']!r} of {r['sae_id']} f{r['feature']} is not 'position' or 'every'")
-        out.append(AblationChoice(str(r["sae_id"]), int(r["feature"]), int(r["pos"]), r["mode"]))
+        kind = r.get("kind") or "zero"  # absent in older files: zero-ablation
+        if kind not in KINDS:
+            raise ListerError(f"choices: kind {kind!r} of {r['sae_id']} f{r['feature']} is not one of {', '.join(KINDS)}")
+        value = float(r.get("value") or 0.0)
+        if not math.isfinite(value):
+            raise ListerError(f"choices: value {value!r} of {r['sae_id']} f{r['feature']} is not a finite number")
+        out.append(AblationChoice(str(r["sae_id"]), int(r["feature"]), int(r["pos"]), r["mode"], kind, value))
     return out
 
 

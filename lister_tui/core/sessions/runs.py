@@ -14,10 +14,11 @@ from collections.abc import Callable, MutableMapping
 from dataclasses import replace
 
 from lister_tui.core.engine.ablation import Ablation
-from lister_tui.core.engine.generation import ListSample, metric_curve, metric_curve_and_zeroed, with_metric
+from lister_tui.core.engine.generation import ListSample, metric_curve, metric_curve_and_zeroed, metric_curve_under, sample_lists, with_metric
 from lister_tui.core.engine.loading import LoadedModel
-from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, to_ablation
+from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, only_zeroes, to_ablation, to_interventions
 from lister_tui.core.study.experiment import metric_under_ablation, regenerate
+from lister_tui.core.study.experiment import regeneration_prefix as prefix_of
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 
 # (sample key, from the attribution position, preset) -> the unablated regeneration and its curve
@@ -49,6 +50,8 @@ def ablation_run(
     sample, prefix and preset: it does not depend on the choices.
     """
     settings = SAMPLING_PRESETS[preset]
+    if not only_zeroes(choices):
+        return _intervention_run(lab, key, sample, choices, preset, from_attribution_pos, on_step=on_step, base_cache=base_cache, cancelled=cancelled)
     ablation = to_ablation(choices)
     ablated = regenerate(lab, sample, settings, ablation, from_attribution_pos=from_attribution_pos, on_step=on_step)
     if cancelled():
@@ -73,3 +76,36 @@ def ablation_run(
     if cancelled():
         return None
     return AblationRun(key, tuple(choices), from_attribution_pos, preset, base, ablated, base_curve, ablated_curve, before, under, zeroed)
+
+
+def _base(lab, key, sample, settings, preset, from_attribution_pos, base_cache):
+    cache = {} if base_cache is None else base_cache
+    cache_key = (key, from_attribution_pos, preset)
+    if cache_key not in cache:
+        if from_attribution_pos:
+            base = regenerate(lab, sample, settings, None, from_attribution_pos=True)
+        else:
+            base = with_metric(lab, replace(sample, prefix_len=sample.prompt_len))
+        cache[cache_key] = (base, tuple(metric_curve(lab, base.tokens).tolist()))
+    return cache[cache_key]
+
+
+def _intervention_run(lab, key, sample, choices, preset, from_attribution_pos, *, on_step, base_cache, cancelled) -> AblationRun | None:
+    """:func:`ablation_run` for choices that scale, clamp or steer (core.engine.interventions)."""
+    settings = SAMPLING_PRESETS[preset]
+    interventions = to_interventions(choices)
+    prefix = prefix_of(sample, from_attribution_pos)
+    out = sample_lists(lab, [sample.spec], settings, prefixes=[prefix], interventions=interventions, on_step=on_step)[0]
+    ablated = with_metric(lab, out)
+    if cancelled():
+        return None
+    base, base_curve = _base(lab, key, sample, settings, preset, from_attribution_pos, base_cache)
+    ablated_curve = tuple(metric_curve_under(lab, ablated.tokens, interventions, sample.prompt_len).tolist())
+    attr_pos = sample.structure.attribution_pos
+    before = under = None
+    if attr_pos is not None:
+        before = float(metric_curve_under(lab, sample.tokens[: attr_pos + 1], None, sample.prompt_len)[attr_pos])
+        under = float(metric_curve_under(lab, sample.tokens[: attr_pos + 1], interventions, sample.prompt_len)[attr_pos])
+    if cancelled():
+        return None
+    return AblationRun(key, tuple(choices), from_attribution_pos, preset, base, ablated, base_curve, ablated_curve, before, under, None)

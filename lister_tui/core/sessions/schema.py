@@ -68,6 +68,9 @@ _CHOICE_FIELDS = [
     pa.field("feature", pa.int64()),
     pa.field("pos", pa.int64()),
     pa.field("mode", pa.string()),
+    # how the feature is changed (format 2): zero, scale, clamp or steer, and its value
+    pa.field("kind", pa.string()),
+    pa.field("value", pa.float64()),
 ]
 
 

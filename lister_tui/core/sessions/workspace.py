@@ -9,12 +9,13 @@ returned, so whatever shows them shows the engine's figures.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Iterable, Literal, Sequence
 
 import numpy as np
 
 from lister_tui.core.engine.ablation import EVERY_POSITION, Ablation, FeatureAblation
+from lister_tui.core.engine.interventions import Intervention, InterventionSet
 from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.errors import ListerError
 from lister_tui.core.study.circuits.graph import Circuit
@@ -53,12 +54,27 @@ def sample_key(sample: ListSample) -> str:
 
 @dataclass(frozen=True)
 class AblationChoice:
-    """One feature switched off: at its attributed position, or at every position."""
+    """One feature intervened on (switched off by default): at its attributed position, or at every position."""
 
     sae_id: str
     feature: int
     pos: int  # the attributed position (kept in "every" mode, to show where it came from)
     mode: AblationMode = "position"
+    kind: str = "zero"  # zero | scale | clamp | steer (core.engine.interventions)
+    value: float = 0.0  # k for scale, the value for clamp, c for steer
+
+    def to_intervention(self) -> Intervention:
+        return Intervention(self.sae_id, self.feature, self.kind, float(self.value), "all" if self.mode == "every" else self.pos)
+
+    def kind_text(self) -> str:
+        """``zero``, ``×0.5``, ``=3``, ``+2`` (literal characters only)."""
+        if self.kind == "scale":
+            return f"×{self.value:g}"
+        if self.kind == "clamp":
+            return f"={self.value:g}"
+        if self.kind == "steer":
+            return f"{self.value:+g}"
+        return "zero"
 
     @property
     def ident(self) -> tuple[str, int, int]:
@@ -70,7 +86,24 @@ class AblationChoice:
 
 
 def to_ablation(choices: Iterable[AblationChoice]) -> Ablation:
+    """The zero-ablation of the choices (their kinds aside: see :func:`to_interventions`)."""
     return Ablation(tuple(c.to_feature_ablation() for c in choices))
+
+
+def to_interventions(choices: Iterable[AblationChoice], name: str = "") -> InterventionSet:
+    """The choices as an intervention set, each with its kind and value."""
+    return InterventionSet(tuple(c.to_intervention() for c in choices), name)
+
+
+def only_zeroes(choices: Iterable[AblationChoice]) -> bool:
+    """Every choice zeroes its feature (the plain ablation)."""
+    return all(c.kind == "zero" for c in choices)
+
+
+# the order k cycles kinds in, and the value a kind starts from
+KIND_CYCLE: tuple[str, ...] = ("zero", "scale", "clamp", "steer")
+KIND_DEFAULT_VALUE = {"zero": 0.0, "scale": 0.5, "clamp": 0.0, "steer": 2.0}
+KIND_STEP = {"zero": 0.0, "scale": 0.25, "clamp": 0.5, "steer": 0.5}
 
 
 @dataclass(frozen=True)
@@ -269,6 +302,16 @@ class Workspace:
         self.touch()
         return len(self.experiments) - 1
 
+    def set_choice(self, key: str, choice: AblationChoice) -> None:
+        """Replace the choice of the same feature and position (its kind, value or mode changed)."""
+        choices = self.state(key).choices
+        for i, c in enumerate(choices):
+            if c.ident == choice.ident:
+                choices[i] = choice
+                self.touch()
+                return
+        raise ListerError(f"{choice.sae_id} f{choice.feature} @{choice.pos} is not in the ablation of {key}")
+
     def circuits_of(self, key: str) -> list[Circuit]:
         """The circuits whose samples include ``key``'s sample."""
         spec_key = self.state(key).sample.spec.key
@@ -294,7 +337,7 @@ class Workspace:
         choices = self.state(key).choices
         for i, c in enumerate(choices):
             if c.ident == ident:
-                choices[i] = AblationChoice(c.sae_id, c.feature, c.pos, mode)
+                choices[i] = replace(c, mode=mode)
                 self.touch()
                 return choices[i]
         return None

@@ -116,3 +116,43 @@ def expression_matrix(
         values[rows][:, cols],
         [samples[c].spec.topic for c in cols],
     )
+
+
+# --- density-aware ranking ---------------------------------------------------------------
+
+DEFAULT_MAX_DENSITY = 0.01  # a feature firing on more than 1% of the corpus's tokens is "dense"
+DENSITY_MODES = ("flag", "downweight")
+
+
+def feature_densities(parts) -> np.ndarray:
+    """Each feature's density over a corpus (share of its counted tokens, BOS excluded, where it
+    fires): the card's ``density`` for every feature at once. ``parts``: one
+    :class:`~lister_tui.core.study.corpus.SparseActivations` per corpus part, all of one SAE."""
+    parts = list(parts)
+    if not parts:
+        raise ListerError("no corpus activations given; run the corpus pass of the SAE first")
+    firing = sum(np.diff(p.indptr).astype(np.int64) for p in parts)
+    counted = sum(int(p.n_counted) for p in parts)
+    return firing / counted if counted else np.zeros(parts[0].d_sae)
+
+
+def density_aware(ranking: pd.DataFrame, density: np.ndarray, *, max_density: float = DEFAULT_MAX_DENSITY, mode: str = "flag", score: str = "attribution_sum") -> pd.DataFrame:
+    """A ranking with each feature's ``density`` and ``dense`` (density > ``max_density``) added.
+
+    ``mode="flag"`` keeps the order; ``"downweight"`` re-ranks by ``score_density_adjusted`` =
+    score × min(1, max_density / density): a feature that fires on every token stops outranking
+    a specific one by activation or attribution alone.
+    """
+    if mode not in DENSITY_MODES:
+        raise ListerError(f"unknown density mode {mode!r}; valid: {', '.join(DENSITY_MODES)}")
+    if isinstance(max_density, bool) or not isinstance(max_density, (int, float)) or not 0 < max_density <= 1:
+        raise ListerError(f"max density must be a share in (0, 1], got {max_density!r}")
+    out = ranking.copy()
+    d = np.asarray(density, dtype=np.float64)[out["feature"].to_numpy(dtype=np.int64)] if len(out) else np.zeros(0)
+    out["density"] = d
+    out["dense"] = d > max_density
+    weight = np.minimum(1.0, max_density / np.maximum(d, 1e-12))
+    out["score_density_adjusted"] = out[score].to_numpy(dtype=np.float64) * weight
+    if mode == "downweight":
+        out = out.sort_values(["score_density_adjusted", "feature"], ascending=[False, True], ignore_index=True)
+    return out

@@ -19,6 +19,9 @@ position, one forward pass each with and without) and Δend (reached the end tok
 Units run in chunks, each chunk batched across units, so partial results stream out
 (``on_partial``). Everything is seeded: running the same settings again gives the same
 tokens and the same figures (:func:`replay` checks it).
+
+Long because the experiment's settings, its saved form, the random control, the run and
+its replay belong together: each reads the others' fields.
 """
 
 from __future__ import annotations

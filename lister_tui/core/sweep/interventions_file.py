@@ -22,33 +22,13 @@ import json
 import tomllib
 from pathlib import Path
 
-from lister_tui.core.engine.interventions import KINDS, Intervention, InterventionSet, check_position, check_value
+from lister_tui.core.engine.interventions import KINDS, Intervention, InterventionSet, check_position, check_value, site_width
 from lister_tui.core.engine.registry import ModelEntry
 from lister_tui.core.errors import ListerError
 
 MAX_SETS = 100
 MAX_PER_SET = 1000
 ITEM_KEYS = ("site", "feature", "kind", "value", "position", "relative")
-
-
-def site_width(entry: ModelEntry, site_id: str) -> int | None:
-    """The SAE's d_sae from its cfg.json when its weights are a local or shipped folder (None: unknown)."""
-    site = entry.site(site_id)
-    if site.release is not None:
-        return None
-    if site.path is not None:
-        folder = Path(site.path)
-    else:
-        from lister_tui.organism import paths
-
-        if entry.weights_dir is None:
-            return None
-        folder = Path(entry.weights_dir) / paths.SAES_SUBDIR / site.id
-    try:
-        d_sae = json.loads((folder / "cfg.json").read_text(encoding="utf-8")).get("d_sae")
-    except (OSError, ValueError):
-        return None
-    return d_sae if isinstance(d_sae, int) and d_sae > 0 else None
 
 
 def parse_sets(data: object, entry: ModelEntry, source: str, reserved: set[str] = frozenset()) -> tuple[InterventionSet, ...]:

@@ -9,8 +9,9 @@ be repeated exactly (``repeat_command``), and which shard ran where. Each finish
 shard's rows are kept in ``shards/<shard id>.json``, so an interrupted sweep can be
 resumed (``lister-tui sweep --resume``) by running only the shards missing there.
 
-Long because the folder's whole life is here: the manifest, the shard files and what their
-checksum does and does not protect against, the tables written and read back.
+Long because the folder's whole life is here: start, resume, checkpoints, stop and failure, each
+keeping the manifest and the files consistent; the shard files and what their checksum does and does
+not protect against; the tables written and read back.
 """
 
 from __future__ import annotations
@@ -41,8 +42,7 @@ from lister_tui.core.sweep.settings import SweepSettings
 from lister_tui.core.sweep.shards import Shard
 from lister_tui.core.sweep.tables import TABLE_DESCRIPTIONS, build_tables, describe
 
-MANIFEST = "manifest.json"
-INTERVENTIONS = "interventions.json"  # the sweep's intervention sets, as --interventions reads them
+MANIFEST, INTERVENTIONS = "manifest.json", "interventions.json"  # the manifest; the sweep's --interventions sets
 SHARDS = "shards"  # the folder of finished shards' rows
 FORMATS = ("csv", "parquet", "md")
 TABLE_NAMES = tuple(TABLE_DESCRIPTIONS)
@@ -309,9 +309,8 @@ class SweepWriter:
             (self.out / name).unlink(missing_ok=True)
         self.shards.clear()
         entry = _entry(model, settings)
-        sets_file = None
-        if settings.interventions:
-            sets_file = self.out / INTERVENTIONS
+        sets_file = self.out / INTERVENTIONS if settings.interventions else None  # --interventions, for the repeat command
+        if sets_file:
             atomic_write_bytes(sets_file, (json.dumps({"sets": [dict(r) for r in settings.interventions]}, indent=2) + "\n").encode())
         info = model if isinstance(model, dict) else model_manifest(model, settings.sae_ids(entry))
         self.manifest = {

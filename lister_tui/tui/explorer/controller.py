@@ -16,6 +16,8 @@ areas (selection, samples, attribution, features table, ablation, regeneration).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import time
 from textual import work
 from textual.widget import Widget
@@ -24,7 +26,8 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from lister_tui.core.engine.generation import ListSample, metric_curve, sample_lists
 from lister_tui.core.errors import Cancelled, ListerError
 from lister_tui.core.sessions.runs import ablation_run, regeneration_prefix
-from lister_tui.core.sessions.workspace import AblationChoice
+from lister_tui.core.engine.interventions import MAX_ABS_VALUE
+from lister_tui.core.sessions.workspace import KIND_CYCLE, KIND_DEFAULT_VALUE, KIND_STEP, AblationChoice
 from lister_tui.core.study.experiment import DEFAULT_IG_STEPS, attributable, attribute_lists, top_k_ablation
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 from lister_tui.tui.explorer.state import TOP_K, ExplorerState
@@ -383,6 +386,31 @@ class ExplorerController(Widget):
             return
         else:
             self.ws.set_mode(key, existing.ident, "position" if existing.mode == "every" else "every")
+        self.after_toggle()
+
+    def cycle_kind(self, choice: AblationChoice) -> None:
+        """The next intervention kind of a chosen feature: zero → scale → clamp → steer → zero."""
+        key = self.state.current
+        existing = self.ws.find_choice(key, choice.ident)
+        if existing is None:
+            self.notify("switch the feature on first (space), then k picks how to change it", severity="warning")
+            return
+        kind = KIND_CYCLE[(KIND_CYCLE.index(existing.kind) + 1) % len(KIND_CYCLE)]
+        self.ws.set_choice(key, replace(existing, kind=kind, value=KIND_DEFAULT_VALUE[kind]))
+        self.after_toggle()
+
+    def step_value(self, choice: AblationChoice, direction: int) -> None:
+        """Raise (+1) or lower (−1) a scale, clamp or steer value by its step (``]`` / ``[``)."""
+        key = self.state.current
+        existing = self.ws.find_choice(key, choice.ident)
+        if existing is None or existing.kind == "zero":
+            self.notify("a zeroed feature has no value: k picks scale, clamp or steer first", severity="warning")
+            return
+        value = round(existing.value + direction * KIND_STEP[existing.kind], 6)
+        if abs(value) > MAX_ABS_VALUE:
+            self.notify(f"the value stays within ±{MAX_ABS_VALUE:g}", severity="warning")
+            return
+        self.ws.set_choice(key, replace(existing, value=value))
         self.after_toggle()
 
     def add_top_k(self) -> None:

@@ -250,7 +250,7 @@ def tokens_title(ws: Workspace, state: ExplorerState, compare_shown: bool) -> st
 def ablation_status(state: ExplorerState, st: SampleState) -> str:
     status = (
         f"{len(st.choices)} active · regen from {state.regen_from_text()} (R) · "
-        f"live {'on' if state.live else 'off'} (l) · space removes, e mode, c clears"
+        f"live {'on' if state.live else 'off'} (l) · space removes, e mode, k kind, [ ] value, c clears"
     )
     return f"{state.regen_state} · {status}" if state.regen_state else status
 

@@ -78,7 +78,7 @@ class MainScreen(Screen):
                 with TabbedContent(id="tabs", initial="features"):
                     with TabPane("Features", id="features"):
                         yield FeaturesPane(id="features-pane")
-                    with TabPane("Ablation", id="ablation"):
+                    with TabPane("Interventions", id="ablation"):
                         yield AblationPanel(id="ablation-panel")
         yield MessageLine(id="message-line")
         yield Footer(compact=True)  # compact, so that the focus keys fit 80 columns
@@ -205,7 +205,7 @@ class MainScreen(Screen):
         panel = self.query_one("#ablation-panel", AblationPanel)
         n = len(self.ws.state(self.state.current).choices) if self.state.current else 0
         # the active count shows on the tab itself, so the features tab says it too
-        self.query_one("#tabs", TabbedContent).get_tab("ablation").label = f"Ablation {n}" if n else "Ablation"
+        self.query_one("#tabs", TabbedContent).get_tab("ablation").label = f"Interventions {n}" if n else "Interventions"
         if self.state.current is None:
             panel.show([], [], None, "no sample")
             return
@@ -308,6 +308,20 @@ class MainScreen(Screen):
         choice = self._highlighted_choice()
         if choice is not None:
             self.controller.toggle_mode(choice)
+
+    def action_cycle_kind(self) -> None:
+        if self.state.current is None:
+            return
+        choice = self._highlighted_choice()
+        if choice is not None:
+            self.controller.cycle_kind(choice)
+
+    def action_step_value(self, direction: int) -> None:
+        if self.state.current is None:
+            return
+        choice = self._highlighted_choice()
+        if choice is not None:
+            self.controller.step_value(choice, direction)
 
     def action_top_k(self) -> None:
         if not self.controller.no_sample():
@@ -449,6 +463,39 @@ class MainScreen(Screen):
                 self.controller.select(key)
 
         self.app.push_screen(MatrixScreen(self.ws.batch, self.ws.samples, self.controller.sae_ids), opened)
+
+    def action_experiment(self) -> None:
+        """X: the current sample's interventions over every list of the session × 4 seeds."""
+        from lister_tui.core.engine.interventions import InterventionSet
+        from lister_tui.core.engine.prompts import prompt_ids
+        from lister_tui.core.sessions.workspace import to_interventions
+        from lister_tui.tui.screens.experiment import ExperimentScreen
+
+        if self.controller.no_sample():
+            return
+        if getattr(self.app, "lab", None) is None:
+            self.notify("this session is open without its model (read-only): the batch experiment needs it", severity="warning")
+            return
+        st = self.ws.state(self.state.current)
+        if not st.choices:
+            self.notify("choose features first (space; k for the kind), then X measures them over every list", severity="warning")
+            return
+        iset: InterventionSet = to_interventions(st.choices, name=f"{len(st.choices)} feature(s) from {self.state.current}")
+        shortest = min(len(prompt_ids(self.app.lab, s.sample.spec.template, s.sample.spec.topic)) for s in self.ws.samples.values())
+        far = [c for c in st.choices if c.mode == "position" and c.pos >= shortest]
+        if far:
+            c = far[0]
+            self.notify(
+                f"{c.sae_id} f{c.feature} is at position {c.pos}, past the shortest prompt ({shortest} tokens): a position in "
+                "one list's text means nothing in another's. Switch it to every position (e) for the batch experiment",
+                severity="warning", timeout=8, markup=False,
+            )  # fmt: skip
+            return
+        exclude = set()
+        for s in self.ws.samples.values():
+            for sae_id, attr in (s.attribution or {}).items():
+                exclude |= {(sae_id, p.feature) for pairs in attr.top for p in pairs[:10]}
+        self.app.push_screen(ExperimentScreen(self.app.lab, self.ws, iset, exclude or None))
 
     def action_batch(self) -> None:
         from lister_tui.tui.screens.batch import BatchScreen

@@ -1,4 +1,5 @@
-"""The ablation being edited (active features and their modes) and the last run's deltas."""
+"""The interventions being edited (chosen features, their modes, kinds and values) and the last run's
+deltas, labelled as one draw (the batch experiment, X, measures across lists and seeds)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def delta_summary(run: AblationRun) -> str:
 
 
 def delta_table(run: AblationRun) -> Table:
-    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold")
+    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold", title="one draw (n=1)", title_justify="left")
     table.add_column("", no_wrap=True)
     table.add_column("base", justify="right", no_wrap=True)
     table.add_column("abl", justify="right", no_wrap=True)
@@ -90,7 +91,8 @@ class ChoiceTable(DataTable):
     def _columns(self, with_labels: bool) -> None:
         # the token last: at 80 columns the deltas beside this table leave about 24 columns, and
         # SAE, feature, position and mode must stay in view (the token is on screen above)
-        cols = ((" SAE", 7), (" feat", 5), (" pos", 5), (" m", 2), (" token", 9)) + (((" label", LABEL_WIDTH),) if with_labels else ())
+        # mode and kind share a column ("@zero", "∀×0.75"): at 80 columns it stays in view
+        cols = ((" SAE", 7), (" feat", 5), (" pos", 5), (" m kind", 7), (" token", 9)) + (((" label", LABEL_WIDTH),) if with_labels else ())
         for label, w in cols:
             self.add_column(label, width=w, key=label.strip())
         self.with_labels = with_labels
@@ -106,6 +108,7 @@ class ChoiceTable(DataTable):
         for c in choices:
             tok = " " + visible(strings[c.pos]) if 0 <= c.pos < len(strings) else ""
             mode = Text(" ∀", style="bold") if c.mode == "every" else Text(" @")
+            mode.append(c.kind_text(), style="" if c.kind == "zero" else "bold")
             pos = f"{c.pos:>5}" if c.pos >= 0 else "  all"
             label = (label_cell(labels.get((c.sae_id, c.feature), "")),) if with_labels else ()
             # Text cells: the SAE id comes from the session (a plain str cell is parsed as markup)
@@ -131,6 +134,11 @@ class AblationPanel(Vertical):
             yield Static("no regeneration yet (r)", id="deltas")
 
     def show(self, choices: list[AblationChoice], strings: list[str], run: AblationRun | None, status: str, labels: dict | None = None) -> None:
-        self.query_one("#ablation-status", Static).update(text(status))
+        changed = [c for c in choices if c.kind != "zero"]
+        shown = status if isinstance(status, Text) else text(str(status))
+        if changed:  # the kinds first: at 80 columns the table's kind column is cut
+            kinds = " ".join(f"f{c.feature}{c.kind_text()}" for c in changed)
+            shown = text(f"{kinds} · ") + shown
+        self.query_one("#ablation-status", Static).update(shown)
         self.query_one(ChoiceTable).show(choices, strings, labels)
         self.query_one("#deltas", Static).update(delta_table(run) if run is not None else "no regeneration yet (r)")
