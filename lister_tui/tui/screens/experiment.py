@@ -25,7 +25,7 @@ from lister_tui.core.engine.interventions import InterventionSet
 from lister_tui.core.errors import Cancelled
 from lister_tui.core.sessions.workspace import Workspace
 from lister_tui.core.study.intervention_batch import CONTROL, INTERVENED, ExperimentSettings, measure, run_experiment
-from lister_tui.safe_text import visible
+from lister_tui.safe_text import text, visible
 from lister_tui.tui.keymap import EXPERIMENT_KEYS, bindings
 from lister_tui.tui.messages import ExperimentProgress, TaskFailed
 
@@ -57,7 +57,7 @@ def summary_table(rows: list[dict]) -> Table:
     for row in rows:
         style = "bold" if row["condition"] == INTERVENED else "dim"
         table.add_row(
-            Text(visible(row["template"])), Text(SHORT_NAMES.get(row["condition"], visible(row["condition"])), style=style), str(row["n"]),
+            Text(visible(row["template"])), Text(visible(SHORT_NAMES.get(row["condition"], row["condition"])), style=style), text(str(row["n"])),
             _interval(row, "n_items_change"), f"{row['n_items_change_p']:.2g}", _interval(row, "metric_change"),
             _mean(row, "n_tokens_change"), _mean(row, "reached_end_change"),
         )  # fmt: skip
@@ -104,7 +104,7 @@ class ExperimentScreen(Screen[None]):
         self.run_worker_thread()
 
     def _status(self, message: str) -> None:
-        self.query_one("#exp-status", Static).update(Text(message))
+        self.query_one("#exp-status", Static).update(Text(visible(message)))
 
     @work(thread=True, group="experiment", exclusive=True)
     def run_worker_thread(self) -> None:
@@ -155,7 +155,7 @@ class ExperimentScreen(Screen[None]):
             plt.scatter([i], [s.mean], color=colour, marker="o")
             labels.append((i, f"{visible(row['template'])[:8]}/{SHORT_NAMES.get(row['condition'], '?')[:4]}"))
         if labels:
-            plt.xticks([i for i, _ in labels], [t for _, t in labels])
+            plt.xticks([i for i, _ in labels], [visible(t) for _, t in labels])
             plt.xlim(-0.5, len(rows) - 0.5)
         plt.hline(0.0, "white")
         plt.title("Δitems per list: mean and 95% interval")

@@ -112,7 +112,7 @@ class ChoiceTable(DataTable):
             pos = f"{c.pos:>5}" if c.pos >= 0 else "  all"
             label = (label_cell(labels.get((c.sae_id, c.feature), "")),) if with_labels else ()
             # Text cells: the SAE id comes from the session (a plain str cell is parsed as markup)
-            self.add_row(Text(" " + visible_text(c.sae_id)), f"{c.feature:>5}", pos, mode, Text(tok), *label, key=f"{c.sae_id}:{c.feature}:{c.pos}")
+            self.add_row(Text(" " + visible_text(c.sae_id)), text(f"{c.feature:>5}"), text(pos), mode, Text(tok), *label, key=f"{c.sae_id}:{c.feature}:{c.pos}")
 
     def highlighted(self) -> AblationChoice | None:
         i = self.cursor_row
@@ -135,10 +135,8 @@ class AblationPanel(Vertical):
 
     def show(self, choices: list[AblationChoice], strings: list[str], run: AblationRun | None, status: str, labels: dict | None = None) -> None:
         changed = [c for c in choices if c.kind != "zero"]
-        shown = status if isinstance(status, Text) else text(str(status))
-        if changed:  # the kinds first: at 80 columns the table's kind column is cut
-            kinds = " ".join(f"f{c.feature}{c.kind_text()}" for c in changed)
-            shown = text(f"{kinds} · ") + shown
-        self.query_one("#ablation-status", Static).update(shown)
+        # the kinds first: at 80 columns the table's kind column is cut
+        kinds = " ".join(f"f{c.feature}{c.kind_text()}" for c in changed) + " · " if changed else ""
+        self.query_one("#ablation-status", Static).update(text(kinds + str(status)))
         self.query_one(ChoiceTable).show(choices, strings, labels)
         self.query_one("#deltas", Static).update(delta_table(run) if run is not None else "no regeneration yet (r)")
