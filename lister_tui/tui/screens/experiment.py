@@ -104,7 +104,7 @@ class ExperimentScreen(Screen[None]):
         self.run_worker_thread()
 
     def _status(self, message: str) -> None:
-        self.query_one("#exp-status", Static).update(Text(visible(message)))
+        self.query_one("#exp-status", Static).update(Text(visible(message, keep_newlines=True)))
 
     @work(thread=True, group="experiment", exclusive=True)
     def run_worker_thread(self) -> None:
