@@ -30,6 +30,39 @@ EVERY_POSITION: Literal["every"] = "every"
 ForwardHook = tuple[str, Callable]
 
 
+
+@dataclass(frozen=True)
+class FeatureSlice:
+    """Features ``ids`` of a Standard or JumpReLU SAE: their encoder columns and decoder rows, so
+    that a hook encodes and decodes only those. :meth:`encode` mirrors sae-lens's
+    ``StandardSAE.encode`` / ``JumpReLUSAE.encode`` exactly (ablation and interventions share it)."""
+
+    W_enc: Tensor  # [d_in, n]
+    b_enc: Tensor  # [n]
+    W_dec: Tensor  # [n, d_in]
+    input_bias: Tensor  # [d_in]
+    threshold: Tensor | None  # [n], JumpReLU only
+
+    @classmethod
+    def of(cls, sae: SAE, ids: Tensor) -> FeatureSlice:
+        from sae_lens import JumpReLUSAE  # imported late: sae-lens takes seconds to import
+
+        with torch.no_grad():
+            return cls(
+                W_enc=sae.W_enc[:, ids].detach().contiguous(),
+                b_enc=sae.b_enc[ids].detach(),
+                W_dec=sae.W_dec[ids].detach().contiguous(),
+                input_bias=(sae.b_dec * sae.cfg.apply_b_dec_to_input).detach(),
+                threshold=sae.threshold[ids].detach() if isinstance(sae, JumpReLUSAE) else None,
+            )
+
+    def encode(self, x: Tensor) -> Tensor:  # [..., d_in] -> [..., n]
+        pre = (x.to(self.W_enc.device, self.W_enc.dtype) - self.input_bias) @ self.W_enc + self.b_enc
+        acts = torch.relu(pre)  # both architectures use ReLU as the base activation
+        if self.threshold is not None:  # sae-lens JumpReLUSAE.encode: relu(pre) * (pre > threshold)
+            acts = acts * (pre > self.threshold).to(acts.dtype)
+        return acts
+
 @dataclass(frozen=True)
 class FeatureAblation:
     """Zero one SAE feature at some positions."""
@@ -145,14 +178,7 @@ class _FeatureGroup:
         # anything else is ablated through the SAE's own encode/decode.
         self.fast = has_plain_decoder(sae)
         if self.fast:
-            from sae_lens import JumpReLUSAE  # imported late: sae-lens takes seconds to import
-
-            with torch.no_grad():
-                self.W_enc_S = sae.W_enc[:, self.feature_ids].detach().contiguous()  # [d_in, n_S]
-                self.b_enc_S = sae.b_enc[self.feature_ids].detach()  # [n_S]
-                self.W_dec_S = sae.W_dec[self.feature_ids].detach().contiguous()  # [n_S, d_in]
-                self.input_bias = (sae.b_dec * sae.cfg.apply_b_dec_to_input).detach()  # [d_in]
-                self.threshold_S = sae.threshold[self.feature_ids].detach() if isinstance(sae, JumpReLUSAE) else None
+            self.slice = FeatureSlice.of(sae, self.feature_ids)
 
     def mask(self, start: int, n: int) -> Tensor | None:  # [n, n_S], or None when nothing is ablated
         """Which features are ablated at absolute positions start..start+n-1.
@@ -176,16 +202,10 @@ class _FeatureGroup:
         if not self.fast:
             return self._delta_through_sae(activation, mask, counts)
         x = activation.flatten(-2) if self.is_hook_z else activation  # [batch, n, d_in]
-        sae_in = x.to(self.W_enc_S.device, self.W_enc_S.dtype) - self.input_bias
-        pre = sae_in @ self.W_enc_S + self.b_enc_S  # [batch, n, n_S]
-        acts = torch.relu(pre)  # both architectures use ReLU as the base activation
-        if self.threshold_S is not None:
-            # sae-lens JumpReLUSAE.encode: relu(pre) * (pre > threshold)
-            acts = acts * (pre > self.threshold_S).to(acts.dtype)
-        zeroed = acts * mask  # [batch, n, n_S]
+        zeroed = self.slice.encode(x) * mask  # [batch, n, n_S]
         if counts is not None:
             counts.append((zeroed != 0).sum())
-        removed = zeroed @ self.W_dec_S  # [batch, n, d_in]
+        removed = zeroed @ self.slice.W_dec  # [batch, n, d_in]
         return removed.reshape(activation.shape)
 
     def _delta_through_sae(self, activation: Tensor, mask: Tensor, counts: list[Tensor] | None = None) -> Tensor:

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from lister_tui.core.engine.ablation import EVERY_POSITION, Ablation
+from lister_tui.core.engine.ablation import EVERY_POSITION, Ablation, FeatureSlice
 from lister_tui.core.engine.attribution import has_plain_decoder
 from lister_tui.core.engine.lazy import torch  # imported on first use (sessions are read without it)
 from lister_tui.core.errors import ListerError
@@ -249,14 +249,7 @@ class _Columns:
         self.steady_any = bool(self.steady.any())
         self.fast = has_plain_decoder(sae)
         if self.fast:
-            from sae_lens import JumpReLUSAE  # imported late: sae-lens takes seconds to import
-
-            with torch.no_grad():
-                self.W_enc = sae.W_enc[:, self.feature_ids].detach().contiguous()  # [d_in, J]
-                self.b_enc = sae.b_enc[self.feature_ids].detach()  # [J]
-                self.W_dec = sae.W_dec[self.feature_ids].detach().contiguous()  # [J, d_in]
-                self.input_bias = (sae.b_dec * sae.cfg.apply_b_dec_to_input).detach()  # [d_in]
-                self.threshold = sae.threshold[self.feature_ids].detach() if isinstance(sae, JumpReLUSAE) else None
+            self.slice = FeatureSlice.of(sae, self.feature_ids)
 
     def _mask_rows(self, start: int, n: int) -> Tensor:  # [n, J] bool, on the SAE's device
         pos = torch.arange(start, start + n).unsqueeze(1)  # [n, 1]
@@ -284,13 +277,9 @@ class _Columns:
         if not self.fast:  # the SAE reshapes hook_z itself
             return self._delta_through_sae(activation, mask).reshape(activation.shape)
         x = activation.flatten(-2) if self.is_hook_z else activation  # [batch, n, d_in]
-        sae_in = x.to(self.W_enc.device, self.W_enc.dtype) - self.input_bias
-        pre = sae_in @ self.W_enc + self.b_enc  # [batch, n, J]
-        acts = torch.relu(pre)
-        if self.threshold is not None:
-            acts = acts * (pre > self.threshold).to(acts.dtype)
+        acts = self.slice.encode(x)  # [batch, n, J]
         change = (acts * self.m_minus_1 + self.b) * mask  # [batch, n, J]: a' − a where applied
-        return (change @ self.W_dec).reshape(activation.shape)
+        return (change @ self.slice.W_dec).reshape(activation.shape)
 
     def _delta_through_sae(self, x: Tensor, mask: Tensor) -> Tensor:
         """Any architecture: decode(a') − decode(a), encoding before each decode (stateful normalisers)."""
