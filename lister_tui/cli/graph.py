@@ -20,6 +20,7 @@ from lister_tui.cli.common import (
     resolve_target,
 )
 from lister_tui.core.errors import ListerError
+from lister_tui.core.limits import MAX_GRAPH_BATCH, MAX_GRAPH_CHECKS, MAX_GRAPH_MEMORY_GIB, MAX_POSITION, MAX_SAMPLES_PER_TOPIC, MAX_SEED
 from lister_tui.safe_text import text as safe_text, visible
 
 
@@ -27,22 +28,22 @@ from lister_tui.safe_text import text as safe_text, visible
 def graph_command(
     template: str = typer.Option("short", "--template", "-t", help="Prompt template: short, long or unspecified."),
     topic: str = typer.Option("Animals", "--topic", help="Topic of the list."),
-    sample: int = typer.Option(0, "--sample", "-i", help="Which sample of the template and topic (0-based)."),
-    pos: int | None = typer.Option(None, "--pos", help="Target position (default: the attribution position, the last item's last token).", show_default=False),
+    sample: int = typer.Option(0, "--sample", "-i", help=f"Which sample of the template and topic (0-based) (valid: 0..{MAX_SAMPLES_PER_TOPIC - 1})."),
+    pos: int | None = typer.Option(None, "--pos", help=f"Target position (default: the attribution position, the last item's last token) (valid: 0..{MAX_POSITION}).", show_default=False),
     each_item: bool = typer.Option(False, "--each-item", help="One target per item end of the list (equal weights)."),
-    node_threshold: float = typer.Option(0.8, "--node-threshold", help="Keep nodes up to this share of cumulative influence, in (0, 1]."),
-    edge_threshold: float = typer.Option(0.98, "--edge-threshold", help="Keep edges up to this share of cumulative influence, in (0, 1]."),
+    node_threshold: float = typer.Option(0.8, "--node-threshold", help="Keep nodes up to this share of cumulative influence (valid: 0..1, 0 excluded)."),
+    edge_threshold: float = typer.Option(0.98, "--edge-threshold", help="Keep edges up to this share of cumulative influence (valid: 0..1, 0 excluded)."),
     attention_features: bool = typer.Option(True, "--attention-features/--no-attention-features", help="Attention-SAE (hook_z) features as nodes, or attention frozen without features (as circuit-tracer)."),
-    checks: int = typer.Option(5, "--checks", help="Zero this many of the most influential feature nodes: graph vs replacement vs real model."),
+    checks: int = typer.Option(5, "--checks", help=f"Zero this many of the most influential feature nodes: graph vs replacement vs real model (valid: 0..{MAX_GRAPH_CHECKS})."),
     transcoders: Path | None = typer.Option(None, "--transcoders", help="A folder of SAELens transcoders mlp_0, mlp_1, … (default: the entry's set).", show_default=False),
-    max_memory: float = typer.Option(4.0, "--max-memory", help="GiB the graph may use; a larger estimate is refused before the work."),
-    batch: int = typer.Option(64, "--batch", help="Targets per backward pass."),
+    max_memory: float = typer.Option(4.0, "--max-memory", help=f"GiB the graph may use; a larger estimate is refused before the work (valid: 0..{MAX_GRAPH_MEMORY_GIB:g}, 0 excluded)."),
+    batch: int = typer.Option(64, "--batch", help=f"Targets per backward pass (valid: 1..{MAX_GRAPH_BATCH})."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the pruned graph here.", show_default=False),
     output_format: str = typer.Option("json", "--format", help="File format of --json: json (ours) or neuronpedia (circuit-tracer's graph JSON)."),
     session: str | None = typer.Option(None, "--session", help="Name nodes (clerp) with this session's feature labels.", show_default=False),
     sessions_dir: Path | None = SESSIONS_DIR_OPTION,
     preset: str = typer.Option("code", "--preset", help="Sampling preset the list is drawn with: code, post or greedy."),
-    seed: int = typer.Option(0, help="Base seed (as in the explorer and the sweep)."),
+    seed: int = typer.Option(0, help=f"Base seed (as in the explorer and the sweep) (valid: 0..{MAX_SEED})."),
     model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry to load."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
     dtype: str | None = typer.Option(None, help="float32 or float64 (default: the entry's).", show_default=False),
@@ -61,20 +62,22 @@ def graph_command(
             raise ListerError(f"unknown template {template!r}; valid: {', '.join(TEMPLATES)}")
         if topic not in TOPICS:
             raise ListerError(f"unknown topic {topic!r}; valid: {', '.join(TOPICS)}")
-        if sample < 0:
-            raise ListerError(f"--sample must be >= 0, got {sample}")
+        if not 0 <= sample < MAX_SAMPLES_PER_TOPIC:
+            raise ListerError(f"--sample must be in [0, {MAX_SAMPLES_PER_TOPIC - 1}], got {str(sample)[:40]}")
+        if not 0 <= seed <= MAX_SEED:
+            raise ListerError(f"--seed must be in [0, {MAX_SEED}], got {str(seed)[:40]}")
         if pos is not None and each_item:
             raise ListerError("give --pos or --each-item, not both")
-        if pos is not None and pos < 0:
-            raise ListerError(f"--pos must be >= 0, got {pos}")
+        if pos is not None and not 0 <= pos <= MAX_POSITION:
+            raise ListerError(f"--pos must be in [0, {MAX_POSITION}] (and inside the list), got {str(pos)[:40]}")
         check_threshold("--node-threshold", node_threshold)
         check_threshold("--edge-threshold", edge_threshold)
-        if checks < 0:
-            raise ListerError(f"--checks must be >= 0, got {checks}")
-        if not max_memory > 0:
-            raise ListerError(f"--max-memory must be a positive number of GiB, got {max_memory}")
-        if batch < 1:
-            raise ListerError(f"--batch must be >= 1, got {batch}")
+        if not 0 <= checks <= MAX_GRAPH_CHECKS:
+            raise ListerError(f"--checks must be in [0, {MAX_GRAPH_CHECKS}], got {str(checks)[:40]}")
+        if not 0 < max_memory <= MAX_GRAPH_MEMORY_GIB:  # NaN fails this too
+            raise ListerError(f"--max-memory must be a number of GiB in (0, {MAX_GRAPH_MEMORY_GIB:g}], got {max_memory}")
+        if not 1 <= batch <= MAX_GRAPH_BATCH:
+            raise ListerError(f"--batch must be in [1, {MAX_GRAPH_BATCH}], got {str(batch)[:40]}")
         if output_format not in FORMATS:
             raise ListerError(f"unknown --format {output_format!r}; valid: {', '.join(FORMATS)}")
         if preset not in SAMPLING_PRESETS:

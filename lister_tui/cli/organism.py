@@ -42,7 +42,7 @@ def organism_build(
 def organism_transcoders(
     folder: Path = typer.Option(None, help="A built organism folder (default: the package's shipped lister_tiny folder)."),
     reduced: bool = typer.Option(False, help="The reduced build's transcoder settings (for a --reduced build's folder)."),
-    seed: int = typer.Option(0, help="The seed the folder was built with."),
+    seed: int = typer.Option(0, help=f"The seed the folder was built with (valid: 0..{MAX_BUILD_SEED})."),
 ) -> None:
     """Train only the transcoders of a built lister-tiny (what a full build's transcoder stage writes; minutes)."""
     from dataclasses import replace
@@ -50,11 +50,13 @@ def organism_transcoders(
     from lister_tui.organism.build import BuildSettings, build_transcoders
     from lister_tui.organism.paths import BUILD_RECORD, SHIPPED_DIR
 
+    if not 0 <= seed <= MAX_BUILD_SEED:
+        fail(ListerError(f"--seed must be in [0, {MAX_BUILD_SEED}], got {str(seed)[:40]}"))
     target = folder or SHIPPED_DIR
     if not (target / BUILD_RECORD).is_file():
         fail(ListerError(f"{target} holds no built organism ({BUILD_RECORD} is missing); give a folder `lister-tui organism build` wrote"))
     settings = replace(BuildSettings.reduced() if reduced else BuildSettings(), seed=seed)
-    build_transcoders(target, settings, log=console.print)
+    build_transcoders(target, settings, log=say)
 
 
 @organism_app.command("card")

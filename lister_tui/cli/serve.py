@@ -112,7 +112,7 @@ def explorer_command(
 @app.command("serve")
 def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Another than loopback needs --allow-remote (no login)."),
-    port: int = typer.Option(8000, "--port", help="Port to listen on (1 to 65535)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on (valid: 1..65535)."),
     allow_remote: bool = typer.Option(
         False, "--allow-remote", help="Allow a --host that other machines reach: anyone who reaches it drives the explorer."
     ),

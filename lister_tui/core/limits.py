@@ -27,3 +27,7 @@ MAX_GPUS_PER_WORKER = 64.0
 MAX_NODES_PER_SITE = 10_000  # circuit nodes kept per site
 MAX_THRESHOLD = 1e12  # circuit node and edge thresholds (|effect|, |weight|)
 MAX_CARD_CONTEXTS = 1000  # top contexts on a feature card
+MAX_POSITION = 1 << 20  # a token position given by hand (graph --pos); the list's own length is checked once sampled
+MAX_GRAPH_CHECKS = 1000  # graph nodes zeroed to compare graph, replacement and real model
+MAX_GRAPH_BATCH = 4096  # graph targets per backward pass
+MAX_GRAPH_MEMORY_GIB = 1024.0  # what --max-memory may allow

@@ -353,14 +353,14 @@ def shipped_sites(folder: Path) -> tuple[SAESite, ...]:
 
 
 def shipped_transcoders(folder: Path) -> TranscoderSet:
-    """The transcoders of a lister-tiny style folder: ``transcoders/mlp_L`` for every layer of its model."""
-    import json
+    """The transcoders of a lister-tiny style folder: one per ``transcoders/mlp_L`` folder there.
 
-    try:
-        n_layers = int(json.loads((folder / "model_config.json").read_text())["n_layers"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ListerError(f"{folder / 'model_config.json'} is unreadable ({exc}); rebuild the folder") from exc
-    return TranscoderSet("shipped", tuple(range(n_layers)), f"the folder's own transcoders ({folder / 'transcoders'})")
+    Read from the folder names alone: the entry is listed without parsing any file, and a damaged
+    ``model_config.json`` is reported, by file and field, when the model loads."""
+    layers = sorted(
+        int(m.group(1)) for sub in (folder / "transcoders").iterdir() if sub.is_dir() and (m := re.fullmatch(r"mlp_(\d{1,4})", sub.name))
+    )
+    return TranscoderSet("shipped", tuple(layers), f"the folder's own transcoders ({folder / 'transcoders'})")
 
 
 def read_templates_file(path: Path) -> tuple[Template, ...]:
