@@ -141,7 +141,19 @@ def _string(table: dict, key: str, path: Path, entry: str, default=None, allow_e
     return value
 
 
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9_.-]{1,96})?$")
+
+
+def _repo_id(value: str | None, path: Path, entry: str) -> str | None:
+    """A Hugging Face repo id as the hub spells them (owner/name: letters, digits, '-', '_', '.')."""
+    if value is not None and (not _REPO_ID.match(value) or ".." in value):
+        raise _error(path, entry, "model", f"{value[:80]!r} is not a Hugging Face repo id (owner/name of letters, digits, '-', '_', '.')")
+    return value
+
+
 def _folder(value: str, path: Path, entry: str = "?", field: str = "folder") -> Path:
+    if "\x00" in value:
+        raise _error(path, entry, field, "holds a NUL character, which no path can; give a folder")
     folder = Path(value).expanduser()
     if folder.is_absolute():
         return folder
@@ -276,7 +288,7 @@ def parse_entry(name: str, table, path: Path, templates: tuple[Template, ...] = 
     unknown = sorted(set(table) - MODEL_KEYS)
     if unknown:
         raise _error(path, name, unknown[0], f"unknown; valid: {', '.join(sorted(MODEL_KEYS))}")
-    model = _string(table, "model", path, name)
+    model = _repo_id(_string(table, "model", path, name), path, name)
     folder = _string(table, "folder", path, name)
     if model is None and folder is None:
         raise _error(path, name, "model", "give model (a Hugging Face repo id, read from the local cache) or folder (local weights)")
