@@ -98,7 +98,7 @@ class ExperimentScreen(Screen[None]):
         n = len(self.samples)
         what = visible(self.settings.interventions.describe())
         self.query_one("#exp-title", Static).update(
-            Text(f"Batch experiment · {what} · {n} lists × {self.settings.n_seeds} seeds, from the prompt, common random numbers")
+            Text(visible(f"Batch experiment · {what} · {n} lists × {self.settings.n_seeds} seeds, from the prompt, common random numbers"))
         )
         self._status(f"running: 0 of {n * self.settings.n_seeds} units (escape stops; what ran is kept)")
         self.run_worker_thread()
