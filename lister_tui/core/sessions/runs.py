@@ -56,17 +56,7 @@ def ablation_run(
     ablated = regenerate(lab, sample, settings, ablation, from_attribution_pos=from_attribution_pos, on_step=on_step)
     if cancelled():
         return None
-    cache = {} if base_cache is None else base_cache
-    cache_key = (key, from_attribution_pos, preset)
-    if cache_key not in cache:
-        # From the prompt with the sample's own seed and preset, the unablated run is the
-        # sample itself (common random numbers; tested), so it is only scored.
-        if from_attribution_pos:
-            base = regenerate(lab, sample, settings, None, from_attribution_pos=True)
-        else:
-            base = with_metric(lab, replace(sample, prefix_len=sample.prompt_len))
-        cache[cache_key] = (base, tuple(metric_curve(lab, base.tokens).tolist()))
-    base, base_curve = cache[cache_key]
+    base, base_curve = _base(lab, key, sample, settings, preset, from_attribution_pos, base_cache)
     # the scoring pass also counts the activations the ablation zeroed (0: it changed nothing)
     curve, zeroed = metric_curve_and_zeroed(lab, ablated.tokens, ablation)
     ablated_curve = tuple(curve.tolist())
@@ -82,6 +72,8 @@ def _base(lab, key, sample, settings, preset, from_attribution_pos, base_cache):
     cache = {} if base_cache is None else base_cache
     cache_key = (key, from_attribution_pos, preset)
     if cache_key not in cache:
+        # From the prompt with the sample's own seed and preset, the unablated run is the
+        # sample itself (common random numbers; tested), so it is only scored.
         if from_attribution_pos:
             base = regenerate(lab, sample, settings, None, from_attribution_pos=True)
         else:
