@@ -108,11 +108,15 @@ class LoadedModel:
         site = self.entry.site(sae_id)
         from lister_tui.core.engine.transcoders import is_transcoder_site, load_transcoder, transcoder_set_of_site
 
-        if is_transcoder_site(sae_id) and site not in self.entry.sites:  # layer L's transcoder (tc_L)
-            sae = load_transcoder(self.entry, transcoder_set_of_site(self.entry, sae_id), site.layer, self.device, self.model)
-        else:
-            sae = _load_sae(self.entry, site, self.device)
-        sae = sae.to(self.device, dtype=self.dtype)
+        # Weights made under inference mode (a regeneration under an ablation loads its SAEs
+        # inside torch.inference_mode) are inference tensors, which autograd refuses to save:
+        # the next attribution with the cached SAE would fail. Load outside it, always.
+        with torch.inference_mode(False):
+            if is_transcoder_site(sae_id) and site not in self.entry.sites:  # layer L's transcoder (tc_L)
+                sae = load_transcoder(self.entry, transcoder_set_of_site(self.entry, sae_id), site.layer, self.device, self.model)
+            else:
+                sae = _load_sae(self.entry, site, self.device)
+            sae = sae.to(self.device, dtype=self.dtype)
         sae.eval()
         for p in sae.parameters():
             p.requires_grad_(False)
