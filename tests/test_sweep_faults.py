@@ -98,3 +98,49 @@ def test_a_library_fault_is_recorded_with_its_reason_and_the_resume_hint(tmp_pat
     assert "illegal memory access" in flat and f"--resume {out}" in flat
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "failed" and "RuntimeError" in manifest["error"]
+
+
+def _left_running(out, pid):
+    import socket
+
+    path = out / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest.update(status="running", complete=False, finished=None)
+    manifest["runs"][-1].update(pid=pid, host=socket.gethostname())
+    path.write_text(json.dumps(manifest))
+    return path.read_bytes()
+
+
+def test_a_manifest_left_running_by_a_killed_process_is_named_and_resumed(finished, tmp_path):
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid now names no process
+    out = _copy(finished, tmp_path / "killed")
+    _left_running(out, gone.pid)
+    result = invoke(["sweep", "--resume", str(out)])
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert f"process {gone.pid}" in flat and "stopped without recording why" in flat
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["runs"][-1]["resumed"] is True
+
+
+def test_a_sweep_being_written_is_neither_resumed_nor_overwritten(finished, tmp_path):
+    import subprocess
+    import sys
+
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        out = _copy(finished, tmp_path / "live")
+        before = _left_running(out, writer.pid)
+        for args in (["sweep", "--resume", str(out)], [*TINY, "--out", str(out), "--overwrite"]):
+            result = invoke(args)
+            assert result.exit_code == 2, result.output
+            flat = " ".join(result.output.split())
+            assert f"process {writer.pid}" in flat and "is being written" in flat and "Traceback" not in result.output
+            assert (out / "manifest.json").read_bytes() == before  # nothing written over the live run
+    finally:
+        writer.kill()
+        writer.wait()

@@ -232,7 +232,7 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
     from dataclasses import replace
 
     from lister_tui.core.study.settings import SAMPLING_PRESETS
-    from lister_tui.core.sweep.output import read_manifest, settings_differences
+    from lister_tui.core.sweep.output import read_manifest, refuse_live_writer, settings_differences
     from lister_tui.core.sweep.resume import entry_to_resume
     from lister_tui.core.sweep.settings import SweepSettings
 
@@ -241,6 +241,9 @@ def _resumed_settings(ctx: typer.Context, folder: Path, out: Optional[Path], ove
     if out is not None and Path(out).resolve() != Path(folder).resolve():
         raise ListerError(f"--out {out} and --resume {folder} name different folders; give only --resume")
     manifest = read_manifest(folder)
+    stale = refuse_live_writer(folder)
+    if stale:
+        say(f"the sweep in {folder}: {stale}; its manifest still said running. Going on from its shards.", err=True)
     recorded = SweepSettings.from_dict(manifest["settings"])
     values = ctx.params
     # typer vendors click, so its ParameterSource is compared by name

@@ -89,6 +89,11 @@ def sweep_to_workspace(loaded: LoadedModel, folder: str | Path) -> tuple[Workspa
     ws = Workspace(loaded.entry.name)
     ws.add_samples(samples, preset)
     note = f"Opened from the sweep in {folder} ({manifest.get('repeat_command', '')})."
+    from lister_tui.core.sweep.output import writer_state
+
+    state, why = writer_state(manifest)
+    if state:
+        note += f" The sweep is not complete: {why}."
     if differs:
         note += f" Warning: the weights differ from the sweep's ({', '.join(differs)}), so these lists may differ from the sweep's."
     ws.notes = note

@@ -20,8 +20,10 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import platform
 import shlex
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -65,6 +67,8 @@ def check_out_folder(out: Path, overwrite: bool) -> None:
             f"output folder {str(out)!r} exists and is not empty; pass --overwrite to replace a previous sweep's "
             "files there, or give another --out"
         )
+    if out.is_dir():
+        refuse_live_writer(out)  # --overwrite never replaces a sweep that is being written
 
 
 def package_versions() -> dict[str, str | None]:
@@ -281,9 +285,60 @@ def _entry(model: LoadedModel | dict, settings: SweepSettings) -> ModelEntry:
 
 
 def _run(runtime: dict | None, resumed: bool) -> dict:
-    """One execution of the sweep, as the manifest's ``runs`` lists it (a resumed sweep has several)."""
+    """One execution of the sweep, as the manifest's ``runs`` lists it (a resumed sweep has several).
+
+    ``pid`` and ``host`` name the process writing the folder, so that a manifest left saying
+    "running" by a killed process can be told from one that is being written now."""
     runtime = runtime or {}
-    return {"run": runtime.get("run_id"), "mode": runtime.get("mode", "local"), "started": now(), "resumed": resumed}
+    return {"run": runtime.get("run_id"), "mode": runtime.get("mode", "local"), "started": now(), "resumed": resumed,
+            "pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True  # it exists (another user's), or the number cannot be asked about: assume alive
+    return True
+
+
+def writer_state(manifest: Mapping) -> tuple[str, str]:
+    """Whether a manifest that says "running" is being written now: ("live" | "stale" | "", a sentence).
+
+    "live": its last run's process is alive on this machine (another sweep writes the folder);
+    "stale": that process is gone (killed, or the machine went down) without recording a stop.
+    "" when the manifest does not say running, or its last run was on another host or
+    records no process (a sweep from before these fields): nothing can be told."""
+    if manifest.get("status") != "running":
+        return "", ""
+    runs = manifest.get("runs")
+    last = runs[-1] if isinstance(runs, list) and runs and isinstance(runs[-1], dict) else {}
+    pid, host = last.get("pid"), last.get("host")
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31 or host != socket.gethostname():
+        return "", ""
+    started = str(last.get("started"))[:40]
+    if pid != os.getpid() and _alive(pid):
+        return "live", f"process {pid} (started {started}) is writing it now"
+    return "stale", f"its last run (process {pid}, started {started}) stopped without recording why (killed, or the machine went down)"
+
+
+def refuse_live_writer(out: Path) -> str:
+    """Refuse a sweep folder another live process is writing; the stale-run sentence otherwise ("" if none)."""
+    path = Path(out) / MANIFEST
+    if not path.is_file():
+        return ""
+    try:
+        manifest = parse_json(path.read_text(encoding="utf-8"), str(path))
+    except (ListerError, OSError, ValueError):
+        return ""  # a damaged manifest is refused, with its reason, where it is read
+    if not isinstance(manifest, dict):
+        return ""
+    state, why = writer_state(manifest)
+    if state == "live":
+        raise ListerError(f"the sweep in {str(out)!r} is being written: {why}; wait for it to finish or stop it (kill {why.split()[1]}) first")
+    return why
 
 
 class SweepWriter:
