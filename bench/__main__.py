@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--gpu", action="store_true", help="the time-boxed full-size GPU run (bench/gpu.py); with --smoke, tiny on the CPU")
     p.add_argument("--bandwidth", type=float, default=None, help="the device's memory bandwidth in TB/s, for the roofline (default: from its name)")
-    p.add_argument("--time-box", type=float, default=420.0, help="--gpu: seconds for the whole run, model building included")
+    p.add_argument("--time-box", type=float, default=510.0, help="--gpu: seconds for the whole run, model building included")
     p.add_argument("--only", default=",".join(COMPARISONS), help=f"comma-separated subset of {','.join(COMPARISONS)}")
     p.add_argument("--out", type=Path, default=Path("bench/out/latest"))
     p.add_argument("--smoke", action="store_true", help="tiny sizes and one round: checks that the benchmark (and --gpu's plan) runs")

@@ -5,7 +5,7 @@ and so lives in its own virtualenv:
 
     python3 -m venv /work/ct-venv && /work/ct-venv/bin/pip install circuit-tracer==0.5.0
     .venv/bin/python bench/compare_circuit_tracer.py --ct-python /work/ct-venv/bin/python \
-        [--transcoders FOLDER] [--template short --topic Animals --sample 0]
+        [--transcoders FOLDER | --fitted] [--template short --topic Animals --sample 0]
 
 The project's half samples the list, writes its tokens, and runs the circuit-tracer half
 (``--circuit-tracer-half``, in the other virtualenv: it imports only torch, safetensors,
@@ -19,6 +19,14 @@ matrices are compared on the nodes they share: transcoder features and MLP error
 positions 1.. (circuit-tracer zeroes position 0's features and errors) and the target.
 Token nodes differ by design: circuit-tracer's token node is the token embedding alone,
 ours the residual stream's start (token + positional embedding), so they are left out.
+
+``--fitted``: the least-squares transcoders of the tests (tests/graph_fixtures.py, d 256),
+fitted here on lister-tiny in float32 and saved to a temporary folder. Their skip once had
+entries of ~2e4 along the all-ones input direction, which LayerNorm's centred output nulls in
+exact arithmetic: float32's rounding of the input's mean, times that, moved each transcoder's
+output by up to 0.1, so the error vectors of two correct implementations summing in different
+orders differed by 0.14. The fixture now removes that direction (it changes nothing exact);
+the script prints the float32-vs-float64 difference of each skip so that it would show again.
 """
 
 from __future__ import annotations
@@ -117,14 +125,28 @@ def project_half(args) -> None:
 
     torch.set_num_threads(1)
     loaded = load_model("lister-tiny", device="cpu")
-    folder = Path(args.transcoders) if args.transcoders else TINY / "transcoders"
     n_layers = loaded.model.cfg.n_layers
+    fitted_dir = tempfile.TemporaryDirectory() if args.fitted else None
+    if fitted_dir is not None:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from graph_fixtures import fit_transcoders
+
+        for layer, tc in fit_transcoders(loaded).items():
+            tc.save_model(str(Path(fitted_dir.name) / f"mlp_{layer}"))
+    folder = Path(fitted_dir.name) if fitted_dir else Path(args.transcoders) if args.transcoders else TINY / "transcoders"
     tcs = {layer: load_transcoder(loaded.entry, TranscoderSet("bench", tuple(range(n_layers)), path=folder), layer) for layer in range(n_layers)}
     spec = build_prompts([args.template], [args.topic], samples_per_topic=args.sample + 1, base_seed=0)[args.sample]
     sample = sample_lists(loaded, [spec], SAMPLING_PRESETS["code"])[0]
     pos = sample.structure.attribution_pos
     tokens = list(sample.tokens[: pos + 1])
     ids = dict(blank_id=loaded.ids.blank, newline_id=loaded.ids.newline)
+    with torch.no_grad():  # how much float32 rounding of the input moves each skip (the fitted set's old trouble)
+        _, cache = loaded.model.run_with_cache(torch.tensor([tokens]), names_filter=lambda n: n.endswith("ln2.hook_normalized"))
+        for layer, tc in tcs.items():
+            x = cache[f"blocks.{layer}.ln2.hook_normalized"][0]
+            if getattr(tc, "W_skip", None) is not None:
+                rounding = float((x @ tc.W_skip.T - (x.double() @ tc.W_skip.double().T)).abs().max())
+                print(f"layer {layer}: skip's largest entry {float(tc.W_skip.abs().max()):.3g}, float32 vs float64 output {rounding:.3g}")
     started = time.perf_counter()
     ours = attribute_graph(loaded.model, tokens, tcs, {}, [pos], **ids, batch=256)
     our_seconds = time.perf_counter() - started
@@ -161,9 +183,9 @@ def project_half(args) -> None:
                 print(f"  layer {layer}: difference ≈ {coef:+.3f} × {name}, residual {float((d - coef * guess).abs().max()):.3g}")
     our_acts = torch.stack([a.double() for a in state.tc_acts])[:, 1:]
     their_acts = ct["activations"].double()[:, 1:]
-    flips = ((our_acts > 0) != (their_acts > 0))
+    flips = ((our_acts != 0) != (their_acts != 0))  # != 0: circuit-tracer's JumpReLU has no ReLU (a negative threshold passes negatives)
     print(f"transcoder activations at positions 1..: {int(flips.sum())} features active in one graph only; "
-          f"max |difference| where both are active {float(((our_acts - their_acts) * ((our_acts > 0) & (their_acts > 0))).abs().max()):.3g}")
+          f"max |difference| where both are active {float(((our_acts - their_acts) * ((our_acts != 0) & (their_acts != 0))).abs().max()):.3g}")
     nodes = ours.nodes
     shared = [(i, ct_index[key]) for i, key in enumerate(zip(nodes.kind.tolist(), nodes.layer.tolist(), nodes.pos.tolist(), nodes.feature.tolist()))
               if key in ct_index and (key[0] == TARGET or key[2] > 0)]
@@ -200,11 +222,14 @@ def main() -> None:
     parser.add_argument("--circuit-tracer-half", nargs=3, metavar=("TOKENS", "OUT", "TRANSCODERS"))
     parser.add_argument("--ct-python", default="/work/ct-venv/bin/python")
     parser.add_argument("--transcoders", default=None, help="folder of SAELens transcoders mlp_0..; default: lister-tiny's shipped set")
+    parser.add_argument("--fitted", action="store_true", help="the tests' least-squares transcoders (tests/graph_fixtures.py), fitted here")
     parser.add_argument("--template", default="short")
     parser.add_argument("--topic", default="Animals")
     parser.add_argument("--sample", type=int, default=0)
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args()
+    if args.fitted and args.transcoders:
+        parser.error("give --transcoders or --fitted, not both")
     if args.circuit_tracer_half:
         tokens, out, folder = args.circuit_tracer_half
         circuit_tracer_half(Path(tokens), Path(out), Path(folder))

@@ -11,10 +11,17 @@ What it measures, for each dtype, on random weights of Gemma-2-2B's shape (scale
 - ablated against unablated generation (≤ 1.15);
 - the explorer's regenerate → first token (< 150 ms);
 - peak memory of every variant (``torch.cuda.max_memory_allocated``, reset before
-  each, measured during its discarded warm-up run).
+  each, measured during its discarded warm-up run);
+- in float32 only, the attribution graph (bench/graphs.py): 26 random JumpReLU skip
+  transcoders of 16k features (64 firing per token) on the same model, 64- and 256-token
+  prompts: the edges into a fixed subset of rows with 16 targets per backward pass against
+  one per target (time, peak memory, the largest difference), the forward pass alone, the
+  whole graph **extrapolated** from them (labelled so), and one whole graph measured at 2
+  features per token where the time left allows (at 64 per token a whole graph has ~10⁵
+  nodes, whose dense adjacency does not fit).
 
-The run is time-boxed (``--time-box``, 420 s by default, so that with the imports it
-ends within 8 minutes on an H100/H200-class GPU): every step has a budget, a step
+The run is time-boxed (``--time-box``, 510 s by default, so that with the imports it
+ends within 9½ minutes on an H100/H200-class GPU): every step has a budget, a step
 that would not fit in what is left is skipped with a note, a slow step gets fewer
 rounds (never under 3), and the elapsed time is printed after each step. A step can
 overrun its budget by about one round (the exactness checks before the timing, or a
@@ -24,7 +31,9 @@ room for that.
 ``--smoke`` runs the same plan on the CPU at tiny size (``python -m bench --smoke``
 includes it), so that it can't rot before a GPU appears. As of this writing it has
 never run on a GPU: the CUDA paths synchronise around every timed region and every
-tensor is made on the model's device, but no figure from a GPU exists yet.
+tensor is made on the model's device, but no figure from a GPU exists yet (the graph step
+included: its memory on a GPU has not been seen; an out-of-memory error there is caught
+and noted, and the plan goes on).
 """
 
 from __future__ import annotations
@@ -95,17 +104,20 @@ class Sizes:
     repeats: int
     budgets: dict  # seconds per step
     build_s: float  # what building one dtype's model and SAEs is allowed to take before we start it
+    graph: dict  # the graph step: prompts, rows, batch, l0, whole_l0 (bench/graphs.py)
 
 
 FULL = Sizes(
     scale=1.0, n_layers=None, prompt=32, decode_new=64, sampling_new=16, batches=(1, 16), attribution_batch=4, attribution_length=128,
     ablation_new=32, latency_prefix=64, repeats=5,
-    budgets={"decode": 35, "sampling": 40, "attribution": 30, "ablation": 35, "latency": 10}, build_s=45,
+    budgets={"decode": 35, "sampling": 40, "attribution": 30, "ablation": 35, "latency": 10, "graph": 90}, build_s=45,
+    graph=dict(prompts=(64, 256), rows=32, batch=16, l0=64.0, whole_l0=2.0),
 )
 SMOKE = Sizes(
     scale=0.02, n_layers=3, prompt=4, decode_new=2, sampling_new=1, batches=(1, 2), attribution_batch=2, attribution_length=8,
     ablation_new=2, latency_prefix=8, repeats=1,
-    budgets={"decode": 30, "sampling": 30, "attribution": 30, "ablation": 30, "latency": 30}, build_s=30,
+    budgets={"decode": 30, "sampling": 30, "attribution": 30, "ablation": 30, "latency": 30, "graph": 30}, build_s=30,
+    graph=dict(prompts=(8,), rows=4, batch=2, l0=4.0, whole_l0=1.0),
 )
 
 
@@ -162,6 +174,8 @@ def gpu_plan(report: Report, args: argparse.Namespace, *, smoke: bool) -> None:
         )
         say(f"{name}: built")
         for step in STEPS:
+            if name not in STEP_DTYPES.get(step, (name,)):
+                continue
             budget = sizes.budgets[step]
             if not deadline.allows(budget):
                 report.notes.append(f"{tag}{step}: skipped: its budget is {budget} s, {deadline.left:.0f} s left in the time box")
@@ -183,7 +197,10 @@ def gpu_plan(report: Report, args: argparse.Namespace, *, smoke: bool) -> None:
     say("GPU plan done")
 
 
-STEPS = ("decode", "sampling", "attribution", "ablation", "latency")
+STEPS = ("decode", "sampling", "attribution", "ablation", "latency", "graph")
+# steps that run in some dtypes only: the graph's batched and one-by-one rows must be the same
+# numbers, which float32 can show and bf16's rounding (different batch shapes, other kernels) can't
+STEP_DTYPES = {"graph": ("float32",)}
 
 
 def run_step(step: str, report: Report, bench: Bench, sizes: Sizes, device: str, bandwidth: float | None, budget: float) -> dict:
@@ -200,6 +217,9 @@ def run_step(step: str, report: Report, bench: Bench, sizes: Sizes, device: str,
         return comparisons.compare_ablated_generation(report, bench, sizes.repeats, full_batch, sizes.prompt, sizes.ablation_new, **timing)
     if step == "latency":
         return first_token_latency(report, bench, sizes, device, budget)
+    if step == "graph":
+        graph_step(report, bench, sizes, device, budget)
+        return {}  # its peak-memory rows are its own (bench/graphs.py)
     raise ValueError(f"unknown step {step!r}; steps: {', '.join(STEPS)}")
 
 
@@ -286,3 +306,55 @@ def first_token_latency(report: Report, bench: Bench, sizes: Sizes, device: str,
     value_row(report, "5 explorer latency", "regenerate → first token", setting, timings["regenerate → first token"],
               Target(0.150, False, "< 150 ms"))
     return timings
+
+
+def graph_step(report: Report, bench: Bench, sizes: Sizes, device: str, budget: float) -> None:
+    """Attribution graphs on the model of ``bench``: 26 random transcoders, each prompt length in turn.
+
+    Rows batched vs one per target, the forward alone and the extrapolated whole graph
+    (bench/graphs.py :func:`graph_comparison`), then one whole graph at ``whole_l0`` if the
+    extrapolation says it fits in what is left of ``budget``. Out of memory is noted, not raised.
+    """
+    import time
+
+    from bench.graphs import GraphCase, graph_comparison, whole_graph
+    from bench.shapes import GEMMA_2_2B, _round, random_transcoders, set_l0
+
+    plan = sizes.graph
+    started = time.perf_counter()
+    dtype = next(bench.model.parameters()).dtype
+    width = _round(GEMMA_2_2B["d_sae"] * sizes.scale, 256)
+    tcs = random_transcoders(bench.model, width, l0=plan["l0"], device=device, dtype=dtype)
+    tokens = bench.random_prompts(1, max(plan["prompts"]), seed=1)[0]
+    report.notes.append(
+        f"[{bench.name}] graph: {len(tcs)} random JumpReLU skip transcoders of {width} features, built in "
+        f"{time.perf_counter() - started:.0f} s; attention features off (as circuit-tracer)"
+    )
+    try:
+        for i, prompt in enumerate(plan["prompts"]):
+            share_started = time.perf_counter()
+            share = (budget - (share_started - started)) / (len(plan["prompts"]) - i)
+            case = GraphCase(bench.name, bench.model, tcs, {}, tokens[:prompt], prompt - 1, bench.blank_id, bench.newline_id)
+            set_l0(tcs.values(), plan["l0"], bench.model, case.tokens)
+            result = graph_comparison(report, case, n_rows=plan["rows"], batch=plan["batch"], repeats=sizes.repeats,
+                                      device=device, budget_s=share / 2, setting=f"{prompt}-token prompt, L0 {plan['l0']:g}")
+            # one whole graph at whole_l0, if the time the rows took says it fits in this prompt's share
+            t = result["timings"]
+            forward = t[next(k for k in t if k.startswith("forward"))].best
+            batched = next(k for k in t if k.startswith("batched"))
+            per_row = min(max(t[batched].best - forward, 0.0), t["one per target"].best) / result["rows"]
+            expected = forward + per_row * result["all_rows"] * plan["whole_l0"] / plan["l0"]
+            left = share - (time.perf_counter() - share_started)
+            if expected < left:
+                set_l0(tcs.values(), plan["whole_l0"], bench.model, case.tokens)
+                whole_graph(report, case, batch=plan["batch"], device=device, setting=f"{prompt}-token prompt, L0 {plan['whole_l0']:g}")
+            else:
+                report.notes.append(f"[{bench.name}] graph: whole graph at {prompt} tokens, L0 {plan['whole_l0']:g} skipped: "
+                                    f"~{expected:.0f} s expected, {max(left, 0):.0f} s left of its share")
+    except torch.cuda.OutOfMemoryError as exc:
+        report.notes.append(f"[{bench.name}] graph: out of memory ({str(exc).splitlines()[0]}); the rest of the step skipped")
+    finally:
+        del tcs
+        gc.collect()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()

@@ -91,13 +91,25 @@ def load_average() -> float:
         return math.nan
 
 
+def _trim() -> None:
+    """glibc's malloc_trim(0): free pages go back to the OS (nothing where there is no glibc)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class PeakMemory:
     """Peak memory in use between start() and stop(), over the amount in use at start().
 
     CUDA: ``torch.cuda.max_memory_allocated`` after a reset (exact, the caching
     allocator's own count). CPU: the resident set sampled every millisecond by a thread
     (torch releases the GIL inside its ops), which also counts the allocator's reuse
-    and is coarse: use it only where tens of MiB don't matter.
+    and is coarse: use it only where tens of MiB don't matter. Before it starts, glibc is
+    asked to hand freed memory back (``malloc_trim``), or a variant run after a bigger one
+    would reuse pages already resident and show a peak near zero.
     """
 
     def __init__(self, device: str):
@@ -111,6 +123,7 @@ class PeakMemory:
             return
         import threading
 
+        _trim()
         self.page = os.sysconf("SC_PAGE_SIZE")
         self.base = self.peak = self._rss()
         self.running = True

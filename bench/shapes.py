@@ -172,3 +172,73 @@ def random_jumprelu_sae(
     for p in sae.parameters():
         p.requires_grad_(False)
     return freed_when_released(sae)  # as the engine loads them (no reference cycle)
+
+
+def random_transcoders(
+    model, d_tc: int, *, l0: float = 16.0, device: str = "cpu", dtype=torch.float32, seed: int = 0
+) -> dict:
+    """``{layer: JumpReLUSkipTranscoder}``, one per MLP layer, random, as lister-tiny's are laid out.
+
+    SAELens's transcoder class with an affine skip, reading ``blocks.L.ln2.hook_normalized``
+    and writing ``blocks.L.hook_mlp_out`` (core/engine/transcoders.py). The input is RMS- or
+    LayerNorm-normalised, so with ``W_enc ~ N(0, 1/d_in)`` a pre-activation is about N(0, 1):
+    the threshold is the normal quantile at which ``l0`` of the ``d_tc`` features fire per
+    token on average (Gemma Scope's 16k transcoders fire some tens to a hundred and some).
+    """
+    from statistics import NormalDist
+
+    from sae_lens.saes.sae import SAEMetadata
+    from sae_lens.saes.transcoder import JumpReLUSkipTranscoder, JumpReLUSkipTranscoderConfig
+
+    from lister_tui.core.engine.loading import freed_when_released
+
+    d = model.cfg.d_model
+    threshold = NormalDist().inv_cdf(1.0 - min(max(l0 / d_tc, 1e-9), 0.5))
+    out = {}
+    for layer in range(model.cfg.n_layers):
+        cfg = JumpReLUSkipTranscoderConfig(
+            d_in=d, d_sae=d_tc, d_out=d, dtype=str(dtype).removeprefix("torch."), device=device,
+            apply_b_dec_to_input=False, normalize_activations="none",
+            metadata=SAEMetadata(hook_name=f"blocks.{layer}.ln2.hook_normalized", hook_name_out=f"blocks.{layer}.hook_mlp_out"),
+        )
+        tc = JumpReLUSkipTranscoder(cfg)
+        g = torch.Generator(device=device).manual_seed(seed + 1000 + layer)
+        with torch.no_grad():
+            tc.W_enc.copy_(torch.randn(d, d_tc, generator=g, device=device) / d**0.5)
+            tc.W_dec.copy_(torch.randn(d_tc, d, generator=g, device=device) / d_tc**0.5)
+            tc.W_skip.copy_(torch.randn(d, d, generator=g, device=device) / d**0.5 * 0.1)
+            tc.b_enc.zero_()
+            tc.b_dec.zero_()
+            tc.threshold.fill_(threshold)
+        tc.eval()
+        for p in tc.parameters():
+            p.requires_grad_(False)
+        out[layer] = freed_when_released(tc)
+    return out
+
+
+def set_l0(saes, l0: float, model=None, tokens=None) -> None:
+    """Raise or lower every JumpReLU threshold so that about ``l0`` features fire per token.
+
+    With ``model`` and ``tokens`` (a list of ids): each threshold is the quantile of that
+    SAE's pre-activations on the prompt at which ``l0`` fire per token there (exact on this
+    prompt; its hook is read from the SAE's metadata); otherwise the normal quantile, which
+    fits a unit-spread pre-activation (a transcoder reading a normalised residual).
+    """
+    from statistics import NormalDist
+
+    saes = list(saes)
+    if model is None:
+        for sae in saes:
+            frac = min(max(l0 / sae.cfg.d_sae, 1e-9), 0.5)
+            with torch.no_grad():
+                sae.threshold.fill_(NormalDist().inv_cdf(1.0 - frac))
+        return
+    hooks = {sae.cfg.metadata.hook_name for sae in saes}
+    with torch.no_grad():
+        _, cache = model.run_with_cache(torch.tensor([tokens], device=model.cfg.device), names_filter=lambda n: n in hooks)
+        for sae in saes:
+            x = cache[sae.cfg.metadata.hook_name][0].flatten(1).to(sae.W_enc.dtype)  # hook_z: heads flattened
+            pre = (x @ sae.W_enc + sae.b_enc).flatten().float()
+            k = max(1, min(pre.numel(), int(round(pre.numel() * (1.0 - l0 / sae.cfg.d_sae)))))
+            sae.threshold.fill_(float(pre.kthvalue(k).values))

@@ -58,7 +58,12 @@ def fit_transcoders(loaded, seed: int = 0, d_tc: int = D_TC) -> dict[int, JumpRe
             tc.b_enc.zero_()
             tc.threshold.copy_(threshold)
             tc.W_dec.copy_(solution[:d_tc])
-            tc.W_skip.copy_(solution[d_tc : d_tc + d_model].T)
+            # ln2's output is centred (x · 1 = 0), so the skip's component along the all-ones input
+            # direction is not identified: least squares gave it ~1e4 from round-off, and float32's
+            # ~1e-8 error in x's mean, times that, moved the output by up to 0.1 (a different sum
+            # order, as circuit-tracer's, gave errors 0.14 apart). Removed, it changes nothing exact.
+            w_skip = solution[d_tc : d_tc + d_model].T
+            tc.W_skip.copy_(w_skip - w_skip.mean(dim=1, keepdim=True))
             tc.b_dec.copy_(solution[-1])
         tc.eval()
         out[layer] = tc.to(dtype=next(model.parameters()).dtype)

@@ -10,6 +10,7 @@ made-up round times, not on measured ones.
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,15 @@ def test_bench_smoke_writes_every_comparison(tmp_path):
     # the replay of a (tiny) session next to sampling it: batched, and every token identical
     replays = table[(table.comparison == "10 replay") & (table.variant == "ratio")]
     assert len(replays) == 2 and replays.note.str.contains("replay ok: True", regex=False).any(), replays.to_dict("records")
+    # the GPU plan's graph step (float32 only): the edges into the same rows, batched and with one
+    # backward pass per target, are the same numbers; the whole graph is extrapolated and measured
+    graph = table[table.comparison == "12 graph"]
+    (note,) = graph[graph.variant == "ratio"]["note"]
+    difference, largest = (float(x) for x in re.fullmatch(r"largest difference (\S+) \(largest \|edge\| (\S+)\)", note).groups())
+    assert largest > 0 and difference <= 1e-5 * largest, note
+    assert graph.setting.str.contains("float32]").all() and not graph.setting.str.contains("bfloat16").any()
+    assert graph.variant.str.endswith("EXTRAPOLATED").sum() == 2 and (graph.variant == "whole graph (measured)").sum() == 1
+    assert (graph[graph.unit == "s"]["median"] > 0).all()
     report = (out / "report.md").read_text()
     assert "targets are not assessed" in report and "| 1 attribution |" in report
 

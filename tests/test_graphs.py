@@ -123,6 +123,23 @@ def test_every_edge_equals_a_finite_difference_of_its_target(tiny64, setup, targ
     assert checked == 15 and float(edges.abs().max()) > 1e-2  # not a comparison of zeros
 
 
+def test_transcoders_fitted_in_float32_are_the_same_in_float64():
+    """No direction of the skip so large that float32's rounding of its input decides the output.
+    Fitted on lister-tiny in float32 (as bench/compare_circuit_tracer.py runs it), the skip once had
+    entries of 2e4 along the all-ones direction that LayerNorm's output nulls: circuit-tracer's error
+    vectors, the same sum in another order, then differed from ours by 0.14."""
+    loaded = load_model("lister-tiny", device="cpu", dtype=torch.float32)
+    tcs = fit_transcoders(loaded)
+    spec = build_prompts(["short"], ["Animals"], samples_per_topic=1, base_seed=0)
+    sample = sample_lists(loaded, spec, SAMPLING_PRESETS["code"])[0]
+    _, cache = loaded.model.run_with_cache(torch.tensor([sample.tokens]), names_filter=lambda n: n.endswith("ln2.hook_normalized"))
+    for layer, tc in tcs.items():
+        x = cache[f"blocks.{layer}.ln2.hook_normalized"][0]
+        single = x @ tc.W_skip.T
+        exact = x.double() @ tc.W_skip.double().T
+        assert float((single.double() - exact).abs().max()) < 1e-4 * float(exact.abs().max()), layer
+
+
 def test_batched_rows_equal_one_backward_per_target(tiny64, setup):
     tcs, attn, sample, pos, state, ids = setup
     nodes = build_nodes(state, True, [pos])

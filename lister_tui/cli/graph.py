@@ -13,11 +13,13 @@ import typer
 
 from lister_tui.cli.common import (
     SESSIONS_DIR_OPTION,
+    TEMPLATES_OPTION,
     app,
     console,
     err_console,
     fail,
     resolve_target,
+    use_user_files,
 )
 from lister_tui.core.errors import ListerError
 from lister_tui.core.limits import MAX_GRAPH_BATCH, MAX_GRAPH_CHECKS, MAX_GRAPH_MEMORY_GIB, MAX_POSITION, MAX_SAMPLES_PER_TOPIC, MAX_SEED
@@ -26,7 +28,7 @@ from lister_tui.safe_text import text as safe_text, visible
 
 @app.command("graph")
 def graph_command(
-    template: str = typer.Option("short", "--template", "-t", help="Prompt template: short, long or unspecified."),
+    template: str = typer.Option("short", "--template", "-t", help="Prompt template: short, long, unspecified, the entry's own or one of --templates."),
     topic: str = typer.Option("Animals", "--topic", help="Topic of the list."),
     sample: int = typer.Option(0, "--sample", "-i", help=f"Which sample of the template and topic (0-based) (valid: 0..{MAX_SAMPLES_PER_TOPIC - 1})."),
     pos: int | None = typer.Option(None, "--pos", help=f"Target position (default: the attribution position, the last item's last token) (valid: 0..{MAX_POSITION}).", show_default=False),
@@ -47,9 +49,10 @@ def graph_command(
     model: str = typer.Option("lister-tiny", "--model", "-m", help="Registry entry to load."),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto."),
     dtype: str | None = typer.Option(None, help="float32 or float64 (default: the entry's).", show_default=False),
+    templates: list[Path] | None = TEMPLATES_OPTION,
 ) -> None:
     """The attribution graph of logit(blank) − logit(newline): every MLP replaced by its transcoder, attention frozen."""
-    from lister_tui.core.engine.prompts import TEMPLATES, TOPICS, build_prompts
+    from lister_tui.core.engine.prompts import TOPICS, build_prompts, get_template
     from lister_tui.core.engine.registry import get_entry
     from lister_tui.core.engine.transcoders import transcoder_set
     from lister_tui.core.study.graphs.export import FORMATS
@@ -57,9 +60,9 @@ def graph_command(
     from lister_tui.core.study.settings import SAMPLING_PRESETS
 
     try:
+        use_user_files(None, templates)
         entry = get_entry(model)
-        if template not in TEMPLATES:
-            raise ListerError(f"unknown template {template!r}; valid: {', '.join(TEMPLATES)}")
+        get_template(template, entry)  # the study's, the entry's own, --templates' (unknown: the valid names)
         if topic not in TOPICS:
             raise ListerError(f"unknown topic {topic!r}; valid: {', '.join(TOPICS)}")
         if not 0 <= sample < MAX_SAMPLES_PER_TOPIC:
@@ -91,7 +94,7 @@ def graph_command(
             transcoder_set(entry)  # refuses an entry without transcoders
         if dtype not in (None, "float32", "float64"):
             raise ListerError(f"--dtype {dtype!r} is not valid for graphs; valid: float32, float64")
-        specs = build_prompts([template], [topic], samples_per_topic=sample + 1, base_seed=seed)
+        specs = build_prompts([template], [topic], samples_per_topic=sample + 1, base_seed=seed, entry=entry)
         spec = specs[sample]
         labels = None
         if session is not None:
