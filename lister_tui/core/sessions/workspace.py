@@ -96,8 +96,10 @@ def to_interventions(choices: Iterable[AblationChoice], name: str = "") -> Inter
 
 
 def only_zeroes(choices: Iterable[AblationChoice]) -> bool:
-    """Every choice zeroes its feature (the plain ablation)."""
-    return all(c.kind == "zero" for c in choices)
+    """Every choice zeroes an SAE feature (the plain ablation; a transcoder's, ``tc_L``, is an intervention)."""
+    from lister_tui.core.engine.entries import is_transcoder_site
+
+    return all(c.kind == "zero" and not is_transcoder_site(c.sae_id) for c in choices)
 
 
 # the order k cycles kinds in, and the value a kind starts from

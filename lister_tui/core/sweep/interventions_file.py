@@ -5,7 +5,7 @@ The form (JSON takes the same keys)::
     [[sets]]
     name = "no-short"
     [[sets.interventions]]
-    site = "res_0"
+    site = "res_0"       # an SAE site, or a transcoder's tc_L
     feature = 382
     kind = "zero"        # zero | scale | clamp | steer
     value = 0.0          # k for scale, the value for clamp, c for steer (unused for zero)
@@ -22,7 +22,7 @@ import json
 import tomllib
 from pathlib import Path
 
-from lister_tui.core.engine.interventions import KINDS, Intervention, InterventionSet, check_position, check_value, site_width
+from lister_tui.core.engine.interventions import KINDS, Intervention, InterventionSet, check_position, check_value, intervention_sites, site_width
 from lister_tui.core.engine.registry import ModelEntry
 from lister_tui.core.errors import ListerError
 
@@ -39,7 +39,7 @@ def parse_sets(data: object, entry: ModelEntry, source: str, reserved: set[str] 
         raise ListerError(f"{source}: 'sets' is empty; give at least one [[sets]] with a name and interventions")
     if len(data["sets"]) > MAX_SETS:
         raise ListerError(f"{source}: {len(data['sets'])} sets; at most {MAX_SETS}")
-    sites = [s.id for s in entry.sites]
+    sites = intervention_sites(entry)  # SAE sites and transcoder sites tc_L
     widths: dict[str, int | None] = {}
     out: list[InterventionSet] = []
     names: set[str] = set()
