@@ -55,3 +55,35 @@ def test_a_format_1_session_opens_with_no_experiments_and_saves_as_format_2(tmp_
     again = SessionStore.of(opened).save(opened.workspace, MODEL)
     assert again["format_version"] == 2
     assert json.loads((folder / "manifest.v1.json").read_text())["format_version"] == 1
+
+
+def test_a_relative_clamp_round_trips_with_its_maximum_and_an_older_file_reads_as_absolute(tmp_path):
+    import hashlib
+
+    import pyarrow.parquet as pq
+
+    from session_fixtures import assert_same_workspace
+
+    from lister_tui.core.sessions.workspace import AblationChoice
+
+    ws = small_workspace()
+    key = next(iter(ws.samples))
+    waiting = AblationChoice("res_0", 7, 4, "every", "clamp", 0.5, relative=True)
+    known = AblationChoice("attn_1", 9, 4, "every", "clamp", 0.25, relative=True, peak=6.0)
+    ws.toggle(key, waiting)
+    ws.toggle(key, known)
+    SessionStore(tmp_path / "s").save(ws, MODEL, decode=decode)
+    back = read_session(tmp_path / "s").workspace
+    assert_same_workspace(ws, back)
+    assert known.to_intervention().value == 1.5 and waiting.waiting_for_peak and not known.waiting_for_peak
+    assert known.kind_text() == "=0.25×max=1.5" and waiting.kind_text() == "=0.5×max=…"
+    # a file written before the two columns existed: every clamp absolute
+    path = next((tmp_path / "s").rglob("choices*.parquet"))
+    table = pq.read_table(path)
+    pq.write_table(table.drop(["relative", "peak"]), path)
+    manifest_path = tmp_path / "s" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["tables"]["choices"]["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+    old = read_session(tmp_path / "s").workspace.state(key).choices
+    assert all(not c.relative and c.peak is None for c in old)

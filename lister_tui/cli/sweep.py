@@ -153,6 +153,13 @@ def sweep_command(
             out = resume
         else:
             settings, entry, out = _new_settings(ctx.params, out, overwrite)
+        from lister_tui.core.sweep.interventions_file import has_relative
+
+        if ray_options is not None and has_relative(settings.interventions):
+            raise ListerError(
+                "a relative clamp (relative = true) is resolved from the card's maximum on the local model; "
+                "run this sweep without --ray, or give the clamp's absolute value"
+            )
     except ListerError as exc:
         fail(exc)
     _run_sweep(settings, entry, out, overwrite, threads, resume=resume is not None, ray_options=ray_options)
@@ -313,6 +320,7 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
     from lister_tui.core.engine.threads import configure_torch_threads
 
     loaded = None
+    resolved_clamps: list[dict] = []
     if ray_options is None:
         try:
             # Fails fast (with the download commands for a pretrained entry) before any work.
@@ -322,6 +330,14 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
                 check_layer(loaded, settings.resolved_steering_layer(entry))
             # tokenizer work only: every prompt plus --max-new-tokens must fit the model's context
             check_prompts_fit(loaded, settings.templates, settings.topics, settings.sampling.max_new_tokens)
+            from lister_tui.core.sweep.interventions_file import has_relative, resolve_sets
+
+            if has_relative(settings.interventions):  # k × the card's maximum, recorded resolved
+                from dataclasses import replace
+
+                say("resolving relative clamps from the features' cards (a corpus pass per site, cached)", err=True)
+                records, resolved_clamps = resolve_sets(loaded, settings.interventions)
+                settings = replace(settings, interventions=records)
         except ListerError as exc:
             fail(exc)
     writer = SweepWriter(out, overwrite=overwrite, command=["lister-tui", *sys.argv[1:]])
@@ -343,6 +359,8 @@ def _run_sweep(settings, entry, out: Path, overwrite: bool, threads: Optional[in
         progress.update(task, completed=p.done, total=p.total or None, description=text(p.detail[:60]).markup)
 
     def ready(model, runtime: dict) -> None:
+        if resolved_clamps:
+            runtime = {**runtime, "interventions_resolved": resolved_clamps}
         (writer.resume if resume else writer.start)(model, settings, runtime=runtime)
         where = f"{model.device}" if loaded is not None else f"{len(runtime['ray']['workers'])} Ray workers"
         verb = "resuming the sweep" if resume else "sweep"

@@ -31,3 +31,4 @@ MAX_POSITION = 1 << 20  # a token position given by hand (graph --pos); the list
 MAX_GRAPH_CHECKS = 1000  # graph nodes zeroed to compare graph, replacement and real model
 MAX_GRAPH_BATCH = 4096  # graph targets per backward pass
 MAX_GRAPH_MEMORY_GIB = 1024.0  # what --max-memory may allow
+MAX_RELATIVE_CLAMP = 100.0  # |k| of a relative clamp: k × the feature's maximum activation (its card)

@@ -46,6 +46,7 @@ MAIN_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.toggle_feature", "space", "toggle_feature", "Toggle", "Switch the highlighted feature off/on for the ablation", True, key_display="␣"),
     KeySpec("lister.toggle_mode", "e", "toggle_mode", "Pos/every", "Ablate the highlighted feature at its position or at every position"),
     KeySpec("lister.cycle_kind", "k", "cycle_kind", "Kind", "How the highlighted chosen feature is changed: zero → scale → clamp → steer (its value in the Interventions tab)"),
+    KeySpec("lister.clamp_relative", "v", "toggle_relative", "Rel. clamp", "The highlighted clamp: an absolute value, or k × the feature's maximum activation from its card (found in the background)"),
     KeySpec("lister.value_down", "left_square_bracket", "step_value(-1)", "Value−", "Lower the highlighted feature's scale, clamp or steer value by a step", key_display="["),
     KeySpec("lister.value_up", "right_square_bracket", "step_value(1)", "Value+", "Raise the highlighted feature's scale, clamp or steer value by a step", key_display="]"),
     KeySpec("lister.top_k", "K", "top_k", "Top-5", "Add the study's top-5 pairs of the selected SAE (0 < pos < attribution position)"),

@@ -37,6 +37,15 @@ class CurveReady(Message):
 
 
 @dataclass
+class PeaksReady(Message):
+    """Every feature's maximum activation of one SAE over the cards' corpus (relative clamps)."""
+
+    sae_id: str
+    corpus: str
+    peaks: object  # numpy array [d_sae]
+
+
+@dataclass
 class AttributionReady(Message):
     keys: list[str]
     by_sae: dict[str, SAEListAttribution]

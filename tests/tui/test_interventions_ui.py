@@ -61,3 +61,47 @@ def test_x_runs_the_batch_experiment_and_keeps_it_in_the_session(make_app, tiny)
             assert len(app.workspace.experiments) == 1  # kept once
 
     asyncio.run(go())
+
+
+def test_v_makes_a_clamp_relative_to_the_cards_maximum_found_in_a_worker(make_app, tmp_path, monkeypatch):
+    """k to clamp, v: the row waits, a worker finds the maximum over the cards' corpus, the row shows
+    ``=0.5×max=<value>``, ] steps k, r regenerates under k × the maximum, and the run keeps both."""
+    import numpy as np
+
+    from lister_tui.core.study.cards import max_activations
+    from lister_tui.core.study.corpus import default_corpus
+
+    monkeypatch.setenv("LISTER_TUI_CACHE", str(tmp_path))
+
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            await pilot.press("a")
+            await settle(app, pilot)
+            await pilot.press("space", "k", "k")  # on, scale, clamp
+            key = app.main.state.current
+            await pilot.press("v")
+            (choice,) = app.workspace.state(key).choices
+            assert choice.relative and choice.value == 0.5
+            await settle(app, pilot)  # the corpus pass ran in a worker
+            (choice,) = app.workspace.state(key).choices
+            samples = {k: st.sample for k, st in app.workspace.samples.items()}
+            peaks = max_activations(app.lab, choice.sae_id, default_corpus(app.lab, samples), cache=tmp_path)
+            assert choice.peak == float(peaks[choice.feature]) and choice.peak > 0
+            await pilot.press("right_square_bracket")  # k 0.5 -> 0.6
+            (choice,) = app.workspace.state(key).choices
+            assert choice.value == 0.6 and choice.to_intervention().value == np.float64(0.6) * choice.peak
+            await pilot.press("2")
+            await pilot.pause()
+            shown = app.export_screenshot()
+            assert "0.6×max" in shown and f"{0.6 * choice.peak:.3g}" in shown
+            await pilot.press("r")
+            await settle(app, pilot)
+            (run,) = app.workspace.state(key).runs
+            assert run.choices[0].relative and run.choices[0].peak == choice.peak
+            await pilot.press("v")  # back to absolute: the value it stood for
+            (choice,) = app.workspace.state(key).choices
+            assert not choice.relative and choice.value == round(0.6 * run.choices[0].peak, 6)
+
+    asyncio.run(go())

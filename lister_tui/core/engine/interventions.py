@@ -19,10 +19,19 @@ adds nothing. A clamp may be relative (``relative=True``): its value is k × the
 feature's maximum activation from its card, resolved with :func:`resolve_relative`
 before any hook is built.
 
+Transcoder features (sites ``tc_L``) work the same way in the real model: the
+transcoder reads its input hook (``blocks.L.ln2.hook_normalized``), the feature's
+activation is encoded there, and ``(a'_f − a_f) W_dec[f]`` is added at its output hook
+(``blocks.L.hook_mlp_out``); the MLP itself runs untouched and the transcoder's error
+is kept (as :func:`lister_tui.core.study.graphs.checks.measured` does for one forward).
+
 Positions: one absolute token index, ``"all"`` (every position, generated ones
 included), ``"prompt"`` (positions before the prompt's end) or ``"generated"`` (from
 the prompt's end on, the regenerated prefix's list tokens included). Like
 :mod:`ablation`, the hooks track absolute positions through KV-cached generation.
+
+Long because the kinds, their checks and the hooks for SAEs and transcoders are one
+definition: every caller (explorer, API, sweeps, experiments) validates and runs the same code.
 """
 
 from __future__ import annotations
@@ -188,8 +197,17 @@ def resolve_relative(interventions: InterventionSet, max_activation: Callable[[s
     return replace(interventions, interventions=tuple(out))
 
 
+def intervention_sites(entry: ModelEntry) -> list[str]:
+    """Every site an intervention may name: the entry's SAE sites, then its transcoders' ``tc_L``."""
+    from lister_tui.core.engine.entries import transcoder_site_id
+
+    tc = [transcoder_site_id(layer) for tset in entry.transcoders for layer in tset.layers]
+    return [s.id for s in entry.sites] + list(dict.fromkeys(t for t in tc if t not in {s.id for s in entry.sites}))
+
+
 def site_width(entry: ModelEntry, site_id: str) -> int | None:
-    """The SAE's d_sae from its cfg.json when its weights are a local or shipped folder (None: unknown)."""
+    """The SAE's (or transcoder's, ``tc_L``) d_sae from its cfg.json when its weights are a local or
+    shipped folder (None: unknown)."""
     import json
     from pathlib import Path
 
@@ -220,13 +238,26 @@ def intervention_hooks(interventions: InterventionSet, saes: Mapping[str, SAE], 
     """
     validate(interventions, {k: s.cfg.d_sae for k, s in saes.items()})
     by_hook: dict[str, dict[str, list[Intervention]]] = {}
+    by_transcoder: dict[str, list[Intervention]] = {}
     for item in interventions.interventions:
+        if is_transcoder(saes[item.sae_id]):
+            by_transcoder.setdefault(item.sae_id, []).append(item)
+            continue
         hook_name = saes[item.sae_id].cfg.metadata.hook_name
         by_hook.setdefault(hook_name, {}).setdefault(item.sae_id, []).append(item)
-    return [
+    hooks: list[ForwardHook] = [
         (hook_name, _PositionTracking([_Columns(saes[sae_id], items, prompt_len) for sae_id, items in by_sae.items()]))
         for hook_name, by_sae in by_hook.items()
     ]
+    for sae_id, items in by_transcoder.items():
+        hooks += _TranscoderHooks(_TranscoderColumns(saes[sae_id], items, prompt_len)).hooks()
+    return hooks
+
+
+def is_transcoder(sae: SAE) -> bool:
+    """Whether ``sae`` reads one hook and writes another (a transcoder: ``hook_name_out`` set)."""
+    out = getattr(sae.cfg.metadata, "hook_name_out", None)
+    return out is not None and out != sae.cfg.metadata.hook_name
 
 
 class _Columns:
@@ -314,3 +345,84 @@ class _PositionTracking:
         if total is None:
             return activation
         return activation + total.to(activation.device, activation.dtype)
+
+
+class _TranscoderColumns(_Columns):
+    """One transcoder's interventions: activations encoded from its input, decoder rows written to its output."""
+
+    def __init__(self, sae: SAE, items: Sequence[Intervention], prompt_len: int):
+        self.sae = sae
+        self.items = list(items)
+        self.prompt_len = prompt_len
+        self.is_hook_z = False
+        device = sae.device
+        self.feature_ids = torch.tensor([i.feature for i in items], dtype=torch.long, device=device)  # [J]
+        coef = [i.coefficients() for i in items]
+        self.m_minus_1 = torch.tensor([m - 1.0 for m, _ in coef], dtype=sae.dtype, device=device)  # [J]
+        self.b = torch.tensor([b for _, b in coef], dtype=sae.dtype, device=device)  # [J]
+        explicit = [i.position for i in items if isinstance(i.position, int)]
+        self.steady_from = max([prompt_len] + [p + 1 for p in explicit])
+        self.steady = self._mask_rows(self.steady_from, 1)
+        self.steady_any = bool(self.steady.any())
+        with torch.no_grad():
+            self.W_dec = sae.W_dec[self.feature_ids].detach().contiguous()  # [J, d_out]
+        self.fast = _plain_transcoder(sae)
+        if self.fast:  # sae-lens Transcoder.encode: no input bias subtracted, ReLU, JumpReLU's threshold
+            with torch.no_grad():
+                threshold = getattr(sae, "threshold", None)
+                self.slice = FeatureSlice(
+                    W_enc=sae.W_enc[:, self.feature_ids].detach().contiguous(),
+                    b_enc=sae.b_enc[self.feature_ids].detach(),
+                    W_dec=self.W_dec,
+                    input_bias=torch.zeros(sae.cfg.d_in, dtype=sae.dtype, device=device),
+                    threshold=None if threshold is None else threshold[self.feature_ids].detach(),
+                )
+
+    def delta(self, activation: Tensor, mask: Tensor) -> Tensor:
+        """What the interventions add to the transcoder's output hook, from its input ``activation``."""
+        if self.fast:
+            acts = self.slice.encode(activation)  # [batch, n, J]
+        else:  # any transcoder: its own encode, the chosen columns
+            acts = self.sae.encode(activation.to(self.sae.device, self.sae.dtype))[..., self.feature_ids]
+        change = (acts * self.m_minus_1 + self.b) * mask  # [batch, n, J]
+        return change @ self.W_dec  # [batch, n, d_out]
+
+
+def _plain_transcoder(sae: SAE) -> bool:
+    """True when ``sae.encode`` is exactly ``relu(x W_enc + b_enc)`` (masked by a JumpReLU threshold)."""
+    from sae_lens.saes.transcoder import JumpReLUSkipTranscoder, JumpReLUTranscoder, SkipTranscoder, Transcoder
+
+    return type(sae) in (Transcoder, SkipTranscoder, JumpReLUTranscoder, JumpReLUSkipTranscoder) and sae.cfg.normalize_activations in (
+        "none",
+        "expected_average_only_in",
+    )
+
+
+class _TranscoderHooks:
+    """A pair of hooks for one transcoder: its input hook computes the change, its output hook adds it.
+
+    Within one forward pass the MLP reads its input before it writes its output, so the
+    change computed at the input is the one added at the output of the same positions.
+    """
+
+    def __init__(self, group: _TranscoderColumns):
+        self.group = group
+        self.offset = 0
+        self.pending: Tensor | None = None
+
+    def hooks(self) -> list[ForwardHook]:
+        meta = self.group.sae.cfg.metadata
+        return [(meta.hook_name, self.read), (meta.hook_name_out, self.write)]
+
+    def read(self, activation: Tensor, hook) -> Tensor:
+        n = activation.shape[1]
+        start, self.offset = self.offset, self.offset + n
+        mask = self.group.mask(start, n)
+        self.pending = None if mask is None else self.group.delta(activation, mask)
+        return activation
+
+    def write(self, activation: Tensor, hook) -> Tensor:
+        pending, self.pending = self.pending, None
+        if pending is None:
+            return activation
+        return activation + pending.to(activation.device, activation.dtype)

@@ -40,8 +40,8 @@ ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "attribution_summary": ("method", "ig_steps"),
     "samples": ("removed", "empty_items"),
     "runs": ("activations_zeroed", "base_empty_items", "ablated_empty_items"),
-    "choices": ("kind", "value"),
-    "run_choices": ("kind", "value"),
+    "choices": ("kind", "value", "relative", "peak"),
+    "run_choices": ("kind", "value", "relative", "peak"),
 }
 
 
@@ -71,7 +71,8 @@ def _gen_row(s: ListSample, prefix: str = "") -> dict:
 
 def _choice_rows(choices: Sequence[AblationChoice], **extra) -> list[dict]:
     return [
-        {**extra, "order": i, "sae_id": c.sae_id, "feature": c.feature, "pos": c.pos, "mode": c.mode, "kind": c.kind, "value": float(c.value)}
+        {**extra, "order": i, "sae_id": c.sae_id, "feature": c.feature, "pos": c.pos, "mode": c.mode, "kind": c.kind, "value": float(c.value),
+         "relative": bool(c.relative), "peak": None if c.peak is None else float(c.peak)}
         for i, c in enumerate(choices)
     ]
 
@@ -249,7 +250,13 @@ def _choices_from(rows: list[dict]) -> list[AblationChoice]:
         value = float(r.get("value") or 0.0)
         if not math.isfinite(value):
             raise ListerError(f"choices: value {value!r} of {r['sae_id']} f{r['feature']} is not a finite number")
-        out.append(AblationChoice(str(r["sae_id"]), int(r["feature"]), int(r["pos"]), r["mode"], kind, value))
+        relative = bool(r.get("relative") or False)  # absent in older files: absolute
+        peak = r.get("peak")
+        if peak is not None and not (math.isfinite(float(peak)) and float(peak) >= 0):
+            raise ListerError(f"choices: peak {peak!r} of {r['sae_id']} f{r['feature']} is not a finite maximum activation >= 0")
+        if relative and kind != "clamp":
+            raise ListerError(f"choices: {r['sae_id']} f{r['feature']} is relative but a {kind}; only a clamp can be relative")
+        out.append(AblationChoice(str(r["sae_id"]), int(r["feature"]), int(r["pos"]), r["mode"], kind, value, relative, None if peak is None else float(peak)))
     return out
 
 

@@ -71,6 +71,9 @@ _CHOICE_FIELDS = [
     # how the feature is changed (format 2): zero, scale, clamp or steer, and its value
     pa.field("kind", pa.string()),
     pa.field("value", pa.float64()),
+    # a relative clamp: value is k × peak, the feature's maximum activation from its card (null: not known yet)
+    pa.field("relative", pa.bool_()),
+    pa.field("peak", pa.float64()),
 ]
 
 

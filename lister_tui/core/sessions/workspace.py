@@ -61,15 +61,29 @@ class AblationChoice:
     pos: int  # the attributed position (kept in "every" mode, to show where it came from)
     mode: AblationMode = "position"
     kind: str = "zero"  # zero | scale | clamp | steer (core.engine.interventions)
-    value: float = 0.0  # k for scale, the value for clamp, c for steer
+    value: float = 0.0  # k for scale, the value for clamp (k if relative), c for steer
+    relative: bool = False  # clamp only: the value is k × the feature's maximum activation (its card)
+    peak: float | None = None  # that maximum, once the card's corpus pass gave it (kept: the run is reproducible)
 
     def to_intervention(self) -> Intervention:
-        return Intervention(self.sae_id, self.feature, self.kind, float(self.value), "all" if self.mode == "every" else self.pos)
+        position = "all" if self.mode == "every" else self.pos
+        if self.relative and self.kind == "clamp":
+            if self.peak is None:  # not yet known: refused when hooks are built (resolve_relative)
+                return Intervention(self.sae_id, self.feature, "clamp", float(self.value), position, relative=True)
+            return Intervention(self.sae_id, self.feature, "clamp", float(self.value) * float(self.peak), position)
+        return Intervention(self.sae_id, self.feature, self.kind, float(self.value), position)
+
+    @property
+    def waiting_for_peak(self) -> bool:
+        """A relative clamp whose maximum activation is not known yet (no run can use it)."""
+        return self.kind == "clamp" and self.relative and self.peak is None
 
     def kind_text(self) -> str:
-        """``zero``, ``×0.5``, ``=3``, ``+2`` (literal characters only)."""
+        """``zero``, ``×0.5``, ``=3``, ``=0.5×max=3.21``, ``+2`` (literal characters only)."""
         if self.kind == "scale":
             return f"×{self.value:g}"
+        if self.kind == "clamp" and self.relative:
+            return f"={self.value:g}×max" + ("=…" if self.peak is None else f"={self.value * self.peak:.3g}")
         if self.kind == "clamp":
             return f"={self.value:g}"
         if self.kind == "steer":
@@ -96,14 +110,17 @@ def to_interventions(choices: Iterable[AblationChoice], name: str = "") -> Inter
 
 
 def only_zeroes(choices: Iterable[AblationChoice]) -> bool:
-    """Every choice zeroes its feature (the plain ablation)."""
-    return all(c.kind == "zero" for c in choices)
+    """Every choice zeroes an SAE feature (the plain ablation; a transcoder's, ``tc_L``, is an intervention)."""
+    from lister_tui.core.engine.entries import is_transcoder_site
+
+    return all(c.kind == "zero" and not is_transcoder_site(c.sae_id) for c in choices)
 
 
 # the order k cycles kinds in, and the value a kind starts from
 KIND_CYCLE: tuple[str, ...] = ("zero", "scale", "clamp", "steer")
 KIND_DEFAULT_VALUE = {"zero": 0.0, "scale": 0.5, "clamp": 0.0, "steer": 2.0}
 KIND_STEP = {"zero": 0.0, "scale": 0.25, "clamp": 0.5, "steer": 0.5}
+RELATIVE_DEFAULT, RELATIVE_STEP = 0.5, 0.1  # a relative clamp's k (× the maximum activation) and its step
 
 
 @dataclass(frozen=True)

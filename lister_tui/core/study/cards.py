@@ -348,6 +348,37 @@ def sample_trace(lab: LoadedModel, sae_id: str, feature: int, key: str, tokens, 
     return SampleTrace(key, tuple(lab.to_str_tokens(list(tokens))), tuple(float(v) for v in acts), attr, pos, rank)
 
 
+def corpus_parts(
+    lab: LoadedModel,
+    sae_id: str,
+    corpus: Corpus,
+    *,
+    cache: Path | None | bool = True,
+    on_progress: Progress | None = None,
+    on_notice=None,
+) -> list[tuple]:
+    """``(part, SparseActivations)`` of every part of ``corpus`` for SAE ``sae_id``: the pass a card reads
+    (cached; ``on_progress(done, total)`` over the whole corpus, True stops it with PassCancelled)."""
+    total = corpus.n_tokens
+    done_before = 0
+    parts: list[tuple] = []
+    for part in corpus.parts:
+        report = None
+        if on_progress is not None:
+            report = lambda done, _all, base=done_before: on_progress(base + done, total)  # noqa: E731
+        acts: SparseActivations = corpus_activations(lab, sae_id, part, cache=cache, on_progress=report, on_notice=on_notice)
+        parts.append((part, acts))
+        done_before += part.n_tokens
+    return parts
+
+
+def max_activations(lab: LoadedModel, sae_id: str, corpus: Corpus, *, cache: Path | None | bool = True, on_progress: Progress | None = None) -> np.ndarray:
+    """[d_sae]: every feature's card ``max_activation`` at once (0 for a feature that never fires)."""
+    from lister_tui.core.study.features import feature_maxima
+
+    return feature_maxima(acts for _, acts in corpus_parts(lab, sae_id, corpus, cache=cache, on_progress=on_progress))
+
+
 def feature_card(
     lab: LoadedModel,
     sae_id: str,
@@ -376,17 +407,8 @@ def feature_card(
     d_sae = check_feature(lab, sae_id, feature)
     if k < 1:
         raise ListerError(f"k {k} is out of range; valid: 1 or more")
-    total = corpus.n_tokens
-    done_before = 0
-    parts: list[tuple] = []
     notices: list[str] = []
-    for part in corpus.parts:
-        report = None
-        if on_progress is not None:
-            report = lambda done, _all, base=done_before: on_progress(base + done, total)  # noqa: E731
-        acts: SparseActivations = corpus_activations(lab, sae_id, part, cache=cache, on_progress=report, on_notice=notices.append)
-        parts.append((part, acts))
-        done_before += part.n_tokens
+    parts = corpus_parts(lab, sae_id, corpus, cache=cache, on_progress=on_progress, on_notice=notices.append)
     merged = _merge(parts, feature)
     strings = _strings(lab)
     order = np.argsort(-merged.values, kind="stable")

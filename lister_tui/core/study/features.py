@@ -136,6 +136,21 @@ def feature_densities(parts) -> np.ndarray:
     return firing / counted if counted else np.zeros(parts[0].d_sae)
 
 
+def feature_maxima(parts) -> np.ndarray:
+    """Each feature's largest activation over a corpus (0 where it never fires): the card's
+    ``max_activation`` for every feature at once. ``parts`` as for :func:`feature_densities`."""
+    parts = list(parts)
+    if not parts:
+        raise ListerError("no corpus activations given; run the corpus pass of the SAE first")
+    out = np.zeros(parts[0].d_sae, dtype=np.float64)
+    for p in parts:
+        counts = np.diff(p.indptr)
+        firing = counts > 0
+        if firing.any():  # segments of the firing features, in order: reduceat's ends are the next starts
+            out[firing] = np.maximum(out[firing], np.maximum.reduceat(p.values.astype(np.float64), p.indptr[:-1][firing]))
+    return out
+
+
 def density_aware(ranking: pd.DataFrame, density: np.ndarray, *, max_density: float = DEFAULT_MAX_DENSITY, mode: str = "flag", score: str = "attribution_sum") -> pd.DataFrame:
     """A ranking with each feature's ``density`` and ``dense`` (density > ``max_density``) added.
 

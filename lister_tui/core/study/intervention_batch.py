@@ -226,14 +226,63 @@ def _firing_features(loaded: LoadedModel, samples: Sequence[ListSample], sae_id:
 
 
 def top_attributed(loaded: LoadedModel, samples: Sequence[ListSample], sae_ids: Sequence[str], k: int = CONTROL_EXCLUDE_TOP) -> set[tuple[str, int]]:
-    """(SAE, feature) of each list's ``k`` strongest attributed pairs (activation × gradient)."""
+    """(SAE, feature) of each list's ``k`` strongest attributed pairs (activation × gradient); a
+    transcoder site's (``tc_L``) by :func:`transcoder_attributions`."""
+    from lister_tui.core.engine.transcoders import is_transcoder_site
     from lister_tui.core.study.experiment import attributable, attribute_lists
 
     usable = [samples[i] for i in attributable(samples)]
     if not usable:
         return set()
-    attrs = attribute_lists(loaded, usable, list(sae_ids), keep=k)
-    return {(sae_id, p.feature) for sae_id, a in attrs.items() for pairs in a.top for p in pairs[:k]}
+    plain = [i for i in sae_ids if not is_transcoder_site(i)]
+    out: set[tuple[str, int]] = set()
+    if plain:
+        attrs = attribute_lists(loaded, usable, plain, keep=k)
+        out |= {(sae_id, p.feature) for sae_id, a in attrs.items() for pairs in a.top for p in pairs[:k]}
+    tc = [i for i in sae_ids if is_transcoder_site(i)]
+    for s in usable if tc else ():
+        for sae_id, scores in transcoder_attributions(loaded, s, tc).items():
+            flat = scores.abs().flatten()
+            top = flat.topk(min(k, int((flat > 0).sum()))).indices
+            out |= {(sae_id, int(j) % scores.shape[1]) for j in top}
+    return out
+
+
+def transcoder_attributions(loaded: LoadedModel, sample: ListSample, sae_ids: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Per transcoder site: [pos, d_sae] activation × (gradient of the metric at the attribution position
+    at the transcoder's output · the feature's decoder row), BOS excluded (zero); one forward and backward."""
+    from lister_tui.core.engine.attribution import metric_logit_diff
+
+    pos = sample.structure.attribution_pos
+    tcs = {i: loaded.load_sae(i, cache=True) for i in sae_ids}
+    inputs: dict[str, torch.Tensor] = {}
+    outputs: dict[str, torch.Tensor] = {}
+    hooks = []
+    for sae_id, tc in tcs.items():
+        meta = tc.cfg.metadata
+
+        def keep(act, hook, sae_id=sae_id):
+            inputs[sae_id] = act.detach()
+            return act
+
+        def open_(act, hook, sae_id=sae_id):  # act + 0: the gradient at the output, nothing cut
+            outputs[sae_id] = torch.zeros_like(act, requires_grad=True)
+            return act + outputs[sae_id]
+
+        hooks += [(meta.hook_name, keep), (meta.hook_name_out, open_)]
+    tokens = torch.tensor([list(sample.tokens[: pos + 1])], device=loaded.device)
+    with torch.enable_grad(), loaded.model.hooks(fwd_hooks=hooks):
+        logits = loaded.model(tokens)
+        metric_logit_diff(logits, loaded.ids.blank, loaded.ids.newline)[0, pos].backward()
+    out = {}
+    with torch.no_grad():
+        for sae_id, tc in tcs.items():
+            acts = tc.encode(inputs[sae_id].to(tc.device, tc.dtype))[0]  # [pos, d_sae]
+            grad = outputs[sae_id].grad[0].to(tc.dtype) @ tc.W_dec.T  # [pos, d_sae]
+            scores = (acts * grad).float().cpu()
+            scores[0] = 0.0
+            out[sae_id] = scores
+    return out
 
 
 def random_control(

@@ -5,11 +5,17 @@ The form (JSON takes the same keys)::
     [[sets]]
     name = "no-short"
     [[sets.interventions]]
-    site = "res_0"
+    site = "res_0"       # an SAE site, or a transcoder's tc_L
     feature = 382
     kind = "zero"        # zero | scale | clamp | steer
     value = 0.0          # k for scale, the value for clamp, c for steer (unused for zero)
     position = "all"     # all | prompt | generated | a token index
+    relative = false     # clamp only: true makes value k × the feature's maximum activation (its card)
+
+A relative clamp is checked with the rest before the model loads, then resolved once it has
+loaded (:func:`resolve_sets`: k × the maximum over the card's corpus, lister-tiny's held-out
+text for a sweep) and recorded resolved: the sweep's settings and interventions.json hold the
+absolute value, its manifest's ``runtime.interventions_resolved`` says from which k and maximum.
 
 Everything is checked before any model loads (a feature against the SAE's width read
 from its cfg.json when the weights are a local folder); an error names the file, the
@@ -22,9 +28,10 @@ import json
 import tomllib
 from pathlib import Path
 
-from lister_tui.core.engine.interventions import KINDS, Intervention, InterventionSet, check_position, check_value, site_width
+from lister_tui.core.engine.interventions import KINDS, Intervention, InterventionSet, check_position, check_value, intervention_sites, site_width
 from lister_tui.core.engine.registry import ModelEntry
 from lister_tui.core.errors import ListerError
+from lister_tui.core.limits import MAX_RELATIVE_CLAMP
 
 MAX_SETS = 100
 MAX_PER_SET = 1000
@@ -39,7 +46,7 @@ def parse_sets(data: object, entry: ModelEntry, source: str, reserved: set[str] 
         raise ListerError(f"{source}: 'sets' is empty; give at least one [[sets]] with a name and interventions")
     if len(data["sets"]) > MAX_SETS:
         raise ListerError(f"{source}: {len(data['sets'])} sets; at most {MAX_SETS}")
-    sites = [s.id for s in entry.sites]
+    sites = intervention_sites(entry)  # SAE sites and transcoder sites tc_L
     widths: dict[str, int | None] = {}
     out: list[InterventionSet] = []
     names: set[str] = set()
@@ -90,9 +97,12 @@ def parse_sets(data: object, entry: ModelEntry, source: str, reserved: set[str] 
             relative = item.get("relative", False)
             if not isinstance(relative, bool) or (relative and kind != "clamp"):
                 raise ListerError(f"{at}: field 'relative' is for a clamp only (true: value × the feature's maximum activation), got {relative!r:.60}")
-            if relative:
-                raise ListerError(f"{at}: field 'relative': a sweep takes absolute clamp values; read the maximum on the feature's card (lister-tui feature) and give value")
-            parsed.append(Intervention(site, feature, kind, value, position))
+            if relative and not -MAX_RELATIVE_CLAMP <= value <= MAX_RELATIVE_CLAMP:
+                raise ListerError(
+                    f"{at}: field 'value': {value:g} is out of range for a relative clamp (k × the feature's maximum activation); "
+                    f"valid: -{MAX_RELATIVE_CLAMP:g} to {MAX_RELATIVE_CLAMP:g}"
+                )
+            parsed.append(Intervention(site, feature, kind, value, position, relative))
         out.append(InterventionSet(tuple(parsed), name))
     return tuple(out)
 
@@ -119,6 +129,39 @@ def read_sets(path: Path, entry: ModelEntry, reserved: set[str] = frozenset()) -
     return parse_sets(data, entry, source, reserved)
 
 
+def has_relative(records) -> bool:
+    """Whether any intervention of the sets (records) is a relative clamp still to resolve."""
+    return any(bool(i.get("relative")) for r in records or () for i in r["interventions"])
+
+
+def resolve_sets(loaded, records, *, cache=True, on_progress=None) -> tuple[tuple[dict, ...], list[dict]]:
+    """The sets (records) with every relative clamp made absolute from its card's maximum activation
+    over the model's reference corpus, and one provenance row per resolved clamp
+    (set, site, feature, k, max_activation, value, corpus)."""
+    from lister_tui.core.engine.interventions import resolve_relative
+    from lister_tui.core.study.cards import max_activations
+    from lister_tui.core.study.corpus import default_corpus
+
+    sets = sets_from_records(records)
+    wanted = sorted({i.sae_id for s in sets for i in s.interventions if i.relative})
+    if not wanted:
+        return tuple(records), []
+    corpus = default_corpus(loaded)
+    peaks = {site: max_activations(loaded, site, corpus, cache=cache, on_progress=on_progress) for site in wanted}
+    provenance = []
+    out = []
+    for s in sets:
+        resolved = resolve_relative(s, lambda site, f: float(peaks[site][f]))
+        for before, after in zip(s.interventions, resolved.interventions):
+            if before.relative:
+                provenance.append({
+                    "set": s.name, "site": before.sae_id, "feature": before.feature, "k": before.value,
+                    "max_activation": float(peaks[before.sae_id][before.feature]), "value": after.value, "corpus": corpus.description,
+                })  # fmt: skip
+        out.append(resolved)
+    return sets_to_records(tuple(out)), provenance
+
+
 def sets_to_records(sets: tuple[InterventionSet, ...]) -> tuple[dict, ...]:
     return tuple(s.to_dict() for s in sets)
 
@@ -128,7 +171,10 @@ def sets_from_records(records) -> tuple[InterventionSet, ...]:
     out = []
     for r in records or ():
         items = tuple(
-            Intervention(str(i["site"]), int(i["feature"]), str(i["kind"]), float(i["value"]), i["position"] if isinstance(i["position"], str) else int(i["position"]))
+            Intervention(
+                str(i["site"]), int(i["feature"]), str(i["kind"]), float(i["value"]),
+                i["position"] if isinstance(i["position"], str) else int(i["position"]), bool(i.get("relative", False)),
+            )
             for i in r["interventions"]
         )
         out.append(InterventionSet(items, str(r["name"])))

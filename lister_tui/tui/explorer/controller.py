@@ -27,7 +27,8 @@ from lister_tui.core.engine.generation import ListSample, metric_curve, sample_l
 from lister_tui.core.errors import Cancelled, ListerError
 from lister_tui.core.sessions.runs import ablation_run, regeneration_prefix
 from lister_tui.core.engine.interventions import MAX_ABS_VALUE
-from lister_tui.core.sessions.workspace import KIND_CYCLE, KIND_DEFAULT_VALUE, KIND_STEP, AblationChoice
+from lister_tui.core.limits import MAX_RELATIVE_CLAMP
+from lister_tui.core.sessions.workspace import KIND_CYCLE, KIND_DEFAULT_VALUE, KIND_STEP, RELATIVE_DEFAULT, RELATIVE_STEP, AblationChoice
 from lister_tui.core.study.experiment import DEFAULT_IG_STEPS, attributable, attribute_lists, top_k_ablation
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 from lister_tui.tui.explorer.state import TOP_K, ExplorerState
@@ -37,6 +38,7 @@ from lister_tui.tui.messages import (
     CurveReady,
     ExplorerChanged,
     GenerationProgress,
+    PeaksReady,
     RegenerationCancelled,
     RegenerationFinished,
     RegenerationStarted,
@@ -69,6 +71,8 @@ class ExplorerController(Widget):
         self.base_cache: dict[tuple, tuple[ListSample, tuple[float, ...]]] = {}
         self._strings: TokenStrings | None = None
         self._rows: FeatureRows | None = None
+        self.peaks: dict[tuple[str, frozenset], object] = {}  # (SAE, the session's sample keys) -> max activation per feature
+        self.peaks_pending: set[str] = set()
 
     @property
     def strings(self) -> TokenStrings:
@@ -396,8 +400,73 @@ class ExplorerController(Widget):
             self.notify("switch the feature on first (space), then k picks how to change it", severity="warning")
             return
         kind = KIND_CYCLE[(KIND_CYCLE.index(existing.kind) + 1) % len(KIND_CYCLE)]
-        self.ws.set_choice(key, replace(existing, kind=kind, value=KIND_DEFAULT_VALUE[kind]))
+        self.ws.set_choice(key, replace(existing, kind=kind, value=KIND_DEFAULT_VALUE[kind], relative=False, peak=None))
         self.after_toggle()
+
+    def toggle_relative(self, choice: AblationChoice) -> None:
+        """A clamp's value: absolute, or k × the feature's maximum activation from its card (``v``)."""
+        key = self.state.current
+        existing = self.ws.find_choice(key, choice.ident)
+        if existing is None or existing.kind != "clamp":
+            self.notify("v makes a clamp relative to the feature's maximum activation: k picks clamp first", severity="warning")
+            return
+        if existing.relative:  # back to absolute, at the value it stood for
+            value = round(existing.value * existing.peak, 6) if existing.peak is not None else KIND_DEFAULT_VALUE["clamp"]
+            self.ws.set_choice(key, replace(existing, relative=False, peak=None, value=value))
+        else:
+            peaks = self.peaks.get(self._peaks_key(existing.sae_id))
+            peak = None if peaks is None else float(peaks[existing.feature])
+            self.ws.set_choice(key, replace(existing, relative=True, value=RELATIVE_DEFAULT, peak=peak))
+            if peak is None:
+                self.find_peaks(existing.sae_id)
+        self.after_toggle()
+
+    def _peaks_key(self, sae_id: str) -> tuple[str, frozenset]:
+        return (sae_id, frozenset(self.ws.samples))  # the cards' corpus holds the session's samples
+
+    def find_peaks(self, sae_id: str) -> None:
+        if sae_id in self.peaks_pending or self.needs_model("find the maximum activation"):
+            return
+        self.peaks_pending.add(sae_id)
+        self.notify(f"finding the maximum activations of {sae_id} (the cards' corpus pass, cached after the first time)", timeout=4)
+        samples = {k: st.sample for k, st in self.ws.samples.items()}
+        self.peak_worker(sae_id, samples, self._peaks_key(sae_id))
+
+    @work(thread=True, exit_on_error=False, group="peaks", description="Maximum activations")
+    def peak_worker(self, sae_id: str, samples: dict, cache_key: tuple) -> None:
+        from lister_tui.core.study.cards import max_activations
+        from lister_tui.core.study.corpus import PassCancelled, default_corpus
+
+        worker = get_current_worker()
+        try:
+            corpus = default_corpus(self.lab, samples)
+            peaks = max_activations(self.lab, sae_id, corpus, on_progress=lambda done, total: worker.is_cancelled)
+        except PassCancelled:
+            self.peaks_pending.discard(sae_id)
+            return
+        except Exception as exc:  # a worker's failure becomes a message, never a traceback
+            self.peaks_pending.discard(sae_id)
+            self.post_message(TaskFailed.of("maximum activation", exc))
+            return
+        self.peaks[cache_key] = peaks
+        self.post_message(PeaksReady(sae_id, corpus.description, peaks))
+
+    def on_peaks_ready(self, message: PeaksReady) -> None:
+        """Every relative clamp of ``message.sae_id`` still waiting gets its feature's maximum."""
+        message.stop()
+        self.peaks_pending.discard(message.sae_id)
+        filled = []
+        for key, st in self.ws.samples.items():
+            for c in list(st.choices):
+                if c.sae_id == message.sae_id and c.waiting_for_peak:
+                    peak = float(message.peaks[c.feature])
+                    self.ws.set_choice(key, replace(c, peak=peak))
+                    filled.append((c.feature, peak))
+        for feature, peak in filled[:3]:
+            note = " (it never fires on the corpus: the clamp is 0)" if peak == 0 else ""
+            self.notify(f"{message.sae_id} f{feature}: maximum activation {peak:.3g}{note}", timeout=4, markup=False)
+        if filled:
+            self.after_toggle()
 
     def step_value(self, choice: AblationChoice, direction: int) -> None:
         """Raise (+1) or lower (−1) a scale, clamp or steer value by its step (``]`` / ``[``)."""
@@ -406,9 +475,11 @@ class ExplorerController(Widget):
         if existing is None or existing.kind == "zero":
             self.notify("a zeroed feature has no value: k picks scale, clamp or steer first", severity="warning")
             return
-        value = round(existing.value + direction * KIND_STEP[existing.kind], 6)
-        if abs(value) > MAX_ABS_VALUE:
-            self.notify(f"the value stays within ±{MAX_ABS_VALUE:g}", severity="warning")
+        step, bound = (RELATIVE_STEP, MAX_RELATIVE_CLAMP) if existing.relative else (KIND_STEP[existing.kind], MAX_ABS_VALUE)
+        value = round(existing.value + direction * step, 6)
+        if abs(value) > bound:
+            what = "k of a relative clamp" if existing.relative else "value"
+            self.notify(f"the {what} stays within ±{bound:g}", severity="warning")
             return
         self.ws.set_choice(key, replace(existing, value=value))
         self.after_toggle()
@@ -504,6 +575,14 @@ class ExplorerController(Widget):
         st = self.ws.state(self.state.current)
         if self.state.from_attr and st.sample.structure.attribution_pos is None:
             self.notify("this sample has no attribution position; press R to regenerate from the prompt", severity="error")
+            return
+        waiting = [c for c in st.choices if c.waiting_for_peak]
+        if waiting:
+            c = waiting[0]
+            self.notify(
+                f"{c.sae_id} f{c.feature}'s relative clamp waits for its maximum activation (being found); r again once the row shows it",
+                severity="warning", markup=False,
+            )  # fmt: skip
             return
         marker = st.sample.prompt_len - 1
         if not 0 <= marker < len(st.sample.tokens) or st.sample.tokens[marker] != self.lab.ids.item_marker:

@@ -316,6 +316,13 @@ class MainScreen(Screen):
         if choice is not None:
             self.controller.cycle_kind(choice)
 
+    def action_toggle_relative(self) -> None:
+        if self.state.current is None:
+            return
+        choice = self._highlighted_choice()
+        if choice is not None:
+            self.controller.toggle_relative(choice)
+
     def action_step_value(self, direction: int) -> None:
         if self.state.current is None:
             return
@@ -479,6 +486,10 @@ class MainScreen(Screen):
         st = self.ws.state(self.state.current)
         if not st.choices:
             self.notify("choose features first (space; k for the kind), then X measures them over every list", severity="warning")
+            return
+        waiting = [c for c in st.choices if c.waiting_for_peak]
+        if waiting:
+            self.notify(f"{waiting[0].sae_id} f{waiting[0].feature}'s relative clamp waits for its maximum activation; X again once the row shows it", severity="warning", markup=False)
             return
         iset: InterventionSet = to_interventions(st.choices, name=f"{len(st.choices)} feature(s) from {self.state.current}")
         shortest = min(len(prompt_ids(self.app.lab, s.sample.spec.template, s.sample.spec.topic)) for s in self.ws.samples.values())

@@ -52,7 +52,8 @@ def delta_summary(run: AblationRun) -> str:
 
 
 def delta_table(run: AblationRun) -> Table:
-    table = Table(box=None, padding=(0, 1), show_edge=False, header_style="bold", title="one draw (n=1)", title_justify="left")
+    # one space between columns: at 80 columns the chosen features beside it keep their kind and value in view
+    table = Table(box=None, padding=(0, 0, 0, 1), show_edge=False, header_style="bold", title="one draw (n=1)", title_justify="left")
     table.add_column("", no_wrap=True)
     table.add_column("base", justify="right", no_wrap=True)
     table.add_column("abl", justify="right", no_wrap=True)
@@ -77,6 +78,9 @@ def delta_table(run: AblationRun) -> Table:
     return table
 
 
+KIND_WIDTH = 14  # " =0.5×max=4.55": a relative clamp, its k and the value it stands for
+
+
 class ChoiceTable(DataTable):
     DEFAULT_CSS = "ChoiceTable { width: 1fr; height: 1fr; }"
 
@@ -89,10 +93,10 @@ class ChoiceTable(DataTable):
         self._columns(False)
 
     def _columns(self, with_labels: bool) -> None:
-        # the token last: at 80 columns the deltas beside this table leave about 24 columns, and
-        # SAE, feature, position and mode must stay in view (the token is on screen above)
-        # mode and kind share a column ("@zero", "∀×0.75"): at 80 columns it stays in view
-        cols = ((" SAE", 7), (" feat", 5), (" pos", 5), (" m kind", 7), (" token", 9)) + (((" label", LABEL_WIDTH),) if with_labels else ())
+        # At 80 columns the deltas beside this table leave it 26 columns: SAE, feature and how it is
+        # changed stay in view ("zero", "×0.75", "=0.5×max=4.55"); the mode and position ("@   48",
+        # "∀   48") and the token come after (the token is on screen above)
+        cols = ((" SAE", 7), (" feat", 5), (" kind", KIND_WIDTH), (" m pos", 7), (" token", 9)) + (((" label", LABEL_WIDTH),) if with_labels else ())
         for label, w in cols:
             self.add_column(label, width=w, key=label.strip())
         self.with_labels = with_labels
@@ -107,12 +111,12 @@ class ChoiceTable(DataTable):
         self.choices = list(choices)
         for c in choices:
             tok = " " + visible(strings[c.pos]) if 0 <= c.pos < len(strings) else ""
-            mode = Text(" ∀", style="bold") if c.mode == "every" else Text(" @")
-            mode.append(c.kind_text(), style="" if c.kind == "zero" else "bold")
-            pos = f"{c.pos:>5}" if c.pos >= 0 else "  all"
+            kind = Text(" " + c.kind_text(), style="" if c.kind == "zero" else "bold")
+            pos = Text(" ∀", style="bold") if c.mode == "every" else Text(" @")
+            pos.append(f"{c.pos:>5}" if c.pos >= 0 else "  all")
             label = (label_cell(labels.get((c.sae_id, c.feature), "")),) if with_labels else ()
             # Text cells: the SAE id comes from the session (a plain str cell is parsed as markup)
-            self.add_row(Text(" " + visible_text(c.sae_id)), text(f"{c.feature:>5}"), text(pos), mode, Text(tok), *label, key=f"{c.sae_id}:{c.feature}:{c.pos}")
+            self.add_row(Text(" " + visible_text(c.sae_id)), text(f"{c.feature:>5}"), kind, pos, Text(tok), *label, key=f"{c.sae_id}:{c.feature}:{c.pos}")
 
     def highlighted(self) -> AblationChoice | None:
         i = self.cursor_row
@@ -124,7 +128,7 @@ class AblationPanel(Vertical):
     AblationPanel { height: 1fr; }
     AblationPanel #ablation-status { height: 1; }
     AblationPanel Horizontal { height: 1fr; }
-    AblationPanel #deltas { width: auto; max-width: 40; padding: 0 1; }
+    AblationPanel #deltas { width: auto; max-width: 40; padding: 0; }
     """
 
     def compose(self) -> ComposeResult:
@@ -135,7 +139,7 @@ class AblationPanel(Vertical):
 
     def show(self, choices: list[AblationChoice], strings: list[str], run: AblationRun | None, status: str, labels: dict | None = None) -> None:
         changed = [c for c in choices if c.kind != "zero"]
-        # the kinds first: at 80 columns the table's kind column is cut
+        # the kinds first: the status line names them too (the table scrolls when many are chosen)
         kinds = " ".join(f"f{c.feature}{c.kind_text()}" for c in changed) + " · " if changed else ""
         self.query_one("#ablation-status", Static).update(text(kinds + str(status)))
         self.query_one(ChoiceTable).show(choices, strings, labels)
