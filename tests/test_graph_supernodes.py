@@ -145,3 +145,17 @@ def test_neuronpedia_supernodes_are_name_then_ids_and_validate(graph_and_pruned)
     ours = graph_json(graph, pruned, strings, scores=scores(graph), groups=[mine])
     assert ours["supernodes"][0] == {"name": "three features", "members": [node_name(graph, m) for m in mine.members],
                                      "influence": pytest.approx(supernode_influence(pruned, mine))}
+
+
+def test_a_users_groups_are_kept_in_a_saved_graph(graph_and_pruned):
+    from lister_tui.core.study.graphs.export import saved_supernodes
+    from lister_tui.core.study.graphs.record import GraphRecord
+
+    loaded, graph, pruned = graph_and_pruned
+    features = _kept_features(graph, pruned)
+    mine = group(graph, features[:2], "pair", kept=pruned.node_mask)
+    strings = [str(t) for t in loaded.to_str_tokens(graph.tokens)]
+    data = graph_json(graph, pruned, strings, scores=scores(graph), groups=[mine])
+    record = GraphRecord.from_graph_json("short/Animals/0@1", json.loads(json.dumps(data)), saved_supernodes(graph, [mine]))
+    assert [(s.name, list(s.members)) for s in record.supernodes] == [("pair", [node_name(graph, m) for m in mine.members])]
+    assert (record.n_kept, record.n_edges, record.n_nodes) == (int(pruned.node_mask.sum()), int(pruned.edge_mask.sum()), len(graph.nodes))

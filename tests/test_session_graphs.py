@@ -209,3 +209,12 @@ def test_graph_save_adds_the_graph_and_its_list_to_a_lister_tiny_session(tmp_pat
     other = runner.invoke(app, [*args, "--preset", "greedy"], terminal_width=200)
     assert other.exit_code == 2 and "drawn with preset code; pass --preset code" in " ".join(other.output.split()), other.output
     assert len(read_session(tmp_path / "tiny").workspace.graphs) == 2
+
+
+def test_a_graph_too_large_to_read_back_is_not_saved(monkeypatch):
+    from lister_tui.core.study.graphs import record as record_module
+
+    data = make_graph_json(10, 8)
+    monkeypatch.setattr(record_module, "MAX_MANIFEST_BYTES", len(json.dumps(data)) // 2)
+    with pytest.raises(ListerError, match="lower the node and edge thresholds"):
+        GraphRecord.from_graph_json("k", data)

@@ -156,6 +156,11 @@ def supernodes(
     return out
 
 
+def saved_supernodes(graph: AttributionGraph, groups: Sequence[Supernode]) -> list[tuple[str, list[str]]]:
+    """The user's groups as a saved graph keeps them (``record.GraphRecord``): (name, member node ids)."""
+    return [(sn.name, [node_name(graph, m) for m in sn.members]) for sn in groups]
+
+
 def supernodes_json(graph: AttributionGraph, pruned: Pruned, groups: Sequence[Supernode]) -> list[dict]:
     """Our JSON of supernodes: name, member ids, summed influence."""
     return [{"name": sn.name, "members": [node_name(graph, m) for m in sn.members], "influence": supernode_influence(pruned, sn)} for sn in groups]

@@ -18,7 +18,7 @@ from typing import Any
 
 from lister_tui.core.errors import ListerError
 from lister_tui.core.files.clock import now
-from lister_tui.core.files.json_read import parse_json
+from lister_tui.core.files.json_read import MAX_MANIFEST_BYTES, parse_json
 from lister_tui.core.limits import (
     MAX_POSITION,
     MAX_SUPERNODE_MEMBERS,
@@ -78,7 +78,12 @@ class GraphRecord:
             "graph": dict(graph),
             "created": created or now(),
         }
-        return cls.from_dict(data, "the graph")
+        record = cls.from_dict(data, "the graph")
+        size = len(json.dumps(record.to_dict()))
+        if size > MAX_MANIFEST_BYTES:  # what a session could not read back is not saved
+            raise ListerError(f"this graph's JSON is {size / 2**20:.0f} MiB, over the {MAX_MANIFEST_BYTES >> 20} MiB a session reads back; "
+                              "lower the node and edge thresholds (--node-threshold, --edge-threshold) to keep fewer nodes and edges")
+        return record
 
     def summary(self) -> dict:
         """The record's figures as flat columns (the session's graphs table and the export's)."""
