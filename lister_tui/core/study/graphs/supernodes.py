@@ -56,7 +56,7 @@ def auto_supernodes(graph: AttributionGraph, kept: Sequence[int], labels: Labels
     """Among the ``kept`` nodes: each feature active at two or more positions, then each label shared by two or more features.
 
     Groups come in the order their first member appears in ``kept``; a node may be in one
-    feature group and one label group.
+    feature group and one label group (a label group with the same members as a feature group is left out).
     """
     by_feature: dict[str, list[int]] = {}
     by_label: dict[str, list[int]] = {}
@@ -70,8 +70,11 @@ def auto_supernodes(graph: AttributionGraph, kept: Sequence[int], labels: Labels
         if label and label.strip():
             by_label.setdefault(_short(f"label: {' '.join(label.split())}"), []).append(i)
     out = [Supernode(name, tuple(sorted(set(members)))) for name, members in by_feature.items()]
-    out += [Supernode(name, tuple(sorted(set(members)))) for name, members in by_label.items()]
-    return [s for s in out if len(s.members) >= 2]
+    out = [s for s in out if len(s.members) >= 2]
+    seen = {s.members for s in out}
+    # a label group that is one feature's group again (a label on one feature) adds nothing
+    out += [s for s in (Supernode(name, tuple(sorted(set(members)))) for name, members in by_label.items()) if len(s.members) >= 2 and s.members not in seen]
+    return out
 
 
 def check_name(name: object) -> str:
