@@ -172,6 +172,15 @@ def test_save_without_session_and_a_session_of_another_model_are_refused_before_
     _save(small_workspace(), tmp_path / "fake")
     result = runner.invoke(app, ["graph", "--session", "fake", "--save", "--sessions-dir", str(tmp_path)])
     assert result.exit_code == 2 and "is of model fake-model, not lister-tiny" in result.output, result.output
+    # a lister-tiny session made with other weights (another fingerprint of model.safetensors)
+    from dataclasses import replace
+
+    from lister_tui.core.sessions.workspace import Workspace
+
+    other = replace(MODEL, name="lister-tiny", fingerprint={"sha256": {"model.safetensors": "00" * 32}})
+    SessionStore(tmp_path / "retrained").save(Workspace("lister-tiny"), other)
+    result = runner.invoke(app, ["graph", "--session", "retrained", "--save", "--sessions-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "made with other weights of lister-tiny (model.safetensors)" in " ".join(result.output.split()), result.output
 
 
 def test_graph_save_adds_the_graph_and_its_list_to_a_lister_tiny_session(tmp_path):
