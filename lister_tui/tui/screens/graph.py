@@ -10,8 +10,8 @@ its parents and children with edge weights, and for an edge between positions (a
 carries it) the heads' shares; ``k`` zeroes the node in the graph, the replacement and the real
 model. ``[`` ``]`` and ``{`` ``}`` move the node and edge thresholds (pruning again, no new
 backward pass). The graph is computed in a cancellable worker, ``SCREEN_BATCH`` targets per
-backward pass, and kept in an in-memory cache for the session (:class:`GraphCache`). Long
-because the compute, prune, heads and checks workers share one selected node and one cache.
+backward pass, and kept in an in-memory cache for the session (:class:`GraphCache`).
+Long because the compute, prune, heads and checks workers share one selected node and one cache.
 """
 
 from __future__ import annotations
