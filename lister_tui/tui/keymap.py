@@ -140,8 +140,8 @@ CIRCUIT_KEYS: tuple[KeySpec, ...] = (
 )
 
 # keys of one group show together in the graph screen's footer
-NODE_THRESHOLD_GROUP = "nodes"
-EDGE_THRESHOLD_GROUP = "edges"
+NODE_THRESHOLD_GROUP = "node"
+EDGE_THRESHOLD_GROUP = "edge"
 
 GRAPH_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.graph.close", "escape,q", "close", "Close", "Cancel a running graph (escape), else close the graph view", True, palette=False, key_display="esc"),
@@ -159,7 +159,7 @@ GRAPH_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.graph.node_up", "right_square_bracket", "node_threshold(1)", "+", "Node threshold up: keep more nodes", True, palette=False, key_display="]", group=NODE_THRESHOLD_GROUP),
     KeySpec("lister.graph.edge_down", "left_curly_bracket", "edge_threshold(-1)", "−", "Edge threshold down: keep fewer edges", True, palette=False, key_display="{", group=EDGE_THRESHOLD_GROUP),
     KeySpec("lister.graph.edge_up", "right_curly_bracket", "edge_threshold(1)", "+", "Edge threshold up: keep more edges", True, palette=False, key_display="}", group=EDGE_THRESHOLD_GROUP),
-    KeySpec("lister.graph.toggle", "space", "toggle_node", "Intervene", "Put the selected feature node into the sample's interventions (zeroed at its position), or take it out", True, palette=False, key_display="␣"),
+    KeySpec("lister.graph.toggle", "space", "toggle_node", "Interv.", "Put the selected feature node into the sample's interventions (zeroed at its position), or take it out", True, palette=False, key_display="␣"),
     KeySpec("lister.graph.regenerate", "r", "regenerate", "Regen", "Regenerate the list under the sample's interventions (one draw, same seed)", True, palette=False),
     KeySpec("lister.graph.card", "enter", "open_card", "Card", "Open the selected feature node's card (transcoder and attention features)", True, palette=False, key_display="⏎"),
     KeySpec("lister.graph.check", "k", "check_node", "Check", "Zero the selected node: the graph's Δ of the metric beside the replacement model's and the real model's", True, palette=False),

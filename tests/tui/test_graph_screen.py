@@ -69,11 +69,12 @@ def _screen(tiny, sample, computed=None, attention: bool = True) -> tuple[Worksp
     return ws, key, screen
 
 
-def _select_kind(screen: GraphScreen, kind: int) -> str:
-    """Select the most influential kept node of ``kind`` in the grid; its id."""
+def _select_kind(screen: GraphScreen, kind: int, before: int | None = None) -> str:
+    """Select the most influential kept node of ``kind`` (at a position before ``before``) in the grid; its id."""
     view = screen.view
     graph = view.graph
-    ids = sorted((n for n in view.nodes if int(graph.nodes.kind[view.index[n.id]]) == kind), key=lambda n: -n.effect)
+    ids = sorted((n for n in view.nodes if int(graph.nodes.kind[view.index[n.id]]) == kind and (before is None or n.pos < before)),
+                 key=lambda n: -n.effect)
     assert ids, f"no kept node of kind {kind}"
     screen.query_one(CircuitGrid).select(ids[0].id)
     screen._refresh_text()
@@ -204,6 +205,20 @@ async def _space_enter(tiny, short_sample, computed):
         await pilot.press("escape")
         await settle(app, pilot)
         assert app.screen is screen
+        # r regenerates under the interventions: one draw, recorded in the session; a node at the
+        # attribution position acts on no regeneration (it starts there), so it is refused first
+        await pilot.press("r")
+        await settle(app, pilot)
+        assert not ws.state(key).runs and any("act on nothing" in str(n.message) for n in app._notifications)
+        screen.query_one(CircuitGrid).select(node_id)
+        await pilot.press("space")  # out again
+        early = _select_kind(screen, ATTN, before=short_sample.structure.attribution_pos)
+        await pilot.press("space", "r")
+        await settle(app, pilot)
+        (run,) = ws.state(key).runs
+        chosen = screen.view.node(early)
+        assert [c.ident for c in run.choices] == [(chosen.site, chosen.feature, chosen.pos)]
+        assert "one draw (n = 1" in str(screen.query_one("#graph-details").render())
 
 
 def test_cancel_stops_the_graph_before_it_finishes(tiny, short_sample):

@@ -30,7 +30,7 @@ from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.errors import ListerError
 from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, Workspace
-from lister_tui.core.study.graphs.attribute import ATTN, KIND_NAMES, TC, AttributionGraph
+from lister_tui.core.study.graphs.attribute import ATTN, KIND_NAMES, TARGET, TC, AttributionGraph
 from lister_tui.core.study.graphs.heads import head_label
 from lister_tui.core.study.graphs.pipeline import (
     SCREEN_BATCH,
@@ -94,7 +94,7 @@ class GraphScreen(GridScreenMixin, Screen[None]):
     EFFECT_WORD = "influence"
     DEFAULT_CSS = """
     GraphScreen #graph-title { height: 1; background: $panel; text-style: bold; padding: 0 1; }
-    GraphScreen #graph-details { height: 7; background: $panel; padding: 0 1; }
+    GraphScreen #graph-details { height: 7; background: $panel; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis; }
     GraphScreen #graph-views { height: 1fr; }
     GraphScreen Tree { height: 1fr; }
     """
@@ -298,7 +298,7 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         """Thresholds and scores are kept longest; the word "Graph", the view and the sample's key go first."""
         parts = [Part("Graph", 3), Part(visible(self.sample.spec.key), 2)]
         if self.view is None or self.entry is None:
-            return parts + [Part(visible(self.status) or "…", 0)]
+            return parts + [Part("computing…" if self.status and not self.status.startswith(("cancelled", "failed")) else visible(self.status) or "…", 0)]
         pruned = self.view.pruned
         parts.append(Part(f"{len(self.view.nodes)}/{len(self.entry.graph.nodes)} nodes, {len(self.view.edges)} edges", 1))
         parts.append(Part(f"node {self.node_threshold:g} edge {self.edge_threshold:g}", 0))
@@ -332,26 +332,36 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         kind, layer = int(graph.nodes.kind[i]), int(graph.nodes.layer[i])
         out.append(visible(node.id), style="bold")
         out.append("  " + visible(node.token or ""), style="italic")
-        where = f" L{layer}" if layer >= 0 else ""
-        out.append(visible(f"  {KIND_NAMES[kind]}{where} pos {node.pos}"))
+        if kind == TARGET:
+            out.append(visible(f"  metric {node.activation:+.3f} (logit(blank) − logit(newline))"))
+        else:
+            out.append(visible(f"  influence {node.effect:.3f}"))
         if kind in (TC, ATTN):
-            out.append(visible(f" feature {node.feature} act {node.activation:.3f}"))
-        out.append(visible(f"  influence {node.effect:.3f}"))
+            out.append(visible(f"  act {node.activation:.3f}"))
         name = self._label(node)
         if name:
             out.append(f'  "{visible(name)}"', style="bold")
         if kind in (TC, ATTN) and (node.site, node.feature, node.pos) in self._chosen_set():
             out.append("  [intervened]", style="red")
+        out.append("\n")
+        where = f", layer {layer}" if layer >= 0 else ""
+        what = f", feature {node.feature}" if kind in (TC, ATTN) else ""
+        out.append(visible(f"{KIND_NAMES[kind]}{where}, position {node.pos}{what}"), style="dim")
         for title, edges, other, style in (("parents ", self.view.parents(node.id), "source", "green"),
                                            ("children", self.view.children(node.id), "target", "magenta")):
             out.append(f"\n{title}: ", style=style)
             out.append(visible(", ".join(self._edge_text(e, other) for e in edges[: self._many()]) or "—"))
         check = self.entry.checks.get(i)
         if check is not None:
-            out.append(visible(f"\nzeroed: graph Δ {check['graph']:+.4f}, replacement Δ {check['replacement']:+.4f}, real Δ {check['real']:+.4f}"))
+            out.append("\n")
+            out.append(visible(f"zeroed: graph Δ {check['graph']:+.4f}, replacement Δ {check['replacement']:+.4f}, real Δ {check['real']:+.4f}"))
         if self.regenerated is not None:
             run = self.regenerated
-            out.append(visible(f"\none draw under {len(run.choices)} intervention(s): {run.base.metrics.n_items} → {run.ablated.metrics.n_items} items"))
+            out.append("\n")
+            metric = "" if run.metric_before is None or run.metric_under_ablation is None else \
+                f"; metric at the attribution position {run.metric_before:+.3f} → {run.metric_under_ablation:+.3f}"
+            out.append(visible(f"one draw (n = 1, same seed) under {len(run.choices)} intervention(s): "
+                               f"{run.base.metrics.n_items} → {run.ablated.metrics.n_items} items{metric}"))
         return out
 
     # --- keys ------------------------------------------------------------------------
@@ -477,6 +487,13 @@ class GraphScreen(GridScreenMixin, Screen[None]):
     def action_regenerate(self) -> None:
         if self.ws is None or self.key is None or not self.ws.state(self.key).choices:
             self.notify("put a feature node into the interventions first (space)", markup=False)
+            return
+        attr = self.sample.structure.attribution_pos
+        late = [c for c in self.ws.state(self.key).choices if c.mode != "every" and c.pos >= attr]
+        if late:
+            self.notify(visible(
+                f"{len(late)} intervention(s) sit at the attribution position ({attr}) or later, and the list regenerates from "
+                f"tokens[:{attr}], so they act on nothing; take them out (space) or pick nodes at earlier positions"), markup=False)
             return
         self.status = "regenerating (one draw)…"
         self._refresh_text()
