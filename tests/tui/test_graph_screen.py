@@ -255,3 +255,37 @@ def test_refusals_say_why(tiny, short_sample):
     host = SimpleNamespace(app=SimpleNamespace(), notify=lambda text, **kw: notes.append(text))
     graph_screen(host, bare, short_sample, None, None)
     assert notes and "entries with them" in notes[0] and "gemma-2-2b-it" in notes[0]
+
+
+def test_G_opens_the_graph_from_the_explorer_and_from_the_circuit(make_app, tiny, short_sample):
+    asyncio.run(_from_keys(make_app, tiny, short_sample))
+
+
+async def _from_keys(make_app, tiny, short_sample):
+    from lister_tui.tui.screens.circuit import CircuitScreen
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        main = app.screen
+        key = app.main.controller.state.current
+        await pilot.press("G")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, GraphScreen) and screen.key == key and screen.cache is app.graph_cache
+        await pilot.press("escape")  # the first escape stops the computation, the second closes
+        await settle(app, pilot)
+        assert app.screen is screen and "cancelled" in screen.status
+        await pilot.press("escape")
+        await settle(app, pilot)
+        assert app.screen is main
+        await pilot.press("C")
+        await pilot.pause()
+        circuit = app.screen
+        assert isinstance(circuit, CircuitScreen)
+        await pilot.press("c", "G")  # the circuit's own computation stopped first (quicker test)
+        await pilot.pause()
+        assert isinstance(app.screen, GraphScreen) and app.screen.sample is circuit.sample
+        await pilot.press("c", "escape")
+        await settle(app, pilot)
+        assert app.screen is circuit
