@@ -133,80 +133,47 @@ def _check_session_for_save(opened, entry, spec, preset: str) -> None:
         raise ListerError(f"session {opened.name} holds {key} drawn with preset {state.preset}; pass --preset {state.preset} to graph that list")
 
 
-def _load_tcs(loaded, folder: Path | None) -> dict:
-    from lister_tui.core.engine.transcoders import (
-        TranscoderSet,
-        load_transcoder,
-        load_transcoders,
-    )
-
-    if folder is None:
-        tcs = load_transcoders(loaded)
-    else:
-        n = loaded.model.cfg.n_layers
-        tset = TranscoderSet("cli", tuple(range(n)), path=folder)
-        tcs = {layer: load_transcoder(loaded.entry, tset, layer, loaded.device) for layer in range(n)}
-    return {layer: tc.to(dtype=loaded.dtype) for layer, tc in tcs.items()}
-
-
 def _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge_threshold, attention_features, checks,
          tc_folder, max_memory, batch, json_out, output_format, sampling, labels=None, save_to=None) -> None:
-    import numpy as np
     import torch
     from rich.text import Text
 
     from lister_tui.core.engine.generation import sample_lists
     from lister_tui.core.engine.loading import load_model
     from lister_tui.core.files.atomic import atomic_write_bytes
-    from lister_tui.core.study.graphs.attribute import ATTN, TC, attribute_graph
-    from lister_tui.core.study.graphs.checks import check_nodes
     from lister_tui.core.study.graphs.export import graph_json, neuronpedia_json
-    from lister_tui.core.study.graphs.heads import head_shares
+    from lister_tui.core.study.graphs.pipeline import (
+        compute_graph,
+        graph_checks,
+        graph_head_shares,
+        graph_saes,
+        graph_targets,
+        kept_cross_edges,
+        top_features,
+    )
     from lister_tui.core.study.graphs.prune import prune, scores
 
     try:
         with err_console.status(safe_text(f"loading {model}…")):
             loaded = load_model(model, device=device, dtype={"float64": torch.float64, "float32": torch.float32}.get(dtype))
-            tcs = _load_tcs(loaded, tc_folder)
-            attn = {}
-            if attention_features:
-                attn = {s.layer: loaded.load_sae(s.id) for s in entry.sites if s.kind == "attn"}
-                if not attn:
-                    raise ListerError(f"{entry.name} has no attention (hook_z) SAE sites; use --no-attention-features")
+            tcs, attn = graph_saes(loaded, attention_features, tc_folder)
         with err_console.status("sampling the list…"):
             drawn = sample_lists(loaded, [spec], sampling)[0]
-        structure = drawn.structure
-        if each_item:
-            targets = [item.last_token_pos for item in structure.items if item.newline_pos is not None]
-            if not targets:
-                raise ListerError("the sampled list has no complete item; try another --sample")
-        elif pos is not None:
-            if not drawn.prompt_len - 1 <= pos < len(drawn.tokens):
-                raise ListerError(f"--pos {pos} is outside the list: valid {drawn.prompt_len - 1}..{len(drawn.tokens) - 1} "
-                                  f"(the attribution position is {structure.attribution_pos})")
-            targets = [pos]
-        else:
-            if structure.attribution_pos is None:
-                raise ListerError("the sampled list has no complete item, so no attribution position; give --pos or another --sample")
-            targets = [structure.attribution_pos]
-        ids = dict(blank_id=loaded.ids.blank, newline_id=loaded.ids.newline)
+        targets = graph_targets(drawn, pos, each_item)
         with err_console.status("attributing…") as status:
             def estimate(n_nodes: int, need: int, passes: int) -> None:
                 err_console.print(Text(visible(f"{len(targets)} target(s): {n_nodes} nodes, about {need / 2**30:.2f} GiB "
                                                f"(allowed {max_memory:g}), {passes} backward passes of {batch} targets")))
 
-            graph = attribute_graph(loaded.model, drawn.tokens, tcs, attn, targets, **ids, batch=batch, max_memory=int(max_memory * 2**30),
-                                    on_progress=lambda done, total: status.update(safe_text(f"attributing: backward pass {done}/{total}")),
-                                    on_estimate=estimate)
+            graph = compute_graph(loaded, drawn.tokens, tcs, attn, targets, batch=batch, max_memory=int(max_memory * 2**30),
+                                  on_progress=lambda done, total: status.update(safe_text(f"attributing: backward pass {done}/{total}")),
+                                  on_estimate=estimate)
             pruned = prune(graph, node_threshold, edge_threshold)
             rep_score, comp_score = scores(graph)
             status.update("head shares of the kept edges…")
-            kept_edges = [(int(t), int(s)) for t, s in torch.nonzero(pruned.edge_mask).tolist() if graph.nodes.pos[t] != graph.nodes.pos[s]]
-            heads = head_shares(loaded.model, graph, tcs, attn, kept_edges, **ids)
-            features = [int(i) for i in np.flatnonzero(pruned.node_mask & np.isin(graph.nodes.kind, (TC, ATTN)))]
-            features.sort(key=lambda i: -pruned.node_influence[i])
+            heads = graph_head_shares(loaded, graph, tcs, attn, kept_cross_edges(graph, pruned))
             status.update("checking nodes in the replacement and the real model…")
-            checked = check_nodes(loaded.model, graph, tcs, attn, features[:checks], **ids)
+            checked = graph_checks(loaded, graph, tcs, attn, top_features(graph, pruned, checks))
         token_strings = [visible(t) for t in loaded.to_str_tokens(graph.tokens)]
         ours = graph_json(graph, pruned, token_strings, scores=(rep_score, comp_score), heads=heads, checks=checked, labels=labels,
                           extra={"model": model, "sample": spec.key})

@@ -72,6 +72,10 @@ class ListerApp(App):
         self.persist = persist
         self.theme_dirs = theme_dirs
         self.autosaver = Autosaver(self, session)
+        # the attribution graphs computed this session, so reopening the graph view does not recompute
+        from lister_tui.tui.screens.graph import GraphCache
+
+        self.graph_cache = GraphCache()
         # an opened session is saved as it is on disk: only changes need a save
         self.autosaver.saved_revision = self.workspace.revision if workspace is not None else None
         self._model_info = None
@@ -247,6 +251,10 @@ class ListerApp(App):
     def action_circuit(self) -> None:
         """The current sample's circuit (key C on the main screen; bound as app.circuit)."""
         self.main.controller.open_circuit()
+
+    def action_graph(self) -> None:
+        """The current sample's attribution graph (key G on the main screen; bound as app.graph)."""
+        self.main.controller.open_graph()
 
     def deliver_screenshot(self, filename: str | None = None, path: str | None = None, time_format: str | None = None) -> str | None:
         """Textual's screenshot (palette: "Screenshot"), saved beside the work: in the session's

@@ -69,6 +69,7 @@ MAIN_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.experiment", "X", "experiment", "Experiment", "Batch experiment: the current interventions over every list × 4 seeds vs base and a random control (n, means, 95% intervals, p)"),
     KeySpec("lister.batch", "B", "batch", "Batch", "Batch view: items per list per template, base vs ablated (and the sweep's Δitems per condition)"),
     KeySpec("lister.circuit", "C", "app.circuit", "Circuit", "Circuit of this sample: how the features connect across SAEs, and how faithful it is (a screen)"),
+    KeySpec("lister.graph", "G", "app.graph", "Graph", "Attribution graph of this sample: transcoder and attention features, errors, tokens, exact linear edges to the metric (a screen)"),
     KeySpec("lister.sidebar", "b", "sidebar", "Samples", "Show or hide the sample browser"),
     KeySpec("lister.focus_samples", "S", "focus_samples", "Samples list", "Focus the sample browser (arrow keys pick a list)", True, group=FOCUS_GROUP),
     KeySpec("lister.focus_tokens", "T", "focus_tokens", "Tokens", "Focus the token view (arrow keys move the token cursor)", True, group=FOCUS_GROUP),
@@ -136,6 +137,34 @@ CIRCUIT_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.circuit.regenerate", "r", "regenerate", "Regenerate", "Regenerate the list under the ablation (same seed)", True, palette=False),
     KeySpec("lister.circuit.card", "enter", "open_card", "Card", "Open the selected feature node's card (its label shows here once given)", True, palette=False),
     KeySpec("lister.circuit.cancel", "c", "cancel", "Cancel", "Stop the circuit computation", palette=False),
+    KeySpec("lister.circuit.graph", "G", "graph", "Graph", "Open this sample's attribution graph (transcoders, attention features)", palette=False),
+)
+
+# keys of one group show together in the graph screen's footer
+NODE_THRESHOLD_GROUP = "node"
+EDGE_THRESHOLD_GROUP = "edge"
+
+GRAPH_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("lister.graph.close", "escape,q", "close", "Close", "Cancel a running graph (escape), else close the graph view", True, palette=False, key_display="esc"),
+    KeySpec("lister.graph.cancel", "c", "cancel", "Cancel", "Stop the graph computation (within a backward pass)", palette=False),
+    KeySpec("lister.graph.left", "left", "move(0,-1)", "Left", "Previous position with a node", palette=False),
+    KeySpec("lister.graph.right", "right", "move(0,1)", "Right", "Next position with a node", palette=False),
+    KeySpec("lister.graph.up", "up", "move(-1,0)", "Up", "Row above (later in the model)", palette=False),
+    KeySpec("lister.graph.down", "down", "move(1,0)", "Down", "Row below (earlier in the model)", palette=False),
+    KeySpec("lister.graph.next_node", "tab", "cycle(1)", "Next node", "Next node in the same cell", palette=False),
+    KeySpec("lister.graph.zoom_in", "plus,equals_sign", "zoom(-2)", "Zoom in", "Fewer, wider position columns", palette=False, key_display="+"),
+    KeySpec("lister.graph.zoom_out", "minus", "zoom(2)", "Zoom out", "More, narrower position columns", palette=False, key_display="-"),
+    KeySpec("lister.graph.all_positions", "p", "all_positions", "All pos", "Show every token position, or only those with nodes", palette=False),
+    KeySpec("lister.graph.view", "v", "next_view", "View", "Switch between the grid and the outline from the target", True, palette=False),
+    KeySpec("lister.graph.node_down", "left_square_bracket", "node_threshold(-1)", "−", "Node threshold down: keep fewer nodes (a smaller share of the influence)", True, palette=False, key_display="[", group=NODE_THRESHOLD_GROUP),
+    KeySpec("lister.graph.node_up", "right_square_bracket", "node_threshold(1)", "+", "Node threshold up: keep more nodes", True, palette=False, key_display="]", group=NODE_THRESHOLD_GROUP),
+    KeySpec("lister.graph.edge_down", "left_curly_bracket", "edge_threshold(-1)", "−", "Edge threshold down: keep fewer edges", True, palette=False, key_display="{", group=EDGE_THRESHOLD_GROUP),
+    KeySpec("lister.graph.edge_up", "right_curly_bracket", "edge_threshold(1)", "+", "Edge threshold up: keep more edges", True, palette=False, key_display="}", group=EDGE_THRESHOLD_GROUP),
+    KeySpec("lister.graph.toggle", "space", "toggle_node", "Interv.", "Put the selected feature node into the sample's interventions (zeroed at its position), or take it out", True, palette=False, key_display="␣"),
+    KeySpec("lister.graph.regenerate", "r", "regenerate", "Regen", "Regenerate the list under the sample's interventions (one draw, same seed)", True, palette=False),
+    KeySpec("lister.graph.card", "enter", "open_card", "Card", "Open the selected feature node's card (transcoder and attention features)", True, palette=False, key_display="⏎"),
+    KeySpec("lister.graph.check", "k", "check_node", "Check", "Zero the selected node: the graph's Δ of the metric beside the replacement model's and the real model's", True, palette=False),
+    KeySpec("lister.graph.attention", "a", "toggle_attention", "Attn feats", "Attention features as nodes on/off (off: attention frozen without features, as circuit-tracer)", palette=False),
 )
 
 

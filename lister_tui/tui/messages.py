@@ -188,3 +188,35 @@ class ExperimentProgress(Message):
 
     experiment: object  # core.study.intervention_batch.BatchExperiment (its rows only grow)
     done: bool = False
+
+
+@dataclass
+class GraphProgress(Message):
+    """The attribution graph's worker reached a step (the estimate, backward pass ``done`` of ``total``)."""
+
+    text: str
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, GraphProgress)
+
+
+@dataclass
+class GraphReady(Message):
+    """An attribution graph was computed (``entry``: the graph screen's cache entry)."""
+
+    entry: object  # lister_tui.tui.screens.graph.CachedGraph
+
+
+@dataclass
+class GraphPruned(Message):
+    """The graph was pruned at new thresholds (``view``: core.study.graphs.view.GraphView)."""
+
+    view: object
+
+
+@dataclass
+class GraphDetail(Message):
+    """Head shares ({(target, source): per-head parts}) or checks ({node: check row}) came in."""
+
+    heads: dict
+    checks: dict

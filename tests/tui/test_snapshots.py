@@ -73,3 +73,19 @@ def test_batch_view_80x24(snap_compare, make_app):
 
 def test_batch_view_160x48(snap_compare, make_app):
     assert snap_compare(make_app(), terminal_size=(160, 48), run_before=_batch)
+
+
+async def _graph(pilot) -> None:
+    """The explorer's first sample's attribution graph (G), computed, one step down from the target."""
+    app = pilot.app
+    await settle(app, pilot)
+    await pilot.press("G")
+    await settle(app, pilot)
+    await pilot.press("down", "down")  # the strongest attention feature at the target: its parents with head shares
+    await settle(app, pilot)
+    app.clear_notifications()
+    await pilot.pause()
+
+
+def test_graph_view_80x24(snap_compare, make_app):
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=_graph)

@@ -716,6 +716,14 @@ class ExplorerController(Widget):
         if key is not None and not self.needs_model("find a circuit"):
             circuit_screen(self, self.ws, key, on_close=lambda _: self.changed())
 
+    def open_graph(self) -> None:
+        """Push the attribution graph screen of the current sample; its interventions are the sample's."""
+        from lister_tui.tui.screens.graph import graph_screen
+
+        key = self.state.current
+        if key is not None and not self.needs_model("compute an attribution graph"):
+            graph_screen(self, self.app.lab, self.ws.state(key).sample, key, self.ws, on_close=lambda _: self.changed())
+
     # --- feature cards ------------------------------------------------------------------
 
     def open_card(self, choice: AblationChoice | None) -> None:

@@ -63,7 +63,60 @@ VIEWS = ("grid", "outline", "curve")
 OUTLINE_PARENTS = 5  # parents shown per node in the outline
 
 
-class CircuitScreen(Screen[None]):
+class GridScreenMixin:
+    """What the circuit and graph screens share: the grid's keys, the outline grown on demand
+    (each node's strongest parents one level deeper), the user's labels of feature nodes.
+    The screen sets ``drawn`` (what the grid draws: a Circuit, a GraphView) and ``ws``."""
+
+    drawn = None
+    ws: Workspace | None = None
+    EFFECT_WORD = "effect"  # what a node's ``effect`` is called in the outline
+
+    def _refresh_text(self) -> None: ...
+
+    def _label(self, node) -> str | None:
+        """The user's label of a feature node (from its card), if any."""
+        if self.ws is None or node.feature is None:
+            return None
+        return self.ws.label(node.site, node.feature) or None
+
+    def _add_parents(self, node) -> None:
+        for edge in self.drawn.parents(node.data)[:OUTLINE_PARENTS]:
+            parent = self.drawn.node(edge.source)
+            text = Text(visible_text(f"{edge.weight:+.3f} ← {parent.id} "), no_wrap=True)
+            text.append(visible_text(parent.token or ""), style="italic")
+            name = self._label(parent)
+            if name:
+                text.append(f" “{visible_text(name)}”", style="bold")
+            text.append(visible_text(f"  ({self.EFFECT_WORD} {parent.effect:+.3f})"), style="dim")
+            node.add(text, data=parent.id, allow_expand=bool(self.drawn.parents(parent.id)))
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded) -> None:
+        if not event.node.children and event.node.data is not None:
+            self._add_parents(event.node)
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
+        if event.node.data is not None:
+            self.query_one(CircuitGrid).select(event.node.data)
+            self._refresh_text()
+
+    def action_move(self, d_row: int, d_col: int) -> None:
+        self.query_one(CircuitGrid).move(d_row, d_col)
+        self._refresh_text()
+
+    def action_cycle(self, step: int) -> None:
+        self.query_one(CircuitGrid).cycle(step)
+        self._refresh_text()
+
+    def action_zoom(self, step: int) -> None:
+        self.query_one(CircuitGrid).zoom(step)
+
+    def action_all_positions(self) -> None:
+        self.query_one(CircuitGrid).toggle_all_positions()
+        self._refresh_text()
+
+
+class CircuitScreen(GridScreenMixin, Screen[None]):
     """The circuit of one sample: grid, outline, faithfulness curve (``v``); ``space`` ablates a node."""
 
     BINDINGS = bindings(CIRCUIT_KEYS)
@@ -100,6 +153,10 @@ class CircuitScreen(Screen[None]):
         self.status = ""
         self.view = 0
         self.regenerated: AblationRun | None = None
+
+    @property
+    def drawn(self) -> Circuit | None:  # what the grid and the outline draw
+        return self.circuit
 
     def _saved_circuit(self) -> Circuit | None:
         if self.ws is None or self.key is None:
@@ -209,26 +266,6 @@ class CircuitScreen(Screen[None]):
         self._add_parents(tree.root)
         tree.root.expand()
 
-    def _add_parents(self, node) -> None:
-        for edge in self.circuit.parents(node.data)[:OUTLINE_PARENTS]:
-            parent = self.circuit.node(edge.source)
-            text = Text(visible_text(f"{edge.weight:+.3f} ← {parent.id} "), no_wrap=True)
-            text.append(visible_text(parent.token or ""), style="italic")
-            name = self._label(parent)
-            if name:
-                text.append(f" “{visible_text(name)}”", style="bold")
-            text.append(f"  (effect {parent.effect:+.3f})", style="dim")
-            node.add(text, data=parent.id, allow_expand=bool(self.circuit.parents(parent.id)))
-
-    def on_tree_node_expanded(self, event: Tree.NodeExpanded) -> None:
-        if not event.node.children and event.node.data is not None:
-            self._add_parents(event.node)
-
-    def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
-        if event.node.data is not None:
-            self.query_one(CircuitGrid).select(event.node.data)
-            self._refresh_text()
-
     def _plot_curve(self) -> None:
         plot = self.query_one("#curve-plot", PlotextPlot)
         plt = plot.plt
@@ -301,20 +338,11 @@ class CircuitScreen(Screen[None]):
         self.workers.cancel_group(self, "circuit")
         self.dismiss(None)
 
-    def action_move(self, d_row: int, d_col: int) -> None:
-        self.query_one(CircuitGrid).move(d_row, d_col)
-        self._refresh_text()
+    def action_graph(self) -> None:
+        """This sample's attribution graph (key G), pushed over the circuit."""
+        from lister_tui.tui.screens.graph import graph_screen
 
-    def action_cycle(self, step: int) -> None:
-        self.query_one(CircuitGrid).cycle(step)
-        self._refresh_text()
-
-    def action_zoom(self, step: int) -> None:
-        self.query_one(CircuitGrid).zoom(step)
-
-    def action_all_positions(self) -> None:
-        self.query_one(CircuitGrid).toggle_all_positions()
-        self._refresh_text()
+        graph_screen(self, self.loaded, self.sample, self.key, self.ws, on_close=lambda _: (self._sync_ablated(), self._refresh_text()))
 
     def action_next_view(self) -> None:
         self.view = (self.view + 1) % len(VIEWS)
@@ -325,12 +353,6 @@ class CircuitScreen(Screen[None]):
         self._refresh_text()
 
     # --- feature cards -------------------------------------------------------------
-
-    def _label(self, node) -> str | None:
-        """The user's label of a feature node (from its card), if any."""
-        if self.ws is None or node.feature is None:
-            return None
-        return self.ws.label(node.site, node.feature) or None
 
     def action_open_card(self) -> None:
         from lister_tui.tui.screens.feature_card import FeatureCardScreen

@@ -14,7 +14,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from lister_tui.tui.keymap import APP_KEYS, BATCH_KEYS, CARD_KEYS, MAIN_KEYS, MATRIX_KEYS, TOKEN_KEYS, key_label
+from lister_tui.tui.keymap import APP_KEYS, BATCH_KEYS, CARD_KEYS, CIRCUIT_KEYS, GRAPH_KEYS, MAIN_KEYS, MATRIX_KEYS, TOKEN_KEYS, key_label
 from lister_tui.tui.widgets.token_view import BLANK, EMPTY, NEWLINE, OTHER_SPACE, TAB
 
 _LEGEND = f"""\
@@ -60,7 +60,7 @@ class HelpScreen(ModalScreen[None]):
         table.add_column("key", no_wrap=True)
         table.add_column("does")
         table.add_column("id", style="dim", no_wrap=True)
-        for group, specs in (("explorer", APP_KEYS + MAIN_KEYS), ("token view", TOKEN_KEYS), ("expression matrix", MATRIX_KEYS), ("batch view", BATCH_KEYS), ("feature card", CARD_KEYS)):
+        for group, specs in (("explorer", APP_KEYS + MAIN_KEYS), ("token view", TOKEN_KEYS), ("expression matrix", MATRIX_KEYS), ("batch view", BATCH_KEYS), ("feature card", CARD_KEYS), ("circuit view", CIRCUIT_KEYS), ("graph view", GRAPH_KEYS)):
             table.add_row(Text(group, style="bold underline"), "", "")
             for s in specs:
                 table.add_row(text(key_label(s, self.keymap)), text(s.help), text(s.id))  # keys can come from settings.json

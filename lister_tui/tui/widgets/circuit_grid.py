@@ -2,21 +2,37 @@
 positions as columns, each node a short label; the cursor is a node, and the selected
 node's parents (green) and children (magenta) are highlighted. A feature the user has labelled
 shows its label after its id where the column has room (``+``/``-`` widen the columns); a label
-is untrusted text, shown by :mod:`lister_tui.safe_text`'s rule."""
+is untrusted text, shown by :mod:`lister_tui.safe_text`'s rule.
+
+The grid draws anything shaped like a circuit: ``nodes`` (circuit ``Node``s, their ``site`` the
+row they sit in) and ``parents(id)`` / ``children(id)`` (``Edge``s); the circuit screen gives it
+a :class:`~lister_tui.core.study.circuits.Circuit`, the graph screen a pruned attribution graph's
+:class:`~lister_tui.core.study.graphs.view.GraphView` with its own rows (layers, not SAE sites)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from rich.text import Text
 from textual.widget import Widget
 
 from lister_tui.core.study.circuits import METRIC, Circuit
 from lister_tui.core.study.circuits.export import label
-from lister_tui.core.study.circuits.graph import EMBED, Node
+from lister_tui.core.study.circuits.graph import EMBED, Edge, Node
 from lister_tui.safe_text import visible as visible_text
 
 ROW_LABEL = 8  # width of the site names left of the grid
+
+
+class Drawable(Protocol):
+    """What the grid draws: nodes and each node's edges (a Circuit, a GraphView)."""
+
+    nodes: Sequence[Node]
+
+    def parents(self, node_id: str) -> list[Edge]: ...
+
+    def children(self, node_id: str) -> list[Edge]: ...
 
 
 def rows_of(circuit: Circuit) -> list[str]:
@@ -53,7 +69,7 @@ class CircuitGrid(Widget, can_focus=True):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        self.circuit: Circuit | None = None
+        self.circuit: Drawable | None = None
         self.tokens: list[str] = []
         self.rows: list[str] = []
         self.columns: list[int] = []
@@ -66,11 +82,15 @@ class CircuitGrid(Widget, can_focus=True):
         self.all_positions = False
         self.ablated: set[tuple[str, int, int]] = set()
         self.label_of: Callable[[str, int], str] | None = None  # the user's label of (site, feature)
+        self.empty_text = "computing the circuit…"  # shown until show()
 
-    def show(self, circuit: Circuit, tokens: list[str]) -> None:
+    def show(self, circuit: Drawable, tokens: list[str], rows: list[str] | None = None, keep_cursor: bool = False) -> None:
+        """Draw ``circuit`` (rows: top to bottom; default a Circuit's sites); ``keep_cursor``: stay
+        on the selected node if it is still drawn (a re-pruned graph), else start at the metric."""
+        before = self.selected.id if keep_cursor and self.circuit is not None and self.selected is not None else None
         self.circuit = circuit
         self.tokens = tokens
-        self.rows = rows_of(circuit)
+        self.rows = rows if rows is not None else rows_of(circuit)  # type: ignore[arg-type]
         self.cells = {}
         for n in circuit.nodes:
             pos = n.pos if n.pos is not None else len(tokens) - 1
@@ -80,6 +100,8 @@ class CircuitGrid(Widget, can_focus=True):
         self._set_columns()
         self.row, self.index = 0, 0
         self.col = len(self.columns) - 1  # start at the metric, at the attribution position
+        if before is not None:
+            self.select(before)
         self.refresh()
 
     def _set_columns(self) -> None:
@@ -129,7 +151,7 @@ class CircuitGrid(Widget, can_focus=True):
 
     def render(self) -> Text:
         if self.circuit is None:
-            return Text("computing the circuit…", style="dim")
+            return Text(self.empty_text, style="dim")
         width = self.visible_columns()
         if self.col < self.start:
             self.start = self.col

@@ -54,9 +54,18 @@ def influence(normalized: Tensor, weights: Tensor, max_iter: int = 1000) -> Tens
 
 
 def find_threshold(scores: Tensor, share: float) -> Tensor:
-    ordered = torch.sort(scores, descending=True).values
+    """The smallest score among the largest ones that carry ``share`` of the total (scores are >= 0).
+
+    Only the positive scores are sorted (an edge score matrix is mostly zeros, which add nothing
+    to the cumulative share); when the share is reached only with the zeros, the threshold is 0."""
+    flat = scores.flatten()
+    ordered = torch.sort(flat[flat > 0], descending=True).values
+    if len(ordered) == 0:
+        return flat.new_zeros(())
     cumulative = torch.cumsum(ordered, dim=0) / ordered.sum().clamp(min=1e-30)
-    index = min(int(torch.searchsorted(cumulative, torch.tensor(share, dtype=cumulative.dtype)).item()), len(cumulative) - 1)
+    index = int(torch.searchsorted(cumulative, torch.tensor(share, dtype=cumulative.dtype)).item())
+    if index >= len(ordered):
+        return flat.new_zeros(()) if len(ordered) < len(flat) else ordered[-1]
     return ordered[index]
 
 
@@ -86,7 +95,7 @@ def prune(graph: AttributionGraph, node_threshold: float = DEFAULT_NODE_THRESHOL
     pruned[:, ~node_mask] = 0
     normalized = normalize(pruned)
     edge_scores = normalized * (influence(normalized, weights) + weights)[:, None]
-    edge_mask = edge_scores >= find_threshold(edge_scores.flatten(), edge_threshold)
+    edge_mask = edge_scores >= find_threshold(edge_scores, edge_threshold)
     edge_mask &= pruned != 0
     feature = torch.as_tensor(graph.nodes.is_feature())
     sources = ~always  # features and errors need an outgoing edge
