@@ -227,3 +227,38 @@ def test_a_graph_too_large_to_read_back_is_not_saved(monkeypatch):
     monkeypatch.setattr(record_module, "MAX_MANIFEST_BYTES", len(json.dumps(data)) // 2)
     with pytest.raises(ListerError, match="lower the node and edge thresholds"):
         GraphRecord.from_graph_json("k", data)
+
+
+def test_autosave_snapshot_carries_every_field_of_the_workspace_and_its_samples():
+    """What autosave writes is a snapshot: a field it forgot would vanish from the session file
+    (batch experiments once did). Every field, set to a marker, must come through."""
+    import dataclasses
+
+    from lister_tui.core.sessions.workspace import SampleState, Workspace
+
+    marker = object()
+    ws = Workspace("lister-tiny")
+    for f in dataclasses.fields(ws):
+        value = getattr(ws, f.name)
+        if isinstance(value, list):
+            value.append(marker)
+        elif isinstance(value, dict) and f.name not in ("samples", "removed"):
+            value[("marker", 0)] = marker
+        elif f.name not in ("samples", "removed", "model_name", "revision"):
+            setattr(ws, f.name, marker)
+    state = SampleState(sample=marker, preset="code")
+    for f in dataclasses.fields(state):
+        if isinstance(getattr(state, f.name), list):
+            getattr(state, f.name).append(marker)
+    ws.samples["k"] = state
+    ws.removed["r"] = state
+    copy = snapshot(ws)
+    for f in dataclasses.fields(ws):
+        if f.name not in ("samples", "removed"):
+            assert getattr(copy, f.name) == getattr(ws, f.name), f.name
+            if isinstance(getattr(ws, f.name), (list, dict)):
+                assert getattr(copy, f.name) is not getattr(ws, f.name), f.name  # the UI may go on changing it
+    for name in ("samples", "removed"):
+        (copied,) = getattr(copy, name).values()
+        for f in dataclasses.fields(state):
+            assert getattr(copied, f.name) == getattr(state, f.name), (name, f.name)

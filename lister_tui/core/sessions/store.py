@@ -67,7 +67,7 @@ from lister_tui.core.sessions.schema import (
     required_fields,
     to_arrow,
 )
-from lister_tui.core.sessions.workspace import SampleState, Workspace
+from lister_tui.core.sessions.workspace import Workspace
 
 try:  # POSIX; elsewhere saves are atomic but not locked against a second writer
     import fcntl
@@ -302,16 +302,21 @@ def _read_session_once(folder: Path) -> OpenedSession:
 
 
 def _snapshot(ws: Workspace) -> Workspace:
-    """A copy that a worker thread can serialise while the UI goes on changing ``ws``."""
-    copy = Workspace(
-        ws.model_name, batch=ws.batch, notes=ws.notes, labels=dict(ws.labels), revision=ws.revision,
-        circuits=list(ws.circuits), experiments=list(ws.experiments), graphs=list(ws.graphs),
-    )
-    for target, source in ((copy.samples, ws.samples), (copy.removed, ws.removed)):
-        for key, st in list(source.items()):
-            target[key] = SampleState(
-                st.sample, st.preset, st.curve, None if st.attribution is None else dict(st.attribution), list(st.choices), list(st.runs), st.note
-            )
+    """A copy that a worker thread can serialise while the UI goes on changing ``ws``.
+
+    Every field is carried (lists and dicts copied one level deep), so a table added to the
+    workspace cannot be left out of what autosave writes."""
+    import dataclasses
+
+    def shallow(value):
+        return list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
+
+    per_sample = ("samples", "removed")
+    copy = Workspace(**{f.name: shallow(getattr(ws, f.name)) for f in dataclasses.fields(ws) if f.init and f.name not in per_sample})
+    for name in per_sample:
+        target = getattr(copy, name)
+        for key, st in list(getattr(ws, name).items()):
+            target[key] = dataclasses.replace(st, **{f.name: shallow(getattr(st, f.name)) for f in dataclasses.fields(st) if f.init})
     return copy
 
 
