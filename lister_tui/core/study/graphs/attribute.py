@@ -229,9 +229,14 @@ def compute_rows(
     *,
     batch: int = 64,
     on_progress: Callable[[int, int], bool | None] | None = None,
+    into: Tensor | None = None,
 ) -> Tensor:
-    """[len(rows), N] float64: the edges into each node of ``rows`` (targets or features), ``batch`` per backward pass."""
-    out = torch.zeros(len(rows), len(nodes), dtype=torch.float64)
+    """[len(rows), N] float64: the edges into each node of ``rows`` (targets or features), ``batch`` per backward pass.
+
+    ``into`` (an [N, N] adjacency): each batch's rows are written there instead (row ``rows[i]``,
+    in its dtype) and ``into`` is returned, so a whole graph holds no second [rows, N] copy.
+    """
+    out = torch.zeros(0 if into is not None else len(rows), len(nodes), dtype=torch.float64)
     size = max(1, min(batch, len(rows)))
     with torch.inference_mode(False), torch.enable_grad():
         replacement = Replacement(model, state, transcoders, attn_saes, size)
@@ -240,10 +245,14 @@ def compute_rows(
             chunk = rows[start : start + size]
             specs = [(int(nodes.kind[i]), int(nodes.layer[i]), int(nodes.pos[i]), int(nodes.feature[i])) for i in chunk]
             grads = replacement.gradients(specs, direction)
-            out[start : start + len(chunk)] = _edge_rows(replacement, grads, nodes, len(chunk), state)
+            edges = _edge_rows(replacement, grads, nodes, len(chunk), state)
+            if into is not None:
+                into[torch.as_tensor(np.asarray(chunk, dtype=np.int64))] = edges.to(into.dtype)
+            else:
+                out[start : start + len(chunk)] = edges
             if on_progress is not None and on_progress(step + 1, total):
                 raise ListerError("the graph was cancelled")
-    return out
+    return into if into is not None else out
 
 
 def attribute_graph(
@@ -295,7 +304,7 @@ def attribute_graph(
     # targets first (the order does not change the numbers)
     rows_all = np.concatenate([rows_all[nodes.kind[rows_all] == TARGET], rows_all[nodes.kind[rows_all] != TARGET]])
     adjacency = torch.zeros(len(nodes), len(nodes), dtype=torch.float32)
-    adjacency[torch.as_tensor(rows_all)] = compute_rows(model, state, transcoders, attn_saes, nodes, rows_all, direction, batch=batch, on_progress=on_progress).float()
+    compute_rows(model, state, transcoders, attn_saes, nodes, rows_all, direction, batch=batch, on_progress=on_progress, into=adjacency)
     weights = np.zeros(len(nodes))
     weights[nodes.where(TARGET)] = 1.0 / len(target_positions)
     return AttributionGraph(
