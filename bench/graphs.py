@@ -113,6 +113,7 @@ def graph_comparison(
     rows = pick_rows(nodes, n_rows)
     all_rows = int(np.isin(nodes.kind, (TC, ATTN, TARGET)).sum())
     results: dict[str, torch.Tensor] = {}
+    batch = min(batch, len(rows))  # what compute_rows does with fewer rows than a batch
     batched = f"batched ({batch} per pass)"
 
     def rows_with(size: int, name: str):
@@ -123,10 +124,10 @@ def graph_comparison(
 
     def forward_only():
         with torch.inference_mode(False), torch.enable_grad():
-            Replacement(model, state, tcs, attn, min(batch, len(rows)))
+            Replacement(model, state, tcs, attn, batch)
 
     variants = {batched: rows_with(batch, batched), "one per target": rows_with(1, "one per target"),
-                f"forward alone ({min(batch, len(rows))} copies)": forward_only}
+                f"forward alone ({batch} copies)": forward_only}
     timings = time_side_by_side(variants, repeats, device, budget_s=budget_s, min_repeats=1, track_memory=True)
     difference = float((results[batched] - results["one per target"]).abs().max())
     scale = float(results["one per target"].abs().max())
@@ -140,7 +141,7 @@ def graph_comparison(
             report.rows.append(Row(COMPARISON, f"peak memory: {variant}", setting_rows, _mib(t.peak_bytes), _mib(t.peak_bytes),
                                    _mib(t.peak_bytes), _mib(t.peak_bytes), "MiB", note=peak_meaning(device)))
     # extrapolated: the forward on `batch` copies once, then every row at the measured cost of a row
-    forward = timings[f"forward alone ({min(batch, len(rows))} copies)"].best
+    forward = timings[f"forward alone ({batch} copies)"].best
     extrapolated = {}
     for variant, size in ((batched, batch), ("one per target", 1)):
         fwd = forward if size == batch else 0.0  # one copy's forward is within a row's cost at batch 1
