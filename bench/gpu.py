@@ -353,6 +353,11 @@ def graph_step(report: Report, bench: Bench, sizes: Sizes, device: str, budget: 
                                     f"~{expected:.0f} s expected, {max(left, 0):.0f} s left of its share")
     except torch.cuda.OutOfMemoryError as exc:
         report.notes.append(f"[{bench.name}] graph: out of memory ({str(exc).splitlines()[0]}); the rest of the step skipped")
+    except Exception as exc:  # never run on a GPU: a failure there is reported, and the rest of the report kept
+        if device == "cpu":
+            raise  # the smoke run must fail loudly
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        report.notes.append(f"[{bench.name}] graph: FAILED ({type(exc).__name__}: {first}); the rest of the step skipped")
     finally:
         del tcs
         gc.collect()

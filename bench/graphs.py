@@ -102,7 +102,15 @@ def graph_comparison(
     ``{"timings", "difference", "rows", "all_rows", "nodes", "extrapolated_s", "estimate_bytes"}``.
     """
     from lister_tui.core.study.graphs import replacement as rep
-    from lister_tui.core.study.graphs.attribute import ATTN, TARGET, TC, Replacement, build_nodes, compute_rows, memory_estimate
+    from lister_tui.core.study.graphs.attribute import (
+        ATTN,
+        TARGET,
+        TC,
+        Replacement,
+        build_nodes,
+        compute_rows,
+        memory_estimate,
+    )
 
     model, tcs, attn = case.model, case.transcoders, case.attn_saes
     ids = dict(blank_id=case.blank_id, newline_id=case.newline_id)
@@ -203,7 +211,13 @@ def whole_graph(report: Report, case: GraphCase, *, batch: int, device: str, set
 def gemma_case(scale: float, *, prompt: int, l0: float, attention: bool, device: str = "cpu", dtype=torch.float32,
                n_layers: int | None = None, seed: int = 0) -> GraphCase:
     """A random Gemma-2-2B-shape model at ``scale`` with 26 random transcoders (and hook_z SAEs) and a random prompt."""
-    from bench.shapes import GEMMA_2_2B, _round, gemma_like_bench, random_transcoders, set_l0
+    from bench.shapes import (
+        GEMMA_2_2B,
+        _round,
+        gemma_like_bench,
+        random_transcoders,
+        set_l0,
+    )
 
     bench = gemma_like_bench(scale, device=device, dtype=dtype, n_layers=n_layers, sae_layers={}, seed=seed)
     width = _round(GEMMA_2_2B["d_sae"] * scale, 256)
