@@ -313,7 +313,8 @@ def graph_step(report: Report, bench: Bench, sizes: Sizes, device: str, budget: 
 
     Rows batched vs one per target, the forward alone and the extrapolated whole graph
     (bench/graphs.py :func:`graph_comparison`), then one whole graph at ``whole_l0`` if the
-    extrapolation says it fits in what is left of ``budget``. Out of memory is noted, not raised.
+    extrapolation says it fits in what is left of ``budget``. On a GPU, running out of memory or
+    any other failure is noted in the report, not raised (the step has never run on one).
     """
     import time
 
@@ -324,13 +325,14 @@ def graph_step(report: Report, bench: Bench, sizes: Sizes, device: str, budget: 
     started = time.perf_counter()
     dtype = next(bench.model.parameters()).dtype
     width = _round(GEMMA_2_2B["d_sae"] * sizes.scale, 256)
-    tcs = random_transcoders(bench.model, width, l0=plan["l0"], device=device, dtype=dtype)
     tokens = bench.random_prompts(1, max(plan["prompts"]), seed=1)[0]
-    report.notes.append(
-        f"[{bench.name}] graph: {len(tcs)} random JumpReLU skip transcoders of {width} features, built in "
-        f"{time.perf_counter() - started:.0f} s; attention features off (as circuit-tracer)"
-    )
+    tcs = {}
     try:
+        tcs = random_transcoders(bench.model, width, l0=plan["l0"], device=device, dtype=dtype)
+        report.notes.append(
+            f"[{bench.name}] graph: {len(tcs)} random JumpReLU skip transcoders of {width} features, built in "
+            f"{time.perf_counter() - started:.0f} s; attention features off (as circuit-tracer)"
+        )
         for i, prompt in enumerate(plan["prompts"]):
             share_started = time.perf_counter()
             share = (budget - (share_started - started)) / (len(plan["prompts"]) - i)
@@ -353,6 +355,11 @@ def graph_step(report: Report, bench: Bench, sizes: Sizes, device: str, budget: 
                                     f"~{expected:.0f} s expected, {max(left, 0):.0f} s left of its share")
     except torch.cuda.OutOfMemoryError as exc:
         report.notes.append(f"[{bench.name}] graph: out of memory ({str(exc).splitlines()[0]}); the rest of the step skipped")
+    except Exception as exc:  # never run on a GPU: a failure there is reported, and the rest of the report kept
+        if device == "cpu":
+            raise  # the smoke run must fail loudly
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        report.notes.append(f"[{bench.name}] graph: FAILED ({type(exc).__name__}: {first}); the rest of the step skipped")
     finally:
         del tcs
         gc.collect()

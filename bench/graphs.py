@@ -102,7 +102,15 @@ def graph_comparison(
     ``{"timings", "difference", "rows", "all_rows", "nodes", "extrapolated_s", "estimate_bytes"}``.
     """
     from lister_tui.core.study.graphs import replacement as rep
-    from lister_tui.core.study.graphs.attribute import ATTN, TARGET, TC, Replacement, build_nodes, compute_rows, memory_estimate
+    from lister_tui.core.study.graphs.attribute import (
+        ATTN,
+        TARGET,
+        TC,
+        Replacement,
+        build_nodes,
+        compute_rows,
+        memory_estimate,
+    )
 
     model, tcs, attn = case.model, case.transcoders, case.attn_saes
     ids = dict(blank_id=case.blank_id, newline_id=case.newline_id)
@@ -113,6 +121,7 @@ def graph_comparison(
     rows = pick_rows(nodes, n_rows)
     all_rows = int(np.isin(nodes.kind, (TC, ATTN, TARGET)).sum())
     results: dict[str, torch.Tensor] = {}
+    batch = min(batch, len(rows))  # what compute_rows does with fewer rows than a batch
     batched = f"batched ({batch} per pass)"
 
     def rows_with(size: int, name: str):
@@ -123,10 +132,10 @@ def graph_comparison(
 
     def forward_only():
         with torch.inference_mode(False), torch.enable_grad():
-            Replacement(model, state, tcs, attn, min(batch, len(rows)))
+            Replacement(model, state, tcs, attn, batch)
 
     variants = {batched: rows_with(batch, batched), "one per target": rows_with(1, "one per target"),
-                f"forward alone ({min(batch, len(rows))} copies)": forward_only}
+                f"forward alone ({batch} copies)": forward_only}
     timings = time_side_by_side(variants, repeats, device, budget_s=budget_s, min_repeats=1, track_memory=True)
     difference = float((results[batched] - results["one per target"]).abs().max())
     scale = float(results["one per target"].abs().max())
@@ -140,7 +149,7 @@ def graph_comparison(
             report.rows.append(Row(COMPARISON, f"peak memory: {variant}", setting_rows, _mib(t.peak_bytes), _mib(t.peak_bytes),
                                    _mib(t.peak_bytes), _mib(t.peak_bytes), "MiB", note=peak_meaning(device)))
     # extrapolated: the forward on `batch` copies once, then every row at the measured cost of a row
-    forward = timings[f"forward alone ({min(batch, len(rows))} copies)"].best
+    forward = timings[f"forward alone ({batch} copies)"].best
     extrapolated = {}
     for variant, size in ((batched, batch), ("one per target", 1)):
         fwd = forward if size == batch else 0.0  # one copy's forward is within a row's cost at batch 1
@@ -202,7 +211,13 @@ def whole_graph(report: Report, case: GraphCase, *, batch: int, device: str, set
 def gemma_case(scale: float, *, prompt: int, l0: float, attention: bool, device: str = "cpu", dtype=torch.float32,
                n_layers: int | None = None, seed: int = 0) -> GraphCase:
     """A random Gemma-2-2B-shape model at ``scale`` with 26 random transcoders (and hook_z SAEs) and a random prompt."""
-    from bench.shapes import GEMMA_2_2B, _round, gemma_like_bench, random_transcoders, set_l0
+    from bench.shapes import (
+        GEMMA_2_2B,
+        _round,
+        gemma_like_bench,
+        random_transcoders,
+        set_l0,
+    )
 
     bench = gemma_like_bench(scale, device=device, dtype=dtype, n_layers=n_layers, sae_layers={}, seed=seed)
     width = _round(GEMMA_2_2B["d_sae"] * scale, 256)

@@ -188,7 +188,10 @@ def random_transcoders(
     from statistics import NormalDist
 
     from sae_lens.saes.sae import SAEMetadata
-    from sae_lens.saes.transcoder import JumpReLUSkipTranscoder, JumpReLUSkipTranscoderConfig
+    from sae_lens.saes.transcoder import (
+        JumpReLUSkipTranscoder,
+        JumpReLUSkipTranscoderConfig,
+    )
 
     from lister_tui.core.engine.loading import freed_when_released
 

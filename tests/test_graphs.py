@@ -212,6 +212,23 @@ def test_scaling_a_node_changes_the_target_as_the_graph_predicts(tiny64, setup):
         assert all(np.isfinite(row[k]) for k in ("graph", "replacement", "real"))
 
 
+def test_a_whole_graphs_rows_are_the_rows_computed_alone(tiny64, setup):
+    """attribute_graph writes each batch's rows straight into the adjacency (no second [rows, N]
+    copy): every row lands at its node, and the rows of nodes without inputs stay zero."""
+    tcs, _, sample, pos, _, ids = setup
+    graph = attribute_graph(tiny64.model, sample.tokens, tcs, {}, [pos], **ids, batch=7)
+    nodes = graph.nodes
+    state = graph.extra["state"]
+    direction, _ = rep.metric_direction(tiny64.model, **ids)
+    features = nodes.where(TC)
+    rows = [int(graph.targets[0]), int(features[0]), int(features[len(features) // 2]), int(features[-1])]
+    alone = compute_rows(tiny64.model, state, tcs, {}, nodes, rows, direction, batch=1).float()
+    assert torch.allclose(graph.adjacency[rows], alone, rtol=1e-6, atol=1e-9)
+    assert all(float(graph.adjacency[r].abs().max()) > 0 for r in rows)
+    no_inputs = np.flatnonzero(np.isin(nodes.kind, (MLP_ERROR, TOKEN)))
+    assert float(graph.adjacency[no_inputs].abs().max()) == 0.0
+
+
 def test_a_graph_is_cancelled_after_the_backward_pass_that_asked(tiny64, setup):
     """on_progress returning True stops the work after that pass (a worker's cancel), with a clear error."""
     tcs, attn, sample, pos, state, ids = setup

@@ -88,6 +88,9 @@ def build_nodes(state: rep.PromptState, attention_features: bool, target_positio
     n = state.tokens.shape[0]
     kind, layer, pos, feature, activation = [], [], [], [], []
 
+    def cpu(t: Tensor) -> np.ndarray:  # the state lives on the model's device; nodes are numpy
+        return t.detach().double().cpu().numpy()
+
     def add(k, layer_, p, f, a):
         kind.append(np.full(len(p), k, np.int8))
         layer.append(np.full(len(p), layer_, np.int32) if np.isscalar(layer_) else np.asarray(layer_, np.int32))
@@ -97,18 +100,18 @@ def build_nodes(state: rep.PromptState, attention_features: bool, target_positio
 
     for L, acts in enumerate(state.tc_acts):
         p, f = torch.nonzero(acts, as_tuple=True)
-        add(TC, L, p.numpy(), f.numpy(), acts[p, f].double().numpy())
+        add(TC, L, p.cpu().numpy(), f.cpu().numpy(), cpu(acts[p, f]))
     if attention_features:
         for L, acts in sorted(state.attn_acts.items()):
             p, f = torch.nonzero(acts, as_tuple=True)
-            add(ATTN, L, p.numpy(), f.numpy(), acts[p, f].double().numpy())
+            add(ATTN, L, p.cpu().numpy(), f.cpu().numpy(), cpu(acts[p, f]))
     for L, err in enumerate(state.tc_error):
-        add(MLP_ERROR, L, np.arange(n), np.full(n, -1), err.norm(dim=-1).double().numpy())
+        add(MLP_ERROR, L, np.arange(n), np.full(n, -1), cpu(err.norm(dim=-1)))
     if attention_features:
         for L, err in sorted(state.attn_error.items()):
-            add(ATTN_ERROR, L, np.arange(n), np.full(n, -1), err.flatten(-2).norm(dim=-1).double().numpy())
-    add(TOKEN, -1, np.arange(n), np.full(n, -1), state.embed.norm(dim=-1).double().numpy())
-    values = state.logits_diff.double().numpy() if state.logits_diff is not None else np.zeros(n)
+            add(ATTN_ERROR, L, np.arange(n), np.full(n, -1), cpu(err.flatten(-2).norm(dim=-1)))
+    add(TOKEN, -1, np.arange(n), np.full(n, -1), cpu(state.embed.norm(dim=-1)))
+    values = cpu(state.logits_diff) if state.logits_diff is not None else np.zeros(n)
     add(TARGET, -1, np.asarray(target_positions), np.full(len(target_positions), -1), values[list(target_positions)])
     return Nodes(*(np.concatenate(x) for x in (kind, layer, pos, feature, activation)))
 
@@ -199,22 +202,23 @@ def _edge_rows(rep_model: Replacement, grads: list[Tensor], nodes: Nodes, n_rows
         if grad is None:
             continue
         grad = grad[:n_rows].double()
+        dev = grad.device  # the model's: gathered there, only [rows, columns] comes to the CPU
         if name == "embed":
             cols = nodes.where(TOKEN)
-            out[:, cols] = (grad * state.embed.double()).sum(-1)[:, nodes.pos[cols]]
+            out[:, cols] = (grad * state.embed.double()).sum(-1)[:, torch.as_tensor(nodes.pos[cols], device=dev)].cpu()
         elif name in ("tc", "attn"):
             if name == "attn" and kind_of[name] not in set(nodes.kind.tolist()):
                 continue
             cols = np.flatnonzero((nodes.kind == kind_of[name]) & (nodes.layer == L))
-            p, f = torch.as_tensor(nodes.pos[cols]), torch.as_tensor(nodes.feature[cols])
-            acts = torch.as_tensor(nodes.activation[cols])
-            out[:, cols] = grad[:, p, f] * acts
+            p, f = torch.as_tensor(nodes.pos[cols], device=dev), torch.as_tensor(nodes.feature[cols], device=dev)
+            acts = torch.as_tensor(nodes.activation[cols], device=dev)
+            out[:, cols] = (grad[:, p, f] * acts).cpu()
         else:
             cols = np.flatnonzero((nodes.kind == kind_of[name]) & (nodes.layer == L))
             if len(cols) == 0:
                 continue
             err = (state.tc_error[L] if name == "tc_err" else state.attn_error[L]).double()
-            out[:, cols] = (grad * err).flatten(2).sum(-1)[:, nodes.pos[cols]]
+            out[:, cols] = (grad * err).flatten(2).sum(-1)[:, torch.as_tensor(nodes.pos[cols], device=dev)].cpu()
     return out
 
 
@@ -229,9 +233,14 @@ def compute_rows(
     *,
     batch: int = 64,
     on_progress: Callable[[int, int], bool | None] | None = None,
+    into: Tensor | None = None,
 ) -> Tensor:
-    """[len(rows), N] float64: the edges into each node of ``rows`` (targets or features), ``batch`` per backward pass."""
-    out = torch.zeros(len(rows), len(nodes), dtype=torch.float64)
+    """[len(rows), N] float64: the edges into each node of ``rows`` (targets or features), ``batch`` per backward pass.
+
+    ``into`` (an [N, N] adjacency): each batch's rows are written there instead (row ``rows[i]``,
+    in its dtype) and ``into`` is returned, so a whole graph holds no second [rows, N] copy.
+    """
+    out = torch.zeros(0 if into is not None else len(rows), len(nodes), dtype=torch.float64)
     size = max(1, min(batch, len(rows)))
     with torch.inference_mode(False), torch.enable_grad():
         replacement = Replacement(model, state, transcoders, attn_saes, size)
@@ -240,10 +249,14 @@ def compute_rows(
             chunk = rows[start : start + size]
             specs = [(int(nodes.kind[i]), int(nodes.layer[i]), int(nodes.pos[i]), int(nodes.feature[i])) for i in chunk]
             grads = replacement.gradients(specs, direction)
-            out[start : start + len(chunk)] = _edge_rows(replacement, grads, nodes, len(chunk), state)
+            edges = _edge_rows(replacement, grads, nodes, len(chunk), state)
+            if into is not None:
+                into[torch.as_tensor(np.asarray(chunk, dtype=np.int64))] = edges.to(into.dtype)
+            else:
+                out[start : start + len(chunk)] = edges
             if on_progress is not None and on_progress(step + 1, total):
                 raise ListerError("the graph was cancelled")
-    return out
+    return into if into is not None else out
 
 
 def attribute_graph(
@@ -295,7 +308,7 @@ def attribute_graph(
     # targets first (the order does not change the numbers)
     rows_all = np.concatenate([rows_all[nodes.kind[rows_all] == TARGET], rows_all[nodes.kind[rows_all] != TARGET]])
     adjacency = torch.zeros(len(nodes), len(nodes), dtype=torch.float32)
-    adjacency[torch.as_tensor(rows_all)] = compute_rows(model, state, transcoders, attn_saes, nodes, rows_all, direction, batch=batch, on_progress=on_progress).float()
+    compute_rows(model, state, transcoders, attn_saes, nodes, rows_all, direction, batch=batch, on_progress=on_progress, into=adjacency)
     weights = np.zeros(len(nodes))
     weights[nodes.where(TARGET)] = 1.0 / len(target_positions)
     return AttributionGraph(
