@@ -59,6 +59,7 @@ MAIN_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.metric_colour", "m", "metric_colour", "Metric colour", "Colour tokens by the metric instead of alternating backgrounds"),
     KeySpec("lister.prompt", "P", "show_prompt", "Prompt", "Show or hide the prompt tokens"),
     KeySpec("lister.ranking", "t", "ranking", "Sample/dataset", "Features table: this sample's pairs or the batch's dataset ranking"),
+    KeySpec("lister.density", "D", "density", "Density", "Features table: plain ranking, dense features flagged (d), or down-weighted by their density over the cards' corpus (found once, cached)"),
     KeySpec("lister.sae", "s", "next_sae", "SAE", "Features table: next SAE filter (all, then each SAE)"),
     KeySpec("lister.sort", "o", "sort", "Sort", "Features table: sort by the next column"),
     KeySpec("lister.filter", "slash", "filter", "Filter", "Features table: filter rows (SAE, feature, token, pos:N)", key_display="/"),

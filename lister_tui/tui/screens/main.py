@@ -199,7 +199,7 @@ class MainScreen(Screen):
         inspector.show(views.metric_curves(st, self.state), start, pos, label, views.cursor_info(st, doc, pos, rows))
 
     def refresh_features(self) -> None:
-        self.features.show(views.features_view(self.app.lab, self.ws, self.state, self.controller.rows, self.features.query_text))
+        self.features.show(views.features_view(self.app.lab, self.ws, self.state, self.controller.rows, self.features.query_text, self.controller.shown_densities()))
 
     def refresh_ablation(self) -> None:
         panel = self.query_one("#ablation-panel", AblationPanel)
@@ -265,6 +265,9 @@ class MainScreen(Screen):
         self.controller.attribute_batch()
 
     # --- actions: the features table -----------------------------------------------------
+
+    def action_density(self) -> None:
+        self.controller.cycle_density()
 
     def action_ranking(self) -> None:
         self.controller.toggle_ranking()
