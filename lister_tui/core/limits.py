@@ -32,3 +32,4 @@ MAX_GRAPH_CHECKS = 1000  # graph nodes zeroed to compare graph, replacement and 
 MAX_GRAPH_BATCH = 4096  # graph targets per backward pass
 MAX_GRAPH_MEMORY_GIB = 1024.0  # what --max-memory may allow
 MAX_RELATIVE_CLAMP = 100.0  # |k| of a relative clamp: k × the feature's maximum activation (its card)
+MAX_EXPERIMENT_SEEDS = 1000  # seeds per list of a batch experiment (X, run_experiment)

@@ -67,7 +67,7 @@ MAIN_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.copy_link", "y", "copy_link", "Copy link", "Copy the highlighted feature's Neuronpedia link (or its id) to the clipboard (OSC 52)"),
     KeySpec("lister.copy_text", "Y", "copy_text", "Copy text", "Copy the sample's real text to the clipboard"),
     KeySpec("lister.matrix", "x", "matrix", "Matrix", "Feature expression matrix: features x samples, clustered, per SAE"),
-    KeySpec("lister.experiment", "X", "experiment", "Experiment", "Batch experiment: the current interventions over every list × 4 seeds vs base and a random control (n, means, 95% intervals, p)"),
+    KeySpec("lister.experiment", "X", "experiment", "Experiment", "Batch experiment: the current interventions over a scope of lists (every list, one template, this list) × N seeds (a dialog; 4 by default) vs base and a random control (n, means, 95% intervals, p)"),
     KeySpec("lister.batch", "B", "batch", "Batch", "Batch view: items per list per template, base vs ablated (and the sweep's Δitems per condition)"),
     KeySpec("lister.circuit", "C", "app.circuit", "Circuit", "Circuit of this sample: how the features connect across SAEs, and how faithful it is (a screen)"),
     KeySpec("lister.sidebar", "b", "sidebar", "Samples", "Show or hide the sample browser"),
