@@ -327,7 +327,9 @@ class ExplorerController(Widget):
         # the SAE the table is filtered to (s), else every SAE: one corpus pass each, cached on disk
         wanted = [self.sae_ids[self.state.sae_filter - 1]] if self.state.sae_filter else self.sae_ids
         missing = [s for s in wanted if self._peaks_key(s) not in self.densities]
-        if self.state.density_view != "plain" and missing and self.app.can_compute:
+        if self.state.density_view != "plain" and missing and self.needs_model("find the features' densities"):
+            missing = []
+        if self.state.density_view != "plain" and missing:
             self.density_worker(missing, {k: st.sample for k, st in self.ws.samples.items()}, frozenset(self.ws.samples))
         self.changed("features")
 
