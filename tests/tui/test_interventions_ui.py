@@ -150,3 +150,26 @@ def test_x_asks_for_the_scope_and_seeds_and_refuses_a_bad_count(make_app, tiny):
             assert set(exp.sample_keys) == {k for k, st in app.workspace.samples.items() if st.sample.spec.template == "long"}
 
     asyncio.run(go())
+
+
+def test_a_relative_clamp_still_waiting_when_reopened_is_filled_in_when_r_asks(make_app, tmp_path, monkeypatch):
+    """A session saved while the maximum was being found: r says it waits, finds it, and the next r runs."""
+    monkeypatch.setenv("LISTER_TUI_CACHE", str(tmp_path))
+
+    async def go():
+        app = make_app()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            key = app.main.state.current
+            app.workspace.toggle(key, AblationChoice("res_0", 382, 8, "every", "clamp", 0.5, relative=True))
+            await pilot.press("r")
+            await settle(app, pilot)
+            assert app.workspace.state(key).runs == []  # nothing ran under an unknown value
+            (choice,) = app.workspace.state(key).choices
+            assert choice.peak is not None and choice.peak > 0
+            await pilot.press("r")
+            await settle(app, pilot)
+            (run,) = app.workspace.state(key).runs
+            assert run.choices[0].peak == choice.peak
+
+    asyncio.run(go())

@@ -471,6 +471,11 @@ class ExplorerController(Widget):
         return (sae_id, frozenset(self.ws.samples))  # the cards' corpus holds the session's samples
 
     def find_peaks(self, sae_id: str) -> None:
+        """Start the search for ``sae_id``'s maximum activations (known already: filled in at once)."""
+        known = self.peaks.get(self._peaks_key(sae_id))
+        if known is not None:
+            self.post_message(PeaksReady(sae_id, "", known))
+            return
         if sae_id in self.peaks_pending or self.needs_model("find the maximum activation"):
             return
         self.peaks_pending.add(sae_id)
@@ -625,6 +630,7 @@ class ExplorerController(Widget):
         waiting = [c for c in st.choices if c.waiting_for_peak]
         if waiting:
             c = waiting[0]
+            self.find_peaks(c.sae_id)  # again if a cancel (escape) stopped the search
             self.notify(
                 f"{c.sae_id} f{c.feature}'s relative clamp waits for its maximum activation (being found); r again once the row shows it",
                 severity="warning", markup=False,
