@@ -490,6 +490,7 @@ class MainScreen(Screen):
             return
         waiting = [c for c in st.choices if c.waiting_for_peak]
         if waiting:
+            self.controller.find_peaks(waiting[0].sae_id)
             self.notify(f"{waiting[0].sae_id} f{waiting[0].feature}'s relative clamp waits for its maximum activation; X again once the row shows it", severity="warning", markup=False)
             return
         self.app.push_screen(ExperimentScopeScreen(self.ws.samples, self.state.current), self._run_experiment)
