@@ -101,3 +101,14 @@ def test_a_sweep_resolves_a_relative_clamp_from_the_card_and_records_it(tiny, tm
     # the repeat command's file holds the absolute clamp: running it again needs no card
     (resolved,) = read_sets(out / "interventions.json", tiny.entry)
     assert resolved == InterventionSet((Intervention("res_0", feature, "clamp", item["value"], "all"),), "half-max")
+
+
+def test_a_relative_clamp_on_a_transcoder_feature_resolves_from_its_own_maximum(tiny, tmp_path):
+    from lister_tui.core.study.corpus import default_corpus
+    from lister_tui.core.sweep.interventions_file import resolve_sets
+
+    record = {"name": "tc", "interventions": [{"site": "tc_1", "feature": 5, "kind": "clamp", "value": -0.5, "position": "all", "relative": True}]}
+    (resolved,), provenance = resolve_sets(tiny, (record,), cache=tmp_path)
+    peak = float(max_activations(tiny, "tc_1", default_corpus(tiny), cache=tmp_path)[5])
+    assert peak > 0 and resolved["interventions"][0]["value"] == pytest.approx(-0.5 * peak)
+    assert "relative" not in resolved["interventions"][0] and provenance[0]["max_activation"] == pytest.approx(peak)

@@ -102,3 +102,23 @@ def test_a_list_that_differs_only_in_its_batch_is_not_reported(tiny, workspace, 
     monkeypatch.setattr(replay_module, "sample_lists", tipped)
     report = replay(tiny, workspace)
     assert report.ok and max(calls) > 1 and 1 in calls  # batched, then that list alone
+
+
+def test_runs_that_scale_steer_or_change_a_transcoder_feature_replay_under_their_interventions(tiny, samples):
+    """A run recorded with kinds (or on tc_L) is replayed as the explorer made it, not as a zero-ablation;
+    one ablated list altered is caught."""
+    ws = Workspace(tiny.entry.name)
+    keys = ws.add_samples(samples[:2], "code")
+    for key, s, choices in (
+        (keys[0], samples[0], (AblationChoice("res_0", 7, 0, "every", "steer", 4.0),)),
+        (keys[0], samples[0], (AblationChoice("res_1", 3, 0, "every", "scale", 3.0),)),
+        (keys[1], samples[1], (AblationChoice("tc_1", 5, 0, "every"),)),
+    ):
+        ws.record_ablation(key, ablation_run(tiny, key, s, choices, "code", from_attribution_pos=False))
+    assert ws.state(keys[0]).runs[0].ablated.tokens != ws.state(keys[0]).runs[0].base.tokens  # the steer changed the list
+    assert replay(tiny, ws).ok
+    run = ws.state(keys[1]).runs[0]
+    altered = replace(run, ablated=replace(run.ablated, tokens=run.ablated.tokens[:-1] + (run.ablated.tokens[-1] + 1,)))
+    ws.state(keys[1]).runs[0] = altered
+    report = replay(tiny, ws)
+    assert not report.ok and [m.what for m in report.mismatches] == ["run 0 ablated"]

@@ -87,3 +87,15 @@ def test_a_relative_clamp_round_trips_with_its_maximum_and_an_older_file_reads_a
     manifest_path.write_text(json.dumps(manifest))
     old = read_session(tmp_path / "s").workspace.state(key).choices
     assert all(not c.relative and c.peak is None for c in old)
+
+
+def test_the_ablations_export_says_how_each_feature_was_changed():
+    from dataclasses import replace
+
+    ws = small_workspace()
+    key = next(iter(ws.samples))
+    run = ws.state(key).runs[0]
+    kinds = (replace(run.choices[0], kind="steer", value=2.0), replace(run.choices[1], kind="clamp", value=0.5, relative=True, peak=6.0))
+    ws.state(key).runs[0] = replace(run, choices=kinds)
+    features = session_export(ws, None)["ablations"]["features"].iloc[0]
+    assert features == "res_0 f3@5 +2; attn_1 f2@all =0.5×max=3"

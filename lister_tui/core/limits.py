@@ -35,3 +35,4 @@ MAX_RELATIVE_CLAMP = 100.0  # |k| of a relative clamp: k × the feature's maximu
 MAX_SUPERNODE_NAME = 80  # characters in a supernode's name (a graph's group of nodes)
 MAX_SUPERNODE_MEMBERS = 10_000  # nodes in one supernode
 MAX_HEAD_VIEW_HEADS = 64  # heads shown in a graph edge's head view
+MAX_EXPERIMENT_SEEDS = 1000  # seeds per list of a batch experiment (X, run_experiment)

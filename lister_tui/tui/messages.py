@@ -37,6 +37,15 @@ class CurveReady(Message):
 
 
 @dataclass
+class DensitiesReady(Message):
+    """Every feature's density of one SAE over the cards' corpus (the features table's density option)."""
+
+    sae_id: str
+    sample_keys: frozenset
+    densities: object  # numpy array [d_sae]
+
+
+@dataclass
 class PeaksReady(Message):
     """Every feature's maximum activation of one SAE over the cards' corpus (relative clamps)."""
 

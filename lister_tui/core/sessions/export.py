@@ -48,6 +48,8 @@ _COLUMN = {name: current_name(name) for name in (*_LIST_METRICS, *DELTA_METRICS)
 
 def _choice_text(c: AblationChoice, ws: Workspace | None = None) -> str:
     text = f"{c.sae_id} f{c.feature}@{'all' if c.mode == 'every' else c.pos}"
+    if c.kind != "zero":  # how it was changed: "×0.5", "=3", "=0.5×max=4.55", "+2"
+        text += " " + c.kind_text()
     label = ws.label(c.sae_id, c.feature) if ws is not None else ""
     return f"{text} ({label})" if label else text
 

@@ -20,7 +20,8 @@ from lister_tui.core.engine.loading import LoadedModel
 from lister_tui.core.engine.prompts import PromptSpec
 from lister_tui.core.engine.sampling import SamplingSettings
 from lister_tui.core.errors import ListerError
-from lister_tui.core.sessions.workspace import Workspace, to_ablation
+from lister_tui.core.engine.interventions import InterventionSet
+from lister_tui.core.sessions.workspace import Workspace, only_zeroes, to_ablation, to_interventions
 from lister_tui.core.study.experiment import regeneration_prefix
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 
@@ -122,7 +123,7 @@ class _Job:
     spec: PromptSpec
     settings: SamplingSettings
     prefix: tuple[int, ...] | None  # None: from the prompt (built again from the template)
-    ablation: Ablation
+    ablation: Ablation | InterventionSet  # a run that scales, clamps, steers or changes a transcoder feature: its interventions
 
     @property
     def identity(self) -> tuple:
@@ -159,7 +160,8 @@ def _jobs(ws: Workspace, recorded_sampling: dict | None, skip: set[str] = frozen
             settings = settings_for(run.preset, recorded_sampling)
             start = tuple(regeneration_prefix(s, run.from_attribution_pos))
             jobs.append(_Job(key, f"run {i} base", run.base, s.spec, settings, start, Ablation()))
-            jobs.append(_Job(key, f"run {i} ablated", run.ablated, s.spec, settings, start, to_ablation(run.choices)))
+            how = to_ablation(run.choices) if only_zeroes(run.choices) else to_interventions(run.choices)  # as ablation_run chose
+            jobs.append(_Job(key, f"run {i} ablated", run.ablated, s.spec, settings, start, how))
     return jobs
 
 
@@ -224,7 +226,7 @@ def replay(
             [identity[0] for identity in identities],
             settings,
             prefixes=None if from_prompt else [list(identity[2]) for identity in identities],
-            ablation=None if ablation.is_empty() else ablation,
+            **_under(ablation),
             on_step=on_step if on_progress is not None else None,
         )
         for row, (identity, sample) in enumerate(zip(identities, out)):
@@ -248,5 +250,12 @@ def _alone(loaded: LoadedModel, job: _Job) -> ListSample:
         [job.spec],
         job.settings,
         prefixes=None if job.prefix is None else [list(job.prefix)],
-        ablation=None if job.ablation.is_empty() else job.ablation,
+        **_under(job.ablation),
     )[0]
+
+
+def _under(how: Ablation | InterventionSet) -> dict:
+    """``sample_lists``'s keyword for a job's ablation or interventions (none when empty)."""
+    if how.is_empty():
+        return {}
+    return {"interventions": how} if isinstance(how, InterventionSet) else {"ablation": how}

@@ -37,6 +37,7 @@ from lister_tui.core.engine.generation import ListSample, intervention_saes, met
 from lister_tui.core.engine.interventions import Intervention, InterventionSet, check_value
 from lister_tui.core.engine.lazy import torch  # imported on first use: a session's experiments are read without it
 from lister_tui.core.errors import Cancelled, ListerError
+from lister_tui.core.limits import MAX_EXPERIMENT_SEEDS
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 from lister_tui.core.study.stats import BOOTSTRAP, CI_METHODS, DEFAULT_RESAMPLES, PairedSummary, paired_summary
 
@@ -54,7 +55,7 @@ MEASURE_LABELS = {
     "metric_change": "Δmetric",
     "reached_end_change": "Δend",
 }
-MAX_SEEDS = 1000
+MAX_SEEDS = MAX_EXPERIMENT_SEEDS  # (core/limits)
 CONTROL_EXCLUDE_TOP = 10  # per list and SAE: its strongest attributed features are never control features
 SEED_STRIDE = 7919  # seed of unit j of a list: its own seed + j × this (j = 0 is the list itself)
 

@@ -31,12 +31,13 @@ from lister_tui.core.limits import MAX_RELATIVE_CLAMP
 from lister_tui.core.sessions.workspace import KIND_CYCLE, KIND_DEFAULT_VALUE, KIND_STEP, RELATIVE_DEFAULT, RELATIVE_STEP, AblationChoice
 from lister_tui.core.study.experiment import DEFAULT_IG_STEPS, attributable, attribute_lists, top_k_ablation
 from lister_tui.core.study.settings import SAMPLING_PRESETS
-from lister_tui.tui.explorer.state import TOP_K, ExplorerState
+from lister_tui.tui.explorer.state import DENSITY_VIEWS, TOP_K, ExplorerState
 from lister_tui.tui.explorer.views import FeatureRows, TokenStrings
 from lister_tui.tui.messages import (
     AttributionReady,
     CurveReady,
     ExplorerChanged,
+    DensitiesReady,
     GenerationProgress,
     PeaksReady,
     RegenerationCancelled,
@@ -73,6 +74,7 @@ class ExplorerController(Widget):
         self._rows: FeatureRows | None = None
         self.peaks: dict[tuple[str, frozenset], object] = {}  # (SAE, the session's sample keys) -> max activation per feature
         self.peaks_pending: set[str] = set()
+        self.densities: dict[tuple[str, frozenset], object] = {}  # (SAE, the session's sample keys) -> density per feature
 
     @property
     def strings(self) -> TokenStrings:
@@ -317,6 +319,50 @@ class ExplorerController(Widget):
             self.notify("dataset ranking needs the batch attributed: press A", severity="warning")
         self.changed("features")
 
+    def cycle_density(self) -> None:
+        """D: plain → dense features flagged → down-weighted → plain; densities found once per SAE (a worker)."""
+        self.state.density_view = DENSITY_VIEWS[(DENSITY_VIEWS.index(self.state.density_view) + 1) % len(DENSITY_VIEWS)]
+        words = {"plain": "plain ranking", "flag": "dense features flagged d", "downweight": "ranked by attribution × density weight"}
+        self.notify(f"features table: {words[self.state.density_view]}", timeout=3)
+        # the SAE the table is filtered to (s), else every SAE: one corpus pass each, cached on disk
+        wanted = [self.sae_ids[self.state.sae_filter - 1]] if self.state.sae_filter else self.sae_ids
+        missing = [s for s in wanted if self._peaks_key(s) not in self.densities]
+        if self.state.density_view != "plain" and missing and self.needs_model("find the features' densities"):
+            missing = []
+        if self.state.density_view != "plain" and missing:
+            self.density_worker(missing, {k: st.sample for k, st in self.ws.samples.items()}, frozenset(self.ws.samples))
+        self.changed("features")
+
+    def shown_densities(self) -> dict:
+        """{SAE: density per feature} known for the session's samples as they are now."""
+        return {s: self.densities[self._peaks_key(s)] for s in self.sae_ids if self._peaks_key(s) in self.densities}
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="density", description="Feature densities")
+    def density_worker(self, sae_ids: list[str], samples: dict, sample_keys: frozenset) -> None:
+        from lister_tui.core.study.cards import corpus_parts
+        from lister_tui.core.study.corpus import PassCancelled, default_corpus
+        from lister_tui.core.study.features import feature_densities
+
+        worker = get_current_worker()
+        try:
+            corpus = default_corpus(self.lab, samples)
+            for n, sae_id in enumerate(sae_ids):
+                def progress(done: int, total: int, n: int = n, sae_id: str = sae_id) -> bool:
+                    self.post_message(GenerationProgress(float(n * total + done), float(len(sae_ids) * total)))
+                    return worker.is_cancelled
+
+                parts = corpus_parts(self.lab, sae_id, corpus, on_progress=progress)
+                self.post_message(DensitiesReady(sae_id, sample_keys, feature_densities(acts for _, acts in parts)))
+        except PassCancelled:
+            return
+        except Exception as exc:  # a worker's failure becomes a message, never a traceback
+            self.post_message(TaskFailed.of("feature density", exc))
+
+    def on_densities_ready(self, message: DensitiesReady) -> None:
+        message.stop()
+        self.densities[(message.sae_id, message.sample_keys)] = message.densities
+        self.changed("features")
+
     def next_sae(self) -> str | None:
         """The next SAE choice (all, then each SAE); the screen writes it into the filter as sae:NAME."""
         self.state.sae_filter = (self.state.sae_filter + 1) % (len(self.sae_ids) + 1)
@@ -425,6 +471,11 @@ class ExplorerController(Widget):
         return (sae_id, frozenset(self.ws.samples))  # the cards' corpus holds the session's samples
 
     def find_peaks(self, sae_id: str) -> None:
+        """Start the search for ``sae_id``'s maximum activations (known already: filled in at once)."""
+        known = self.peaks.get(self._peaks_key(sae_id))
+        if known is not None:
+            self.post_message(PeaksReady(sae_id, "", known))
+            return
         if sae_id in self.peaks_pending or self.needs_model("find the maximum activation"):
             return
         self.peaks_pending.add(sae_id)
@@ -559,7 +610,7 @@ class ExplorerController(Widget):
         """Cancel every running regeneration, generation and attribution."""
         cancelled = self.cancel_regeneration()
         for w in self.app.workers:
-            if w.group in ("generate", "attribute") and w.state in (WorkerState.PENDING, WorkerState.RUNNING):
+            if w.group in ("generate", "attribute", "density", "peaks") and w.state in (WorkerState.PENDING, WorkerState.RUNNING):
                 w.cancel()
                 cancelled = True
                 self.end_busy()
@@ -579,6 +630,7 @@ class ExplorerController(Widget):
         waiting = [c for c in st.choices if c.waiting_for_peak]
         if waiting:
             c = waiting[0]
+            self.find_peaks(c.sae_id)  # again if a cancel (escape) stopped the search
             self.notify(
                 f"{c.sae_id} f{c.feature}'s relative clamp waits for its maximum activation (being found); r again once the row shows it",
                 severity="warning", markup=False,

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from lister_tui.tui.widgets.feature_table import SORT_KEYS
 
 TOP_K = 5  # the post's k for the study's top-k ablation and the dataset ranking
+# the features table's density option (D): as ranked, dense features flagged, or down-weighted
+DENSITY_VIEWS: tuple[str, ...] = ("plain", "flag", "downweight")
 
 
 @dataclass
@@ -27,6 +29,7 @@ class ExplorerState:
     regen_state: str = ""  # "regenerating…", "cancelled", "regeneration failed", …
     busy: str = ""  # what a generate or attribute worker is doing
     pending_matrix: bool = False  # open the matrix once the batch is attributed
+    density_view: str = "plain"  # one of DENSITY_VIEWS
 
     @property
     def sort_key(self) -> str:

@@ -212,9 +212,43 @@ class FeaturesView:
     dataset: bool
     links: bool
     labels: dict = field(default_factory=dict)  # (sae_id, feature) -> the user's label
+    dense: frozenset = frozenset()  # keys of rows whose feature is dense (flagged with d)
 
 
-def features_view(lab: LoadedModel, ws: Workspace, state: ExplorerState, rows_of: FeatureRows, query: str) -> FeaturesView:
+def density_rows(rows: list[FeatureRow], densities: dict, view: str) -> tuple[list[FeatureRow], frozenset]:
+    """``rows`` under the density option: the keys of dense rows (every SAE whose densities are known),
+    and with ``view == "downweight"`` the rows re-ranked by attribution × min(1, max density / density)
+    (:func:`lister_tui.core.study.features.density_aware`'s ``score_density_adjusted``)."""
+    import pandas as pd
+
+    from lister_tui.core.study.features import density_aware
+
+    if view == "plain" or not rows:
+        return rows, frozenset()
+    adjusted: dict[str, float] = {}
+    dense: set[str] = set()
+    for sae_id in dict.fromkeys(r.sae_id for r in rows):
+        if sae_id not in densities:
+            continue
+        mine = [r for r in rows if r.sae_id == sae_id]
+        frame = pd.DataFrame({"feature": [r.feature for r in mine], "attribution": [r.attribution for r in mine]})
+        ranked = density_aware(frame, densities[sae_id], mode="flag", score="attribution")
+        for r, flag, score in zip(mine, ranked["dense"], ranked["score_density_adjusted"]):
+            adjusted[r.key] = float(score)
+            if flag:
+                dense.add(r.key)
+    if view == "downweight":
+        rows = sorted(rows, key=lambda r: (-adjusted.get(r.key, r.attribution), r.sae_id, r.feature))
+    return rows, frozenset(dense)
+
+
+# short: at 80 columns the header shares its line with the filter (the help screen explains D)
+DENSITY_HEADER = {"flag": "d = dense (D)", "downweight": "attr×density"}
+
+
+def features_view(
+    lab: LoadedModel, ws: Workspace, state: ExplorerState, rows_of: FeatureRows, query: str, densities: dict | None = None
+) -> FeaturesView:
     # the SAE choice (s) lives in the filter text as sae:NAME: one visible query, nothing hidden
     if state.dataset_mode:
         rows = rows_of.of_dataset(ws)
@@ -227,13 +261,19 @@ def features_view(lab: LoadedModel, ws: Workspace, state: ExplorerState, rows_of
         if rows and st.attribution and any(a.method == "ig" for a in st.attribution.values()):
             what = "sample pairs · IG"
     rows = sort_rows(filter_rows(rows, query), state.sort_key)
+    rows, dense = density_rows(rows, densities or {}, state.density_view)
     modes = {}
     if state.current is not None:
         for c in ws.state(state.current).choices:
             modes[f"{c.sae_id}:{c.feature}:{c.pos}"] = "∀" if c.mode == "every" else "@"
     short = {"attribution": "attr", "activation": "act"}.get(state.sort_key, state.sort_key)  # fits 80 columns
-    header = Text.assemble((what, "bold"), " · by ", visible(short), " (o)")
-    return FeaturesView(rows, header, modes, state.dataset_mode, lab.entry.feature_url is not None, dict(ws.labels))
+    if state.density_view == "downweight":
+        header = Text.assemble((what, "bold"), " · ", (DENSITY_HEADER["downweight"], "bold"))
+    else:
+        header = Text.assemble((what, "bold"), " · by ", visible(short), " (o)")
+        if state.density_view == "flag":
+            header = Text.assemble((what, "bold"), " · ", (DENSITY_HEADER["flag"], "bold"))
+    return FeaturesView(rows, header, modes, state.dataset_mode, lab.entry.feature_url is not None, dict(ws.labels), dense)
 
 
 def tokens_title(ws: Workspace, state: ExplorerState, compare_shown: bool) -> str:

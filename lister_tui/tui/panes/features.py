@@ -44,7 +44,7 @@ class FeaturesPane(Vertical):
 
     def show(self, view: FeaturesView) -> None:
         self.query_one("#feature-mode", Static).update(view.header)  # safe-text: features_view builds it by Text.assemble and visible
-        self.table.show(view.rows, view.modes, view.dataset, view.links, view.labels)
+        self.table.show(view.rows, view.modes, view.dataset, view.links, view.labels, view.dense)
 
     def highlighted(self) -> FeatureRow | None:
         return self.table.highlighted()

@@ -75,11 +75,15 @@ class ExperimentScreen(Screen[None]):
     ExperimentScreen PlotextPlot { height: 14; min-height: 10; }
     """
 
-    def __init__(self, lab, workspace: Workspace, interventions: InterventionSet, exclude: set | None, n_seeds: int = SEEDS) -> None:
+    def __init__(
+        self, lab, workspace: Workspace, interventions: InterventionSet, exclude: set | None, n_seeds: int = SEEDS,
+        keys: list[str] | None = None, scope: str = "every list",
+    ) -> None:
         super().__init__()
         self.lab = lab
         self.workspace = workspace
-        self.keys = [k for k in workspace.samples]
+        self.keys = list(keys) if keys is not None else [k for k in workspace.samples]
+        self.scope = scope
         self.samples = [workspace.samples[k].sample for k in self.keys]
         self.settings = ExperimentSettings(interventions, n_seeds=n_seeds)
         self.exclude = exclude
@@ -98,7 +102,7 @@ class ExperimentScreen(Screen[None]):
         n = len(self.samples)
         what = visible(self.settings.interventions.describe())
         self.query_one("#exp-title", Static).update(
-            Text(visible(f"Batch experiment · {what} · {n} lists × {self.settings.n_seeds} seeds, from the prompt, common random numbers"))
+            Text(visible(f"Batch experiment · {what} · {self.scope}: {n} lists × {self.settings.n_seeds} seeds, from the prompt, common random numbers"))
         )
         self._status(f"running: 0 of {n * self.settings.n_seeds} units (escape stops; what ran is kept)")
         self.run_worker_thread()

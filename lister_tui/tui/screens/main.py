@@ -199,7 +199,7 @@ class MainScreen(Screen):
         inspector.show(views.metric_curves(st, self.state), start, pos, label, views.cursor_info(st, doc, pos, rows))
 
     def refresh_features(self) -> None:
-        self.features.show(views.features_view(self.app.lab, self.ws, self.state, self.controller.rows, self.features.query_text))
+        self.features.show(views.features_view(self.app.lab, self.ws, self.state, self.controller.rows, self.features.query_text, self.controller.shown_densities()))
 
     def refresh_ablation(self) -> None:
         panel = self.query_one("#ablation-panel", AblationPanel)
@@ -265,6 +265,9 @@ class MainScreen(Screen):
         self.controller.attribute_batch()
 
     # --- actions: the features table -----------------------------------------------------
+
+    def action_density(self) -> None:
+        self.controller.cycle_density()
 
     def action_ranking(self) -> None:
         self.controller.toggle_ranking()
@@ -472,11 +475,9 @@ class MainScreen(Screen):
         self.app.push_screen(MatrixScreen(self.ws.batch, self.ws.samples, self.controller.sae_ids), opened)
 
     def action_experiment(self) -> None:
-        """X: the current sample's interventions over every list of the session × 4 seeds."""
-        from lister_tui.core.engine.interventions import InterventionSet
-        from lister_tui.core.engine.prompts import prompt_ids
-        from lister_tui.core.sessions.workspace import to_interventions
-        from lister_tui.tui.screens.experiment import ExperimentScreen
+        """X: the current sample's interventions over a scope of lists (a dialog: every list, one template or
+        this list) × N seeds (4 by default)."""
+        from lister_tui.tui.screens.experiment_scope import ExperimentScopeScreen
 
         if self.controller.no_sample():
             return
@@ -489,10 +490,23 @@ class MainScreen(Screen):
             return
         waiting = [c for c in st.choices if c.waiting_for_peak]
         if waiting:
+            self.controller.find_peaks(waiting[0].sae_id)
             self.notify(f"{waiting[0].sae_id} f{waiting[0].feature}'s relative clamp waits for its maximum activation; X again once the row shows it", severity="warning", markup=False)
             return
+        self.app.push_screen(ExperimentScopeScreen(self.ws.samples, self.state.current), self._run_experiment)
+
+    def _run_experiment(self, scope) -> None:
+        from lister_tui.core.engine.interventions import InterventionSet
+        from lister_tui.core.engine.prompts import prompt_ids
+        from lister_tui.core.sessions.workspace import to_interventions
+        from lister_tui.tui.screens.experiment import ExperimentScreen
+
+        if scope is None or self.state.current is None:
+            return
+        st = self.ws.state(self.state.current)
+        keys = scope.keys(self.ws.samples, self.state.current)
         iset: InterventionSet = to_interventions(st.choices, name=f"{len(st.choices)} feature(s) from {self.state.current}")
-        shortest = min(len(prompt_ids(self.app.lab, s.sample.spec.template, s.sample.spec.topic)) for s in self.ws.samples.values())
+        shortest = min(len(prompt_ids(self.app.lab, self.ws.samples[k].sample.spec.template, self.ws.samples[k].sample.spec.topic)) for k in keys)
         far = [c for c in st.choices if c.mode == "position" and c.pos >= shortest]
         if far:
             c = far[0]
@@ -503,10 +517,10 @@ class MainScreen(Screen):
             )  # fmt: skip
             return
         exclude = set()
-        for s in self.ws.samples.values():
-            for sae_id, attr in (s.attribution or {}).items():
+        for k in keys:
+            for sae_id, attr in (self.ws.samples[k].attribution or {}).items():
                 exclude |= {(sae_id, p.feature) for pairs in attr.top for p in pairs[:10]}
-        self.app.push_screen(ExperimentScreen(self.app.lab, self.ws, iset, exclude or None))
+        self.app.push_screen(ExperimentScreen(self.app.lab, self.ws, iset, exclude or None, n_seeds=scope.n_seeds, keys=keys, scope=scope.describe()))
 
     def action_batch(self) -> None:
         from lister_tui.tui.screens.batch import BatchScreen

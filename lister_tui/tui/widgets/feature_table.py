@@ -123,11 +123,12 @@ class FeatureTable(DataTable):
         if self._last is not None and self.columns and self.size.width != self._shown_width:
             self.show(*self._last)
 
-    def show(self, rows: list[FeatureRow], modes: dict[str, str], dataset: bool, links: bool, labels: dict | None = None) -> None:
+    def show(self, rows: list[FeatureRow], modes: dict[str, str], dataset: bool, links: bool, labels: dict | None = None, dense: frozenset = frozenset()) -> None:
         """``modes`` maps a row key to "@" (at its position) or "∀" (every position); ``labels``
         maps (sae_id, feature) to the user's label, shown in a last column once some feature has one
-        (so a narrow terminal loses no row to a horizontal scrollbar before then)."""
-        self._last = (rows, modes, dataset, links, labels)
+        (so a narrow terminal loses no row to a horizontal scrollbar before then); rows whose key
+        is in ``dense`` carry a ``d`` before their mark (a dense feature: not by colour alone)."""
+        self._last = (rows, modes, dataset, links, labels, dense)
         self._shown_width = self.size.width
         labels = labels or {}
         with_labels = bool(labels)
@@ -156,6 +157,8 @@ class FeatureTable(DataTable):
         for r in rows:
             mark = modes.get(r.key, "")
             mark_text = Text(" " + visible_text(mark), style="bold reverse") if mark else Text("")
+            if r.key in dense:
+                mark_text = Text("d", style="italic") + (mark_text[1:] if mark else Text(" "))
             tok = " " + visible(r.token)
             if dataset:
                 cells = (mark_text, f"{r.rank:>3}", " " + visible_text(r.sae_id), f"{r.feature:>5}", f"{r.attribution:>+8.3f}", f"{r.mean:>+7.3f}", f"{r.count:>3}", f"{r.samples:>5}", tok)
