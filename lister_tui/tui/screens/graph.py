@@ -159,8 +159,13 @@ class GraphScreen(GridScreenMixin, Screen[None]):
             self.compute()
 
     def on_resize(self) -> None:
-        self.query_one("#graph-details", Static).styles.height = 7 if self.size.height < 36 else 14
+        self._fit_details()
         self._refresh_text()
+
+    def _fit_details(self) -> None:
+        """The details take what the grid leaves (its rows, two header lines, the scroll line), at least 7 lines."""
+        rows = len(self.view.rows) if self.view is not None else 2 * self.loaded.model.cfg.n_layers + 2
+        self.query_one("#graph-details", Static).styles.height = max(7, self.size.height - 2 - (rows + 4))
 
     # --- workers ---------------------------------------------------------------------
 
@@ -234,6 +239,7 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         self.view = view
         self.status = ""
         self.query_one(CircuitGrid).show(view, self.tokens, rows=view.rows, keep_cursor=True)
+        self._fit_details()
         self._fill_outline()
         self._refresh_text()
         self._ask_heads()
@@ -327,6 +333,8 @@ class GraphScreen(GridScreenMixin, Screen[None]):
             out.append(visible(self.status) + "\n", style="italic")
         node = self._selected()
         if node is None or self.entry is None or self.view is None:
+            if self.view is not None:
+                out.append("no node in this cell: the arrow keys move to another", style="dim")
             return out
         graph, i = self.entry.graph, self.view.index[node.id]
         kind, layer = int(graph.nodes.kind[i]), int(graph.nodes.layer[i])
@@ -350,7 +358,14 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         for title, edges, other, style in (("parents ", self.view.parents(node.id), "source", "green"),
                                            ("children", self.view.children(node.id), "target", "magenta")):
             out.append(f"\n{title}: ", style=style)
-            out.append(visible(", ".join(self._edge_text(e, other) for e in edges[: self._many()]) or "—"))
+            shown = [self._edge_text(e, other) for e in edges[: self._many()]]
+            if self.size.height >= 36:  # tall: one edge a line, every head share whole
+                out.append(visible(f"{len(edges)} kept, strongest first" if shown else "—"), style="dim")
+                for e, line in zip(edges, shown):
+                    out.append("\n    " + visible(line))
+                    out.append("  " + visible(self.view.node(getattr(e, other)).token or ""), style="italic")
+            else:
+                out.append(visible(", ".join(shown) or "—"))
         check = self.entry.checks.get(i)
         if check is not None:
             out.append("\n")
