@@ -89,3 +89,37 @@ def assert_same_attribution(x: SAEListAttribution, y: SAEListAttribution) -> Non
     assert (x.method, x.ig_steps) == (y.method, y.ig_steps)
     for name in ("max_activation", "feature_total", "error_total", "metric"):
         np.testing.assert_array_equal(getattr(x, name), getattr(y, name))
+
+
+def make_graph_json(n_tokens: int, target: int) -> dict:
+    """A small pruned graph in export.graph_json's form (two features, a token, the metric), made without the model."""
+    node = {"kind": "transcoder", "layer": 0, "token": "w", "activation": 1.0, "influence": 0.25}
+    nodes = [
+        {**node, "id": f"tc_0/3@{target - 1}", "site": "tc_0", "pos": target - 1, "feature": 3, "label": "the word short"},
+        {**node, "id": f"tc_0/3@{target}", "site": "tc_0", "pos": target, "feature": 3, "label": None},
+        {**node, "id": "token@1", "kind": "token", "site": "token", "layer": -1, "pos": 1, "feature": -1, "influence": 0.5},
+        {**node, "id": f"metric@{target}", "kind": "target", "site": "target", "layer": -1, "pos": target, "feature": -1, "influence": 0.0},
+    ]
+    edges = [
+        {"source": "token@1", "target": f"tc_0/3@{target - 1}", "weight": 0.5},
+        {"source": f"tc_0/3@{target - 1}", "target": f"metric@{target}", "weight": -1.25, "heads": {"0.1": -1.0}},
+        {"source": f"tc_0/3@{target}", "target": f"metric@{target}", "weight": 0.75},
+    ]
+    return {
+        "format": "lister-tui attribution graph", "version": 1, "metric": "logit(blank) − logit(newline)",
+        "targets": [{"pos": target, "value": 1.5}], "attention_features": True, "n_nodes_total": 40,
+        "replacement_score": 0.75, "completeness_score": 0.5, "node_threshold": 0.8, "edge_threshold": 0.98,
+        "kept_node_influence": 0.9, "kept_edge_influence": 0.95, "seconds": 0.5, "tokens": ["w"] * n_tokens,
+        "nodes": nodes, "edges": edges, "supernodes": [{"name": "tc_0/3", "members": [nodes[0]["id"], nodes[1]["id"]], "influence": 0.5}],
+    }
+
+
+def add_graph(ws: Workspace, key: str | None = None) -> int:
+    """A saved graph (with one user supernode) of ``key``'s sample (the first sample by default)."""
+    from lister_tui.core.study.graphs.record import GraphRecord
+
+    key = key or next(iter(ws.samples))
+    sample = ws.state(key).sample
+    data = make_graph_json(len(sample.tokens), sample.structure.attribution_pos)
+    ids = [n["id"] for n in data["nodes"][:2]]
+    return ws.add_graph(GraphRecord.from_graph_json(key, data, [("the pair", ids)], created="2026-12-07T18:00:00Z"))

@@ -32,7 +32,7 @@ from fuzz_inputs import (
     report,
     with_leaf,
 )
-from session_fixtures import MODEL, VOCAB, small_workspace
+from session_fixtures import MODEL, VOCAB, add_graph, small_workspace
 from typer.testing import CliRunner
 
 from lister_tui.cli import app
@@ -43,10 +43,11 @@ from lister_tui.core.sessions.store import SessionStore, parquet_bytes, read_ses
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
-    """A session whose every table has rows: samples, choices, a run, attributions, a label."""
+    """A session whose every table has rows: samples, choices, a run, attributions, a label, a graph."""
     folder = tmp_path_factory.mktemp("base") / "base"
     ws = small_workspace()
     ws.set_label("res_0", 3, "the word short")
+    add_graph(ws)
     SessionStore(folder).save(ws, MODEL, token_string=lambda i: VOCAB[i])
     return folder
 

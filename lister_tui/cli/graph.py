@@ -41,6 +41,7 @@ def graph_command(
     json_out: Path | None = typer.Option(None, "--json", help="Write the pruned graph here.", show_default=False),
     output_format: str = typer.Option("json", "--format", help="File format of --json: json (ours) or neuronpedia (circuit-tracer's graph JSON)."),
     session: str | None = typer.Option(None, "--session", help="Name nodes (clerp) with this session's feature labels.", show_default=False),
+    save: bool = typer.Option(False, "--save", help="Add the graph to --session (and its list, if the session lacks it); the session is saved as the explorer saves it."),
     sessions_dir: Path | None = SESSIONS_DIR_OPTION,
     preset: str = typer.Option("code", "--preset", help="Sampling preset the list is drawn with: code, post or greedy."),
     seed: int = typer.Option(0, help=f"Base seed (as in the explorer and the sweep) (valid: 0..{MAX_SEED})."),
@@ -91,25 +92,46 @@ def graph_command(
             transcoder_set(entry)  # refuses an entry without transcoders
         if dtype not in (None, "float32", "float64"):
             raise ListerError(f"--dtype {dtype!r} is not valid for graphs; valid: float32, float64")
+        if save and session is None:
+            raise ListerError("--save adds the graph to a session: give --session NAME as well")
         specs = build_prompts([template], [topic], samples_per_topic=sample + 1, base_seed=seed)
         spec = specs[sample]
         labels = None
+        opened = None
         if session is not None:
             from lister_tui.core.sessions.store import read_session
 
             opened = read_session(resolve_target(session, sessions_dir))
             if opened.model.name != entry.name:
                 raise ListerError(f"session {opened.name} is of model {opened.model.name}, not {entry.name}; pass --model {opened.model.name}")
+            if save:
+                _check_session_for_save(opened, entry, spec, preset)
             known = dict(opened.workspace.labels)
             labels = lambda site, feature: known.get((site, feature))
     except ListerError as exc:
         fail(exc)
     _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge_threshold, attention_features, checks,
-         transcoders, max_memory, batch, json_out, output_format, SAMPLING_PRESETS[preset], labels)
+         transcoders, max_memory, batch, json_out, output_format, SAMPLING_PRESETS[preset], labels,
+         save_to=(opened, preset) if save else None)
+
+
+def _check_session_for_save(opened, entry, spec, preset: str) -> None:
+    """Before the model loads: the session was made with these weights, and a list of the same key there was drawn with this preset."""
+    from lister_tui.core.engine.fingerprint import fingerprint_differences, weights_fingerprint
+
+    differs = fingerprint_differences(opened.model.fingerprint, weights_fingerprint(entry))
+    if differs:
+        raise ListerError(f"session {opened.name} was made with other weights of {entry.name} ({', '.join(differs[:3])}); "
+                          "a graph of these weights is not saved there: save it to another session")
+    ws = opened.workspace
+    key = f"{spec.key}@{spec.seed}"
+    state = ws.samples.get(key) or ws.removed.get(key)
+    if state is not None and state.preset != preset:
+        raise ListerError(f"session {opened.name} holds {key} drawn with preset {state.preset}; pass --preset {state.preset} to graph that list")
 
 
 def _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge_threshold, attention_features, checks,
-         tc_folder, max_memory, batch, json_out, output_format, sampling, labels=None) -> None:
+         tc_folder, max_memory, batch, json_out, output_format, sampling, labels=None, save_to=None) -> None:
     import torch
     from rich.text import Text
 
@@ -150,17 +172,43 @@ def _run(entry, model, device, dtype, spec, pos, each_item, node_threshold, edge
             status.update("checking nodes in the replacement and the real model…")
             checked = graph_checks(loaded, graph, tcs, attn, top_features(graph, pruned, checks))
         token_strings = [visible(t) for t in loaded.to_str_tokens(graph.tokens)]
+        ours = graph_json(graph, pruned, token_strings, scores=(rep_score, comp_score), heads=heads, checks=checked, labels=labels,
+                          extra={"model": model, "sample": spec.key})
         if json_out is not None:
             if output_format == "neuronpedia":
                 slug = spec.key.replace("/", "-").replace(" ", "_")
                 data = neuronpedia_json(graph, pruned, token_strings, slug=slug, model_name=model, blank_id=loaded.ids.blank, labels=labels)
             else:
-                data = graph_json(graph, pruned, token_strings, scores=(rep_score, comp_score), heads=heads, checks=checked, labels=labels,
-                                  extra={"model": model, "sample": spec.key})
+                data = ours
             atomic_write_bytes(json_out, json.dumps(data, indent=1).encode())
+        saved = None if save_to is None else _save_to_session(loaded, drawn, ours, *save_to)
     except ListerError as exc:
         fail(exc)
     _print_summary(graph, pruned, (rep_score, comp_score), heads, checked, token_strings)
+    if saved is not None:
+        console.print(Text(visible(saved)))
+
+
+def _save_to_session(loaded, drawn, data: dict, opened, preset: str) -> str:
+    """The graph (and its list, when the session lacks it) added to ``opened`` and saved; returns what was done."""
+    from lister_tui.core.sessions.opening import model_info
+    from lister_tui.core.sessions.store import SessionStore
+    from lister_tui.core.sessions.workspace import sample_key
+    from lister_tui.core.study.graphs.record import GraphRecord
+
+    ws = opened.workspace
+    key = sample_key(drawn)
+    state = ws.samples.get(key) or ws.removed.get(key)
+    if state is not None and tuple(state.sample.tokens) != tuple(drawn.tokens):
+        raise ListerError(f"session {opened.name} holds another list under {key} (its tokens differ from the one drawn now); "
+                          "the graph is not saved; save it to another session")
+    added = state is None
+    if added:
+        ws.add_samples([drawn], preset)
+    index = ws.add_graph(GraphRecord.from_graph_json(key, data))
+    tok = loaded.tokenizer
+    SessionStore.of(opened).save(ws, model_info(loaded), decode=tok.decode, token_string=lambda i: tok.decode([i]))
+    return f"saved as graph {index} of {key} in session {opened.name}" + (" (the list was added to the session)" if added else "")
 
 
 def _print_summary(graph, pruned, graph_scores, heads, checked, token_strings) -> None:

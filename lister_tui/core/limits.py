@@ -31,3 +31,6 @@ MAX_POSITION = 1 << 20  # a token position given by hand (graph --pos); the list
 MAX_GRAPH_CHECKS = 1000  # graph nodes zeroed to compare graph, replacement and real model
 MAX_GRAPH_BATCH = 4096  # graph targets per backward pass
 MAX_GRAPH_MEMORY_GIB = 1024.0  # what --max-memory may allow
+MAX_SUPERNODE_NAME = 80  # characters in a supernode's name (a graph's group of nodes)
+MAX_SUPERNODE_MEMBERS = 10_000  # nodes in one supernode
+MAX_HEAD_VIEW_HEADS = 64  # heads shown in a graph edge's head view

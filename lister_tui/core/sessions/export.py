@@ -9,6 +9,8 @@
 - ``labels``: the user's name of each labelled feature;
 - ``sae_summary``: per SAE: attribution averages, the most frequent top feature, and
   the mean change of the runs that ablated only that SAE's features;
+- ``graphs``, ``graph_nodes``, ``graph_edges``: each saved attribution graph (sample, targets,
+  settings, scores, sizes, the user's supernodes), its kept nodes and its kept edges;
 - ``sweep_*``: for a session opened from a sweep folder, the sweep's own tables (and
   all an export of a sweep folder itself writes).
 
@@ -37,7 +39,7 @@ from lister_tui.core.study.circuits.graph import Edge, Node
 from lister_tui.core.study.columns import current_name, migrate_frame
 
 FORMATS = {"csv": "csv", "parquet": "parquet", "markdown": "md", "latex": "tex"}
-TABLES = ("generations", "attributions", "ablations", "labels", "sae_summary", "circuits", "circuit_nodes", "circuit_edges", "experiments")
+TABLES = ("generations", "attributions", "ablations", "labels", "sae_summary", "circuits", "circuit_nodes", "circuit_edges", "experiments", "graphs", "graph_nodes", "graph_edges")
 _LIST_METRICS = ("n_items", "n_tokens", "repeated_items", "diversity", "filler_count", "empty_items", "reached_end", "metric_at_attribution")
 # a metric's column: the workspace's field name under the tables' name (metric_at_attribution is the
 # plain model's metric at the list's own last item: plain_metric_at_last_item)
@@ -147,6 +149,7 @@ def export_tables(ws: Workspace, decode: Callable[[list[int]], str] | None = Non
         "sae_summary": sae_summary(ws),
         **circuit_tables(ws),
         "experiments": experiment_table(ws),
+        **graph_tables(ws),
     }
     for name, frame in tables.items():
         tables[name] = _tidy(frame)
@@ -226,6 +229,38 @@ def circuit_tables(ws: Workspace) -> dict[str, pd.DataFrame]:
         "circuits": pd.DataFrame(summary, columns=CIRCUIT_COLUMNS),
         "circuit_nodes": pd.DataFrame(nodes, columns=["circuit", *Node.__dataclass_fields__]),
         "circuit_edges": pd.DataFrame(edges, columns=["circuit", *Edge.__dataclass_fields__]),
+    }
+
+
+GRAPH_COLUMNS = [
+    "graph", "sample", "targets", "attention_features", "node_threshold", "edge_threshold", "replacement_score",
+    "completeness_score", "n_nodes", "n_kept", "n_edges", "supernodes", "created",
+]
+GRAPH_NODE_COLUMNS = ["graph", "id", "kind", "site", "layer", "pos", "token", "feature", "label", "activation", "influence", "supernodes"]
+GRAPH_EDGE_COLUMNS = ["graph", "source", "target", "weight"]
+
+
+def graph_tables(ws: Workspace) -> dict[str, pd.DataFrame]:
+    """Every saved attribution graph: one summary row each, its kept nodes (with the user's supernodes
+    each belongs to) and its kept edges, with the graph's index."""
+    summary, nodes, edges = [], [], []
+    for i, g in enumerate(ws.graphs):
+        row = g.summary()
+        summary.append({"graph": i, **row, "targets": " ".join(map(str, g.targets)), "supernodes": "; ".join(row["supernodes"])})
+        groups: dict[str, list[str]] = {}
+        for s in g.supernodes:
+            for m in s.members:
+                groups.setdefault(m, []).append(s.name)
+        nodes += [
+            {"graph": i, **{c: n.get(c) for c in GRAPH_NODE_COLUMNS[1:-1]}, "supernodes": "; ".join(groups.get(n["id"], []))}
+            for n in g.graph["nodes"]
+        ]
+        edges += [{"graph": i, "source": e["source"], "target": e["target"], "weight": e["weight"]} for e in g.graph["edges"]]
+    # explicit columns: a session without graphs still exports each table with its header
+    return {
+        "graphs": pd.DataFrame(summary, columns=GRAPH_COLUMNS),
+        "graph_nodes": pd.DataFrame(nodes, columns=GRAPH_NODE_COLUMNS),
+        "graph_edges": pd.DataFrame(edges, columns=GRAPH_EDGE_COLUMNS),
     }
 
 

@@ -32,6 +32,7 @@ from lister_tui.core.limits import MAX_D_SAE
 from lister_tui.core.sessions.workspace import AblationChoice, AblationRun, BatchAttribution, SampleState, Workspace, check_site_id, one_line
 from lister_tui.core.study.circuits.graph import Circuit
 from lister_tui.core.study.experiment import Pair, SAEListAttribution
+from lister_tui.core.study.graphs.record import graphs_from_rows
 from lister_tui.core.study.settings import SAMPLING_PRESETS
 
 # Columns added to format 1 after its first release: a file written before may lack
@@ -169,6 +170,7 @@ def workspace_rows(ws: Workspace, decode: Callable[[list[int]], str] | None = No
         out["experiments"].append(
             {"index": i, "name": exp.settings.interventions.name or exp.settings.interventions.describe()[:200], "units": exp.units_total, "done": exp.done, "data": json.dumps(exp.to_dict())}
         )
+    out["graphs"] = [{"index": i, **graph.summary(), "data": json.dumps(graph.to_dict())} for i, graph in enumerate(ws.graphs)]
     if token_string is not None:
         out["vocab"] = [{"id": i, "string": token_string(i)} for i in sorted(used)]
     return out
@@ -371,6 +373,7 @@ def workspace_from_rows(manifest: dict, tables: dict[str, list[dict]]) -> Worksp
             ws.experiments.append(BatchExperiment.from_dict(parse_json(str(row["data"]), f"experiments table, row {row.get('index')}")))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             raise ListerError(f"experiments table, row {row.get('index')}: the experiment's JSON is damaged ({exc})") from exc
+    ws.graphs = graphs_from_rows(tables.get("graphs", []), {*ws.samples, *ws.removed})
     return ws
 
 

@@ -180,6 +180,25 @@ SCHEMAS: dict[str, pa.Schema] = {
             pa.field("data", pa.string()),  # the whole experiment as JSON (settings, conditions, rows)
         ]
     ),
+    # every attribution graph saved (added after format 2's first release: older sessions have none)
+    "graphs": pa.schema(
+        [
+            pa.field("index", pa.int64()),
+            pa.field("sample", pa.string()),  # the sample's key
+            pa.field("targets", pa.list_(pa.int64())),
+            pa.field("attention_features", pa.bool_()),
+            pa.field("node_threshold", pa.float64()),
+            pa.field("edge_threshold", pa.float64()),
+            pa.field("replacement_score", pa.float64()),
+            pa.field("completeness_score", pa.float64()),
+            pa.field("n_nodes", pa.int64()),
+            pa.field("n_kept", pa.int64()),
+            pa.field("n_edges", pa.int64()),
+            pa.field("supernodes", pa.list_(pa.string())),  # the user's groups' names
+            pa.field("created", pa.string()),
+            pa.field("data", pa.string()),  # the whole record as JSON (the fields above, the groups' members, the pruned graph)
+        ]
+    ),
     # the text of every token id used, so a session opens without its tokenizer
     "vocab": pa.schema([pa.field("id", pa.int64()), pa.field("string", pa.string())]),
 }
@@ -196,6 +215,7 @@ TABLE_DESCRIPTIONS: dict[str, str] = {
     "labels": "the user's one-line name of each labelled feature",
     "circuits": "every circuit found: its samples, size, faithfulness, and the whole circuit as JSON (settings, nodes, edges, curve)",
     "experiments": "every batch experiment of an intervention set: its name, units, whether it finished, and the whole experiment as JSON (settings, control, per-unit rows)",
+    "graphs": "every attribution graph saved: its sample, targets, settings, scores, sizes, the user's supernodes, and the whole record as JSON (with the pruned graph)",
     "vocab": "the string of every token id in the session (to show tokens without the tokenizer)",
 }
 

@@ -305,7 +305,7 @@ def _snapshot(ws: Workspace) -> Workspace:
     """A copy that a worker thread can serialise while the UI goes on changing ``ws``."""
     copy = Workspace(
         ws.model_name, batch=ws.batch, notes=ws.notes, labels=dict(ws.labels), revision=ws.revision,
-        circuits=list(ws.circuits),
+        circuits=list(ws.circuits), experiments=list(ws.experiments), graphs=list(ws.graphs),
     )
     for target, source in ((copy.samples, ws.samples), (copy.removed, ws.removed)):
         for key, st in list(source.items()):

@@ -19,6 +19,7 @@ from lister_tui.core.engine.interventions import Intervention, InterventionSet
 from lister_tui.core.engine.generation import ListSample
 from lister_tui.core.errors import ListerError
 from lister_tui.core.study.circuits.graph import Circuit
+from lister_tui.core.study.graphs.record import GraphRecord
 from lister_tui.core.study.experiment import AblationOutcome, SAEListAttribution, select_samples
 
 if TYPE_CHECKING:  # its module runs the model (torch); sessions are read without it
@@ -181,6 +182,7 @@ class Workspace:
     labels: dict[tuple[str, int], str] = field(default_factory=dict)
     circuits: list[Circuit] = field(default_factory=list)  # every circuit found, oldest first
     experiments: list[BatchExperiment] = field(default_factory=list)  # every batch experiment, oldest first
+    graphs: list[GraphRecord] = field(default_factory=list)  # every attribution graph saved, oldest first
     # samples the user removed, with everything they held: kept in the session (written with
     # a ``removed`` flag) so that a removal can be undone, even after a save
     removed: dict[str, SampleState] = field(default_factory=dict)
@@ -301,6 +303,18 @@ class Workspace:
         self.experiments.append(experiment)
         self.touch()
         return len(self.experiments) - 1
+
+    def add_graph(self, record: GraphRecord) -> int:
+        """Keep an attribution graph of one of the session's samples; returns its index. Graphs are only added."""
+        if record.sample not in self.samples and record.sample not in self.removed:
+            raise ListerError(f"no sample {record.sample!r} in this session; add the sample before its graph")
+        self.graphs.append(record)
+        self.touch()
+        return len(self.graphs) - 1
+
+    def graphs_of(self, key: str) -> list[GraphRecord]:
+        """The saved graphs of ``key``'s sample, oldest first."""
+        return [g for g in self.graphs if g.sample == key]
 
     def set_choice(self, key: str, choice: AblationChoice) -> None:
         """Replace the choice of the same feature and position (its kind, value or mode changed)."""

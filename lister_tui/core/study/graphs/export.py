@@ -28,6 +28,11 @@ from lister_tui.core.study.graphs.attribute import (
 )
 from lister_tui.core.study.graphs.heads import head_label
 from lister_tui.core.study.graphs.prune import Pruned
+from lister_tui.core.study.graphs.supernodes import (
+    Supernode,
+    auto_supernodes,
+    supernode_influence,
+)
 
 FORMATS = ("json", "neuronpedia")
 METRIC_LABEL = "logit(blank) − logit(newline)"
@@ -63,8 +68,13 @@ def graph_json(
     checks: Sequence[dict] = (),
     labels: Callable[[str, int], str | None] | None = None,
     extra: dict | None = None,
+    groups: Sequence[Supernode] = (),
 ) -> dict:
-    """Our JSON: kept nodes and edges (weights, head shares), scores, checks per node."""
+    """Our JSON: kept nodes and edges (weights, head shares), scores, checks per node, supernodes.
+
+    ``supernodes`` lists the user's ``groups`` then the automatic ones (one feature at several
+    positions, features sharing a label), each with its members' summed influence.
+    """
     kept = np.flatnonzero(pruned.node_mask)
     nodes = graph.nodes
     checks_by_node = {c["node"]: c for c in checks}
@@ -114,6 +124,7 @@ def graph_json(
         "tokens": list(token_strings),
         "nodes": out_nodes,
         "edges": edges,
+        "supernodes": supernodes_json(graph, pruned, [*groups, *auto_supernodes(graph, [int(i) for i in kept], labels)]),
     }
     if extra:
         out.update(extra)
@@ -126,19 +137,33 @@ def _viewer_layer(graph: AttributionGraph, kind: int, layer: int) -> int:
     return 2 * layer if kind in (ATTN, ATTN_ERROR) else 2 * layer + 1
 
 
-def supernodes(graph: AttributionGraph, kept: Sequence[int], ids: Mapping[int, str], labels: Callable[[str, int], str | None] | None) -> list[list[str]]:
-    """Automatic groups: one feature at several positions; features sharing a label."""
-    groups: dict[str, list[str]] = {}
-    for i in kept:
-        kind = int(graph.nodes.kind[i])
-        if kind not in (TC, ATTN):
-            continue
-        site, feature = site_of(graph, int(i)), int(graph.nodes.feature[i])
-        groups.setdefault(f"{site}/{feature}", []).append(ids[int(i)])
-        label = labels(site, feature) if labels is not None else None
-        if label:
-            groups.setdefault(f"label: {label}", []).append(ids[int(i)])
-    return [[name, *members] for name, members in groups.items() if len(members) >= 2]
+def supernodes(
+    graph: AttributionGraph,
+    kept: Sequence[int],
+    ids: Mapping[int, str],
+    labels: Callable[[str, int], str | None] | None,
+    extra: Sequence[Supernode] = (),
+) -> list[list[str]]:
+    """Neuronpedia's ``qParams.supernodes``: ``[name, node_id, …]`` for the user's groups, then the automatic ones.
+
+    A group with fewer than two members among ``ids`` (the nodes written) is left out.
+    """
+    out = []
+    for sn in [*extra, *auto_supernodes(graph, kept, labels)]:
+        members = [ids[m] for m in sn.members if m in ids]
+        if len(members) >= 2:
+            out.append([sn.name, *members])
+    return out
+
+
+def saved_supernodes(graph: AttributionGraph, groups: Sequence[Supernode]) -> list[tuple[str, list[str]]]:
+    """The user's groups as a saved graph keeps them (``record.GraphRecord``): (name, member node ids)."""
+    return [(sn.name, [node_name(graph, m) for m in sn.members]) for sn in groups]
+
+
+def supernodes_json(graph: AttributionGraph, pruned: Pruned, groups: Sequence[Supernode]) -> list[dict]:
+    """Our JSON of supernodes: name, member ids, summed influence."""
+    return [{"name": sn.name, "members": [node_name(graph, m) for m in sn.members], "influence": supernode_influence(pruned, sn)} for sn in groups]
 
 
 def neuronpedia_json(
@@ -150,8 +175,9 @@ def neuronpedia_json(
     model_name: str,
     blank_id: int,
     labels: Callable[[str, int], str | None] | None = None,
+    groups: Sequence[Supernode] = (),
 ) -> dict:
-    """The pruned graph in circuit-tracer's graph JSON (what Neuronpedia's viewer reads)."""
+    """The pruned graph in circuit-tracer's graph JSON (what Neuronpedia's viewer reads); ``groups``: the user's supernodes."""
     nodes = graph.nodes
     kept = [int(i) for i in np.flatnonzero(pruned.node_mask)]
     n_viewer = 2 * graph.n_layers if graph.attention_features else graph.n_layers
@@ -205,7 +231,7 @@ def neuronpedia_json(
             "node_threshold": pruned.node_threshold,
             "schema_version": 1,
         },
-        "qParams": {"pinnedIds": [], "supernodes": supernodes(graph, kept, ids, labels), "linkType": "both", "clickedId": "", "sg_pos": ""},
+        "qParams": {"pinnedIds": [], "supernodes": supernodes(graph, kept, ids, labels, groups), "linkType": "both", "clickedId": "", "sg_pos": ""},
         "nodes": out_nodes,
         "links": links,
     }
