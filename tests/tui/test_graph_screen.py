@@ -289,3 +289,38 @@ async def _from_keys(make_app, tiny, short_sample):
         await pilot.press("c", "escape")
         await settle(app, pilot)
         assert app.screen is circuit
+
+
+def test_h_opens_the_head_view_of_an_edge_between_positions(tiny, short_sample, computed):
+    asyncio.run(_head_view(tiny, short_sample, computed))
+
+
+async def _head_view(tiny, short_sample, computed):
+    from lister_tui.tui.screens.head_view import HeadViewScreen
+
+    ws, key, screen = _screen(tiny, short_sample, computed)
+    app = Host(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        view, graph = screen.view, screen.entry.graph
+        # the template word " short" is read by an attention feature at a later position: the planted path
+        short = next(p for p, t in enumerate(screen.tokens) if t == " short")
+        crossing = [n for n in view.nodes if int(graph.nodes.kind[view.index[n.id]]) == ATTN and n.pos != short
+                    and view.parents(n.id) and view.node(view.parents(n.id)[0].source).pos == short]
+        assert crossing, "no attention feature reads the template word"
+        screen.query_one(CircuitGrid).select(crossing[0].id)
+        await pilot.press("h")
+        await settle(app, pilot)
+        assert isinstance(app.screen, HeadViewScreen)
+        hv = app.screen.view
+        assert hv.source_pos == short and hv.target == view.index[crossing[0].id]
+        text = str(app.screen.query_one("#head-view").render())
+        assert f"head {hv.labels[0]}" in text and "^ source" in text and "short" in text
+        await pilot.press("escape")
+        assert app.screen is screen
+        # a node whose kept edges all stay at its position: said so, nothing pushed
+        token = next(n for n in view.nodes if n.kind == "embed" and not any(view.node(e.target).pos != n.pos for e in view.children(n.id)))
+        screen.query_one(CircuitGrid).select(token.id)
+        await pilot.press("h")
+        await pilot.pause()
+        assert app.screen is screen and any("crosses positions" in str(n.message) for n in app._notifications)

@@ -443,6 +443,43 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         self._refresh_text()
         self._detail_worker(self.entry, [], [self.view.index[node.id]])
 
+    def action_head_view(self) -> None:
+        """``h``: the heads of the selected node's strongest edge between positions (its parents first, else its children)."""
+        node = self._selected()
+        if node is None or self.entry is None or self.view is None:
+            return
+        pos = self.entry.graph.nodes.pos
+        index = self.view.index
+        edges = [(index[e.target], index[e.source]) for e in self.view.parents(node.id) + self.view.children(node.id)]
+        crossing = [e for e in edges if pos[e[0]] != pos[e[1]]]
+        if not crossing:
+            self.notify("no kept edge of this node crosses positions, so no head carries one; pick a node with one (its edges show [heads])", markup=False)
+            return
+        self.status = "head shares of the edge…"
+        self._refresh_text()
+        self._head_view_worker(self.entry, crossing[0])
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="graph-heads", description="Head view")
+    def _head_view_worker(self, entry: CachedGraph, edge: tuple[int, int]) -> None:
+        from lister_tui.core.study.graphs.head_view import head_view
+
+        try:
+            shares = entry.heads if edge in entry.heads else graph_head_shares(self.loaded, entry.graph, entry.transcoders, entry.attn_saes, [edge])
+            view = head_view(entry.graph, edge[0], edge[1], shares)
+        except Exception as exc:
+            self.post_message(TaskFailed.of("graph", exc))
+            return
+        self.app.call_from_thread(self._show_head_view, entry, view, {edge: shares[edge]})
+
+    def _show_head_view(self, entry: CachedGraph, view, shares: dict) -> None:
+        from lister_tui.core.study.graphs.export import node_name
+        from lister_tui.tui.screens.head_view import HeadViewScreen
+
+        entry.heads.update(shares)
+        self.status = ""
+        self._refresh_text()
+        self.app.push_screen(HeadViewScreen(view, node_name(entry.graph, view.source), node_name(entry.graph, view.target), self.tokens))
+
     # --- cards and interventions -------------------------------------------------------
 
     def _supported(self, site: str) -> bool:
