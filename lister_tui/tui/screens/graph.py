@@ -16,6 +16,7 @@ Long because the compute, prune, heads and checks workers share one selected nod
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +56,10 @@ NODE_STEPS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0
 EDGE_STEPS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 1.0)
 MAX_MEMORY = 4 * 2**30  # bytes a graph may need in the explorer (as `lister-tui graph`'s default)
 TOP_HEADS = 2  # heads named per edge in the details
+
+# the graph workers run the model under TransformerLens hooks, which are the model's state:
+# one at a time (a cancelled thread worker runs on until its next check)
+MODEL_LOCK = threading.Lock()
 
 GraphKey = tuple[str, tuple[int, ...], bool]  # (sample key, target positions, attention features on)
 
@@ -186,9 +191,12 @@ class GraphScreen(GridScreenMixin, Screen[None]):
 
         self._estimate = ""
         try:
-            tcs, attn = graph_saes(self.loaded, key[2])
-            graph = compute_graph(self.loaded, self.sample.tokens, tcs, attn, list(key[1]), batch=SCREEN_BATCH, max_memory=MAX_MEMORY,
-                                  on_progress=progress, on_estimate=estimate)
+            with MODEL_LOCK:
+                if worker.is_cancelled:
+                    return
+                tcs, attn = graph_saes(self.loaded, key[2])
+                graph = compute_graph(self.loaded, self.sample.tokens, tcs, attn, list(key[1]), batch=SCREEN_BATCH, max_memory=MAX_MEMORY,
+                                      on_progress=progress, on_estimate=estimate)
             entry = CachedGraph(key, graph, scores(graph), tcs, attn)
         except Exception as exc:
             if not worker.is_cancelled:
@@ -211,8 +219,9 @@ class GraphScreen(GridScreenMixin, Screen[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="graph-detail", description="Head shares and checks")
     def _detail_worker(self, entry: CachedGraph, edges: list[tuple[int, int]], check: list[int]) -> None:
         try:
-            heads = graph_head_shares(self.loaded, entry.graph, entry.transcoders, entry.attn_saes, edges) if edges else {}
-            checks = {row["node"]: row for row in graph_checks(self.loaded, entry.graph, entry.transcoders, entry.attn_saes, check)} if check else {}
+            with MODEL_LOCK:
+                heads = graph_head_shares(self.loaded, entry.graph, entry.transcoders, entry.attn_saes, edges) if edges else {}
+                checks = {row["node"]: row for row in graph_checks(self.loaded, entry.graph, entry.transcoders, entry.attn_saes, check)} if check else {}
         except Exception as exc:
             self.post_message(TaskFailed.of("graph", exc))
             return
@@ -464,7 +473,8 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         from lister_tui.core.study.graphs.head_view import head_view
 
         try:
-            shares = entry.heads if edge in entry.heads else graph_head_shares(self.loaded, entry.graph, entry.transcoders, entry.attn_saes, [edge])
+            with MODEL_LOCK:
+                shares = entry.heads if edge in entry.heads else graph_head_shares(self.loaded, entry.graph, entry.transcoders, entry.attn_saes, [edge])
             view = head_view(entry.graph, edge[0], edge[1], shares)
         except Exception as exc:
             self.post_message(TaskFailed.of("graph", exc))
@@ -557,7 +567,8 @@ class GraphScreen(GridScreenMixin, Screen[None]):
 
         worker = get_current_worker()
         try:
-            run = ablation_run(self.loaded, self.key, self.sample, choices, preset, cancelled=lambda: worker.is_cancelled)
+            with MODEL_LOCK:
+                run = ablation_run(self.loaded, self.key, self.sample, choices, preset, cancelled=lambda: worker.is_cancelled)
         except Exception as exc:
             self.post_message(TaskFailed.of("graph-regenerate", exc))
             return

@@ -29,12 +29,14 @@ def head_view_text(view: HeadView, source: str, target: str, tokens: list[str], 
     src_tok = tokens[view.source_pos] if view.source_pos < len(tokens) else ""
     tgt_tok = tokens[view.target_pos] if view.target_pos < len(tokens) else ""
     out.append(visible(f"{source} “{src_tok}” → {target} “{tgt_tok}”"), style="bold")
-    out.append(visible(f"\nedge {view.edge:+.3f}; the heads carrying most of it, their frozen attention at position {view.target_pos}"), style="dim")
+    out.append("\n")
+    out.append(visible(f"edge {view.edge:+.3f}; the heads carrying most of it, their frozen attention at position {view.target_pos}"), style="dim")
     room = max(8, width - 4)
     first = max(0, view.target_pos + 1 - room)  # the strip's window ends at the target position
     for i, label in enumerate(view.labels):
         row = view.patterns[i]
-        out.append(visible(f"\n\nhead {label}  share {view.shares[i]:+.3f} ({view.fraction(i):.0%} of the edge)  "
+        out.append("\n\n")
+        out.append(visible(f"head {label}  share {view.shares[i]:+.3f} ({view.fraction(i):.0%} of the edge)  "
                            f"attention on position {view.source_pos}: {view.weight_on_source(i):.2f}"))
         peak = float(row.max()) or 1.0
         out.append("\n  ")
@@ -44,7 +46,7 @@ def head_view_text(view: HeadView, source: str, target: str, tokens: list[str], 
         if view.source_pos >= first:
             out.append("\n  " + " " * (view.source_pos - first) + "^ source", style="magenta")
         else:
-            out.append(visible(f"\n  (source position {view.source_pos} is left of this window)"), style="magenta")
+            out.append("\n  " + visible(f"(source position {view.source_pos} is left of this window)"), style="magenta")
         top = np.argsort(-row)[:TOP_POSITIONS]
         reads = ", ".join(f"{int(p)} “{tokens[int(p)] if int(p) < len(tokens) else ''}” {float(row[int(p)]):.2f}" for p in top)
         out.append("\n  reads most: " + visible(reads), style="dim")
@@ -58,6 +60,7 @@ class HeadViewScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HeadViewScreen { align: center middle; }
     HeadViewScreen > VerticalScroll { width: 100%; max-width: 120; height: auto; max-height: 100%; border: round $accent; background: $panel; padding: 0 1; }
+    HeadViewScreen #head-view { text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
     def __init__(self, view: HeadView, source: str, target: str, tokens: list[str]) -> None:
