@@ -324,3 +324,51 @@ async def _head_view(tiny, short_sample, computed):
         await pilot.press("h")
         await pilot.pause()
         assert app.screen is screen and any("crosses positions" in str(n.message) for n in app._notifications)
+
+
+def test_supernodes_automatic_and_yours(tiny, short_sample, computed):
+    asyncio.run(_supernodes(tiny, short_sample, computed))
+
+
+async def _supernodes(tiny, short_sample, computed):
+    from lister_tui.core.study.graphs.supernodes import supernode_influence
+
+    ws, key, screen = _screen(tiny, short_sample, computed)
+    app = Host(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        grid = screen.query_one(CircuitGrid)
+        kept = len(screen.view.nodes)
+        # automatic: one feature kept at several positions becomes one node
+        await pilot.press("A")
+        await settle(app, pilot)
+        groups = screen.view.groups
+        assert groups and all(sid.startswith("∑ ") for sid in groups)
+        members = sum(len(g.members) for g in groups.values())
+        assert len(screen.view.nodes) == kept - members + len(groups)
+        assert any("supernodes (auto on)" in part.text for part in screen.title_parts())  # shown where the width allows
+        await pilot.press("A")
+        await settle(app, pilot)
+        assert not screen.view.groups and len(screen.view.nodes) == kept
+        # yours: mark two feature nodes, group them under a name
+        features = sorted((n for n in screen.view.nodes if n.kind == "feature"), key=lambda n: -n.effect)[:2]
+        for n in features:
+            grid.select(n.id)
+            await pilot.press("m")
+        await pilot.press("g")
+        await pilot.pause()
+        await pilot.press(*"pair", "enter")
+        await settle(app, pilot)
+        sn = screen.view.groups["∑ pair"]
+        assert sorted(sn.members) == sorted(screen.view.index[n.id] for n in features)
+        node = screen.view.node("∑ pair")
+        assert node.effect == pytest.approx(supernode_influence(screen.view.pruned, sn))
+        assert "∑pair" in grid.render().plain
+        grid.select("∑ pair")
+        screen._refresh_text()
+        details = str(screen.query_one("#graph-details").render())
+        assert "members:" in details and features[0].id in details
+        # u takes yours apart
+        await pilot.press("u")
+        await settle(app, pilot)
+        assert not screen.entry.groups and "∑ pair" not in screen.view.groups

@@ -42,8 +42,8 @@ from lister_tui.core.study.graphs.pipeline import (
     graph_saes,
     graph_targets,
 )
-from lister_tui.core.study.graphs.prune import DEFAULT_EDGE_THRESHOLD, DEFAULT_NODE_THRESHOLD, prune, scores
-from lister_tui.core.study.graphs.view import GraphView, graph_view
+from lister_tui.core.study.graphs.prune import DEFAULT_EDGE_THRESHOLD, DEFAULT_NODE_THRESHOLD, Pruned, prune, scores
+from lister_tui.core.study.graphs.view import SUPERNODE, GraphView, graph_view
 from lister_tui.safe_text import visible
 from lister_tui.tui.header import Part, fit
 from lister_tui.tui.keymap import GRAPH_KEYS, bindings
@@ -76,6 +76,8 @@ class CachedGraph:
     heads: dict = field(default_factory=dict)  # (target, source) -> per-head parts of the edge
     checks: dict = field(default_factory=dict)  # node index -> check_nodes row
     thresholds: tuple[float, float] = (DEFAULT_NODE_THRESHOLD, DEFAULT_EDGE_THRESHOLD)
+    groups: list = field(default_factory=list)  # the user's supernodes (core.study.graphs.supernodes.Supernode)
+    auto: bool = False  # automatic supernodes drawn
 
 
 class GraphCache(dict):
@@ -206,10 +208,18 @@ class GraphScreen(GridScreenMixin, Screen[None]):
             self.post_message(GraphReady(entry))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="graph-prune", description="Pruning the graph")
-    def _prune_worker(self, entry: CachedGraph, node_threshold: float, edge_threshold: float) -> None:
+    def _prune_worker(self, entry: CachedGraph, node_threshold: float, edge_threshold: float, pruned: Pruned | None = None) -> None:
+        from lister_tui.core.study.graphs.supernodes import auto_supernodes
+
         worker = get_current_worker()
         try:
-            view = graph_view(entry.graph, prune(entry.graph, node_threshold, edge_threshold), self.tokens)
+            if pruned is None:
+                pruned = prune(entry.graph, node_threshold, edge_threshold)
+            groups = list(entry.groups)
+            if entry.auto:
+                labels = self.ws.label if self.ws is not None else None
+                groups += auto_supernodes(entry.graph, [int(i) for i in np.flatnonzero(pruned.node_mask)], labels)
+            view = graph_view(entry.graph, pruned, self.tokens, groups)
         except Exception as exc:
             self.post_message(TaskFailed.of("graph", exc))
             return
@@ -267,13 +277,15 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         self.notify(visible(message.error), title=visible(f"{message.task} failed"), severity="error", markup=False)
         self._refresh_text()
 
-    def _prune(self) -> None:
+    def _prune(self, regroup_only: bool = False) -> None:
+        """Prune at the thresholds (``regroup_only``: keep the last pruning, draw the supernodes again)."""
         if self.entry is None:
             return
         self.entry.thresholds = (self.node_threshold, self.edge_threshold)
-        self.status = "pruning…"
+        self.status = "grouping…" if regroup_only else "pruning…"
         self._refresh_text()
-        self._prune_worker(self.entry, self.node_threshold, self.edge_threshold)
+        reuse = self.view.pruned if regroup_only and self.view is not None and self.view.graph is self.entry.graph else None
+        self._prune_worker(self.entry, self.node_threshold, self.edge_threshold, reuse)
 
     def _ask_heads(self) -> None:
         """Head shares of the selected node's shown edges between positions, if not known yet."""
@@ -283,7 +295,7 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         index = self.view.index
         shown = self.view.parents(node.id)[: self._many()] + self.view.children(node.id)[: self._many()]
         pos = self.entry.graph.nodes.pos
-        edges = [(index[e.target], index[e.source]) for e in shown]
+        edges = [(index[e.target], index[e.source]) for e in shown if e.target in index and e.source in index]
         edges = [e for e in edges if pos[e[0]] != pos[e[1]] and e not in self.entry.heads]
         if edges:
             self._detail_worker(self.entry, edges, [])
@@ -320,6 +332,8 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         rep, comp = self.entry.scores
         parts.append(Part(f"repl {rep:.2f} compl {comp:.2f}", 0))
         parts.append(Part("attn feats" if self.entry.graph.attention_features else "no attn feats", 2))
+        if self.view.groups:
+            parts.append(Part(f"{len(self.view.groups)} supernodes" + (" (auto on)" if self.entry.auto else ""), 1))
         parts.append(Part(f"kept {pruned.kept_node_influence:.2f} of influence", 4))
         parts.append(Part(VIEWS[self.view_index], 4))
         return parts
@@ -329,8 +343,8 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         out = f"{getattr(edge, other)} {edge.weight:+.3f}"
         if self.entry is None or self.view is None:
             return out
-        pair = (self.view.index[edge.target], self.view.index[edge.source])
-        shares = self.entry.heads.get(pair)
+        index = self.view.index
+        shares = self.entry.heads.get((index[edge.target], index[edge.source])) if edge.target in index and edge.source in index else None
         if shares is not None and edge.weight != 0:
             top = np.argsort(-np.abs(shares))[:TOP_HEADS]
             out += " [" + " ".join(f"{head_label(int(h), self.entry.graph.n_heads)} {shares[h] / edge.weight:.0%}" for h in top) + "]"
@@ -344,6 +358,9 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         if node is None or self.entry is None or self.view is None:
             if self.view is not None:
                 out.append("no node in this cell: the arrow keys move to another", style="dim")
+            return out
+        if node.kind == SUPERNODE:
+            self._supernode_details(out, node)
             return out
         graph, i = self.entry.graph, self.view.index[node.id]
         kind, layer = int(graph.nodes.kind[i]), int(graph.nodes.layer[i])
@@ -364,17 +381,7 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         where = f", layer {layer}" if layer >= 0 else ""
         what = f", feature {node.feature}" if kind in (TC, ATTN) else ""
         out.append(visible(f"{KIND_NAMES[kind]}{where}, position {node.pos}{what}"), style="dim")
-        for title, edges, other, style in (("parents ", self.view.parents(node.id), "source", "green"),
-                                           ("children", self.view.children(node.id), "target", "magenta")):
-            out.append(f"\n{title}: ", style=style)
-            shown = [self._edge_text(e, other) for e in edges[: self._many()]]
-            if self.size.height >= 36:  # tall: one edge a line, every head share whole
-                out.append(visible(f"{len(edges)} kept, strongest first" if shown else "—"), style="dim")
-                for e, line in zip(edges, shown):
-                    out.append("\n    " + visible(line))
-                    out.append("  " + visible(self.view.node(getattr(e, other)).token or ""), style="italic")
-            else:
-                out.append(visible(", ".join(shown) or "—"))
+        self._edges_text(out, node)
         check = self.entry.checks.get(i)
         if check is not None:
             out.append("\n")
@@ -387,6 +394,32 @@ class GraphScreen(GridScreenMixin, Screen[None]):
             out.append(visible(f"one draw (n = 1, same seed) under {len(run.choices)} intervention(s): "
                                f"{run.base.metrics.n_items} → {run.ablated.metrics.n_items} items{metric}"))
         return out
+
+    def _edges_text(self, out: Text, node) -> None:
+        """The node's parents and children with weights (and head shares), one edge a line when tall."""
+        for title, edges, other, style in (("parents ", self.view.parents(node.id), "source", "green"),
+                                           ("children", self.view.children(node.id), "target", "magenta")):
+            out.append(f"\n{title}: ", style=style)
+            shown = [self._edge_text(e, other) for e in edges[: self._many()]]
+            if self.size.height >= 36:  # tall: one edge a line, every head share whole
+                out.append(visible(f"{len(edges)} kept, strongest first" if shown else "—"), style="dim")
+                for e, line in zip(edges, shown):
+                    out.append("\n    " + visible(line))
+                    out.append("  " + visible(self.view.node(getattr(e, other)).token or ""), style="italic")
+            else:
+                out.append(visible(", ".join(shown) or "—"))
+
+    def _supernode_details(self, out: Text, node) -> None:
+        group = self.view.groups[node.id]
+        graph = self.entry.graph
+        from lister_tui.core.study.graphs.export import node_name
+
+        out.append(visible(node.id), style="bold")
+        out.append(visible(f"  {len(group.members)} nodes  influence {node.effect:.3f} (the members' sum)"))
+        out.append("  " + ("yours (u ungroups)" if any(g.name == group.name for g in self.entry.groups) else "automatic (A hides)"), style="dim")
+        out.append("\n")
+        out.append(visible("members: " + ", ".join(node_name(graph, m) for m in group.members)), style="dim")
+        self._edges_text(out, node)
 
     # --- keys ------------------------------------------------------------------------
 
@@ -459,7 +492,8 @@ class GraphScreen(GridScreenMixin, Screen[None]):
             return
         pos = self.entry.graph.nodes.pos
         index = self.view.index
-        edges = [(index[e.target], index[e.source]) for e in self.view.parents(node.id) + self.view.children(node.id)]
+        edges = [(index[e.target], index[e.source]) for e in self.view.parents(node.id) + self.view.children(node.id)
+                 if e.target in index and e.source in index]
         crossing = [e for e in edges if pos[e[0]] != pos[e[1]]]
         if not crossing:
             self.notify("no kept edge of this node crosses positions, so no head carries one; pick a node with one (its edges show [heads])", markup=False)
@@ -489,6 +523,65 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         self.status = ""
         self._refresh_text()
         self.app.push_screen(HeadViewScreen(view, node_name(entry.graph, view.source), node_name(entry.graph, view.target), self.tokens))
+
+    # --- supernodes ------------------------------------------------------------------
+
+    def action_mark(self) -> None:
+        node = self._selected()
+        if node is None or node.kind != "feature":
+            self.notify("only feature nodes are grouped: select a transcoder or attention feature and mark it (m)", markup=False)
+            return
+        grid = self.query_one(CircuitGrid)
+        grid.marked.symmetric_difference_update({node.id})
+        grid.refresh()
+        self.notify(visible(f"{len(grid.marked)} node(s) marked; g groups them into a supernode"), markup=False, timeout=3)
+
+    def action_group(self) -> None:
+        from lister_tui.core.limits import MAX_SUPERNODE_NAME
+        from lister_tui.tui.screens.feature_card import LabelScreen
+
+        grid = self.query_one(CircuitGrid)
+        if self.entry is None or self.view is None or len(grid.marked) < 2:
+            self.notify("mark at least two feature nodes first (m on each), then g groups them", markup=False)
+            return
+        members = sorted(self.view.index[i] for i in grid.marked if i in self.view.index)
+        title = Text(visible(f"name the supernode of {len(members)} nodes (at most {MAX_SUPERNODE_NAME} characters)"))
+        self.app.push_screen(LabelScreen(title, ""), lambda name: self._grouped(members, name))
+
+    def _grouped(self, members: list[int], name: str | None) -> None:
+        from lister_tui.core.study.graphs.supernodes import group
+
+        if name is None or self.entry is None or self.view is None:
+            return
+        try:
+            if any(g.name == name.strip() for g in self.entry.groups):
+                raise ListerError(f"a supernode named {name.strip()!r} exists already; pick another name")
+            sn = group(self.entry.graph, members, name, kept=self.view.pruned.node_mask)
+        except ListerError as exc:
+            self.notify(visible(str(exc)), severity="warning", markup=False)
+            return
+        self.entry.groups.append(sn)
+        self.query_one(CircuitGrid).marked.clear()
+        self._prune(regroup_only=True)
+
+    def action_auto_group(self) -> None:
+        if self.entry is None:
+            return
+        self.entry.auto = not self.entry.auto
+        self._prune(regroup_only=True)
+
+    def action_ungroup(self) -> None:
+        node = self._selected()
+        if node is None or node.kind != SUPERNODE or self.entry is None:
+            self.notify("select a supernode (∑) to take it apart", markup=False)
+            return
+        name = self.view.groups[node.id].name
+        mine = [g for g in self.entry.groups if g.name == name]
+        if not mine:
+            self.notify("an automatic supernode: A hides the automatic groups", markup=False)
+            return
+        self.entry.groups.remove(mine[0])
+        self._prune(regroup_only=True)
 
     # --- cards and interventions -------------------------------------------------------
 
