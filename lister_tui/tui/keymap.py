@@ -168,6 +168,7 @@ GRAPH_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.graph.group", "g", "group", "Group", "Group the marked feature nodes into a supernode (asks its name); drawn as one node ∑", palette=False),
     KeySpec("lister.graph.auto_group", "A", "auto_group", "Auto groups", "Automatic supernodes on/off: one feature at several positions, features sharing a label", palette=False),
     KeySpec("lister.graph.ungroup", "u", "ungroup", "Ungroup", "Take the selected supernode (one of yours) apart", palette=False),
+    KeySpec("lister.graph.save", "S", "save_graph", "Save graph", "Keep this graph (as pruned now, with head shares, the top 5 checks and your supernodes) in the session's graphs", palette=False),
     KeySpec("lister.graph.attention", "a", "toggle_attention", "Attn feats", "Attention features as nodes on/off (off: attention frozen without features, as circuit-tracer)", palette=False),
 )
 

@@ -372,3 +372,24 @@ async def _supernodes(tiny, short_sample, computed):
         await pilot.press("u")
         await settle(app, pilot)
         assert not screen.entry.groups and "∑ pair" not in screen.view.groups
+
+
+def test_S_keeps_the_graph_in_the_session(tiny, short_sample, computed_frozen):
+    asyncio.run(_save(tiny, short_sample, computed_frozen))
+
+
+async def _save(tiny, short_sample, computed_frozen):
+    ws, key, screen = _screen(tiny, short_sample, computed_frozen)
+    app = Host(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("S")
+        await settle(app, pilot)
+        (record,) = ws.graphs_of(key)
+        rep, comp = screen.entry.scores
+        assert record.sample == key and record.attention_features is False
+        assert record.replacement_score == pytest.approx(rep) and record.completeness_score == pytest.approx(comp)
+        assert record.node_threshold == 0.8 and record.n_kept == len(screen.view.nodes) and record.n_edges == len(screen.view.edges)
+        await pilot.press("S")  # a session only grows: a second save is a second record
+        await settle(app, pilot)
+        assert len(ws.graphs_of(key)) == 2

@@ -56,6 +56,7 @@ NODE_STEPS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0
 EDGE_STEPS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 1.0)
 MAX_MEMORY = 4 * 2**30  # bytes a graph may need in the explorer (as `lister-tui graph`'s default)
 TOP_HEADS = 2  # heads named per edge in the details
+SAVED_CHECKS = 5  # the most influential features a saved graph checks (as `lister-tui graph`'s default)
 
 # the graph workers run the model under TransformerLens hooks, which are the model's state:
 # one at a time (a cancelled thread worker runs on until its next check)
@@ -523,6 +524,52 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         self.status = ""
         self._refresh_text()
         self.app.push_screen(HeadViewScreen(view, node_name(entry.graph, view.source), node_name(entry.graph, view.target), self.tokens))
+
+    # --- saving in the session ------------------------------------------------------------
+
+    def action_save_graph(self) -> None:
+        if self.entry is None or self.view is None:
+            self.notify("no graph yet: wait for it, then S keeps it in the session", markup=False)
+            return
+        if self.ws is None or self.key is None:
+            self.notify("this graph belongs to no session's list, so it cannot be kept in one", markup=False)
+            return
+        self.status = "head shares and checks for the saved graph…"
+        self._refresh_text()
+        self._save_worker(self.entry, self.view.pruned)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="graph-save", description="Saving the graph")
+    def _save_worker(self, entry: CachedGraph, pruned: Pruned) -> None:
+        from lister_tui.core.study.graphs.export import graph_json, saved_supernodes
+        from lister_tui.core.study.graphs.pipeline import kept_cross_edges, top_features
+        from lister_tui.core.study.graphs.record import GraphRecord
+
+        graph = entry.graph
+        try:
+            with MODEL_LOCK:
+                missing = [e for e in kept_cross_edges(graph, pruned) if e not in entry.heads]
+                heads = graph_head_shares(self.loaded, graph, entry.transcoders, entry.attn_saes, missing) if missing else {}
+                checks = graph_checks(self.loaded, graph, entry.transcoders, entry.attn_saes, top_features(graph, pruned, SAVED_CHECKS))
+            heads.update(entry.heads)
+            data = graph_json(graph, pruned, [visible(t) for t in self.tokens], scores=entry.scores, heads=heads, checks=checks,
+                              labels=self.ws.label, extra={"model": self.loaded.entry.name, "sample": self.sample.spec.key}, groups=entry.groups)
+            record = GraphRecord.from_graph_json(self.key, data, saved_supernodes(graph, entry.groups))
+        except Exception as exc:
+            self.post_message(TaskFailed.of("graph", exc))
+            return
+        self.app.call_from_thread(self._saved, entry, heads, record)
+
+    def _saved(self, entry: CachedGraph, heads: dict, record) -> None:
+        entry.heads.update(heads)
+        try:
+            index = self.ws.add_graph(record)
+        except ListerError as exc:
+            self.status = ""
+            self.notify(visible(str(exc)), severity="error", markup=False)
+            return
+        self.status = ""
+        self._refresh_text()
+        self.notify(visible(f"kept as graph {index} of {self.key} in the session (saved with it)"), markup=False)
 
     # --- supernodes ------------------------------------------------------------------
 
