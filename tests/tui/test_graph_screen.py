@@ -393,3 +393,13 @@ async def _save(tiny, short_sample, computed_frozen):
         await pilot.press("S")  # a session only grows: a second save is a second record
         await settle(app, pilot)
         assert len(ws.graphs_of(key)) == 2
+
+
+def test_every_graph_key_is_bound_once_to_an_action_of_the_screen():
+    from lister_tui.tui.keymap import GRAPH_KEYS
+
+    keys = [k for s in GRAPH_KEYS for k in s.key.split(",")]
+    assert len(keys) == len(set(keys)), "a key is bound twice"
+    assert len({s.id for s in GRAPH_KEYS}) == len(GRAPH_KEYS)
+    for spec in GRAPH_KEYS:
+        assert callable(getattr(GraphScreen, "action_" + spec.action.split("(")[0], None)), spec.id
