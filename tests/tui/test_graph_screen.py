@@ -65,7 +65,7 @@ def _screen(tiny, sample, computed=None, attention: bool = True) -> tuple[Worksp
     cache = GraphCache()
     screen = GraphScreen(tiny, sample, key=key, workspace=ws, cache=cache, attention=attention if computed is None else computed.key[2])
     if computed is not None:
-        cache[screen.cache_key] = replace(computed, key=screen.cache_key, heads={}, checks={})
+        cache[screen.cache_key] = replace(computed, key=screen.cache_key, heads={}, checks={}, groups=[], view=None)
     return ws, key, screen
 
 
@@ -117,6 +117,7 @@ async def _computes(tiny, short_sample):
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         assert again.entry is screen.entry and again.passes == 0
+        assert again.view is screen.view  # not even pruned again
 
 
 def test_threshold_keys_change_the_kept_nodes_and_edges(tiny, short_sample, computed_frozen):

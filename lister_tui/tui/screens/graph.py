@@ -79,6 +79,7 @@ class CachedGraph:
     thresholds: tuple[float, float] = (DEFAULT_NODE_THRESHOLD, DEFAULT_EDGE_THRESHOLD)
     groups: list = field(default_factory=list)  # the user's supernodes (core.study.graphs.supernodes.Supernode)
     auto: bool = False  # automatic supernodes drawn
+    view: GraphView | None = None  # the last pruned view: a reopened graph shows at once
 
 
 class GraphCache(dict):
@@ -157,7 +158,10 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         self.entry = self.cache.get(self.cache_key)
         if self.entry is not None:
             self.node_threshold, self.edge_threshold = self.entry.thresholds
-            self._prune()
+            if self.entry.view is not None:
+                self.on_graph_pruned(GraphPruned(self.entry.view))
+            else:
+                self._prune()
         else:
             self.view = None
             self.query_one(CircuitGrid).circuit = None
@@ -256,7 +260,7 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         view = message.view
         if self.entry is None or view.graph is not self.entry.graph:
             return
-        self.view = view
+        self.view = self.entry.view = view
         self.status = ""
         self.query_one(CircuitGrid).show(view, self.tokens, rows=view.rows, keep_cursor=True)
         self._fit_details()
