@@ -165,6 +165,12 @@ GRAPH_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.graph.regenerate", "r", "regenerate", "Regen", "Regenerate the list under the sample's interventions (one draw, same seed)", True, palette=False),
     KeySpec("lister.graph.card", "enter", "open_card", "Card", "Open the selected feature node's card (transcoder and attention features)", True, palette=False, key_display="⏎"),
     KeySpec("lister.graph.check", "k", "check_node", "Check", "Zero the selected node: the graph's Δ of the metric beside the replacement model's and the real model's", True, palette=False),
+    KeySpec("lister.graph.heads", "h", "head_view", "Heads", "Head view of the selected node's strongest edge between positions: the heads carrying it and their frozen attention rows", palette=False),
+    KeySpec("lister.graph.mark", "m", "mark", "Mark", "Mark the selected feature node (underlined) to group it with others (g)", palette=False),
+    KeySpec("lister.graph.group", "g", "group", "Group", "Group the marked feature nodes into a supernode (asks its name); drawn as one node ∑", palette=False),
+    KeySpec("lister.graph.auto_group", "A", "auto_group", "Auto groups", "Automatic supernodes on/off: one feature at several positions, features sharing a label", palette=False),
+    KeySpec("lister.graph.ungroup", "u", "ungroup", "Ungroup", "Take the selected supernode (one of yours) apart", palette=False),
+    KeySpec("lister.graph.save", "S", "save_graph", "Save graph", "Keep this graph (as pruned now, with head shares, the top 5 checks and your supernodes) in the session's graphs", palette=False),
     KeySpec("lister.graph.attention", "a", "toggle_attention", "Attn feats", "Attention features as nodes on/off (off: attention frozen without features, as circuit-tracer)", palette=False),
 )
 

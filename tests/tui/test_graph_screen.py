@@ -65,7 +65,7 @@ def _screen(tiny, sample, computed=None, attention: bool = True) -> tuple[Worksp
     cache = GraphCache()
     screen = GraphScreen(tiny, sample, key=key, workspace=ws, cache=cache, attention=attention if computed is None else computed.key[2])
     if computed is not None:
-        cache[screen.cache_key] = replace(computed, key=screen.cache_key, heads={}, checks={})
+        cache[screen.cache_key] = replace(computed, key=screen.cache_key, heads={}, checks={}, groups=[], view=None)
     return ws, key, screen
 
 
@@ -117,6 +117,7 @@ async def _computes(tiny, short_sample):
     async with app.run_test(size=(80, 24)) as pilot:
         await settle(app, pilot)
         assert again.entry is screen.entry and again.passes == 0
+        assert again.view is screen.view  # not even pruned again
 
 
 def test_threshold_keys_change_the_kept_nodes_and_edges(tiny, short_sample, computed_frozen):
@@ -289,3 +290,117 @@ async def _from_keys(make_app, tiny, short_sample):
         await pilot.press("c", "escape")
         await settle(app, pilot)
         assert app.screen is circuit
+
+
+def test_h_opens_the_head_view_of_an_edge_between_positions(tiny, short_sample, computed):
+    asyncio.run(_head_view(tiny, short_sample, computed))
+
+
+async def _head_view(tiny, short_sample, computed):
+    from lister_tui.tui.screens.head_view import HeadViewScreen
+
+    ws, key, screen = _screen(tiny, short_sample, computed)
+    app = Host(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        view, graph = screen.view, screen.entry.graph
+        # the template word " short" is read by an attention feature at a later position: the planted path
+        short = next(p for p, t in enumerate(screen.tokens) if t == " short")
+        crossing = [n for n in view.nodes if int(graph.nodes.kind[view.index[n.id]]) == ATTN and n.pos != short
+                    and view.parents(n.id) and view.node(view.parents(n.id)[0].source).pos == short]
+        assert crossing, "no attention feature reads the template word"
+        screen.query_one(CircuitGrid).select(crossing[0].id)
+        await pilot.press("h")
+        await settle(app, pilot)
+        assert isinstance(app.screen, HeadViewScreen)
+        hv = app.screen.view
+        assert hv.source_pos == short and hv.target == view.index[crossing[0].id]
+        text = str(app.screen.query_one("#head-view").render())
+        assert f"head {hv.labels[0]}" in text and "^ source" in text and "short" in text
+        await pilot.press("escape")
+        assert app.screen is screen
+        # a node whose kept edges all stay at its position: said so, nothing pushed
+        token = next(n for n in view.nodes if n.kind == "embed" and not any(view.node(e.target).pos != n.pos for e in view.children(n.id)))
+        screen.query_one(CircuitGrid).select(token.id)
+        await pilot.press("h")
+        await pilot.pause()
+        assert app.screen is screen and any("crosses positions" in str(n.message) for n in app._notifications)
+
+
+def test_supernodes_automatic_and_yours(tiny, short_sample, computed):
+    asyncio.run(_supernodes(tiny, short_sample, computed))
+
+
+async def _supernodes(tiny, short_sample, computed):
+    from lister_tui.core.study.graphs.supernodes import supernode_influence
+
+    ws, key, screen = _screen(tiny, short_sample, computed)
+    app = Host(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        grid = screen.query_one(CircuitGrid)
+        kept = len(screen.view.nodes)
+        # automatic: one feature kept at several positions becomes one node
+        await pilot.press("A")
+        await settle(app, pilot)
+        groups = screen.view.groups
+        assert groups and all(sid.startswith("∑ ") for sid in groups)
+        members = sum(len(g.members) for g in groups.values())
+        assert len(screen.view.nodes) == kept - members + len(groups)
+        assert any("supernodes (auto on)" in part.text for part in screen.title_parts())  # shown where the width allows
+        await pilot.press("A")
+        await settle(app, pilot)
+        assert not screen.view.groups and len(screen.view.nodes) == kept
+        # yours: mark two feature nodes, group them under a name
+        features = sorted((n for n in screen.view.nodes if n.kind == "feature"), key=lambda n: -n.effect)[:2]
+        for n in features:
+            grid.select(n.id)
+            await pilot.press("m")
+        await pilot.press("g")
+        await pilot.pause()
+        await pilot.press(*"pair", "enter")
+        await settle(app, pilot)
+        sn = screen.view.groups["∑ pair"]
+        assert sorted(sn.members) == sorted(screen.view.index[n.id] for n in features)
+        node = screen.view.node("∑ pair")
+        assert node.effect == pytest.approx(supernode_influence(screen.view.pruned, sn))
+        assert "∑pair" in grid.render().plain
+        grid.select("∑ pair")
+        screen._refresh_text()
+        details = str(screen.query_one("#graph-details").render())
+        assert "members:" in details and features[0].id in details
+        # u takes yours apart
+        await pilot.press("u")
+        await settle(app, pilot)
+        assert not screen.entry.groups and "∑ pair" not in screen.view.groups
+
+
+def test_S_keeps_the_graph_in_the_session(tiny, short_sample, computed_frozen):
+    asyncio.run(_save(tiny, short_sample, computed_frozen))
+
+
+async def _save(tiny, short_sample, computed_frozen):
+    ws, key, screen = _screen(tiny, short_sample, computed_frozen)
+    app = Host(screen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("S")
+        await settle(app, pilot)
+        (record,) = ws.graphs_of(key)
+        rep, comp = screen.entry.scores
+        assert record.sample == key and record.attention_features is False
+        assert record.replacement_score == pytest.approx(rep) and record.completeness_score == pytest.approx(comp)
+        assert record.node_threshold == 0.8 and record.n_kept == len(screen.view.nodes) and record.n_edges == len(screen.view.edges)
+        await pilot.press("S")  # a session only grows: a second save is a second record
+        await settle(app, pilot)
+        assert len(ws.graphs_of(key)) == 2
+
+
+def test_every_graph_key_is_bound_once_to_an_action_of_the_screen():
+    from lister_tui.tui.keymap import GRAPH_KEYS
+
+    keys = [k for s in GRAPH_KEYS for k in s.key.split(",")]
+    assert len(keys) == len(set(keys)), "a key is bound twice"
+    assert len({s.id for s in GRAPH_KEYS}) == len(GRAPH_KEYS)
+    for spec in GRAPH_KEYS:
+        assert callable(getattr(GraphScreen, "action_" + spec.action.split("(")[0], None)), spec.id

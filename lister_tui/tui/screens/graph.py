@@ -16,6 +16,7 @@ Long because the compute, prune, heads and checks workers share one selected nod
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,8 +42,8 @@ from lister_tui.core.study.graphs.pipeline import (
     graph_saes,
     graph_targets,
 )
-from lister_tui.core.study.graphs.prune import DEFAULT_EDGE_THRESHOLD, DEFAULT_NODE_THRESHOLD, prune, scores
-from lister_tui.core.study.graphs.view import GraphView, graph_view
+from lister_tui.core.study.graphs.prune import DEFAULT_EDGE_THRESHOLD, DEFAULT_NODE_THRESHOLD, Pruned, prune, scores
+from lister_tui.core.study.graphs.view import SUPERNODE, GraphView, graph_view
 from lister_tui.safe_text import visible
 from lister_tui.tui.header import Part, fit
 from lister_tui.tui.keymap import GRAPH_KEYS, bindings
@@ -55,6 +56,11 @@ NODE_STEPS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99, 1.0
 EDGE_STEPS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 1.0)
 MAX_MEMORY = 4 * 2**30  # bytes a graph may need in the explorer (as `lister-tui graph`'s default)
 TOP_HEADS = 2  # heads named per edge in the details
+SAVED_CHECKS = 5  # the most influential features a saved graph checks (as `lister-tui graph`'s default)
+
+# the graph workers run the model under TransformerLens hooks, which are the model's state:
+# one at a time (a cancelled thread worker runs on until its next check)
+MODEL_LOCK = threading.Lock()
 
 GraphKey = tuple[str, tuple[int, ...], bool]  # (sample key, target positions, attention features on)
 
@@ -71,6 +77,9 @@ class CachedGraph:
     heads: dict = field(default_factory=dict)  # (target, source) -> per-head parts of the edge
     checks: dict = field(default_factory=dict)  # node index -> check_nodes row
     thresholds: tuple[float, float] = (DEFAULT_NODE_THRESHOLD, DEFAULT_EDGE_THRESHOLD)
+    groups: list = field(default_factory=list)  # the user's supernodes (core.study.graphs.supernodes.Supernode)
+    auto: bool = False  # automatic supernodes drawn
+    view: GraphView | None = None  # the last pruned view: a reopened graph shows at once
 
 
 class GraphCache(dict):
@@ -149,7 +158,10 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         self.entry = self.cache.get(self.cache_key)
         if self.entry is not None:
             self.node_threshold, self.edge_threshold = self.entry.thresholds
-            self._prune()
+            if self.entry.view is not None:
+                self.on_graph_pruned(GraphPruned(self.entry.view))
+            else:
+                self._prune()
         else:
             self.view = None
             self.query_one(CircuitGrid).circuit = None
@@ -159,8 +171,13 @@ class GraphScreen(GridScreenMixin, Screen[None]):
             self.compute()
 
     def on_resize(self) -> None:
-        self.query_one("#graph-details", Static).styles.height = 7 if self.size.height < 36 else 14
+        self._fit_details()
         self._refresh_text()
+
+    def _fit_details(self) -> None:
+        """The details take what the grid leaves (its rows, two header lines, the scroll line), at least 7 lines."""
+        rows = len(self.view.rows) if self.view is not None else 2 * self.loaded.model.cfg.n_layers + 2
+        self.query_one("#graph-details", Static).styles.height = max(7, self.size.height - 2 - (rows + 4))
 
     # --- workers ---------------------------------------------------------------------
 
@@ -181,9 +198,12 @@ class GraphScreen(GridScreenMixin, Screen[None]):
 
         self._estimate = ""
         try:
-            tcs, attn = graph_saes(self.loaded, key[2])
-            graph = compute_graph(self.loaded, self.sample.tokens, tcs, attn, list(key[1]), batch=SCREEN_BATCH, max_memory=MAX_MEMORY,
-                                  on_progress=progress, on_estimate=estimate)
+            with MODEL_LOCK:
+                if worker.is_cancelled:
+                    return
+                tcs, attn = graph_saes(self.loaded, key[2])
+                graph = compute_graph(self.loaded, self.sample.tokens, tcs, attn, list(key[1]), batch=SCREEN_BATCH, max_memory=MAX_MEMORY,
+                                      on_progress=progress, on_estimate=estimate)
             entry = CachedGraph(key, graph, scores(graph), tcs, attn)
         except Exception as exc:
             if not worker.is_cancelled:
@@ -193,10 +213,18 @@ class GraphScreen(GridScreenMixin, Screen[None]):
             self.post_message(GraphReady(entry))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="graph-prune", description="Pruning the graph")
-    def _prune_worker(self, entry: CachedGraph, node_threshold: float, edge_threshold: float) -> None:
+    def _prune_worker(self, entry: CachedGraph, node_threshold: float, edge_threshold: float, pruned: Pruned | None = None) -> None:
+        from lister_tui.core.study.graphs.supernodes import auto_supernodes
+
         worker = get_current_worker()
         try:
-            view = graph_view(entry.graph, prune(entry.graph, node_threshold, edge_threshold), self.tokens)
+            if pruned is None:
+                pruned = prune(entry.graph, node_threshold, edge_threshold)
+            groups = list(entry.groups)
+            if entry.auto:
+                labels = self.ws.label if self.ws is not None else None
+                groups += auto_supernodes(entry.graph, [int(i) for i in np.flatnonzero(pruned.node_mask)], labels)
+            view = graph_view(entry.graph, pruned, self.tokens, groups)
         except Exception as exc:
             self.post_message(TaskFailed.of("graph", exc))
             return
@@ -206,8 +234,9 @@ class GraphScreen(GridScreenMixin, Screen[None]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="graph-detail", description="Head shares and checks")
     def _detail_worker(self, entry: CachedGraph, edges: list[tuple[int, int]], check: list[int]) -> None:
         try:
-            heads = graph_head_shares(self.loaded, entry.graph, entry.transcoders, entry.attn_saes, edges) if edges else {}
-            checks = {row["node"]: row for row in graph_checks(self.loaded, entry.graph, entry.transcoders, entry.attn_saes, check)} if check else {}
+            with MODEL_LOCK:
+                heads = graph_head_shares(self.loaded, entry.graph, entry.transcoders, entry.attn_saes, edges) if edges else {}
+                checks = {row["node"]: row for row in graph_checks(self.loaded, entry.graph, entry.transcoders, entry.attn_saes, check)} if check else {}
         except Exception as exc:
             self.post_message(TaskFailed.of("graph", exc))
             return
@@ -231,9 +260,10 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         view = message.view
         if self.entry is None or view.graph is not self.entry.graph:
             return
-        self.view = view
+        self.view = self.entry.view = view
         self.status = ""
         self.query_one(CircuitGrid).show(view, self.tokens, rows=view.rows, keep_cursor=True)
+        self._fit_details()
         self._fill_outline()
         self._refresh_text()
         self._ask_heads()
@@ -252,13 +282,15 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         self.notify(visible(message.error), title=visible(f"{message.task} failed"), severity="error", markup=False)
         self._refresh_text()
 
-    def _prune(self) -> None:
+    def _prune(self, regroup_only: bool = False) -> None:
+        """Prune at the thresholds (``regroup_only``: keep the last pruning, draw the supernodes again)."""
         if self.entry is None:
             return
         self.entry.thresholds = (self.node_threshold, self.edge_threshold)
-        self.status = "pruning…"
+        self.status = "grouping…" if regroup_only else "pruning…"
         self._refresh_text()
-        self._prune_worker(self.entry, self.node_threshold, self.edge_threshold)
+        reuse = self.view.pruned if regroup_only and self.view is not None and self.view.graph is self.entry.graph else None
+        self._prune_worker(self.entry, self.node_threshold, self.edge_threshold, reuse)
 
     def _ask_heads(self) -> None:
         """Head shares of the selected node's shown edges between positions, if not known yet."""
@@ -268,7 +300,7 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         index = self.view.index
         shown = self.view.parents(node.id)[: self._many()] + self.view.children(node.id)[: self._many()]
         pos = self.entry.graph.nodes.pos
-        edges = [(index[e.target], index[e.source]) for e in shown]
+        edges = [(index[e.target], index[e.source]) for e in shown if e.target in index and e.source in index]
         edges = [e for e in edges if pos[e[0]] != pos[e[1]] and e not in self.entry.heads]
         if edges:
             self._detail_worker(self.entry, edges, [])
@@ -305,6 +337,8 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         rep, comp = self.entry.scores
         parts.append(Part(f"repl {rep:.2f} compl {comp:.2f}", 0))
         parts.append(Part("attn feats" if self.entry.graph.attention_features else "no attn feats", 2))
+        if self.view.groups:
+            parts.append(Part(f"{len(self.view.groups)} supernodes" + (" (auto on)" if self.entry.auto else ""), 1))
         parts.append(Part(f"kept {pruned.kept_node_influence:.2f} of influence", 4))
         parts.append(Part(VIEWS[self.view_index], 4))
         return parts
@@ -314,8 +348,8 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         out = f"{getattr(edge, other)} {edge.weight:+.3f}"
         if self.entry is None or self.view is None:
             return out
-        pair = (self.view.index[edge.target], self.view.index[edge.source])
-        shares = self.entry.heads.get(pair)
+        index = self.view.index
+        shares = self.entry.heads.get((index[edge.target], index[edge.source])) if edge.target in index and edge.source in index else None
         if shares is not None and edge.weight != 0:
             top = np.argsort(-np.abs(shares))[:TOP_HEADS]
             out += " [" + " ".join(f"{head_label(int(h), self.entry.graph.n_heads)} {shares[h] / edge.weight:.0%}" for h in top) + "]"
@@ -327,6 +361,11 @@ class GraphScreen(GridScreenMixin, Screen[None]):
             out.append(visible(self.status) + "\n", style="italic")
         node = self._selected()
         if node is None or self.entry is None or self.view is None:
+            if self.view is not None:
+                out.append("no node in this cell: the arrow keys move to another", style="dim")
+            return out
+        if node.kind == SUPERNODE:
+            self._supernode_details(out, node)
             return out
         graph, i = self.entry.graph, self.view.index[node.id]
         kind, layer = int(graph.nodes.kind[i]), int(graph.nodes.layer[i])
@@ -347,10 +386,7 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         where = f", layer {layer}" if layer >= 0 else ""
         what = f", feature {node.feature}" if kind in (TC, ATTN) else ""
         out.append(visible(f"{KIND_NAMES[kind]}{where}, position {node.pos}{what}"), style="dim")
-        for title, edges, other, style in (("parents ", self.view.parents(node.id), "source", "green"),
-                                           ("children", self.view.children(node.id), "target", "magenta")):
-            out.append(f"\n{title}: ", style=style)
-            out.append(visible(", ".join(self._edge_text(e, other) for e in edges[: self._many()]) or "—"))
+        self._edges_text(out, node)
         check = self.entry.checks.get(i)
         if check is not None:
             out.append("\n")
@@ -363,6 +399,32 @@ class GraphScreen(GridScreenMixin, Screen[None]):
             out.append(visible(f"one draw (n = 1, same seed) under {len(run.choices)} intervention(s): "
                                f"{run.base.metrics.n_items} → {run.ablated.metrics.n_items} items{metric}"))
         return out
+
+    def _edges_text(self, out: Text, node) -> None:
+        """The node's parents and children with weights (and head shares), one edge a line when tall."""
+        for title, edges, other, style in (("parents ", self.view.parents(node.id), "source", "green"),
+                                           ("children", self.view.children(node.id), "target", "magenta")):
+            out.append(f"\n{title}: ", style=style)
+            shown = [self._edge_text(e, other) for e in edges[: self._many()]]
+            if self.size.height >= 36:  # tall: one edge a line, every head share whole
+                out.append(visible(f"{len(edges)} kept, strongest first" if shown else "—"), style="dim")
+                for e, line in zip(edges, shown):
+                    out.append("\n    " + visible(line))
+                    out.append("  " + visible(self.view.node(getattr(e, other)).token or ""), style="italic")
+            else:
+                out.append(visible(", ".join(shown) or "—"))
+
+    def _supernode_details(self, out: Text, node) -> None:
+        group = self.view.groups[node.id]
+        graph = self.entry.graph
+        from lister_tui.core.study.graphs.export import node_name
+
+        out.append(visible(node.id), style="bold")
+        out.append(visible(f"  {len(group.members)} nodes  influence {node.effect:.3f} (the members' sum)"))
+        out.append("  " + ("yours (u ungroups)" if any(g.name == group.name for g in self.entry.groups) else "automatic (A hides)"), style="dim")
+        out.append("\n")
+        out.append(visible("members: " + ", ".join(node_name(graph, m) for m in group.members)), style="dim")
+        self._edges_text(out, node)
 
     # --- keys ------------------------------------------------------------------------
 
@@ -427,6 +489,150 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         self.status = "zeroing the node in the graph, the replacement and the real model…"
         self._refresh_text()
         self._detail_worker(self.entry, [], [self.view.index[node.id]])
+
+    def action_head_view(self) -> None:
+        """``h``: the heads of the selected node's strongest edge between positions (its parents first, else its children)."""
+        node = self._selected()
+        if node is None or self.entry is None or self.view is None:
+            return
+        pos = self.entry.graph.nodes.pos
+        index = self.view.index
+        edges = [(index[e.target], index[e.source]) for e in self.view.parents(node.id) + self.view.children(node.id)
+                 if e.target in index and e.source in index]
+        crossing = [e for e in edges if pos[e[0]] != pos[e[1]]]
+        if not crossing:
+            self.notify("no kept edge of this node crosses positions, so no head carries one; pick a node with one (its edges show [heads])", markup=False)
+            return
+        self.status = "head shares of the edge…"
+        self._refresh_text()
+        self._head_view_worker(self.entry, crossing[0])
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="graph-heads", description="Head view")
+    def _head_view_worker(self, entry: CachedGraph, edge: tuple[int, int]) -> None:
+        from lister_tui.core.study.graphs.head_view import head_view
+
+        try:
+            with MODEL_LOCK:
+                shares = entry.heads if edge in entry.heads else graph_head_shares(self.loaded, entry.graph, entry.transcoders, entry.attn_saes, [edge])
+            view = head_view(entry.graph, edge[0], edge[1], shares)
+        except Exception as exc:
+            self.post_message(TaskFailed.of("graph", exc))
+            return
+        self.app.call_from_thread(self._show_head_view, entry, view, {edge: shares[edge]})
+
+    def _show_head_view(self, entry: CachedGraph, view, shares: dict) -> None:
+        from lister_tui.core.study.graphs.export import node_name
+        from lister_tui.tui.screens.head_view import HeadViewScreen
+
+        entry.heads.update(shares)
+        self.status = ""
+        self._refresh_text()
+        self.app.push_screen(HeadViewScreen(view, node_name(entry.graph, view.source), node_name(entry.graph, view.target), self.tokens))
+
+    # --- saving in the session ------------------------------------------------------------
+
+    def action_save_graph(self) -> None:
+        if self.entry is None or self.view is None:
+            self.notify("no graph yet: wait for it, then S keeps it in the session", markup=False)
+            return
+        if self.ws is None or self.key is None:
+            self.notify("this graph belongs to no session's list, so it cannot be kept in one", markup=False)
+            return
+        self.status = "head shares and checks for the saved graph…"
+        self._refresh_text()
+        self._save_worker(self.entry, self.view.pruned)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="graph-save", description="Saving the graph")
+    def _save_worker(self, entry: CachedGraph, pruned: Pruned) -> None:
+        from lister_tui.core.study.graphs.export import graph_json, saved_supernodes
+        from lister_tui.core.study.graphs.pipeline import kept_cross_edges, top_features
+        from lister_tui.core.study.graphs.record import GraphRecord
+
+        graph = entry.graph
+        try:
+            with MODEL_LOCK:
+                missing = [e for e in kept_cross_edges(graph, pruned) if e not in entry.heads]
+                heads = graph_head_shares(self.loaded, graph, entry.transcoders, entry.attn_saes, missing) if missing else {}
+                checks = graph_checks(self.loaded, graph, entry.transcoders, entry.attn_saes, top_features(graph, pruned, SAVED_CHECKS))
+            heads.update(entry.heads)
+            data = graph_json(graph, pruned, [visible(t) for t in self.tokens], scores=entry.scores, heads=heads, checks=checks,
+                              labels=self.ws.label, extra={"model": self.loaded.entry.name, "sample": self.sample.spec.key}, groups=entry.groups)
+            record = GraphRecord.from_graph_json(self.key, data, saved_supernodes(graph, entry.groups))
+        except Exception as exc:
+            self.post_message(TaskFailed.of("graph", exc))
+            return
+        self.app.call_from_thread(self._saved, entry, heads, record)
+
+    def _saved(self, entry: CachedGraph, heads: dict, record) -> None:
+        entry.heads.update(heads)
+        try:
+            index = self.ws.add_graph(record)
+        except ListerError as exc:
+            self.status = ""
+            self.notify(visible(str(exc)), severity="error", markup=False)
+            return
+        self.status = ""
+        self._refresh_text()
+        self.notify(visible(f"kept as graph {index} of {self.key} in the session (saved with it)"), markup=False)
+
+    # --- supernodes ------------------------------------------------------------------
+
+    def action_mark(self) -> None:
+        node = self._selected()
+        if node is None or node.kind != "feature":
+            self.notify("only feature nodes are grouped: select a transcoder or attention feature and mark it (m)", markup=False)
+            return
+        grid = self.query_one(CircuitGrid)
+        grid.marked.symmetric_difference_update({node.id})
+        grid.refresh()
+        self.notify(visible(f"{len(grid.marked)} node(s) marked; g groups them into a supernode"), markup=False, timeout=3)
+
+    def action_group(self) -> None:
+        from lister_tui.core.limits import MAX_SUPERNODE_NAME
+        from lister_tui.tui.screens.feature_card import LabelScreen
+
+        grid = self.query_one(CircuitGrid)
+        if self.entry is None or self.view is None or len(grid.marked) < 2:
+            self.notify("mark at least two feature nodes first (m on each), then g groups them", markup=False)
+            return
+        members = sorted(self.view.index[i] for i in grid.marked if i in self.view.index)
+        title = Text(visible(f"name the supernode of {len(members)} nodes (at most {MAX_SUPERNODE_NAME} characters)"))
+        self.app.push_screen(LabelScreen(title, ""), lambda name: self._grouped(members, name))
+
+    def _grouped(self, members: list[int], name: str | None) -> None:
+        from lister_tui.core.study.graphs.supernodes import group
+
+        if name is None or self.entry is None or self.view is None:
+            return
+        try:
+            if any(g.name == name.strip() for g in self.entry.groups):
+                raise ListerError(f"a supernode named {name.strip()!r} exists already; pick another name")
+            sn = group(self.entry.graph, members, name, kept=self.view.pruned.node_mask)
+        except ListerError as exc:
+            self.notify(visible(str(exc)), severity="warning", markup=False)
+            return
+        self.entry.groups.append(sn)
+        self.query_one(CircuitGrid).marked.clear()
+        self._prune(regroup_only=True)
+
+    def action_auto_group(self) -> None:
+        if self.entry is None:
+            return
+        self.entry.auto = not self.entry.auto
+        self._prune(regroup_only=True)
+
+    def action_ungroup(self) -> None:
+        node = self._selected()
+        if node is None or node.kind != SUPERNODE or self.entry is None:
+            self.notify("select a supernode (∑) to take it apart", markup=False)
+            return
+        name = self.view.groups[node.id].name
+        mine = [g for g in self.entry.groups if g.name == name]
+        if not mine:
+            self.notify("an automatic supernode: A hides the automatic groups", markup=False)
+            return
+        self.entry.groups.remove(mine[0])
+        self._prune(regroup_only=True)
 
     # --- cards and interventions -------------------------------------------------------
 
@@ -505,7 +711,8 @@ class GraphScreen(GridScreenMixin, Screen[None]):
 
         worker = get_current_worker()
         try:
-            run = ablation_run(self.loaded, self.key, self.sample, choices, preset, cancelled=lambda: worker.is_cancelled)
+            with MODEL_LOCK:
+                run = ablation_run(self.loaded, self.key, self.sample, choices, preset, cancelled=lambda: worker.is_cancelled)
         except Exception as exc:
             self.post_message(TaskFailed.of("graph-regenerate", exc))
             return

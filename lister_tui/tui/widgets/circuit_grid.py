@@ -50,7 +50,11 @@ def rows_of(circuit: Circuit) -> list[str]:
 def cell_text(node: Node, more: str, width: int, label_of: Callable[[str, int], str] | None = None) -> str:
     """A node's cell, at most ``width`` characters: its short label, ``+`` when the cell holds more
     nodes, and the user's label of a feature after a space when at least two of its characters fit."""
-    short = (label(node) if node.kind != "embed" else "emb") + more
+    if node.kind == "supernode":  # "∑ attn_2/53" shows as ∑53, "∑ label: the word" as ∑the word
+        short = "∑" + node.id[2:].removeprefix("label: ").rsplit("/", 1)[-1]
+    else:
+        short = "emb" if node.kind == "embed" else label(node)
+    short += more
     name = label_of(node.site, node.feature) if label_of is not None and node.kind == "feature" and node.feature is not None else ""
     if name:
         name = visible_text(name)
@@ -81,6 +85,7 @@ class CircuitGrid(Widget, can_focus=True):
         self.col_width = 6
         self.all_positions = False
         self.ablated: set[tuple[str, int, int]] = set()
+        self.marked: set[str] = set()  # node ids marked (underlined), e.g. to group them
         self.label_of: Callable[[str, int], str] | None = None  # the user's label of (site, feature)
         self.empty_text = "computing the circuit…"  # shown until show()
 
@@ -189,8 +194,10 @@ class CircuitGrid(Widget, can_focus=True):
                     style = "bold green" if shown.id in parents else "bold magenta"
                 if shown.feature is not None and shown.pos is not None and (shown.site, shown.feature, shown.pos) in self.ablated:
                     style += " strike red"
+                if shown.id in self.marked:
+                    style += " underline"
                 if (r, c) == (self.row, self.col):
-                    style = "reverse bold"
+                    style = "reverse bold" + (" underline" if shown.id in self.marked else "")
                 out.append(cell, style=style.strip())  # safe-text: cell_text(...) shows ids and labels through visible
                 out.append(" ")
             out.append("\n")

@@ -10,6 +10,12 @@ edge becomes an :class:`~lister_tui.core.study.circuits.graph.Edge` with the adj
 Rows run as attribution-graph viewers draw them: the metric on top, then each layer from the
 last (its MLP above its attention, the order the model computes them in reverse), the
 embeddings at the bottom.
+
+Supernodes (:mod:`supernodes`) are drawn as one node each, id ``∑ <name>``, kind
+``supernode``, in the row and at the position of its most influential member; its influence
+is :func:`supernodes.supernode_influence`, its edges the members' kept edges summed per
+outside node (as :func:`supernodes.supernode_edges` sums them), edges between members left
+out. A node already in an earlier group stays there (yours come before the automatic ones).
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from lister_tui.core.study.graphs.attribute import (
 )
 from lister_tui.core.study.graphs.export import node_name
 from lister_tui.core.study.graphs.prune import Pruned
+from lister_tui.core.study.graphs.supernodes import Supernode, supernode_influence
+
+SUPERNODE = "supernode"
 
 _KIND = {TC: "feature", ATTN: "feature", MLP_ERROR: "error", ATTN_ERROR: "error", TOKEN: "embed", TARGET: "metric"}
 
@@ -67,6 +76,7 @@ class GraphView:
     _parents: dict[str, list[Edge]] = field(default_factory=dict, repr=False)
     _children: dict[str, list[Edge]] = field(default_factory=dict, repr=False)
     _by_id: dict[str, Node] = field(default_factory=dict, repr=False)
+    groups: dict[str, Supernode] = field(default_factory=dict)  # supernode id -> its group
 
     @property
     def edges(self) -> list[Edge]:
@@ -89,29 +99,57 @@ class GraphView:
         return node_name(self.graph, int(self.graph.targets[0]))
 
 
-def graph_view(graph: AttributionGraph, pruned: Pruned, token_strings: Sequence[str]) -> GraphView:
-    """The view of ``graph`` as pruned by ``pruned`` (``token_strings``: the tokens' texts, by position)."""
+def supernode_id(sn: Supernode) -> str:
+    return f"∑ {sn.name}"
+
+
+def graph_view(graph: AttributionGraph, pruned: Pruned, token_strings: Sequence[str], supernodes: Sequence[Supernode] = ()) -> GraphView:
+    """The view of ``graph`` as pruned by ``pruned`` (``token_strings``: the tokens' texts, by position), ``supernodes`` drawn as one node each."""
     kept = [int(i) for i in np.flatnonzero(pruned.node_mask)]
     names = {i: node_name(graph, i) for i in kept}
     n = graph.nodes
+
+    def token(pos: int) -> str | None:
+        return token_strings[pos] if pos < len(token_strings) else None
+
+    owner: dict[int, str] = {}  # member node -> its supernode's id
+    groups: dict[str, Supernode] = {}
     nodes = []
+    for sn in supernodes:
+        members = [m for m in sn.members if m in names and m not in owner]
+        if len(members) < 2 or supernode_id(sn) in groups:
+            continue
+        sid = supernode_id(sn)
+        groups[sid] = Supernode(sn.name, tuple(members))
+        lead = max(members, key=lambda m: pruned.node_influence[m])
+        for m in members:
+            owner[m] = sid
+        nodes.append(Node(id=sid, kind=SUPERNODE, site=row_of(graph, lead), feature=None, pos=int(n.pos[lead]),  # type: ignore[arg-type]
+                          token=token(int(n.pos[lead])), effect=supernode_influence(pruned, groups[sid]), activation=None))
     for i in kept:
+        if i in owner:
+            continue
         kind = int(n.kind[i])
         pos = int(n.pos[i])
         nodes.append(Node(
             id=names[i], kind=_KIND[kind], site=row_of(graph, i),  # type: ignore[arg-type]
             feature=int(n.feature[i]) if kind in (TC, ATTN) else None, pos=pos,
-            token=token_strings[pos] if pos < len(token_strings) else None,
-            effect=float(pruned.node_influence[i]), activation=float(n.activation[i]),
+            token=token(pos), effect=float(pruned.node_influence[i]), activation=float(n.activation[i]),
         ))
-    parents: dict[str, list[Edge]] = {}
-    children: dict[str, list[Edge]] = {}
+    summed: dict[tuple[str, str], float] = {}
     for t, s in torch.nonzero(pruned.edge_mask).tolist():
         if t not in names or s not in names:
             continue
-        edge = Edge(names[s], names[t], float(graph.adjacency[t, s]))
-        parents.setdefault(edge.target, []).append(edge)
-        children.setdefault(edge.source, []).append(edge)
+        source, target = owner.get(s, names[s]), owner.get(t, names[t])
+        if source != target:
+            summed[(source, target)] = summed.get((source, target), 0.0) + float(graph.adjacency[t, s])
+    parents: dict[str, list[Edge]] = {}
+    children: dict[str, list[Edge]] = {}
+    for (source, target), weight in summed.items():
+        edge = Edge(source, target, weight)
+        parents.setdefault(target, []).append(edge)
+        children.setdefault(source, []).append(edge)
     for edges in (*parents.values(), *children.values()):
         edges.sort(key=lambda e: -abs(e.weight))
-    return GraphView(graph, pruned, nodes, graph_rows(graph), {v: k for k, v in names.items()}, parents, children, {x.id: x for x in nodes})
+    index = {v: k for k, v in names.items()}
+    return GraphView(graph, pruned, nodes, graph_rows(graph), index, parents, children, {x.id: x for x in nodes}, groups)
