@@ -89,7 +89,7 @@ def sweep_to_workspace(loaded: LoadedModel, folder: str | Path) -> tuple[Workspa
     ws = Workspace(loaded.entry.name)
     ws.add_samples(samples, preset)
     note = f"Opened from the sweep in {folder} ({manifest.get('repeat_command', '')})."
-    from lister_tui.core.sweep.output import writer_state
+    from lister_tui.core.files.process import writer_state
 
     state, why = writer_state(manifest)
     if state:

@@ -15,7 +15,11 @@ Format versions:
 - **0**: the JSON-only draft of the 0.1 development series: one ``manifest.json`` with
   ``"version": 0``, the model as a plain name and the samples (with their metrics and
   their ablation choices) inline. :func:`migrate_v0` turns it into version 1; the next
-  save writes version 1 and keeps the old manifest as ``manifest.v0.json``."""
+  save writes version 1 and keeps the old manifest as ``manifest.v0.json``.
+
+Long because every table's columns live here, each with the sentence that describes it, so
+that the writer, the reader, the exports and the fuzzers share one definition; optional
+tables added within a version (``circuits``, ``graphs``) read as empty in older sessions."""
 
 from __future__ import annotations
 

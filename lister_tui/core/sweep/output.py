@@ -20,10 +20,8 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 import platform
 import shlex
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -38,6 +36,7 @@ from lister_tui.core.errors import ListerError
 from lister_tui.core.files.atomic import atomic_write, atomic_write_bytes, check_path_name
 from lister_tui.core.files.clock import now
 from lister_tui.core.files.json_read import parse_json
+from lister_tui.core.files.process import this_process, writer_state
 from lister_tui.core.study.columns import migrate_frame, migrate_row
 from lister_tui.core.sweep.run import SweepResult
 from lister_tui.core.sweep.settings import SweepSettings
@@ -291,37 +290,7 @@ def _run(runtime: dict | None, resumed: bool) -> dict:
     "running" by a killed process can be told from one that is being written now."""
     runtime = runtime or {}
     return {"run": runtime.get("run_id"), "mode": runtime.get("mode", "local"), "started": now(), "resumed": resumed,
-            "pid": os.getpid(), "host": socket.gethostname()}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError, OverflowError):
-        return True  # it exists (another user's), or the number cannot be asked about: assume alive
-    return True
-
-
-def writer_state(manifest: Mapping) -> tuple[str, str]:
-    """Whether a manifest that says "running" is being written now: ("live" | "stale" | "", a sentence).
-
-    "live": its last run's process is alive on this machine (another sweep writes the folder);
-    "stale": that process is gone (killed, or the machine went down) without recording a stop.
-    "" when the manifest does not say running, or its last run was on another host or
-    records no process (a sweep from before these fields): nothing can be told."""
-    if manifest.get("status") != "running":
-        return "", ""
-    runs = manifest.get("runs")
-    last = runs[-1] if isinstance(runs, list) and runs and isinstance(runs[-1], dict) else {}
-    pid, host = last.get("pid"), last.get("host")
-    if isinstance(pid, bool) or not isinstance(pid, int) or not 0 < pid < 2**31 or host != socket.gethostname():
-        return "", ""
-    started = str(last.get("started"))[:40]
-    if pid != os.getpid() and _alive(pid):
-        return "live", f"process {pid} (started {started}) is writing it now"
-    return "stale", f"its last run (process {pid}, started {started}) stopped without recording why (killed, or the machine went down)"
+            **this_process()}
 
 
 def refuse_live_writer(out: Path) -> str:
