@@ -638,8 +638,16 @@ class GraphScreen(GridScreenMixin, Screen[None]):
 
     def _supported(self, site: str) -> bool:
         """Whether the sample's interventions act on ``site``: the entry's SAE sites (attention
-        features are ``attn_L``). Transcoder sites ``tc_L`` join once the engine's hooks act on them."""
-        return site in {s.id for s in self.loaded.entry.sites}
+        features are ``attn_L``) and its transcoders' (``tc_L``, written at the MLP's output)."""
+        if site in {s.id for s in self.loaded.entry.sites}:
+            return True
+        from lister_tui.core.engine.transcoders import transcoder_set_of_site
+
+        try:
+            transcoder_set_of_site(self.loaded.entry, site)
+        except (ListerError, ValueError):
+            return False
+        return True
 
     def _chosen_set(self) -> set[tuple[str, int, int]]:
         if self.ws is not None and self.key is not None:
@@ -654,8 +662,8 @@ class GraphScreen(GridScreenMixin, Screen[None]):
     def _toggle(self, choice: AblationChoice) -> bool:
         """Put ``choice`` into the sample's interventions (or take it out); False with a message if its site is not supported."""
         if not self._supported(choice.sae_id):
-            self.notify(visible(f"interventions on {choice.sae_id} (a transcoder) are not supported yet; attention features "
-                                "(attn_L) and the entry's SAE features are"), severity="warning", markup=False)
+            self.notify(visible(f"{choice.sae_id} is neither an SAE site nor a transcoder of {self.loaded.entry.name}: "
+                                "no intervention acts on it"), severity="warning", markup=False)
             return False
         if self.ws is not None and self.key is not None:
             self.ws.toggle(self.key, choice)
