@@ -459,6 +459,13 @@ class GraphScreen(GridScreenMixin, Screen[None]):
         super().on_tree_node_selected(event)
         self._ask_heads()
 
+    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        """The details follow the outline's cursor (enter expands, as in any tree)."""
+        if event.node.data is not None and self.view is not None:
+            self.query_one(CircuitGrid).select(event.node.data)
+            self._refresh_text()
+            self._ask_heads()
+
     def action_next_view(self) -> None:
         self.view_index = (self.view_index + 1) % len(VIEWS)
         self.query_one(ContentSwitcher).current = VIEWS[self.view_index]
