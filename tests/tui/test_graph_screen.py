@@ -192,12 +192,15 @@ async def _space_enter(tiny, short_sample, computed):
         await pilot.press("space")
         assert [c.ident for c in ws.state(key).choices] == [(node.site, node.feature, node.pos)]
         assert "[intervened]" in str(screen.query_one("#graph-details").render())
-        # a transcoder feature: not yet supported by the interventions, said so, nothing added
-        _select_kind(screen, TC)
+        # a transcoder feature goes in too (its site tc_L), and out again
+        tc_node = screen.view.node(_select_kind(screen, TC))
+        await pilot.press("space")
+        await pilot.pause()
+        assert [c.ident for c in ws.state(key).choices][1:] == [(tc_node.site, tc_node.feature, tc_node.pos)]
+        assert tc_node.site.startswith("tc_")
         await pilot.press("space")
         await pilot.pause()
         assert len(ws.state(key).choices) == 1
-        assert any("not supported yet" in str(n.message) for n in app._notifications)
         # enter opens the transcoder feature's card
         await pilot.press("enter")
         await pilot.pause()
@@ -214,11 +217,13 @@ async def _space_enter(tiny, short_sample, computed):
         screen.query_one(CircuitGrid).select(node_id)
         await pilot.press("space")  # out again
         early = _select_kind(screen, ATTN, before=short_sample.structure.attribution_pos)
+        await pilot.press("space")
+        early_tc = _select_kind(screen, TC, before=short_sample.structure.attribution_pos)
         await pilot.press("space", "r")
         await settle(app, pilot)
         (run,) = ws.state(key).runs
-        chosen = screen.view.node(early)
-        assert [c.ident for c in run.choices] == [(chosen.site, chosen.feature, chosen.pos)]
+        chosen, chosen_tc = screen.view.node(early), screen.view.node(early_tc)
+        assert [c.ident for c in run.choices] == [(chosen.site, chosen.feature, chosen.pos), (chosen_tc.site, chosen_tc.feature, chosen_tc.pos)]
         assert "one draw (n = 1" in str(screen.query_one("#graph-details").render())
 
 
