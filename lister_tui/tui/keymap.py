@@ -125,8 +125,8 @@ CARD_KEYS: tuple[KeySpec, ...] = (
 
 CIRCUIT_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.circuit.close", "escape,q", "close", "Close", "Close the circuit view", True, palette=False),
-    KeySpec("lister.circuit.left", "left", "move(0,-1)", "Left", "Previous position with a node", palette=False),
-    KeySpec("lister.circuit.right", "right", "move(0,1)", "Right", "Next position with a node", palette=False),
+    KeySpec("lister.circuit.left", "left", "move(0,-1)", "Left", "Previous node in this row (one column if none)", palette=False),
+    KeySpec("lister.circuit.right", "right", "move(0,1)", "Right", "Next node in this row (one column if none)", palette=False),
     KeySpec("lister.circuit.up", "up", "move(-1,0)", "Up", "Site above (later in the model)", palette=False),
     KeySpec("lister.circuit.down", "down", "move(1,0)", "Down", "Site below (earlier in the model)", palette=False),
     KeySpec("lister.circuit.next_node", "tab", "cycle(1)", "Next node", "Next node in the same cell", palette=False),
@@ -148,8 +148,8 @@ EDGE_THRESHOLD_GROUP = "edge"
 GRAPH_KEYS: tuple[KeySpec, ...] = (
     KeySpec("lister.graph.close", "escape,q", "close", "Close", "Cancel a running graph (escape), else close the graph view", True, palette=False, key_display="esc"),
     KeySpec("lister.graph.cancel", "c", "cancel", "Cancel", "Stop the graph computation (within a backward pass)", palette=False),
-    KeySpec("lister.graph.left", "left", "move(0,-1)", "Left", "Previous position with a node", palette=False),
-    KeySpec("lister.graph.right", "right", "move(0,1)", "Right", "Next position with a node", palette=False),
+    KeySpec("lister.graph.left", "left", "move(0,-1)", "Left", "Previous node in this row (one column if none)", palette=False),
+    KeySpec("lister.graph.right", "right", "move(0,1)", "Right", "Next node in this row (one column if none)", palette=False),
     KeySpec("lister.graph.up", "up", "move(-1,0)", "Up", "Row above (later in the model)", palette=False),
     KeySpec("lister.graph.down", "down", "move(1,0)", "Down", "Row below (earlier in the model)", palette=False),
     KeySpec("lister.graph.next_node", "tab", "cycle(1)", "Next node", "Next node in the same cell", palette=False),

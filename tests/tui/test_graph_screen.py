@@ -105,6 +105,18 @@ async def _computes(tiny, short_sample):
         assert node is not None and node.id != screen.view.root
         details = str(screen.query_one("#graph-details").render())
         assert node.id in details and "parents" in details and "influence" in details
+        # left goes to this row's previous node, over the columns where the row has none
+        by_row = {r: sorted(p for (site, p) in grid.cells if site == r) for r in grid.rows}
+        gaps = [(r, ps[i - 1], ps[i]) for r, ps in by_row.items() for i in range(1, len(ps))
+                if grid.columns.index(ps[i]) - grid.columns.index(ps[i - 1]) > 1]
+        assert gaps, by_row  # a row with empty columns between two of its nodes
+        row, before, after = gaps[0]
+        grid.row, grid.col = grid.rows.index(row), grid.columns.index(after)
+        await pilot.press("left")
+        assert (grid.rows[grid.row], grid.columns[grid.col]) == (row, before) and grid.selected is not None
+        await pilot.press("right")
+        assert grid.columns[grid.col] == after
+        grid.select(node.id)
         # the outline: the target's strongest parents, one level deeper
         await pilot.press("v")
         tree = screen.query_one(Tree)

@@ -129,10 +129,18 @@ class CircuitGrid(Widget, can_focus=True):
                     return
 
     def move(self, d_row: int, d_col: int) -> None:
+        """Up/down one row; left/right to the next column where this row has a node (one column
+        when the row has none that way, so the view still scrolls)."""
         if not self.columns:
             return
         self.row = max(0, min(len(self.rows) - 1, self.row + d_row))
-        self.col = max(0, min(len(self.columns) - 1, self.col + d_col))
+        if d_col:
+            site = self.rows[self.row]
+            step = 1 if d_col > 0 else -1
+            ahead = range(self.col + step, len(self.columns) if step > 0 else -1, step)
+            with_node = [c for c in ahead if self.cells.get((site, self.columns[c]))]
+            target = with_node[0] if with_node else self.col + d_col
+            self.col = max(0, min(len(self.columns) - 1, target))
         self.index = 0
         self.refresh()
 
