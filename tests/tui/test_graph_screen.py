@@ -421,3 +421,35 @@ def test_every_graph_key_is_bound_once_to_an_action_of_the_screen():
     assert len({s.id for s in GRAPH_KEYS}) == len(GRAPH_KEYS)
     for spec in GRAPH_KEYS:
         assert callable(getattr(GraphScreen, "action_" + spec.action.split("(")[0], None)), spec.id
+
+
+def test_G_and_C_wait_while_the_explorer_runs_the_model(make_app):
+    asyncio.run(_busy(make_app))
+
+
+async def _busy(make_app):
+    """A graph or a circuit beside a running regeneration would share the model's hooks: refused, named."""
+    import threading
+
+    from lister_tui.tui.screens.circuit import CircuitScreen
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        main, controller = app.screen, app.main.controller
+        release = threading.Event()
+        worker = controller.run_worker(lambda: release.wait(30), thread=True, group="regenerate", description="Regenerating")
+        try:
+            for key in ("G", "C"):
+                await pilot.press(key)
+                await pilot.pause()
+                assert app.screen is main
+                assert "regenerating is still running" in app.messages[-1].text
+        finally:
+            release.set()
+            await worker.wait()
+        await pilot.press("C")
+        await pilot.pause()
+        assert isinstance(app.screen, CircuitScreen)
+        await pilot.press("c", "escape")
+        await settle(app, pilot)

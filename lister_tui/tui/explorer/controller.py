@@ -129,6 +129,19 @@ class ExplorerController(Widget):
         self.notify(f"cannot {what}: this session is read-only, its model is not available here", severity="warning")
         return True
 
+    # the workers that run the model (under hooks, which are the model's state)
+    MODEL_GROUPS = frozenset({"generate", "curve", "attribute", "density", "peaks", "regenerate"})
+
+    def model_busy(self, what: str) -> bool:
+        """True (and a notification naming it) while one of this screen's workers runs the model:
+        a circuit or a graph computed beside it would share the model's hooks."""
+        running = [w for w in self.app.workers if w.node is self and w.group in self.MODEL_GROUPS and w.is_running]
+        if not running:
+            return False
+        self.notify(f"cannot {what} yet: {running[0].description.lower()} is still running; wait for it, or cancel it (escape)",
+                    severity="warning", markup=False)
+        return True
+
     def start(self) -> None:
         """The screen is up: show an opened session's first sample, or sample the first batch."""
         if self.state.current is None and self.ws.samples:
@@ -765,7 +778,7 @@ class ExplorerController(Widget):
         from lister_tui.tui.screens.circuit import circuit_screen
 
         key = self.state.current
-        if key is not None and not self.needs_model("find a circuit"):
+        if key is not None and not self.needs_model("find a circuit") and not self.model_busy("find a circuit"):
             circuit_screen(self, self.ws, key, on_close=lambda _: self.changed())
 
     def open_graph(self) -> None:
@@ -773,7 +786,7 @@ class ExplorerController(Widget):
         from lister_tui.tui.screens.graph import graph_screen
 
         key = self.state.current
-        if key is not None and not self.needs_model("compute an attribution graph"):
+        if key is not None and not self.needs_model("compute an attribution graph") and not self.model_busy("compute an attribution graph"):
             graph_screen(self, self.app.lab, self.ws.state(key).sample, key, self.ws, on_close=lambda _: self.changed())
 
     # --- feature cards ------------------------------------------------------------------
