@@ -251,15 +251,17 @@ def test_messages_show_in_one_line_under_the_panes_and_m_lists_them(make_app):
             table = screen.features.table
             assert not line.region.overlaps(table.region) and line.region.y > table.region.y
             assert table.region.height >= 5  # the features table keeps its rows
-            # the ablation list at 80 columns: the pairs' positions and modes stay visible
+            # the interventions list at 80 columns: each pair's feature and how it is changed stay
+            # visible; its mode and position come next (the table scrolls to them)
             await pilot.press("2")
             await pilot.pause()
             choices = screen.query_one("#choices")
             rendered = [strip.text for strip in choices.render_lines(choices.region.reset_offset)]
             header = rendered[0].split()
-            assert header[:4] == ["SAE", "feat", "pos", "m"]
+            assert header[:3] == ["SAE", "feat", "kind"]
             first = app.workspace.state(screen.state.current).choices[0]
-            assert rendered[1].split()[:4] == [first.sae_id, str(first.feature), str(first.pos), "@zero"]  # mode and kind
+            assert rendered[1].split()[:3] == [first.sae_id, str(first.feature), "zero"]
+            assert [str(c.label).strip() for c in choices.columns.values()][3] == "m pos"
             await pilot.press("c")
             await pilot.pause()
             assert not line.display and not line.text
