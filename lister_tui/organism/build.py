@@ -344,7 +344,9 @@ def _transcoder_stage(folder: Path, out: Path, settings: BuildSettings, log: Cal
         pad_token_id=pad,
     )
     log(f"  replacement model: KL {fidelity['kl_replaced']:.4f} nats, metric |diff| {fidelity['metric_abs_diff']:.3f}")
-    return {"transcoder_quality": quality, "transcoder_seconds": seconds, "replacement": fidelity}
+    # the stage's own machine: `lister-tui organism transcoders` may run elsewhere than the build
+    return {"transcoder_quality": quality, "transcoder_seconds": seconds, "replacement": fidelity,
+            "transcoder_machine": machine_record(torch.get_num_threads())}
 
 
 def build_transcoders(folder: Path, settings: BuildSettings = BuildSettings(), log: Callable[[str], None] = print) -> dict:
