@@ -12,6 +12,6 @@ def test_the_intervention_benchmark_reports_the_ratio_and_the_first_partial_resu
     report = Report("smoke", {})
     compare_interventions(report, repeats=1, smoke=True, lab=tiny)
     variants = {r.variant for r in report.rows}
-    assert {"batched", "one regeneration at a time", "first partial result (8 units)"} <= variants
+    assert {"batched", "one regeneration at a time", "first partial result (4 units)"} <= variants
     ratios = [r for r in report.rows if r.variant == "ratio"]
     assert len(ratios) == 1 and math.isfinite(ratios[0].ratio) and ratios[0].ratio > 0

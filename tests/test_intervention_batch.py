@@ -117,7 +117,11 @@ def test_the_experiments_numbers_are_what_a_script_gets_from_the_api(tiny, small
 
 def test_partial_results_stream_and_a_saved_experiment_replays_bit_exact(tiny, small):
     samples, _, exp, seen = small
-    assert seen[:3] == [2, 4, 6] and exp.done
+    from lister_tui.core.study.intervention_batch import chunk_spans
+
+    ends = [start + size for start, size in chunk_spans(exp.units_total, 2)]
+    assert seen[: len(ends)] == ends and exp.done and ends[-1] == exp.units_total
+    assert ends[:2] == [2, 6]  # chunks of 2, then 4, ...: the first result soon, later ones batch more
     again = BatchExperiment.from_dict(exp.to_dict())
     assert again.summary() == exp.summary()
     assert replay(tiny, samples, again) == []

@@ -17,7 +17,7 @@ position, one forward pass each with and without) and Δend (reached the end tok
 0/1), the paired mean, 95% interval and sign-flip p-value (:mod:`stats`).
 
 Units run in chunks, each chunk batched across units, so partial results stream out
-(``on_partial``). Everything is seeded: running the same settings again gives the same
+(``on_partial``); the first chunk is small (a result soon), later ones grow (:func:`chunk_spans`). Everything is seeded: running the same settings again gives the same
 tokens and the same figures (:func:`replay` checks it).
 
 Long because the experiment's settings, its saved form, the random control, the run and
@@ -78,7 +78,7 @@ class ExperimentSettings:
     ci_method: str = BOOTSTRAP
     resamples: int = DEFAULT_RESAMPLES
     stats_seed: int = 0
-    chunk: int = 8  # units per streamed chunk
+    chunk: int = 4  # units in the first streamed chunk (later ones grow: chunk_spans)
 
     def validate(self) -> None:
         if self.interventions.is_empty():
@@ -412,8 +412,8 @@ def run_experiment(
             for k, spec in enumerate(specs)
         ]
 
-    for start in range(0, len(units), settings.chunk):
-        chunk = units[start : start + settings.chunk]
+    for start, size in chunk_spans(len(units), settings.chunk):
+        chunk = units[start : start + size]
         bases = sample(chunk, None, {})
         plains = []
         for u, b in zip(chunk, bases):
@@ -431,6 +431,21 @@ def run_experiment(
     if on_partial is not None:
         on_partial(exp)
     return exp
+
+
+GROWTH = 4  # later chunks grow to this many times the first
+
+
+def chunk_spans(n_units: int, first: int) -> list[tuple[int, int]]:
+    """(start, size) of each chunk: ``first`` units, then twice as many each time up to
+    GROWTH × ``first``: the first partial result comes soon, the later ones batch more.
+    Chunking changes no number (every unit is seeded alone), only when results stream out."""
+    spans, start, size = [], 0, first
+    while start < n_units:
+        spans.append((start, min(size, n_units - start)))
+        start += size
+        size = min(size * 2, first * GROWTH)
+    return spans
 
 
 def replay(loaded: LoadedModel, samples: Sequence[ListSample], saved: BatchExperiment) -> list[str]:
