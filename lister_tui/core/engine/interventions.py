@@ -263,11 +263,12 @@ def is_transcoder(sae: SAE) -> bool:
 class _Columns:
     """One SAE's interventions at one hook: one column per intervention (a feature may repeat)."""
 
-    def __init__(self, sae: SAE, items: Sequence[Intervention], prompt_len: int):
+    def _columns(self, sae: SAE, items: Sequence[Intervention], prompt_len: int, *, is_hook_z: bool) -> None:
+        """The features, their coefficients and the steady mask (shared by SAEs and transcoders)."""
         self.sae = sae
         self.items = list(items)
         self.prompt_len = prompt_len
-        self.is_hook_z = sae.cfg.reshape_activations == "hook_z"
+        self.is_hook_z = is_hook_z
         device = sae.device
         self.feature_ids = torch.tensor([i.feature for i in items], dtype=torch.long, device=device)  # [J]
         coef = [i.coefficients() for i in items]
@@ -278,6 +279,9 @@ class _Columns:
         self.steady_from = max([prompt_len] + [p + 1 for p in explicit])
         self.steady = self._mask_rows(self.steady_from, 1)
         self.steady_any = bool(self.steady.any())
+
+    def __init__(self, sae: SAE, items: Sequence[Intervention], prompt_len: int):
+        self._columns(sae, items, prompt_len, is_hook_z=sae.cfg.reshape_activations == "hook_z")
         self.fast = has_plain_decoder(sae)
         if self.fast:
             self.slice = FeatureSlice.of(sae, self.feature_ids)
@@ -351,19 +355,7 @@ class _TranscoderColumns(_Columns):
     """One transcoder's interventions: activations encoded from its input, decoder rows written to its output."""
 
     def __init__(self, sae: SAE, items: Sequence[Intervention], prompt_len: int):
-        self.sae = sae
-        self.items = list(items)
-        self.prompt_len = prompt_len
-        self.is_hook_z = False
-        device = sae.device
-        self.feature_ids = torch.tensor([i.feature for i in items], dtype=torch.long, device=device)  # [J]
-        coef = [i.coefficients() for i in items]
-        self.m_minus_1 = torch.tensor([m - 1.0 for m, _ in coef], dtype=sae.dtype, device=device)  # [J]
-        self.b = torch.tensor([b for _, b in coef], dtype=sae.dtype, device=device)  # [J]
-        explicit = [i.position for i in items if isinstance(i.position, int)]
-        self.steady_from = max([prompt_len] + [p + 1 for p in explicit])
-        self.steady = self._mask_rows(self.steady_from, 1)
-        self.steady_any = bool(self.steady.any())
+        self._columns(sae, items, prompt_len, is_hook_z=False)
         with torch.no_grad():
             self.W_dec = sae.W_dec[self.feature_ids].detach().contiguous()  # [J, d_out]
         self.fast = _plain_transcoder(sae)
@@ -374,7 +366,7 @@ class _TranscoderColumns(_Columns):
                     W_enc=sae.W_enc[:, self.feature_ids].detach().contiguous(),
                     b_enc=sae.b_enc[self.feature_ids].detach(),
                     W_dec=self.W_dec,
-                    input_bias=torch.zeros(sae.cfg.d_in, dtype=sae.dtype, device=device),
+                    input_bias=torch.zeros(sae.cfg.d_in, dtype=sae.dtype, device=sae.device),
                     threshold=None if threshold is None else threshold[self.feature_ids].detach(),
                 )
 
