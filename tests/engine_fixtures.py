@@ -144,3 +144,20 @@ def active_fraction(sae: SAE, model: HookedSAETransformer, seed: int = 5) -> flo
     with torch.no_grad():
         _, cache = model.run_with_cache(random_tokens(4, 16, seed), names_filter=hook_name)
         return (sae.encode(cache[hook_name]) > 0).float().mean().item()
+
+
+def word_activations(loaded, word: str = " short", template: str = "short", topic: str = "Animals", sae_id: str = "res_0"):
+    """(the word's position in the prompt, {feature: activation} of ``sae_id``'s features active there):
+    lister-tiny's planted features found from activations, never written in."""
+    import torch
+
+    from lister_tui.core.engine.prompts import prompt_ids
+
+    sae = loaded.load_sae(sae_id, cache=True)
+    hook = sae.cfg.metadata.hook_name
+    ids = prompt_ids(loaded, template, topic)
+    pos = ids.index(loaded.tokenizer.convert_tokens_to_ids(word))
+    with torch.inference_mode():
+        _, cache = loaded.model.run_with_cache(torch.tensor([ids]), names_filter=hook)
+        acts = sae.encode(cache[hook][0, pos])
+    return pos, {int(f): float(acts[f]) for f in torch.nonzero(acts > 0).flatten()}

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from engine_fixtures import word_activations
+
 from lister_tui.core.engine.generation import metric_curve_under, sample_lists
 from lister_tui.core.engine.interventions import Intervention, InterventionSet
 from lister_tui.core.engine.prompts import TOPICS, build_prompts, prompt_ids
@@ -36,14 +38,8 @@ def _lists(tiny, template, n_topics=6):
 @pytest.fixture(scope="module")
 def short_word(tiny):
     """res_0's features that fire on the prompt's " short" (found from activations), and the word's position."""
-    sae = tiny.load_sae("res_0", cache=True)
-    hook = sae.cfg.metadata.hook_name
-    ids = prompt_ids(tiny, "short", "Animals")
-    pos = ids.index(tiny.tokenizer.convert_tokens_to_ids(" short"))
-    with torch.inference_mode():
-        _, cache = tiny.model.run_with_cache(torch.tensor([ids]), names_filter=hook)
-        acts = sae.encode(cache[hook][0, pos])
-    feats = [int(f) for f in torch.nonzero(acts > 0).flatten()]
+    pos, active = word_activations(tiny)
+    feats = list(active)
     assert 1 <= len(feats) <= 4, feats  # the word lives in a few features of res_0
     return pos, feats
 

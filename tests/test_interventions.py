@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from engine_fixtures import ATTN_Z_HOOK, RESID_HOOK, build_model, build_sae, random_tokens
+from engine_fixtures import ATTN_Z_HOOK, RESID_HOOK, build_model, build_sae, random_tokens, word_activations
 
 from lister_tui.core.engine.generation import metric_curve_under, sample_lists
 from lister_tui.core.engine.interventions import (
@@ -127,14 +127,7 @@ def specs():
 @pytest.fixture(scope="module")
 def short_features(tiny):
     """res_0's features active on the prompt's " short" token (found from activations, not hard-coded)."""
-    sae = tiny.load_sae("res_0", cache=True)
-    hook = sae.cfg.metadata.hook_name
-    ids = prompt_ids(tiny, "short", "Animals")
-    pos = ids.index(tiny.tokenizer.convert_tokens_to_ids(" short"))
-    with torch.inference_mode():
-        _, cache = tiny.model.run_with_cache(torch.tensor([ids]), names_filter=hook)
-        acts = sae.encode(cache[hook][0, pos])
-    return pos, {int(f): float(acts[f]) for f in torch.nonzero(acts > 0).flatten()}
+    return word_activations(tiny)
 
 
 def _tokens(tiny, specs, iset):
